@@ -1,0 +1,35 @@
+# cbp: the two commands of the README are `make test` and `make book`.
+# Each creates .venv with the pinned torch pair and what it needs; nothing is installed by hand.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+.PHONY: test lint format book notebooks clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# One stamp per extra, so `make test` does not pay for the book's dependencies.
+$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/activate
+	$(PIP) install -e ".[test]"
+	touch $@
+
+$(VENV)/.book-installed: pyproject.toml | $(VENV)/bin/activate
+	$(PIP) install -e ".[test,book]"
+	touch $@
+
+test: $(VENV)/.test-installed
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.test-installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf book/_build notebooks/*.ipynb .pytest_cache .ruff_cache
