@@ -1,0 +1,187 @@
+"""Classifiers that read the decoder's C-dim embedding: the CBP head and the learnable baseline.
+
+Both compute pixel logits ``f . w_l`` on the unnormalised feature (Eq. 1-2). With equal-norm
+prototypes the prediction depends on ``cos(f, w_l)`` only, because ``|f|`` is shared by all classes
+of a pixel and ``|w_l| = T`` for all l.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cbp.prototypes import category_basis_prototypes, cosine_similarity_matrix, equalize
+
+Update = Literal["frozen", "gradient", "ema", "penalty"]
+UPDATES = ("frozen", "gradient", "ema", "penalty")
+
+
+class CBPHead(nn.Module):
+    """Category-Basis Prototype classifier: logits = f . w for N prototypes w of equal norm T.
+
+    Args:
+        channels: C, width of the embedding the head reads.
+        num_classes: N.
+        length: T, the common L2 norm of the prototypes.
+        init: prototype initialisation, see :func:`cbp.category_basis_prototypes`.
+        update: how the prototypes change during training (Table 4 of the paper):
+
+            * ``"frozen"`` (CBP, default): a buffer; no optimizer ever sees it.
+            * ``"gradient"``: the same initial prototypes as a learnable Parameter.
+            * ``"ema"``: a buffer moved after every step towards the batch's category centroids,
+              ``w_l <- m w_l + (1 - m) s_l`` for the classes in the batch, then re-equalised.
+            * ``"penalty"``: learnable, re-equalised after every step, plus
+              ``penalty_weight * mean_{i != j} cos(w_i, w_j)^2`` added to the loss.
+        seed: seed of the prototype draw.
+        momentum: m of the ``"ema"`` update.
+        penalty_weight: weight of the orthogonality penalty of the ``"penalty"`` update.
+        embeddings: class embeddings (N, D) for the text / masked inits.
+
+    Shapes:
+        forward: features (B, C, H, W) -> logits (B, N, H, W).
+    """
+
+    prototypes: Tensor
+
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        *,
+        length: float = 2.0,
+        init: str | Tensor = "orthogonal+equal",
+        update: Update = "frozen",
+        seed: int = 0,
+        momentum: float = 0.99,
+        penalty_weight: float = 0.01,
+        embeddings: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if update not in UPDATES:
+            raise ValueError(f"unknown prototype update {update!r}: expected one of {list(UPDATES)}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}")
+        weight = category_basis_prototypes(
+            num_classes, channels, length, seed=seed, init=init, embeddings=embeddings
+        )  # (N, C)
+        self.channels = channels
+        self.num_classes = num_classes
+        self.length = float(length)
+        self.init = init if isinstance(init, str) else "masked"
+        self.update = update
+        self.momentum = momentum
+        self.penalty_weight = penalty_weight
+        if update in ("frozen", "ema"):
+            # A buffer: saved in the state dict, moved by .to(), invisible to optimizers.
+            self.register_buffer("prototypes", weight)
+        else:
+            self.prototypes = nn.Parameter(weight)
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Pixel logits ``f . w_l`` (Eq. 1-2).
+
+        Args:
+            features: (B, C, H, W) embedding.
+
+        Returns:
+            (B, N, H, W) logits.
+        """
+        if features.dim() != 4 or features.shape[1] != self.channels:
+            raise ValueError(
+                f"CBPHead expects features (B, {self.channels}, H, W), got shape {tuple(features.shape)}"
+            )
+        weight = self.prototypes[:, :, None, None]  # (N, C, 1, 1)
+        return F.conv2d(features, weight.to(features.dtype))  # (B, N, H, W)
+
+    @torch.no_grad()
+    def after_step(self, category_centroids: Tensor | None = None, present: Tensor | None = None) -> None:
+        """Apply the prototype update after an optimizer step (``"ema"`` and ``"penalty"`` only).
+
+        Args:
+            category_centroids: (N, C) category centroids s_l of the last batch (OCCL's
+                ``"category_centroids"``); required for ``"ema"``.
+            present: (N,) bool, the classes present in the last batch; required for ``"ema"``.
+        """
+        if self.update == "ema":
+            if category_centroids is None or present is None:
+                raise ValueError(
+                    "update='ema' needs after_step(category_centroids, present) after every step"
+                )
+            present = present.to(self.prototypes.device)
+            centroids = category_centroids.to(self.prototypes)  # (N, C)
+            moved = self.momentum * self.prototypes + (1.0 - self.momentum) * centroids  # (N, C)
+            # A class whose moved row collapsed to zero keeps its old prototype.
+            ok = present & (moved.norm(dim=1) > 0)  # (N,)
+            self.prototypes[ok] = equalize(moved[ok], self.length)
+        elif self.update == "penalty":
+            self.prototypes.copy_(equalize(self.prototypes, self.length))
+
+    def penalty(self) -> Tensor:
+        """Orthogonality penalty of the ``"penalty"`` update: weight x mean squared off-diagonal cosine.
+
+        Returns:
+            Scalar tensor; zero (and without graph) for the other updates.
+        """
+        if self.update != "penalty":
+            return self.prototypes.new_zeros(())
+        unit = F.normalize(self.prototypes, dim=1)  # (N, C)
+        cos = unit @ unit.T  # (N, N)
+        n = cos.shape[0]
+        if n < 2:
+            return self.prototypes.new_zeros(())
+        off_diagonal = cos - torch.diag(torch.diagonal(cos))
+        return self.penalty_weight * off_diagonal.pow(2).sum() / (n * (n - 1))
+
+    def extra_repr(self) -> str:
+        kind = "buffer" if self.update in ("frozen", "ema") else "parameter"
+        cos = cosine_similarity_matrix(self.prototypes)
+        max_off = (
+            float((cos - torch.eye(cos.shape[0], dtype=cos.dtype)).abs().max()) if cos.shape[0] > 1 else 0.0
+        )
+        return (
+            f"channels={self.channels}, num_classes={self.num_classes}, length={self.length:g}, "
+            f"init={self.init!r}, update={self.update!r}, prototypes={kind}{tuple(self.prototypes.shape)}, "
+            f"max|cos|={max_off:.2e}"
+        )
+
+
+class LinearHead(nn.Module):
+    """The learnable baseline: a 1x1 convolution with bias (mmseg's ``conv_seg``).
+
+    Initialised as mmseg does: weights normal with std 0.01, bias 0.
+
+    Shapes:
+        forward: features (B, C, H, W) -> logits (B, N, H, W).
+    """
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.num_classes = num_classes
+        self.conv = nn.Conv2d(channels, num_classes, kernel_size=1, bias=True)
+        nn.init.normal_(self.conv.weight, std=0.01)
+        nn.init.zeros_(self.conv.bias)
+
+    @property
+    def prototypes(self) -> Tensor:
+        """The class weights seen as prototypes, (N, C) (a view of the conv weight)."""
+        return self.conv.weight.view(self.num_classes, self.channels)
+
+    @property
+    def bias(self) -> Tensor:
+        """The class biases, (N,)."""
+        return self.conv.bias
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Logits ``f . w_l + b_l``: features (B, C, H, W) -> (B, N, H, W)."""
+        return self.conv(features)
+
+    def after_step(self, category_centroids: Tensor | None = None, present: Tensor | None = None) -> None:
+        """No-op: the baseline is updated by its optimizer only."""
+
+    def penalty(self) -> Tensor:
+        """No penalty: a scalar zero."""
+        return self.conv.weight.new_zeros(())

@@ -1,0 +1,319 @@
+"""Online Centroid Contrastive Loss (OCCL): view centroids (Eq. 3), centroid loss (Eq. 4),
+category loss (Eq. 5) and their weighted sum (Eq. 6). Eq. 7 adds it to the pixel cross-entropy.
+
+How this project reads the equations (``shared/METHOD.md``; the printed ones have typos):
+
+* Features are the decoder's C-dim embedding (B, C, H, W). Labels are resized to (H, W) by
+  nearest; ignored pixels (255) count nowhere.
+* Two views split the batch's labels: ``"batch"`` (default) = first half of the images vs the
+  second half; ``"random"`` = each class's pixels split at random into two halves; ``"global"`` =
+  ``"batch"`` on every rank, then centroid sums and counts are summed over all ranks.
+* View centroid ``v_{l,x}`` = mean unnormalised feature of class l in view x (Eq. 3). Category
+  centroid ``s_l = (v_{l,1} + v_{l,2}) / 2`` for a class in both views, else that one view's centroid.
+* Vectors are L2-normalised just before every dot product (``normalize=True``, default).
+* Centroid loss, Eq. 4 read as InfoNCE (the print drops the log and breaks the denominator): for
+  each class i in both views and each view x,
+  ``-log( e^{v_i1.v_i2/tau} / (e^{v_i1.v_i2/tau} + sum_{j != i} e^{v_ix.sg(s_j)/tau}) )``,
+  j over the classes present in the batch, sg = stop-gradient; mean over such classes.
+* Category loss, Eq. 5 (its denominator ``sum_{j != i} e^{v_j1.w_j/tau}`` is read as a typo): for each
+  class i present in view x, cross-entropy of ``v_ix . w_j / tau`` over all N prototypes with
+  target i; mean over the present classes.
+* ``centroid = (L_v1 + L_v2) / 2``, ``category = (L_c1 + L_c2) / 2``,
+  ``loss = lam * centroid + phi * category`` (Eq. 6).
+
+All classes are reduced at once: one ``scatter_add`` builds the per-(view, class) sums; there is
+no Python loop over classes or pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cbp.distributed import all_reduce_sum_, get_world_size
+
+Views = Literal["batch", "random", "global"]
+VIEWS = ("batch", "random", "global")
+
+
+@dataclass
+class ViewCentroids:
+    """Per-view class centroids of one batch (Eq. 3).
+
+    Attributes:
+        view_centroids: (2, N, C) float32, mean feature of class l in view x; zero where absent.
+        counts: (2, N) pixel counts per view and class.
+        category_centroids: (N, C) float32, ``s_l`` (mean of the views it is present in).
+    """
+
+    view_centroids: Tensor
+    counts: Tensor
+    category_centroids: Tensor
+
+    @property
+    def present_in_view(self) -> Tensor:
+        """(2, N) bool: class l has pixels in view x."""
+        return self.counts > 0
+
+    @property
+    def present(self) -> Tensor:
+        """(N,) bool: class l has pixels in either view."""
+        return self.present_in_view.any(dim=0)
+
+    @property
+    def in_both_views(self) -> Tensor:
+        """(N,) bool: class l has pixels in both views."""
+        return self.present_in_view.all(dim=0)
+
+
+def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of integer labels (B, h, w) -> (B, H, W)."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    # float32 holds every label value (< 2^24) exactly.
+    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def assign_views(
+    labels: Tensor, views: Views, *, ignore_index: int = 255, generator: torch.Generator | None = None
+) -> Tensor:
+    """Split the pixels of a batch into two views.
+
+    Args:
+        labels: (B, H, W) int64 labels.
+        views: ``"batch"`` / ``"global"``: images ``[0, B/2)`` are view 0 and ``[B/2, B)`` view 1
+            (B must be even and >= 2). ``"random"``: each class's pixels are split at random into
+            two halves (the extra pixel of an odd count goes to view 1), drawn from ``generator``.
+        ignore_index: label of ignored pixels (their view does not matter).
+        generator: random generator of the ``"random"`` split.
+
+    Returns:
+        (B, H, W) int64 view index in {0, 1}.
+    """
+    batch = labels.shape[0]
+    if views in ("batch", "global"):
+        if batch < 2 or batch % 2:
+            raise ValueError(
+                f"OCCL views='{views}' splits the batch into two halves and needs an even batch size >= 2 "
+                f"per process (got {batch}); use an even batch or views='random'"
+            )
+        view = torch.zeros(batch, dtype=torch.long, device=labels.device)
+        view[batch // 2 :] = 1
+        return view[:, None, None].expand_as(labels)
+    if views != "random":
+        raise ValueError(f"unknown OCCL views {views!r}: expected one of {list(VIEWS)}")
+    flat = labels.reshape(-1)  # (P,)
+    keys = torch.rand(flat.shape, generator=generator, device="cpu").to(labels.device)  # (P,)
+    # Sort by (class, random key): each class's pixels become one contiguous run in random order.
+    order = torch.argsort(flat.double() + keys.double())  # (P,)
+    sorted_labels = flat[order]  # (P,)
+    _, counts = torch.unique_consecutive(sorted_labels, return_counts=True)  # (K,)
+    starts = torch.cumsum(counts, 0) - counts  # (K,)
+    run = torch.repeat_interleave(torch.arange(len(counts), device=labels.device), counts)  # (P,)
+    rank_in_class = torch.arange(flat.numel(), device=labels.device) - starts[run]  # (P,)
+    view_sorted = (rank_in_class >= counts[run] // 2).long()  # (P,)
+    view = torch.empty_like(flat)
+    view[order] = view_sorted
+    return view.view_as(labels)
+
+
+def view_centroids(
+    features: Tensor, labels: Tensor, view: Tensor, num_classes: int, *, ignore_index: int = 255
+) -> tuple[Tensor, Tensor]:
+    """Per-(view, class) feature sums and pixel counts, in one segmented reduction (Eq. 3's sums).
+
+    Args:
+        features: (B, C, H, W), any float dtype; summed in float32.
+        labels: (B, H, W) int64 at the features' resolution.
+        view: (B, H, W) int64 in {0, 1}.
+        num_classes: N.
+        ignore_index: pixels with this label are dropped.
+
+    Returns:
+        ``sums`` (2, N, C) float32 and ``counts`` (2, N) float32.
+    """
+    batch, channels, height, width = features.shape
+    valid = labels != ignore_index  # (B, H, W)
+    # Segment index view * N + class; ignored pixels go to an extra bucket 2N that is dropped.
+    segment = torch.where(valid, view * num_classes + labels, torch.full_like(labels, 2 * num_classes))
+    segment = segment.reshape(batch, 1, height * width)  # (B, 1, HW)
+    feats = features.float().reshape(batch, channels, height * width)  # (B, C, HW)
+    sums = feats.new_zeros(batch, channels, 2 * num_classes + 1)  # (B, C, 2N+1)
+    sums = sums.scatter_add(2, segment.expand(-1, channels, -1), feats)
+    sums = sums.sum(dim=0)[:, : 2 * num_classes]  # (C, 2N)
+    sums = sums.T.reshape(2, num_classes, channels)  # (2, N, C)
+    counts = torch.bincount(segment.reshape(-1), minlength=2 * num_classes + 1)[: 2 * num_classes]
+    return sums, counts.to(torch.float32).reshape(2, num_classes)  # (2, N, C), (2, N)
+
+
+def centroids_from_sums(sums: Tensor, counts: Tensor) -> ViewCentroids:
+    """View centroids (Eq. 3) and category centroids from per-view sums (2, N, C) and counts (2, N)."""
+    present = (counts > 0).to(sums.dtype)  # (2, N)
+    v = sums / counts.clamp(min=1.0)[..., None]  # (2, N, C)
+    s = (v * present[..., None]).sum(dim=0) / present.sum(dim=0).clamp(min=1.0)[:, None]  # (N, C)
+    return ViewCentroids(view_centroids=v, counts=counts, category_centroids=s)
+
+
+def centroid_loss(centroids: ViewCentroids, *, tau: float, normalize: bool = True) -> Tensor:
+    """Centroid loss (Eq. 4 read as InfoNCE): ``(L_v1 + L_v2) / 2``.
+
+    For each class i in both views and each view x, the positive is ``v_i1 . v_i2 / tau`` and the
+    negatives ``v_ix . sg(s_j) / tau`` for the other classes j present in the batch.
+
+    Returns:
+        Scalar tensor; exactly 0 (with zero gradient) when no class is in both views.
+    """
+    v = centroids.view_centroids  # (2, N, C)
+    s = centroids.category_centroids.detach()  # (N, C) stop-gradient
+    if normalize:
+        v, s = F.normalize(v, dim=-1), F.normalize(s, dim=-1)
+    num_classes = v.shape[1]
+    both = centroids.in_both_views  # (N,)
+    positive = (v[0] * v[1]).sum(dim=-1) / tau  # (N,)
+    negatives = torch.einsum("xnc,mc->xnm", v, s) / tau  # (2, N, N)
+    is_negative = centroids.present[None, :] & ~torch.eye(
+        num_classes, dtype=torch.bool, device=v.device
+    )  # (N, N)
+    negatives = negatives.masked_fill(~is_negative, float("-inf"))  # (2, N, N)
+    logits = torch.cat([positive[None, :, None].expand(2, -1, 1), negatives], dim=2)  # (2, N, 1+N)
+    per_class = torch.logsumexp(logits, dim=2) - positive[None]  # (2, N): -log softmax of the positive
+    weight = both.to(per_class.dtype)  # (N,)
+    per_view = (per_class * weight).sum(dim=1) / weight.sum().clamp(min=1.0)  # (2,)
+    return per_view.mean()
+
+
+def category_loss(
+    centroids: ViewCentroids, prototypes: Tensor, *, tau: float, normalize: bool = True
+) -> Tensor:
+    """Category loss (Eq. 5 read as cross-entropy over all prototypes): ``(L_c1 + L_c2) / 2``.
+
+    For each class i present in view x: ``CE(v_ix . w_j / tau over j = 1..N, target i)``, averaged over
+    the classes present in that view (0 for a view with no class).
+
+    Returns:
+        Scalar tensor.
+    """
+    v = centroids.view_centroids  # (2, N, C)
+    w = prototypes.float()  # (N, C)
+    if normalize:
+        v, w = F.normalize(v, dim=-1), F.normalize(w, dim=-1)
+    logits = torch.einsum("xnc,mc->xnm", v, w) / tau  # (2, N, N)
+    per_class = torch.logsumexp(logits, dim=2) - torch.diagonal(logits, dim1=1, dim2=2)  # (2, N)
+    weight = centroids.present_in_view.to(per_class.dtype)  # (2, N)
+    per_view = (per_class * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)  # (2,)
+    return per_view.mean()
+
+
+class OCCL(nn.Module):
+    """Online Centroid Contrastive Loss (Eq. 3-6).
+
+    Args:
+        tau: temperature of every dot product (paper: 0.07).
+        lam: weight lambda of the centroid loss.
+        phi: weight phi of the category loss.
+        views: ``"batch"``, ``"random"`` or ``"global"`` (see :func:`assign_views`). With
+            ``"global"`` under DDP, centroid sums and counts are summed over all ranks before the
+            loss, so every rank computes the loss of the whole global batch: global view 0 is the
+            union of every rank's first half of images. The gradient of the local contribution is
+            scaled by the world size so that DDP's gradient averaging yields the gradient of the
+            global loss. In one process ``"global"`` equals ``"batch"``.
+        normalize: L2-normalise centroids and prototypes before every dot product.
+        ignore_index: label of ignored pixels.
+        seed: seed of the ``"random"`` view split (a private generator, advanced every call).
+
+    Shapes:
+        forward: features (B, C, H, W) float, labels (B, h, w) int64 (resized to (H, W) by nearest),
+        prototypes (N, C).
+
+    Returns:
+        dict with scalar tensors ``"loss"`` (lam * centroid + phi * category), ``"centroid"``,
+        ``"category"``, and the detached ``"category_centroids"`` (N, C) float32 and
+        ``"present"`` (N,) bool of the batch (what the EMA prototype update needs).
+    """
+
+    def __init__(
+        self,
+        *,
+        tau: float = 0.07,
+        lam: float = 1.0,
+        phi: float = 0.3,
+        views: Views = "batch",
+        normalize: bool = True,
+        ignore_index: int = 255,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if views not in VIEWS:
+            raise ValueError(f"unknown OCCL views {views!r}: expected one of {list(VIEWS)}")
+        if not tau > 0:
+            raise ValueError(f"OCCL temperature tau must be > 0, got {tau}")
+        self.tau, self.lam, self.phi = float(tau), float(lam), float(phi)
+        self.views: Views = views
+        self.normalize = normalize
+        self.ignore_index = ignore_index
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def extra_repr(self) -> str:
+        return (
+            f"tau={self.tau:g}, lam={self.lam:g}, phi={self.phi:g}, views={self.views!r}, "
+            f"normalize={self.normalize}, ignore_index={self.ignore_index}"
+        )
+
+    def forward(self, features: Tensor, labels: Tensor, prototypes: Tensor) -> dict[str, Tensor]:
+        """Compute OCCL on one batch; see the class docstring for shapes and outputs."""
+        self._check_inputs(features, labels, prototypes)
+        num_classes = prototypes.shape[0]
+        labels = resize_labels(labels.long(), tuple(features.shape[-2:]))  # (B, H, W)
+        self._check_label_values(labels, num_classes)
+        view = assign_views(labels, self.views, ignore_index=self.ignore_index, generator=self.generator)
+        # Centroid arithmetic in float32 even under autocast (fp16 sums of many pixels overflow).
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            sums, counts = view_centroids(features, labels, view, num_classes, ignore_index=self.ignore_index)
+            if self.views == "global" and get_world_size() > 1:
+                world = get_world_size()
+                total_sums = all_reduce_sum_(sums.detach().clone())
+                counts = all_reduce_sum_(counts.clone())
+                # Value: the global sums. Gradient: world x the local path (DDP averages it back).
+                sums = total_sums + world * (sums - sums.detach())
+            centroids = centroids_from_sums(sums, counts)
+            centroid = centroid_loss(centroids, tau=self.tau, normalize=self.normalize)
+            category = category_loss(centroids, prototypes, tau=self.tau, normalize=self.normalize)
+        return {
+            "loss": self.lam * centroid + self.phi * category,
+            "centroid": centroid,
+            "category": category,
+            "category_centroids": centroids.category_centroids.detach(),
+            "present": centroids.present,
+        }
+
+    def _check_inputs(self, features: Tensor, labels: Tensor, prototypes: Tensor) -> None:
+        if features.dim() != 4 or not features.is_floating_point():
+            raise ValueError(
+                f"OCCL features must be a float tensor (B, C, H, W), got {features.dtype} {tuple(features.shape)}"
+            )
+        if labels.dim() != 3 or labels.dtype not in (torch.int64, torch.int32, torch.uint8):
+            raise ValueError(
+                f"OCCL labels must be an integer tensor (B, h, w) (int64), got {labels.dtype} {tuple(labels.shape)}"
+            )
+        if labels.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"OCCL features and labels disagree on the batch size: {features.shape[0]} vs {labels.shape[0]}"
+            )
+        if prototypes.dim() != 2 or prototypes.shape[1] != features.shape[1]:
+            raise ValueError(
+                f"OCCL prototypes must be (N, C={features.shape[1]}) to match the features, "
+                f"got {tuple(prototypes.shape)}"
+            )
+
+    def _check_label_values(self, labels: Tensor, num_classes: int) -> None:
+        bad = (labels != self.ignore_index) & ((labels < 0) | (labels >= num_classes))  # (B, H, W)
+        if bool(bad.any()):
+            values = torch.unique(labels[bad]).tolist()[:10]
+            raise ValueError(
+                f"OCCL labels must be in [0, {num_classes}) or ignore_index={self.ignore_index}; "
+                f"found {values}: check the dataset's label mapping or num_classes"
+            )
