@@ -1,0 +1,321 @@
+"""``BACKBONES`` (one plain dict of model specs) and ``create_model``, the one way to build a model.
+
+The paper's models (Section 4.1, Table 1) as mmsegmentation configures them:
+
+========== ================================= ========= =========== ===================
+key        encoder                            decoder   C (embed)   auxiliary FCN head
+========== ================================= ========= =========== ===================
+resnet50   timm ``resnet50c``, OS 8           FCN       512         stage 3, 256 ch
+resnet101  timm ``resnet101c``, OS 8          FCN       512         stage 3, 256 ch
+convnext_b timm ``convnext_base``             UPerNet   512         stage 3, 256 ch
+swin_b     timm ``swin_base_patch4_window7_224`` UPerNet 512        stage 3, 256 ch
+mit_b0..b5 smp ``mit_b0``..``mit_b5``         SegFormer 256         none
+========== ================================= ========= =========== ===================
+
+ResNet: mmseg uses ResNetV1c (a deep 3x3 stem, stride-2 3x3 convs in the bottlenecks) dilated to
+output stride 8 with dilations (1, 1, 2, 4) and ``contract_dilation``. timm's ``resnet50c`` /
+``resnet101c`` are exactly the deep-stem V1c variants (``resnet50d`` would add average-pool
+shortcuts, which V1c lacks), and timm's ``output_stride=8`` gives stages 3/4 dilation 2/4 with the
+first block of each at the previous dilation, i.e. mmseg's ``contract_dilation=True``.
+
+Small variants for CPUs, tests and laptops (not in the paper; decoder width 256 so that CBP fits
+ADE20K's 150 and COCO-Stuff's 171 classes): ``resnet18`` (timm ``resnet18d``: timm has no
+``resnet18c``; ``d`` is the closest deep-stem variant with hub weights), ``convnext_atto``,
+``convnext_t`` (timm ``convnext_tiny``, UPerNet 512 as mmseg's ConvNeXt-T), ``swin_t`` (timm
+``swin_tiny_patch4_window7_224``, UPerNet 512 as mmseg's Swin-T), ``swin_atto`` (a 4-block Swin
+with widths 32..256 built from timm's Swin class; no hub weights) and ``cnn_tiny`` (a 4-stage
+conv net + the SegFormer decoder, the book's synthetic default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cbp.heads import CBPHead, LinearHead
+
+from .decoders import FCNHead, SegformerHead, UPerHead
+from .encoders import SmpEncoder, TimmEncoder, TinyCNN
+from .segmentor import AuxHead, Segmentor
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one model of ``BACKBONES``.
+
+    Attributes:
+        family: "resnet" | "convnext" | "swin" | "mit" | "cnn".
+        source: where the encoder comes from: "timm" | "smp" | "cbp".
+        name: the timm / smp model name ("" for cbp's own encoder).
+        decoder: "fcn" | "upernet" | "segformer".
+        channels: decoder width C, the embedding dimension the classifier reads.
+        aux_channels: width of the auxiliary FCN head when it is on.
+        aux: whether the auxiliary head is on by default (mmseg's configs).
+        encoder_kwargs: extra keyword arguments of the encoder (timm ``create_model`` kwargs).
+        hub_weights: whether ``pretrained=True`` can find weights for this encoder.
+    """
+
+    family: str
+    source: str
+    name: str
+    decoder: str
+    channels: int
+    aux_channels: int = 256
+    aux: bool = True
+    encoder_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    hub_weights: bool = True
+
+
+_RESNET = {"output_stride": 8, "out_indices": (1, 2, 3, 4)}  # levels 1-4: skip the stem level 0
+# A tiny Swin (no timm model is smaller than Swin-T): same class, 1-1-2-1 blocks, widths 32-256.
+_SWIN_ATTO = {"embed_dim": 32, "depths": (1, 1, 2, 1), "num_heads": (1, 2, 4, 8)}
+
+BACKBONES: dict[str, BackboneSpec] = {
+    # The paper's models (mmseg configs: drop-path 0.4 ConvNeXt-B, 0.3 Swin, 0.1 MiT (smp's default)).
+    "resnet50": BackboneSpec("resnet", "timm", "resnet50c", "fcn", 512, encoder_kwargs=_RESNET),
+    "resnet101": BackboneSpec("resnet", "timm", "resnet101c", "fcn", 512, encoder_kwargs=_RESNET),
+    "convnext_b": BackboneSpec(
+        "convnext", "timm", "convnext_base", "upernet", 512, encoder_kwargs={"drop_path_rate": 0.4}
+    ),
+    "swin_b": BackboneSpec(
+        "swin", "timm", "swin_base_patch4_window7_224", "upernet", 512, encoder_kwargs={"drop_path_rate": 0.3}
+    ),
+    **{f"mit_b{i}": BackboneSpec("mit", "smp", f"mit_b{i}", "segformer", 256, aux=False) for i in range(6)},
+    # Small variants.
+    "resnet18": BackboneSpec(
+        "resnet", "timm", "resnet18d", "fcn", 256, aux_channels=64, encoder_kwargs=_RESNET
+    ),
+    "convnext_atto": BackboneSpec(
+        "convnext",
+        "timm",
+        "convnext_atto",
+        "upernet",
+        256,
+        aux_channels=64,
+        encoder_kwargs={"drop_path_rate": 0.1},
+    ),
+    "convnext_t": BackboneSpec(
+        "convnext", "timm", "convnext_tiny", "upernet", 512, encoder_kwargs={"drop_path_rate": 0.4}
+    ),
+    "swin_t": BackboneSpec(
+        "swin", "timm", "swin_tiny_patch4_window7_224", "upernet", 512, encoder_kwargs={"drop_path_rate": 0.3}
+    ),
+    "swin_atto": BackboneSpec(
+        "swin",
+        "timm",
+        "swin_tiny_patch4_window7_224",
+        "upernet",
+        256,
+        aux_channels=64,
+        encoder_kwargs={**_SWIN_ATTO, "drop_path_rate": 0.1},
+        hub_weights=False,
+    ),
+    "cnn_tiny": BackboneSpec("cnn", "cbp", "", "segformer", 256, aux=False, hub_weights=False),
+}
+
+CLASSIFIERS = ("cbp", "linear")
+# Keys of ImageNet classification heads, absent from a features-only encoder; dropped when a plain
+# timm / smp checkpoint is loaded.
+_CLASSIFICATION_KEYS = ("fc.", "head.", "classifier.", "norm.")
+
+
+def get_spec(backbone: str) -> BackboneSpec:
+    """The spec of ``backbone``; an unknown name is a ``KeyError`` listing the valid ones."""
+    try:
+        return BACKBONES[backbone]
+    except KeyError:
+        raise KeyError(
+            f"unknown backbone {backbone!r}: expected one of {sorted(BACKBONES)} (see cbp.models.BACKBONES)"
+        ) from None
+
+
+def _size_pair(img_size: int | tuple[int, int]) -> tuple[int, int]:
+    return (img_size, img_size) if isinstance(img_size, int) else (int(img_size[0]), int(img_size[1]))
+
+
+def build_encoder(
+    spec: BackboneSpec, *, hub: bool = False, img_size: int | tuple[int, int] | None = None
+) -> nn.Module:
+    """The encoder of ``spec``; ``hub=True`` loads timm / smp hub weights; ``img_size`` is used by Swin only."""
+    if hub and not spec.hub_weights:
+        raise ValueError(
+            f"no hub weights exist for this encoder ({spec.family}, {spec.name or 'cbp'}): "
+            "use pretrained=False or a path to a local checkpoint"
+        )
+    if spec.source == "cbp":
+        return TinyCNN()
+    if spec.source == "smp":
+        return SmpEncoder(spec.name, pretrained=hub)
+    kwargs = dict(spec.encoder_kwargs)
+    if spec.family == "swin":
+        if img_size is None:
+            # Any input size: attention masks built per forward, windows padded as mmseg's Swin does.
+            kwargs["dynamic_img_size"] = True
+        else:
+            kwargs["img_size"] = _size_pair(img_size)  # fixed input size
+    return TimmEncoder(
+        spec.name,
+        nhwc=spec.family == "swin",
+        out_norms=spec.family in ("swin", "convnext"),  # mmseg's per-output norm0..norm3
+        pretrained=hub,
+        **kwargs,
+    )
+
+
+def _encoder_state(obj: Any, path: Path) -> dict[str, Tensor]:
+    """The encoder part of a loaded checkpoint: a cbp checkpoint (``obj["model"]`` holds a
+    Segmentor state dict), a ``{"state_dict": ...}`` wrapper, or a plain state dict."""
+    if not isinstance(obj, Mapping):
+        raise ValueError(
+            f"{path}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}"
+        )
+    if isinstance(obj.get("model"), Mapping):
+        state = {k.removeprefix("encoder."): v for k, v in obj["model"].items() if k.startswith("encoder.")}
+        if not state:
+            found = list(obj["model"])[:8]
+            raise ValueError(
+                f"{path}: the checkpoint's 'model' has no 'encoder.*' keys (found e.g. {found}); "
+                "expected a cbp checkpoint or a plain encoder state dict"
+            )
+        return state
+    if isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, Tensor)}
+    for prefix in ("encoder.", "backbone."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items()}
+    return state
+
+
+def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
+    """Load encoder weights from a local file, strictly.
+
+    Accepted: ``model.encoder.state_dict()`` of a cbp model, a cbp training checkpoint (a dict
+    whose ``"model"`` is a Segmentor state dict; its ``"encoder.*"`` keys are taken), or a plain
+    timm / smp checkpoint of the same architecture (keys mapped through timm's feature-wrapper
+    renaming; ImageNet classifier keys ``fc.``/``head.``/``norm.`` dropped; the new per-output
+    norms of Swin/ConvNeXt may be absent, as in mmseg).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: no key matches the encoder, or keys are missing / unexpected / of another shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained checkpoint not found: {path} (expected a file with an encoder state dict or a cbp "
+            "checkpoint; use pretrained=False for random weights or pretrained=True for the timm/smp hub)"
+        )
+    state = _encoder_state(torch.load(path, map_location="cpu", weights_only=True), path)
+    own = encoder.state_dict()
+    if any(k in own for k in state):
+        target, allowed_missing, dropped = state, (), []
+    else:  # a plain timm / smp checkpoint: map its keys onto the wrapper's
+        from_raw = {encoder.raw_key(k): k for k in own}
+        target = {from_raw[k]: v for k, v in state.items() if k in from_raw}
+        dropped = [k for k in state if k not in from_raw and k.startswith(_CLASSIFICATION_KEYS)]
+        state = {k: v for k, v in state.items() if k not in dropped}
+        allowed_missing = ("out_norms.",)
+        if not target:
+            raise ValueError(
+                f"{path}: no key matches the encoder ({type(encoder).__name__} "
+                f"{getattr(encoder, 'name', '')}); found e.g. {list(state)[:8]}, expected e.g. {list(own)[:4]}"
+            )
+        target.update({k: v for k, v in state.items() if k not in from_raw})  # reported as unexpected
+    missing = [k for k in own if k not in target and not k.startswith(allowed_missing)]
+    unexpected = [k for k in target if k not in own]
+    wrong_shape = [
+        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in target.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        raise ValueError(
+            f"{path} does not fit the encoder: {len(missing)} missing keys {missing[:8]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:8]}, {len(wrong_shape)} of another shape "
+            f"{wrong_shape[:4]}; was it saved from the same backbone (and the same Swin img_size)?"
+        )
+    encoder.load_state_dict(target, strict=not allowed_missing)
+
+
+def create_model(
+    backbone: str,
+    num_classes: int,
+    *,
+    classifier: str = "cbp",
+    pretrained: bool | str | Path = False,
+    img_size: int | tuple[int, int] | None = None,
+    length: float = 2.0,
+    init: str | Tensor = "orthogonal+equal",
+    update: str = "frozen",
+    proto_seed: int = 0,
+    aux_head: bool | None = None,
+    dropout: float = 0.1,
+) -> Segmentor:
+    """Build a segmentation model: encoder + decoder + classifier (+ auxiliary FCN head).
+
+    Args:
+        backbone: a key of :data:`BACKBONES` (e.g. ``"mit_b5"``, ``"swin_b"``, ``"cnn_tiny"``).
+        num_classes: N.
+        classifier: ``"cbp"`` (frozen category-basis prototypes, :class:`cbp.heads.CBPHead`) or
+            ``"linear"`` (the learnable baseline with bias, :class:`cbp.heads.LinearHead`).
+        pretrained: False (random encoder), True (timm / smp hub weights, downloaded into the user's
+            cache), or a path to a local checkpoint (see :func:`load_encoder_checkpoint`).
+        img_size: (H, W) or an int, the fixed input size of Swin (None: any size, masks built per
+            forward); ignored by the other backbones.
+        length: T, the norm of every prototype (Algorithm 1); CBP only.
+        init: prototype initialisation (``cbp.category_basis_prototypes``); CBP only.
+        update: ``"frozen"`` (default), ``"gradient"``, ``"ema"`` or ``"penalty"``; CBP only.
+        proto_seed: seed of the prototypes' private generator; CBP only.
+        aux_head: add mmseg's auxiliary FCN head on stage 3; None = as mmseg (on for ResNet,
+            ConvNeXt and Swin, off for MiT and cnn_tiny).
+        dropout: ``Dropout2d`` probability before the classifier (mmseg: 0.1).
+
+    Returns:
+        A :class:`Segmentor` with ``.embed_dim`` = the decoder width C.
+    """
+    spec = get_spec(backbone)
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {classifier!r}: expected one of {list(CLASSIFIERS)}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    local = pretrained if isinstance(pretrained, (str, Path)) else None
+    if local is not None and not Path(local).is_file():
+        load_encoder_checkpoint(nn.Module(), local)  # raises FileNotFoundError before any building
+    encoder = build_encoder(spec, hub=pretrained is True, img_size=img_size)
+    if local is not None:
+        load_encoder_checkpoint(encoder, local)
+
+    if spec.decoder == "fcn":
+        decoder: nn.Module = FCNHead(encoder.channels, spec.channels, num_convs=2, concat_input=True)
+    elif spec.decoder == "upernet":
+        decoder = UPerHead(encoder.channels, spec.channels, pool_scales=(1, 2, 3, 6))
+    else:
+        decoder = SegformerHead(encoder.channels, spec.channels)
+    embed_dim = spec.channels
+
+    if classifier == "linear":
+        head: nn.Module = LinearHead(embed_dim, num_classes)
+    else:
+        try:
+            head = CBPHead(embed_dim, num_classes, length=length, init=init, update=update, seed=proto_seed)
+        except ValueError as err:
+            if embed_dim >= num_classes:
+                raise
+            raise ValueError(
+                f"{err} [the {backbone!r} decoder gives {embed_dim}-d embeddings, fewer than the "
+                f"{num_classes} classes: use a backbone with a wider decoder or classifier='linear']"
+            ) from err
+
+    use_aux = spec.aux if aux_head is None else bool(aux_head)
+    aux = (
+        AuxHead(encoder.channels, num_classes, spec.aux_channels, in_index=2, dropout=dropout)
+        if use_aux
+        else None
+    )
+    return Segmentor(encoder, decoder, head, num_classes=num_classes, aux_head=aux, dropout=dropout)
