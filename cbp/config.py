@@ -169,7 +169,7 @@ def synthetic() -> Config:
     """The CPU default: 50-class synthetic scene parsing, 64x64, cnn_tiny from scratch (SYNTHETIC-STUDY)."""
     return Config(
         model=ModelConfig(backbone="cnn_tiny", classifier="cbp", length=2.0),
-        data=DataConfig(name="synthetic", root="data/synthetic-50", synthetic_classes=50),
+        data=DataConfig(name="synthetic", root="data/synthetic-50", synthetic_classes=50, cat_max_ratio=1.0),
         loss=LossConfig(ce_resolution="feature", occl=True, lam=1.0, phi=0.3, tau=0.07),
         optim=OptimConfig(
             name="adamw", lr=1e-3, weight_decay=0.01, power=1.0, warmup_iters=100, warmup_ratio=1e-6

@@ -1,0 +1,80 @@
+"""Build the model and the datasets a :class:`cbp.config.Config` describes (shared by train and evaluate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cbp.config import Config
+from cbp.distributed import barrier, is_main_process
+
+
+def ensure_data(cfg: Config) -> None:
+    """Generate the synthetic set on rank 0 if it is missing (other ranks wait at a barrier)."""
+    if cfg.data.name == "synthetic":
+        if is_main_process():
+            from cbp.data.synthetic import ensure_synthetic
+
+            ensure_synthetic(
+                Path(cfg.data.root),
+                classes=cfg.data.synthetic_classes,
+                train=cfg.data.synthetic_train,
+                val=cfg.data.synthetic_val,
+                size=cfg.data.synthetic_size,
+                seed=cfg.data.synthetic_seed,
+                progress=cfg.train.progress,
+            )
+        barrier()
+
+
+def train_transform(cfg: Config) -> Any:
+    """mmseg's training pipeline with the config's sizes."""
+    from cbp.data.transforms import TrainTransform
+
+    d = cfg.data
+    return TrainTransform(
+        crop_size=d.crop_size,
+        scale=d.scale,
+        ratio_range=d.ratio_range,
+        cat_max_ratio=d.cat_max_ratio,
+        flip=d.flip,
+        photometric=d.photometric,
+        ignore_index=cfg.loss.ignore_index,
+    )
+
+
+def test_transform(cfg: Config) -> Any:
+    """mmseg's test pipeline (keep-ratio resize to ``data.test_scale``, normalise)."""
+    from cbp.data.transforms import TestTransform
+
+    return TestTransform(scale=cfg.data.test_scale)
+
+
+def build_split(cfg: Config, split: str, transform: Any = None) -> Any:
+    """The ``"train"`` or ``"val"`` split of ``cfg.data`` (see :func:`cbp.data.build_dataset`)."""
+    from cbp.data import build_dataset
+
+    return build_dataset(cfg.data.name, cfg.data.root, split, transform)
+
+
+def build_model(cfg: Config, num_classes: int) -> nn.Module:
+    """:func:`cbp.models.create_model` with ``cfg.model``."""
+    from cbp.models import create_model
+
+    m = cfg.model
+    pretrained: bool | str = {"": False, "hub": True}.get(m.pretrained, m.pretrained)
+    return create_model(
+        m.backbone,
+        num_classes,
+        classifier=m.classifier,
+        pretrained=pretrained,
+        img_size=(m.img_size or cfg.data.crop_size[0]) if m.backbone.startswith("swin") else None,
+        length=m.length,
+        init=m.init,
+        update=m.update,
+        proto_seed=m.proto_seed,
+        aux_head=m.aux_head,
+        dropout=m.dropout,
+    )
