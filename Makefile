@@ -33,3 +33,5 @@ format: $(VENV)/.test-installed
 
 clean:
 	rm -rf book/_build notebooks/*.ipynb .pytest_cache .ruff_cache
+
+include book/make-book.mk

@@ -1,0 +1,70 @@
+# Book and notebook targets, included from the top-level Makefile (`include book/make-book.mk`,
+# after VENV/PY are defined there).
+#
+#   make book        execute every notebook (cached) and build book/_build/html, warnings = errors
+#   make notebooks   pair notebooks/*.py -> notebooks/*.ipynb and register the "python3" kernel,
+#                    so that `papermill notebooks/05_train_ade.ipynb out.ipynb -p ...` works
+#   make book-check  offline check of the built HTML (+ Chromium screenshots when chromium exists)
+#
+# The jupyter-cache keys on a notebook's code only, not on the library it imports: when any
+# cbp/*.py file changes, the cache is dropped and every page rebuilt, so no page shows output
+# computed by older library code.
+
+BOOK_DIR        := book
+BOOK_HTML       := $(BOOK_DIR)/_build/html
+MATHJAX_VERSION := 3.2.2
+MATHJAX_DIR     := $(BOOK_DIR)/_vendor/mathjax
+KERNEL_JSON     := $(VENV)/share/jupyter/kernels/python3/kernel.json
+NOTEBOOK_PY     := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
+NOTEBOOK_IPYNB  := $(NOTEBOOK_PY:.py=.ipynb)
+JB_FLAGS        ?= -W -n --keep-going
+SCREENSHOT_DIR  ?= $(BOOK_DIR)/_build/screenshots
+
+.PHONY: book notebooks book-check book-clean
+
+# MathJax 3 from the npm registry (a local copy: the built site loads nothing from the network).
+$(MATHJAX_DIR)/tex-chtml.js:
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js + npm (e.g. apt-get install -y npm) to vendor MathJax"; exit 1; }
+	rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR)
+	tmp=$$(mktemp -d) && npm pack --silent --pack-destination $$tmp mathjax@$(MATHJAX_VERSION) >/dev/null \
+	  && tar -xzf $$tmp/mathjax-$(MATHJAX_VERSION).tgz -C $$tmp \
+	  && cp $$tmp/package/LICENSE $$tmp/package/es5/tex-chtml.js $(MATHJAX_DIR)/ \
+	  && mkdir -p $(MATHJAX_DIR)/output/chtml $(MATHJAX_DIR)/input/tex \
+	  && cp -r $$tmp/package/es5/output/chtml/fonts $(MATHJAX_DIR)/output/chtml/ \
+	  && cp -r $$tmp/package/es5/input/tex/extensions $(MATHJAX_DIR)/input/tex/ \
+	  && cp -r $$tmp/package/es5/a11y $$tmp/package/es5/ui $$tmp/package/es5/adaptors $(MATHJAX_DIR)/ \
+	  && rm -rf $$tmp
+	@echo "MathJax $(MATHJAX_VERSION) vendored into $(MATHJAX_DIR)"
+
+# The venv's ipykernel registered as "python3" with the venv's interpreter (absolute path), so
+# jupyter-book, Papermill and a system-wide Jupyter all run notebooks with the project's Python.
+$(KERNEL_JSON): $(VENV)/.book-installed
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cbp .venv)" >/dev/null
+	@touch $@
+
+notebooks/%.ipynb: notebooks/%.py $(KERNEL_JSON)
+	$(VENV)/bin/jupytext --quiet --to ipynb --set-kernel python3 --output $@ $<
+
+notebooks: $(KERNEL_JSON) $(NOTEBOOK_IPYNB)
+	@echo "Paired $(words $(NOTEBOOK_IPYNB)) notebooks: e.g. $(VENV)/bin/papermill notebooks/05_train_ade.ipynb out.ipynb -p backbone swin_b"
+
+book: $(VENV)/.book-installed $(KERNEL_JSON) $(MATHJAX_DIR)/tex-chtml.js
+	@start=$$(date +%s); mkdir -p $(BOOK_DIR)/_build; \
+	src=$$(cat $$(find cbp -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16); \
+	all=""; if [ "$$(cat $(BOOK_DIR)/_build/.cbp-src-hash 2>/dev/null)" != "$$src" ]; then \
+	  echo "cbp library changed since the last build: dropping cached notebook outputs"; \
+	  rm -rf $(BOOK_DIR)/_build/.jupyter_cache; all="--all"; fi; \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYDEVD_DISABLE_FILE_VALIDATION=1 \
+	  $(VENV)/bin/jupyter-book build $(BOOK_DIR) $(JB_FLAGS) $$all || exit $$?; \
+	echo "$$src" > $(BOOK_DIR)/_build/.cbp-src-hash; \
+	echo "Book built in $$(( $$(date +%s) - start )) s: open file://$(CURDIR)/$(BOOK_HTML)/index.html"
+
+book-check: $(VENV)/.book-installed
+	@test -f $(BOOK_HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
+	$(PY) ci/check_offline.py $(BOOK_HTML)
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+	  bash ci/screenshot.sh $(SCREENSHOT_DIR); \
+	else echo "chromium not installed: screenshots skipped (apt-get install -y chromium)"; fi
+
+book-clean:
+	rm -rf $(BOOK_DIR)/_build $(NOTEBOOK_IPYNB)

@@ -1,0 +1,121 @@
+"""Figure style shared by the book's notebooks (matplotlib only; no library logic here).
+
+Every notebook starts with ``use_style()`` so that figures look the same across pages, and ends a
+figure with ``finish(fig)`` (tight layout, optionally saved under a folder, then shown). Colours
+for the classifier families compared throughout the book come from ``CLASSIFIER_COLORS`` so a
+reader sees "learnable" in the same colour on every page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+#: One colour per classifier family used across the book (colour-blind safe, Okabe-Ito).
+CLASSIFIER_COLORS: dict[str, str] = {
+    "learnable": "#D55E00",  # vermillion: the 1x1-conv baseline (prototypes learned)
+    "cbp": "#0072B2",  # blue: frozen, orthogonal, equal-norm prototypes (the paper)
+    "equal": "#009E73",  # green: equal norm only (no Gram-Schmidt)
+    "orthogonal": "#CC79A7",  # purple: orthogonal only (no equalisation)
+    "gradient": "#E69F00",  # orange: CBP init, then learned
+    "ema": "#56B4E9",  # sky blue: CBP init, then EMA of category centroids
+    "penalty": "#F0E442",  # yellow: learned + re-equalised + orthogonality penalty
+    "paper": "#555555",  # grey: numbers quoted from the paper
+}
+
+#: A qualitative palette for class colours in toy problems (Okabe-Ito order).
+CLASS_COLORS: list[str] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+
+def use_style(*, dpi: int = 110, font_size: float = 10.0) -> None:
+    """Set the book's matplotlib style (call once at the top of a notebook).
+
+    Args:
+        dpi: Figure resolution in the rendered book (PNG outputs).
+        font_size: Base font size in points.
+    """
+    mpl.rcParams.update(
+        {
+            "figure.dpi": dpi,
+            "savefig.dpi": dpi,
+            "figure.figsize": (6.4, 4.0),
+            "font.size": font_size,
+            "axes.titlesize": font_size + 1,
+            "axes.labelsize": font_size,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "legend.frameon": False,
+            "legend.fontsize": font_size - 1,
+            "image.cmap": "viridis",
+            "axes.prop_cycle": mpl.cycler(color=CLASS_COLORS),
+            # Plain-text SVG/PNG output: never fetch fonts from anywhere.
+            "svg.fonttype": "none",
+        }
+    )
+
+
+def finish(fig: plt.Figure, name: str | None = None, *, out_dir: str | Path | None = None) -> None:
+    """Lay out a figure, optionally save it as ``out_dir/name.png``, then show it.
+
+    Args:
+        fig: The figure to finish.
+        name: File stem used when ``out_dir`` is given.
+        out_dir: Folder for a PNG copy (created if missing); None saves nothing.
+    """
+    fig.tight_layout()
+    if out_dir is not None and name is not None:
+        path = Path(out_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path / f"{name}.png", bbox_inches="tight")
+    plt.show()
+
+
+def similarity_heatmap(
+    ax: plt.Axes,
+    sim: np.ndarray,
+    labels: Sequence[str] | None = None,
+    *,
+    title: str = "",
+    vmin: float = -1.0,
+    vmax: float = 1.0,
+    annotate: bool = False,
+) -> mpl.image.AxesImage:
+    """Draw a (N, N) cosine-similarity matrix with a diverging colour map centred on 0.
+
+    Args:
+        ax: Axes to draw on.
+        sim: (N, N) similarity matrix.
+        labels: Optional N tick labels.
+        title: Axes title.
+        vmin: Lower end of the colour scale.
+        vmax: Upper end of the colour scale.
+        annotate: Write each value in its cell (only sensible for N <= 12).
+
+    Returns:
+        The image, for a colour bar.
+    """
+    im = ax.imshow(sim, cmap="RdBu_r", vmin=vmin, vmax=vmax)
+    n = sim.shape[0]
+    if labels is not None:
+        ax.set_xticks(range(n), labels, rotation=90)
+        ax.set_yticks(range(n), labels)
+    ax.set_xlabel("prototype j")
+    ax.set_ylabel("prototype i")
+    ax.grid(False)
+    ax.set_title(title)
+    if annotate:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    return im
+
+
+def paper_label(text: str) -> str:
+    """Mark a number or series as quoted from the paper (not measured here)."""
+    return f"{text} (paper)"
