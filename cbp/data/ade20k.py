@@ -1,0 +1,286 @@
+"""ADE20K (SceneParsing, ``ADEChallengeData2016``) reader, also used for the synthetic benchmark.
+
+Layout (the official release, unchanged)::
+
+    ADEChallengeData2016/
+      images/training/ADE_train_00000001.jpg ...
+      images/validation/ADE_val_00000001.jpg ...
+      annotations/training/ADE_train_00000001.png ...     (uint8, 0 = "other", 1..150 = classes)
+      annotations/validation/ADE_val_00000001.png ...
+
+Labels follow mmsegmentation's ``reduce_zero_label``: PNG value 0 ("other") becomes 255 (ignored)
+and every class value ``v`` becomes ``v - 1``. A root that holds ``cbp_meta.json`` (written by
+:mod:`cbp.data.synthetic`) is read the same way, with its own class names, class count and
+training pixel counts.
+
+The image/label helpers here (``read_image``, ``read_label_png``, ``map_label``) are shared with the
+COCO-Stuff reader.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from cbp.data.classes import (
+    ADE20K_CLASSES,
+    ADE20K_PALETTE,
+    ade20k_pixel_counts,
+    reduce_zero_label_lut,
+)
+
+META_FILE = "cbp_meta.json"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+ADE20K_LAYOUT = """\
+<root>/                       (e.g. ADEChallengeData2016)
+  images/training/*.jpg
+  images/validation/*.jpg
+  annotations/training/*.png     (same file stem as the image; 0 = other, 1..N = classes)
+  annotations/validation/*.png"""
+
+Transform = Callable[[torch.Tensor, torch.Tensor], Any]
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """Read an RGB image file.
+
+    Returns:
+        uint8 tensor (3, H, W).
+
+    Raises:
+        OSError: the file cannot be opened or decoded (the message names it).
+    """
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"))  # (H, W, 3) uint8
+    except Exception as e:  # PIL raises several types (UnidentifiedImageError, OSError, SyntaxError ...)
+        raise OSError(
+            f"cannot read image {path}: {type(e).__name__}: {e}. Re-download or remove this file."
+        ) from e
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()  # (3, H, W)
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """Read a single-channel label PNG (mode L, P, I or I;16) without any colour conversion.
+
+    Returns:
+        integer array (H, W) with the raw stored values.
+
+    Raises:
+        OSError: unreadable file; ValueError: a colour (RGB) label image.
+    """
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            array = np.asarray(img)
+    except Exception as e:
+        raise OSError(
+            f"cannot read label {path}: {type(e).__name__}: {e}. Re-download or remove this file."
+        ) from e
+    if array.ndim != 2:
+        raise ValueError(
+            f"label {path} has mode {mode!r} and shape {array.shape}: expected a single-channel (H, W) PNG of "
+            "class ids (mode L or P), not a colour visualisation"
+        )
+    return array
+
+
+def map_label(raw: np.ndarray, lut: np.ndarray, path: Path, what: str) -> torch.Tensor:
+    """Map raw label values through a lookup table and refuse values outside the classes.
+
+    Args:
+        raw: integer array (H, W) as stored in the file.
+        lut: int64 array (256,); -1 marks invalid raw values.
+        path: file the values came from (for the error message).
+        what: description of the valid values, e.g. "0..150 or 255".
+
+    Returns:
+        int64 tensor (H, W) with values in 0..N-1 or 255.
+
+    Raises:
+        ValueError: naming the file and the offending values (never clipped).
+    """
+    raw = np.asarray(raw)
+    if raw.dtype.kind not in "iub":
+        raise ValueError(f"label {path} has dtype {raw.dtype}: expected integer class ids ({what})")
+    raw64 = raw.astype(np.int64)
+    outside = (raw64 < 0) | (raw64 > 255)
+    mapped = lut[np.clip(raw64, 0, 255)]  # (H, W)
+    bad = outside | (mapped < 0)
+    if bad.any():
+        values = np.unique(raw64[bad])
+        shown = ", ".join(str(v) for v in values[:20]) + (" ..." if len(values) > 20 else "")
+        raise ValueError(
+            f"label {path} holds values outside the classes: {shown} ({int(bad.sum())} pixels); expected {what}. "
+            "Check that the annotation belongs to this dataset (wrong class count or a converted/colour file)."
+        )
+    return torch.from_numpy(mapped)
+
+
+def layout_error(root: Path, missing: Path, layout: str, extra: str = "") -> FileNotFoundError:
+    """A FileNotFoundError that shows the expected directory tree."""
+    return FileNotFoundError(
+        f"{missing} does not exist. Expected this layout under {root}:\n{layout}\n{extra}".rstrip()
+    )
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Sorted image files directly inside ``folder``."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+class SegmentationFiles(Dataset):
+    """Base for the readers: a list of (image, label) paths, a label decoder, an optional transform."""
+
+    num_classes: int
+    class_names: list[str]
+    palette: np.ndarray
+    pixel_counts: np.ndarray | None
+    files: list[tuple[Path, Path]]
+
+    def __init__(self, transform: Transform | None) -> None:
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load_label(self, path: Path) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Any:
+        """Returns ``(image uint8 (3, H, W), label int64 (H, W))``, or ``transform(image, label)``."""
+        image_path, label_path = self.files[index]
+        image = read_image(image_path)  # (3, H, W) uint8
+        label = self.load_label(label_path)  # (H, W) int64
+        if tuple(image.shape[1:]) != tuple(label.shape):
+            raise ValueError(
+                f"image {image_path} is {tuple(image.shape[1:])} (H, W) but its label {label_path} is "
+                f"{tuple(label.shape)}: an image and its label must have the same size"
+            )
+        if self.transform is not None:
+            return self.transform(image, label)
+        return image, label
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={len(self)}, num_classes={self.num_classes}, root={getattr(self, 'root', '?')})"
+
+
+class ADE20K(SegmentationFiles):
+    """ADE20K SceneParsing (150 classes) or a synthetic set in the same layout.
+
+    Args:
+        root: the ``ADEChallengeData2016`` folder (or a folder written by :mod:`cbp.data.synthetic`).
+        split: "training" or "validation".
+        transform: optional callable ``(image uint8 (3, H, W), label int64 (H, W)) -> anything``.
+
+    Attributes:
+        num_classes: 150, or the synthetic set's class count.
+        class_names: list of N names.
+        palette: uint8 array (N, 3) for visualisation.
+        pixel_counts: float64 array (N,) of training pixel counts (synthetic: exact counts; real ADE20K:
+            the shipped share of training pixels per class, which is proportional to the counts).
+        files: sorted list of (image path, label path).
+        meta: the parsed ``cbp_meta.json`` (synthetic sets) or None.
+
+    ``ds[i]`` is ``(image uint8 (3, H, W), label int64 (H, W))`` with values 0..N-1 or 255, or
+    ``transform(image, label)``.
+    """
+
+    SPLITS = ("training", "validation")
+
+    def __init__(self, root: str | Path, split: str = "training", transform: Transform | None = None) -> None:
+        super().__init__(transform)
+        if split not in self.SPLITS:
+            raise ValueError(f"ADE20K split must be one of {self.SPLITS}, got {split!r}")
+        self.root = Path(root)
+        self.split = split
+        if not self.root.is_dir():
+            raise layout_error(
+                self.root,
+                self.root,
+                ADE20K_LAYOUT,
+                "Download ADEChallengeData2016.zip or generate "
+                "a synthetic set with `python -m cbp.data.synthetic --out DIR`.",
+            )
+        image_dir, label_dir = self.root / "images" / split, self.root / "annotations" / split
+        for folder in (image_dir, label_dir):
+            if not folder.is_dir():
+                raise layout_error(self.root, folder, ADE20K_LAYOUT)
+
+        self.meta: dict | None = None
+        meta_path = self.root / META_FILE
+        if meta_path.exists():
+            self.meta = _read_meta(meta_path)
+            self.num_classes = int(self.meta["num_classes"])
+            self.class_names = list(self.meta["class_names"])
+            self.pixel_counts = np.asarray(self.meta["pixel_counts"], dtype=np.float64)
+            palette = self.meta.get("palette")
+            self.palette = (
+                np.asarray(palette, dtype=np.uint8) if palette else _fallback_palette(self.num_classes)
+            )
+        else:
+            self.num_classes = len(ADE20K_CLASSES)
+            self.class_names = list(ADE20K_CLASSES)
+            self.pixel_counts = ade20k_pixel_counts()
+            self.palette = ADE20K_PALETTE.copy()
+        self._lut = reduce_zero_label_lut(self.num_classes)
+
+        self.files = _pair_files(image_dir, label_dir, ".png", self.root, ADE20K_LAYOUT)
+
+    def load_label(self, path: Path) -> torch.Tensor:
+        """Read an annotation PNG and apply ``reduce_zero_label`` -> int64 (H, W)."""
+        return map_label(
+            read_label_png(path), self._lut, path, f"0 (other) or 1..{self.num_classes} (or 255)"
+        )
+
+
+def _pair_files(
+    image_dir: Path, label_dir: Path, label_suffix: str, root: Path, layout: str
+) -> list[tuple[Path, Path]]:
+    """Pair every image with ``label_dir/<stem><label_suffix>``; a missing label is an error."""
+    images = list_images(image_dir)
+    if not images:
+        raise layout_error(root, image_dir / "*.jpg", layout, f"({image_dir} exists but holds no images)")
+    present = {p.name for p in label_dir.iterdir()}
+    files = [(p, label_dir / (p.stem + label_suffix)) for p in images]
+    missing = [(img, lab) for img, lab in files if lab.name not in present]
+    if missing:
+        img, lab = missing[0]
+        raise FileNotFoundError(
+            f"image {img} has no label: expected {lab} ({len(missing)} of {len(files)} images lack labels). "
+            f"Expected layout under {root}:\n{layout}"
+        )
+    return files
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise OSError(f"cannot read {path}: {e}. Delete the folder and regenerate the synthetic set.") from e
+    missing = [k for k in ("num_classes", "class_names", "pixel_counts") if k not in meta]
+    if missing:
+        raise ValueError(
+            f"{path} lacks the keys {missing}: regenerate it with `python -m cbp.data.synthetic`"
+        )
+    if len(meta["class_names"]) != meta["num_classes"] or len(meta["pixel_counts"]) != meta["num_classes"]:
+        raise ValueError(
+            f"{path} is inconsistent: class_names / pixel_counts lengths differ from num_classes"
+        )
+    return meta
+
+
+def _fallback_palette(n: int) -> np.ndarray:
+    """Deterministic distinct-ish colours for a class count without a shipped palette."""
+    if n <= len(ADE20K_PALETTE):
+        return ADE20K_PALETTE[:n].copy()
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(n, 3), dtype=np.uint8)

@@ -1,0 +1,509 @@
+r"""A synthetic long-tailed scene-parsing benchmark, written in the ADE20K layout.
+
+Why: the paper's claims concern long-tailed, ambiguous scene parsing (ADE20K, COCO-Stuff). This set
+keeps the two properties that matter for it, a long tail of class frequencies and groups of classes
+that are hard to tell apart, in images small enough (64 x 64) for a CPU model to learn in minutes.
+The set is written as ``images/{training,validation}/*.jpg`` + ``annotations/.../*.png`` (PNG value
+``c + 1`` for class ``c``) and a ``cbp_meta.json``, and read by :class:`cbp.data.ADE20K`.
+
+Generative model
+----------------
+**Classes.** ``classes=150`` uses all ADE20K classes; ``classes=K < 150`` keeps ADE20K classes
+``round(i * 150 / K)`` of the frequency-ordered list (``K = 50``: every third, starting at "wall").
+Class ``c`` has frequency :math:`p_c \propto r_c`, the ADE20K share of training pixels, renormalised
+(v1, 150 classes: wall 17%, rarest 0.02%; v2, 50 classes: wall 42%).
+
+**Appearance** (drawn once per set from ``appearance_seed``). Class ``c`` has a mean colour
+:math:`\mu_c \sim U(0.15, 0.85)^3`, a sinusoid texture with orientation :math:`\theta_c \sim U(0, 180^\circ)`,
+period :math:`\lambda_c` log-uniform in 3-12 px and amplitude :math:`a_c \sim U(0.06, 0.22)`, and pixel
+noise :math:`\sigma_c \sim U(0.02, 0.10)`.
+*Confusable groups* (16 for 150 classes, 6 for 50): classes are split into frequency thirds and each
+group takes one frequent, one mid and one rare class (without replacement). The members share the
+frequent member's colour (up to ``±0.015`` a channel), period, amplitude and noise, and differ only in
+orientation, by 30° steps (offsets 0/30/60° assigned at random). This is the ambiguity the paper
+targets: a frequent class next to rare look-alikes.
+
+**Layout** (``seed``). Each image is a Voronoi partition of ``n ~ U{4..9}`` distinct random seed pixels;
+each cell takes a class drawn i.i.d. from :math:`p`. So pixel frequencies follow :math:`p` and rare classes
+appear in few images (150 classes, 4000 training images: the rarest in about 5-7 images).
+In validation, every class is additionally forced into ``min_val_images`` (6) different images (one
+cell each) so that it can be scored; this flattens the far tail of the validation distribution only.
+
+**Rendering.** A pixel ``x`` in cell ``j`` of class ``c`` in image ``i`` gets
+
+.. math::
+    I(x) = \mathrm{clip}_{[0,1]}\Big(g_i\,[\mu_c + b_j + a_c \sin(2\pi\,\langle x, u(\theta_c + \delta_j)\rangle
+           / (\lambda_c (1 + \epsilon_j)) + \varphi_j) + \sigma_c \eta(x)] + k_i + \ell_i(x) + 0.03\,\eta'(x)\Big)
+
+with label-independent nuisance: per cell orientation jitter :math:`\delta_j \sim N(0, 4^\circ)`, period
+jitter :math:`\epsilon_j \sim N(0, 0.04)`, phase :math:`\varphi_j \sim U(0, 2\pi)`, brightness
+:math:`b_j \sim U(-0.04, 0.04)`; per image gain :math:`g_i \sim U(0.75, 1.25)`, colour cast
+:math:`k_i \sim N(0, 0.05^2)^3`, linear light gradient :math:`\ell_i` (random direction, ``±0.15`` edge
+to edge); per pixel noise :math:`\eta, \eta' \sim N(0, 1)` per channel. The texture is added to all
+three channels (a luminance pattern). Flips would turn orientation :math:`\theta` into
+:math:`180^\circ - \theta`, so training on this set must not flip (``TrainTransform.synthetic``).
+
+**Storage.** JPEG at quality 98 with 4:4:4 chroma (PIL ``subsampling=0``). Measured on these images
+(RMS error against the exact float render, in units of the 0-1 intensity range): PIL's default
+q75 / 4:2:0 gives 0.083 (21.6 dB), more than the smallest texture amplitude 0.06, so it would wipe
+out the finest (3 px) textures and halve colour resolution; q95 / 4:4:4 gives 0.016 (36 dB); q98 /
+4:4:4 gives 0.007 (43 dB, ~10 kB an image), most of it in the pixel noise. The PSNR of each generated
+set is recorded in ``cbp_meta.json["jpeg"]``; the tests check that a nearest-centroid classifier on
+region colour and orientation, fitted on the stored JPEGs, still separates the classes.
+
+**Pretraining task.** ``pretrain=True`` (or another ``appearance_seed``) redraws every class
+appearance and group while keeping the layout statistics, and uses a different layout stream: a
+disjoint task of the same kind, for pretraining an encoder whose classifier is thrown away.
+
+Usage::
+
+    python -m cbp.data.synthetic --out data/synthetic50 --classes 50
+    python -m cbp.data.synthetic --out data/synthetic50_pretrain --classes 50 --pretrain
+
+or ``ensure_synthetic(root, classes=50)`` from Python (generates only if ``root/cbp_meta.json`` is
+missing; the set is written to a temporary folder and renamed into place, so an interrupted run
+never leaves a half set that looks complete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cbp.data.ade20k import META_FILE
+from cbp.data.classes import ADE20K_CLASSES, ADE20K_PALETTE, ade20k_pixel_counts
+
+FORMAT = "cbp-synthetic"
+VERSION = 1
+PRETRAIN_SEED_OFFSET = 1000
+DEFAULT_GROUPS = {150: 16, 50: 6}
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """Everything that determines the generated bytes (stored in ``cbp_meta.json["params"]``)."""
+
+    classes: int = 150
+    train: int = 4000
+    val: int = 900
+    size: int = 64
+    seed: int = 0
+    appearance_seed: int | None = None  # None -> seed (or seed + 1000 when pretrain)
+    pretrain: bool = False
+    num_groups: int | None = None  # None -> 16 for 150 classes, 6 for 50, else classes // 9
+    min_cells: int = 4
+    max_cells: int = 9
+    min_val_images: int = 6
+    jpeg_quality: int = 98
+
+    def resolved(self) -> SyntheticParams:
+        """Fill the None defaults and validate."""
+        if not 1 <= self.classes <= 150:
+            raise ValueError(f"classes must be in 1..150 (ADE20K classes), got {self.classes}")
+        if self.size < 8:
+            raise ValueError(f"size must be >= 8 pixels, got {self.size}")
+        if not 1 <= self.min_cells <= self.max_cells <= self.size * self.size:
+            raise ValueError(f"need 1 <= min_cells <= max_cells, got {self.min_cells}, {self.max_cells}")
+        if self.train < 1 or self.val < self.min_val_images:
+            raise ValueError(
+                f"need train >= 1 and val >= min_val_images ({self.min_val_images}) so every class can be "
+                f"placed in that many validation images; got train={self.train}, val={self.val}"
+            )
+        forced_per_image = math.ceil(self.classes * self.min_val_images / self.val)
+        if forced_per_image > self.size * self.size // 4:
+            raise ValueError(f"val={self.val} is too small to hold every class {self.min_val_images} times")
+        groups = self.num_groups
+        if groups is None:
+            groups = DEFAULT_GROUPS.get(self.classes, self.classes // 9)
+        if 3 * groups > self.classes:
+            raise ValueError(f"num_groups={groups} needs 3 * groups <= classes ({self.classes})")
+        app = self.appearance_seed
+        if app is None:
+            app = self.seed + (PRETRAIN_SEED_OFFSET if self.pretrain else 0)
+        if not 50 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 50..100, got {self.jpeg_quality}")
+        return SyntheticParams(**(asdict(self) | {"num_groups": groups, "appearance_seed": app}))
+
+
+@dataclass
+class Appearance:
+    """Per-class appearance parameters (N classes, G groups)."""
+
+    colour: np.ndarray  # (N, 3) in [0, 1]
+    theta: np.ndarray  # (N,) radians
+    period: np.ndarray  # (N,) pixels
+    amplitude: np.ndarray  # (N,)
+    noise: np.ndarray  # (N,)
+    groups: np.ndarray  # (G, 3) class ids: frequent, mid, rare
+
+
+def class_table(classes: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The ADE20K classes the set uses.
+
+    Returns:
+        ade_ids int64 (N,) (0-based ADE20K training ids), names (N,), probabilities float64 (N,) summing to 1.
+    """
+    ade_ids = np.round(np.arange(classes) * 150 / classes).astype(np.int64)  # K=50 -> 0, 3, 6, ...
+    ratios = ade20k_pixel_counts()[ade_ids]
+    return ade_ids, [ADE20K_CLASSES[i] for i in ade_ids], ratios / ratios.sum()
+
+
+def draw_appearance(probs: np.ndarray, num_groups: int, rng: np.random.Generator) -> Appearance:
+    """Draw class appearances and confusable groups (see module docstring)."""
+    n = len(probs)
+    colour = rng.uniform(0.15, 0.85, size=(n, 3))
+    theta = rng.uniform(0.0, np.pi, size=n)
+    period = np.exp(rng.uniform(np.log(3.0), np.log(12.0), size=n))
+    amplitude = rng.uniform(0.06, 0.22, size=n)
+    noise = rng.uniform(0.02, 0.10, size=n)
+    order = np.argsort(-probs, kind="stable")  # most frequent first
+    thirds = np.array_split(order, 3)
+    groups = np.stack([rng.choice(t, size=num_groups, replace=False) for t in thirds], axis=1)  # (G, 3)
+    if num_groups:
+        lead = groups[:, 0]  # (G,)
+        members = groups[:, 1:]  # (G, 2)
+        colour[members] = np.clip(
+            colour[lead][:, None, :] + rng.uniform(-0.015, 0.015, size=(num_groups, 2, 3)), 0, 1
+        )
+        for arr in (period, amplitude, noise):
+            arr[members] = arr[lead][:, None]
+        offsets = rng.permuted(np.tile(np.arange(3), (num_groups, 1)), axis=1) * np.deg2rad(30.0)  # (G, 3)
+        theta[groups] = (theta[lead][:, None] + offsets) % np.pi
+    return Appearance(colour, theta, period, amplitude, noise, groups.astype(np.int64))
+
+
+def draw_layout(
+    n_images: int,
+    probs: np.ndarray,
+    p: SyntheticParams,
+    rng: np.random.Generator,
+    forced: list[np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voronoi layouts.
+
+    Returns:
+        seeds int64 (B, K) flat pixel index of each cell's seed, cell_class int64 (B, K),
+        valid bool (B, K) (cells beyond an image's count are unused), K = max cells per image.
+    """
+    n_cells = rng.integers(p.min_cells, p.max_cells + 1, size=n_images)  # (B,)
+    if forced is not None:
+        n_forced = np.array([len(f) for f in forced])
+        n_cells = np.maximum(n_cells, n_forced)
+    k = int(n_cells.max())
+    pixels = p.size * p.size
+    seeds = np.argpartition(rng.random((n_images, pixels), dtype=np.float32), k - 1, axis=1)[
+        :, :k
+    ]  # distinct
+    cell_class = rng.choice(len(probs), size=(n_images, k), p=probs)  # (B, K)
+    if forced is not None:
+        for i, f in enumerate(forced):  # at most one or two cells an image: a loop over images, not pixels
+            cell_class[i, : len(f)] = f
+    valid = np.arange(k)[None, :] < n_cells[:, None]  # (B, K)
+    return seeds.astype(np.int64), cell_class, valid
+
+
+def forced_validation_classes(
+    num_classes: int, n_val: int, copies: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Assign each class to ``copies`` distinct validation images: list (per image) of class ids."""
+    perm = rng.permutation(n_val)
+    slots = np.arange(num_classes * copies)
+    image_of_slot = perm[slots % n_val]  # consecutive slots of a class land in distinct images
+    class_of_slot = slots // copies
+    order = np.argsort(image_of_slot, kind="stable")
+    bounds = np.searchsorted(image_of_slot[order], np.arange(n_val + 1))
+    return [class_of_slot[order[bounds[i] : bounds[i + 1]]] for i in range(n_val)]
+
+
+def render(
+    seeds: np.ndarray,
+    cell_class: np.ndarray,
+    valid: np.ndarray,
+    app: Appearance,
+    size: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render a batch of layouts (vectorised over images and pixels).
+
+    Returns:
+        images float32 (B, S, S, 3) in [0, 1] (before quantisation), labels int64 (B, S, S) class ids.
+    """
+    b, k = cell_class.shape
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)  # (S, S)
+    sy, sx = (seeds // size).astype(np.float32), (seeds % size).astype(np.float32)  # (B, K)
+    dist = (yy[None, None] - sy[:, :, None, None]) ** 2 + (
+        xx[None, None] - sx[:, :, None, None]
+    ) ** 2  # (B, K, S, S)
+    dist[~valid] = np.inf
+    cell = dist.argmin(axis=1).reshape(b, -1)  # (B, S*S)
+    labels = np.take_along_axis(cell_class, cell, axis=1)  # (B, S*S)
+
+    # per-cell nuisance (B, K)
+    f32 = np.float32
+    theta = (app.theta[cell_class] + np.deg2rad(4.0) * rng.standard_normal((b, k))).astype(f32)
+    period = (app.period[cell_class] * (1.0 + 0.04 * rng.standard_normal((b, k)))).astype(f32)
+    phase = rng.uniform(0, 2 * np.pi, size=(b, k)).astype(f32)
+    bright = rng.uniform(-0.04, 0.04, size=(b, k)).astype(f32)
+    colour, amplitude, noise = (a.astype(f32) for a in (app.colour, app.amplitude, app.noise))
+
+    def per_pixel(a: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(a, cell, axis=1)  # (B, S*S)
+
+    x, y = xx.reshape(1, -1), yy.reshape(1, -1)  # (1, S*S)
+    th = per_pixel(theta)
+    wave = np.sin(
+        2 * np.pi * (x * np.cos(th) + y * np.sin(th)) / per_pixel(period) + per_pixel(phase)
+    )  # (B, S*S)
+    value = (
+        colour[labels]  # (B, S*S, 3)
+        + (per_pixel(bright) + amplitude[labels] * wave)[..., None]
+        + noise[labels][..., None] * rng.standard_normal((b, size * size, 3), dtype=f32)
+    )
+    # per-image nuisance
+    gain = rng.uniform(0.75, 1.25, size=(b, 1, 1)).astype(f32)
+    cast = (0.05 * rng.standard_normal((b, 1, 3))).astype(f32)
+    angle = rng.uniform(0, 2 * np.pi, size=(b, 1)).astype(f32)
+    strength = rng.uniform(-0.15, 0.15, size=(b, 1)).astype(f32)
+    ramp = (
+        strength * ((x - (size - 1) / 2) * np.cos(angle) + (y - (size - 1) / 2) * np.sin(angle)) / (size / 2)
+    )
+    image = gain * value + cast + ramp[..., None] + 0.03 * rng.standard_normal((b, size * size, 3), dtype=f32)
+    image = np.clip(image, 0.0, 1.0).reshape(b, size, size, 3)  # (B, S, S, 3) float32
+    return image, labels.reshape(b, size, size)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """uint8 (S, S, 3) -> JPEG bytes with 4:4:4 chroma (no subsampling)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+def _split_stream(p: SyntheticParams, split: int) -> np.random.Generator:
+    return np.random.default_rng([p.seed, split, 1 if p.pretrain else 0, 20240])
+
+
+def _write_split(
+    root: Path, name: str, n: int, probs: np.ndarray, app: Appearance, p: SyntheticParams, split: int, bar
+) -> dict:
+    """Generate and write one split; returns pixel/image counts and JPEG error statistics."""
+    rng = _split_stream(p, split)
+    forced = None
+    if split == 1:
+        forced = forced_validation_classes(len(probs), n, p.min_val_images, rng)
+    image_dir, label_dir = root / "images" / name, root / "annotations" / name
+    image_dir.mkdir(parents=True)
+    label_dir.mkdir(parents=True)
+    prefix = "SYN_train" if split == 0 else "SYN_val"
+    num_classes = len(probs)
+    pixel_counts = np.zeros(num_classes, dtype=np.int64)
+    image_counts = np.zeros(num_classes, dtype=np.int64)
+    sq_err, n_values = 0.0, 0
+    chunk = 256
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        seeds, cell_class, valid = draw_layout(
+            stop - start, probs, p, rng, forced[start:stop] if forced else None
+        )
+        images, labels = render(seeds, cell_class, valid, app, p.size, rng)
+        images_u8 = np.round(images * 255.0).astype(np.uint8)  # (B, S, S, 3)
+        pixel_counts += np.bincount(labels.reshape(-1), minlength=num_classes)
+        present = np.zeros((stop - start, num_classes), dtype=bool)
+        present[np.arange(stop - start)[:, None], labels.reshape(stop - start, -1)] = True
+        image_counts += present.sum(axis=0)
+        for j in range(stop - start):
+            stem = f"{prefix}_{start + j + 1:08d}"
+            data = encode_jpeg(images_u8[j], p.jpeg_quality)
+            (image_dir / f"{stem}.jpg").write_bytes(data)
+            Image.fromarray((labels[j] + 1).astype(np.uint8), mode="L").save(label_dir / f"{stem}.png")
+            decoded = np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64)
+            sq_err += float(((decoded - images[j].astype(np.float64) * 255.0) ** 2).sum())
+            n_values += decoded.size
+        if bar is not None:
+            bar.update(stop - start)
+    rmse = math.sqrt(sq_err / n_values)
+    return {
+        "pixel_counts": pixel_counts.tolist(),
+        "image_counts": image_counts.tolist(),
+        "jpeg_rmse": rmse / 255.0,
+        "jpeg_psnr_db": 20 * math.log10(255.0 / max(rmse, 1e-12)),
+    }
+
+
+def generate(out: str | Path, *, progress: bool = True, **kw) -> Path:
+    """Generate a synthetic set into ``out`` (which must not exist, or be an empty folder).
+
+    Args:
+        out: destination folder; written atomically (temporary sibling folder, then rename).
+        progress: show a tqdm bar.
+        **kw: fields of :class:`SyntheticParams`: ``classes`` (150), ``train`` (4000), ``val`` (900),
+            ``size`` (64), ``seed`` (0), ``appearance_seed`` (None = seed, or seed + 1000 with
+            ``pretrain``), ``pretrain`` (False), ``num_groups`` (None = 16 / 6), ``min_cells`` (4),
+            ``max_cells`` (9), ``min_val_images`` (6), ``jpeg_quality`` (98).
+
+    Returns:
+        ``Path(out)``.
+
+    Raises:
+        FileExistsError: ``out`` exists and is not empty (use :func:`ensure_synthetic` to reuse a set).
+    """
+    params = SyntheticParams(**kw).resolved()
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(
+            f"{out} exists and is not empty: remove it, choose another --out, or call ensure_synthetic() to reuse it"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    t0 = time.perf_counter()
+    try:
+        _generate_into(tmp, params, progress)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if progress:
+        psnr = json.loads((out / META_FILE).read_text())["jpeg"]["psnr_db"]
+        print(
+            f"wrote {params.train}+{params.val} images to {out} in {time.perf_counter() - t0:.1f} s (JPEG PSNR {psnr:.1f} dB)"
+        )
+    return out
+
+
+def _generate_into(root: Path, p: SyntheticParams, progress: bool) -> None:
+    ade_ids, names, probs = class_table(p.classes)
+    app = draw_appearance(probs, p.num_groups, np.random.default_rng([p.appearance_seed, 7, 20240]))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=p.train + p.val, desc=f"synthetic {p.classes} classes", unit="img")
+    try:
+        train = _write_split(root, "training", p.train, probs, app, p, 0, bar)
+        val = _write_split(root, "validation", p.val, probs, app, p, 1, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    group_of = np.full(p.classes, -1, dtype=np.int64)
+    group_of[app.groups.reshape(-1)] = np.repeat(np.arange(len(app.groups)), 3)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "generator": "cbp.data.synthetic",
+        "num_classes": p.classes,
+        "class_names": names,
+        "ade20k_ids": ade_ids.tolist(),
+        "pixel_ratios": probs.tolist(),
+        "pixel_counts": train["pixel_counts"],
+        "image_counts": train["image_counts"],
+        "val_pixel_counts": val["pixel_counts"],
+        "val_image_counts": val["image_counts"],
+        "groups": app.groups.tolist(),
+        "group_of": group_of.tolist(),
+        "appearance": {
+            "colour": np.round(app.colour, 6).tolist(),
+            "theta_deg": np.round(np.rad2deg(app.theta), 4).tolist(),
+            "period_px": np.round(app.period, 4).tolist(),
+            "amplitude": np.round(app.amplitude, 5).tolist(),
+            "noise": np.round(app.noise, 5).tolist(),
+        },
+        "palette": ADE20K_PALETTE[ade_ids].tolist(),
+        "seed": p.seed,
+        "appearance_seed": p.appearance_seed,
+        "params": asdict(p),
+        "jpeg": {
+            "quality": p.jpeg_quality,
+            "subsampling": "4:4:4",
+            "rmse": round(float(np.mean([train["jpeg_rmse"], val["jpeg_rmse"]])), 6),
+            "psnr_db": round(float(np.mean([train["jpeg_psnr_db"], val["jpeg_psnr_db"]])), 3),
+        },
+    }
+    # written last: its presence marks a complete set
+    (root / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def read_meta(root: str | Path) -> dict | None:
+    """The parsed ``cbp_meta.json`` of a generated set, or None when there is none."""
+    path = Path(root) / META_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def ensure_synthetic(root: str | Path, *, progress: bool = True, **kw) -> Path:
+    """Generate the set at ``root`` unless ``root/cbp_meta.json`` already describes the same parameters.
+
+    Idempotent and safe to call from rank 0 only (the others wait at a barrier, then read).
+
+    Raises:
+        ValueError: an existing set was generated with different parameters (the message lists them).
+        FileExistsError: ``root`` holds other files but no ``cbp_meta.json``.
+    """
+    root = Path(root)
+    params = SyntheticParams(**kw).resolved()
+    meta = read_meta(root)
+    if meta is None:
+        try:
+            return generate(root, progress=progress, **asdict(params))
+        except (FileExistsError, OSError):
+            meta = read_meta(root)  # another process may have finished the same set meanwhile
+            if meta is None:
+                raise
+    existing = meta.get("params", {})
+    diff = {k: (existing.get(k), v) for k, v in asdict(params).items() if existing.get(k) != v}
+    if diff:
+        shown = ", ".join(f"{k}: existing {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(
+            f"{root} holds a synthetic set with different parameters ({shown}). "
+            "Use another folder for these parameters, or delete this one to regenerate it."
+        )
+    return root
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        prog="python -m cbp.data.synthetic",
+        description="Generate the synthetic long-tailed scene-parsing set (ADE20K layout + cbp_meta.json).",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="destination folder")
+    parser.add_argument(
+        "--classes", type=int, default=150, help="150 (all ADE20K classes) or e.g. 50 (every third)"
+    )
+    parser.add_argument("--train", type=int, default=4000, help="training images")
+    parser.add_argument("--val", type=int, default=900, help="validation images")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="layout seed (and appearance seed unless given)")
+    parser.add_argument("--appearance-seed", type=int, default=None, help="redraw class appearances")
+    parser.add_argument(
+        "--pretrain", action="store_true", help="disjoint pretraining task (appearance seed+1000)"
+    )
+    parser.add_argument("--groups", type=int, default=None, help="number of confusable groups of three")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    return ensure_synthetic(
+        args.out,
+        progress=not args.quiet,
+        classes=args.classes,
+        train=args.train,
+        val=args.val,
+        size=args.size,
+        seed=args.seed,
+        appearance_seed=args.appearance_seed,
+        pretrain=args.pretrain,
+        num_groups=args.groups,
+    )
+
+
+if __name__ == "__main__":
+    main()
