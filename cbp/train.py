@@ -277,6 +277,17 @@ def batch_centroids(
     return c.category_centroids, c.present
 
 
+def sync_buffers(model: nn.Module) -> None:
+    """Broadcast rank 0's buffers (BatchNorm statistics, EMA prototypes) to every rank.
+
+    DDP copies rank 0's buffers at the start of each forward, so the statistics updated by the last
+    forward differ per rank; before evaluating (each rank scores a shard) all ranks take rank 0's.
+    """
+    if is_distributed():
+        for b in model.buffers():
+            dist.broadcast(b, src=0)
+
+
 def average_centroids(centroids: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
     """Average category centroids over ranks (each rank weighted by presence), so EMA prototypes stay identical."""
     if not is_distributed():
@@ -451,7 +462,7 @@ def _train(cfg: Config, out: Path, device: torch.device) -> Path:
     model.to(device)
 
     ddp_model: nn.Module = (
-        DDP(model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=True)
+        DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
         if is_distributed()
         else model
     )
@@ -549,6 +560,7 @@ def _train(cfg: Config, out: Path, device: torch.device) -> Path:
     if start_iter >= total_iters and metrics_path.is_file():
         return out
     t0 = time.time()
+    sync_buffers(model)
     cm = evaluate(model, val_set, cfg, device, progress=cfg.train.progress)
     record = metrics_record(
         cm, model, val_set, cfg, iters=total_iters, seconds=time.time() - start_time, device=device
@@ -710,6 +722,7 @@ def _loop(
             if done % cfg.train.ckpt_every == 0 or done == total_iters or stopping:
                 save(done)
             if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done != total_iters:
+                sync_buffers(model)
                 cm = evaluate(model, val_set, cfg, device)
                 scores = cm.compute()
                 if main_proc:
@@ -732,6 +745,6 @@ def _loop(
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except TrainingDiverged as e:
-        print(f"[cbp.train] {e}", file=sys.stderr, flush=True)
-        raise SystemExit(3) from None
+    except (TrainingDiverged, ConfigError) as e:
+        print(f"[cbp.train] error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(3 if isinstance(e, TrainingDiverged) else 2) from None
