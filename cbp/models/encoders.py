@@ -128,7 +128,7 @@ class TinyCNN(nn.Module):
     """A small CPU encoder: 4 stages of two 3x3 conv-BN-ReLU, widths 32/64/128/192, strides 4/8/16/32.
 
     The first stage reaches stride 4 with two stride-2 convolutions; each later stage starts with
-    one stride-2 convolution. About 0.5 M parameters; the synthetic default of the book.
+    one stride-2 convolution. 0.84 M parameters; the synthetic default of the book.
 
     Args:
         widths: channels of the four stages.
