@@ -192,6 +192,16 @@ def _encoder_state(obj: Any, path: Path) -> dict[str, Tensor]:
     return state
 
 
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained checkpoint not found: {path} (expected a file with an encoder state dict or a cbp "
+            "checkpoint; use pretrained=False for random weights or pretrained=True for the timm/smp hub)"
+        )
+    return path
+
+
 def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
     """Load encoder weights from a local file, strictly.
 
@@ -205,12 +215,7 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
         FileNotFoundError: no file at ``path``.
         ValueError: no key matches the encoder, or keys are missing / unexpected / of another shape.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained checkpoint not found: {path} (expected a file with an encoder state dict or a cbp "
-            "checkpoint; use pretrained=False for random weights or pretrained=True for the timm/smp hub)"
-        )
+    path = _existing_file(path)
     state = _encoder_state(torch.load(path, map_location="cpu", weights_only=True), path)
     own = encoder.state_dict()
     if any(k in own for k in state):
@@ -284,9 +289,7 @@ def create_model(
         raise ValueError(f"unknown classifier {classifier!r}: expected one of {list(CLASSIFIERS)}")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    local = pretrained if isinstance(pretrained, (str, Path)) else None
-    if local is not None and not Path(local).is_file():
-        load_encoder_checkpoint(nn.Module(), local)  # raises FileNotFoundError before any building
+    local = _existing_file(pretrained) if isinstance(pretrained, (str, Path)) else None
     encoder = build_encoder(spec, hub=pretrained is True, img_size=img_size)
     if local is not None:
         load_encoder_checkpoint(encoder, local)
