@@ -1,0 +1,204 @@
+"""Config tree, presets and ``--section.key=value`` overrides; CLI errors of ``python -m cbp.train``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cbp.train as train
+from cbp.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    diff,
+    from_dict,
+    get_preset,
+    to_dict,
+    valid_keys,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_overrides_are_typed() -> None:
+    cfg = apply_overrides(
+        get_preset("synthetic"),
+        [
+            "--train.iters=12",
+            "--seed",
+            "5",
+            "--optim.lr=3e-4",
+            "--loss.occl=false",
+            "--loss.ce=yes",
+            "--model.classifier=linear",
+            "--data.crop_size=32",
+            "--optim.betas=(0.8, 0.99)",
+            "--optim.no_decay_keys=norm,pos_block",
+            "--data.root=/x/y",
+            "--train.iters=1e3",
+            "--model.aux_head",
+        ],
+    )
+    assert cfg.train.iters == 1000 and isinstance(cfg.train.iters, int)
+    assert cfg.seed == 5 and cfg.optim.lr == 3e-4
+    assert cfg.loss.occl is False and cfg.loss.ce is True and cfg.model.aux_head is True
+    assert cfg.model.classifier == "linear"
+    assert cfg.data.crop_size == (32, 32) and cfg.optim.betas == (0.8, 0.99)
+    assert cfg.optim.no_decay_keys == ("norm", "pos_block") and cfg.data.root == "/x/y"
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("--train.iters=ten", "expected an integer"),
+        ("--train.iters=1.5", "expected an integer"),
+        ("--optim.lr=fast", "expected a number"),
+        ("--loss.occl=maybe", "expected a boolean"),
+        ("--model.classifier=mlp", "expected one of cbp, linear"),
+        ("--train.amp=fp8", "expected one of none, bf16, fp16"),
+        ("--data.crop_size=1,2,3", "expected 2 comma-separated values"),
+        ("--model=cbp", "is a section"),
+        ("--train.iters", "needs a value"),
+        ("--train.iters=0", "train.iters must be >= 1"),
+    ],
+)
+def test_override_type_errors(arg: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(get_preset("synthetic"), [arg])
+
+
+@pytest.mark.parametrize(
+    ("arg", "nearest"),
+    [
+        ("--train.itres=3", "--train.iters"),
+        ("--trian.iters=3", "--train.iters"),
+        ("--lr=3", "--optim.lr"),
+        ("--loss.lambda=1", "--loss.lam"),
+        ("--seeed=1", "--seed"),
+        ("--data.rot=/d", "--data.root"),
+    ],
+)
+def test_unknown_key_suggests_nearest(arg: str, nearest: str) -> None:
+    with pytest.raises(ConfigError, match=f"unknown config key .*Did you mean {nearest}\\?"):
+        apply_overrides(get_preset("synthetic"), [arg])
+
+
+def test_round_trip_and_diff() -> None:
+    cfg = apply_overrides(get_preset("ade20k_swin_b"), ["--train.iters=7", "--optim.betas=0.8,0.9"])
+    back = from_dict(to_dict(cfg))
+    assert back == cfg and isinstance(back.optim.betas, tuple)
+    other = from_dict(to_dict(cfg))
+    other.loss.phi = 0.5
+    assert diff(cfg, other) == {"loss.phi": (0.2, 0.5)}
+    assert len(valid_keys()) == len(set(valid_keys())) > 50
+
+
+def test_presets_cover_the_paper_table() -> None:
+    # (lambda, phi, length) of METHOD.md / the paper's Section 4
+    table = {
+        "ade20k_fcn_r50": (0.4, 0.1, 2.0),
+        "ade20k_convnext_b": (1.0, 0.2, 2.0),
+        "ade20k_swin_b": (1.0, 0.2, 1.0),
+        "ade20k_ablation_segformer_b0": (1.0, 0.3, 2.0),
+        "cocostuff10k_fcn_r50": (1.0, 0.3, 0.3),
+        "cocostuff10k_convnext_b": (1.0, 0.3, 3.0),
+        "cocostuff10k_swin_b": (1.0, 0.3, 2.0),
+        **{f"ade20k_segformer_b{k}": (1.0, 0.1, 1.0) for k in range(6)},
+        **{f"cocostuff10k_segformer_b{k}": (1.0, 0.1, 1.0) for k in range(6)},
+    }
+    assert set(table) | {"synthetic", "synthetic150"} == set(PRESETS)
+    for name, (lam, phi, length) in table.items():
+        cfg = get_preset(name)
+        assert (cfg.loss.lam, cfg.loss.phi, cfg.model.length, cfg.loss.tau) == (lam, phi, length, 0.07), name
+        assert cfg.train.batch_size == 16 and cfg.data.crop_size == (512, 512) and cfg.preset == name
+        want_iters = 40_000 if "ablation" in name else 160_000 if name.startswith("ade20k") else 80_000
+        assert cfg.train.iters == want_iters, name
+        apply_overrides(cfg, [])  # validates
+    fcn = get_preset("ade20k_fcn_r50").optim
+    assert (fcn.name, fcn.lr, fcn.momentum, fcn.weight_decay, fcn.power, fcn.min_lr) == (
+        "sgd",
+        0.01,
+        0.9,
+        5e-4,
+        0.9,
+        1e-4,
+    )
+    seg = get_preset("cocostuff10k_segformer_b5").optim
+    assert (seg.name, seg.lr, seg.betas, seg.weight_decay, seg.head_lr_mult) == (
+        "adamw",
+        6e-5,
+        (0.9, 0.999),
+        0.01,
+        10.0,
+    )
+    assert (seg.warmup_iters, seg.warmup_ratio, seg.power, seg.min_lr) == (1500, 1e-6, 1.0, 0.0)
+    assert get_preset("ade20k_swin_b").optim.head_lr_mult == 1.0  # mmseg's Swin config has no head lr x10
+    assert (
+        get_preset("ade20k_fcn_r50").model.aux_head and not get_preset("ade20k_segformer_b0").model.aux_head
+    )
+
+
+def test_synthetic_preset_is_the_cpu_default() -> None:
+    cfg = get_preset("synthetic")
+    assert cfg == PRESETS["synthetic"]() and isinstance(cfg, Config)
+    assert (cfg.data.name, cfg.data.synthetic_classes, cfg.model.backbone) == ("synthetic", 50, "cnn_tiny")
+    assert (
+        cfg.data.crop_size == (64, 64) and cfg.train.batch_size == 8 and cfg.loss.ce_resolution == "feature"
+    )
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.warmup_iters) == (
+        "adamw",
+        1e-3,
+        0.01,
+        100,
+    )
+    assert (cfg.model.length, cfg.loss.tau, cfg.loss.lam, cfg.loss.phi) == (2.0, 0.07, 1.0, 0.3)
+    assert not cfg.data.flip  # the orientation cue of the synthetic set
+    assert get_preset("synthetic150").data.synthetic_classes == 150
+
+
+def test_unknown_preset_lists_presets() -> None:
+    with pytest.raises(
+        KeyError, match="Did you mean 'synthetic'.*Valid presets: synthetic, synthetic150, ade20k_fcn_r50"
+    ):
+        get_preset("synthetc")
+
+
+def test_cli_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as e:
+        train.main(["--preset=nope", f"--out={tmp_path}"])
+    assert e.value.code == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main([f"--out={tmp_path}", "--optim.lrr=1"])
+    assert "Did you mean --optim.lr?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--train.iters=3"])
+    assert "--out RUN_DIR is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        train.main(["--list-presets"])
+    assert e.value.code == 0 and "ade20k_ablation_segformer_b0" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_subprocess_reports_nearest_key(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cbp.train",
+            "--preset",
+            "synthetic",
+            "--out",
+            str(tmp_path),
+            "--train.iter=5",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "Did you mean --train.iters?" in r.stderr
+    assert not (tmp_path / "config.json").exists()

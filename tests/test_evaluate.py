@@ -1,0 +1,138 @@
+"""Evaluation: sliding window vs an independent per-crop reference, sharding, and the evaluate CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import cbp.evaluate as ev
+import cbp.train as train
+from cbp.config import get_preset
+from cbp.sampler import ShardSampler
+
+
+@dataclass
+class _Out:
+    logits: Tensor
+
+
+class PixelModel(nn.Module):
+    """Per-pixel linear model plus a position-independent bias: crop results equal whole-image ones."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, num_classes, 1)
+
+    def forward(self, images: Tensor, *, upsample: bool = True) -> _Out:
+        return _Out(self.conv(images))
+
+
+def test_slide_equals_whole_for_a_pointwise_model() -> None:
+    model = PixelModel().eval()
+    images = torch.randn(2, 3, 37, 53)
+    whole = model(images).logits
+    slide = ev.slide_logits(model, images, 4, crop=(16, 16), stride=(11, 11))
+    torch.testing.assert_close(slide, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_slide_averages_overlaps_like_mmseg() -> None:
+    class Ones(nn.Module):
+        def forward(self, images: Tensor, *, upsample: bool = True) -> _Out:
+            return _Out(torch.ones(images.shape[0], 1, *images.shape[-2:]))
+
+    # reference count map: crops at y in {0, 6, 10} (last one flush), x likewise
+    h = w = 20
+    crop, stride = 10, 6
+    count = torch.zeros(h, w)
+    starts = []
+    for i in range(max(h - crop + stride - 1, 0) // stride + 1):
+        y2 = min(i * stride + crop, h)
+        starts.append(max(y2 - crop, 0))
+    for y in starts:
+        for x in starts:
+            count[y : y + crop, x : x + crop] += 1
+    assert starts == [0, 6, 10] and count.max() == 4
+    out = ev.slide_logits(Ones(), torch.zeros(1, 3, h, w), 1, crop=(crop, crop), stride=(stride, stride))
+    torch.testing.assert_close(out, torch.ones(1, 1, h, w))  # every pixel divided by its own count
+    small = ev.slide_logits(Ones(), torch.zeros(1, 3, 5, 7), 1, crop=(crop, crop), stride=(stride, stride))
+    assert small.shape == (1, 1, 5, 7)  # an image smaller than the crop is one window
+
+
+def test_predict_resizes_logits_to_the_label() -> None:
+    model = PixelModel().eval()
+    cfg = get_preset("synthetic")
+    pred = ev.predict(model, torch.randn(1, 3, 16, 24), (32, 48), cfg, 4)
+    assert pred.shape == (1, 32, 48) and pred.dtype == torch.int64
+
+
+def test_shard_sampler_has_no_duplicates() -> None:
+    shards = [list(ShardSampler(11, world_size=3, rank=r)) for r in range(3)]
+    assert sorted(i for s in shards for i in s) == list(range(11))
+    assert [len(s) for s in shards] == [4, 4, 3]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cbp.data.synthetic import ensure_synthetic
+
+    base = tmp_path_factory.mktemp("ev")
+    root = ensure_synthetic(base / "syn12", classes=12, train=32, val=8, size=32, seed=0, progress=False)
+    run = base / "run"
+    train.main(
+        [
+            f"--out={run}",
+            f"--data.root={root}",
+            "--data.synthetic_classes=12",
+            "--data.synthetic_train=32",
+            "--data.synthetic_val=8",
+            "--data.synthetic_size=32",
+            "--data.crop_size=32",
+            "--data.scale=32,32",
+            "--data.test_scale=32,32",
+            "--train.batch_size=4",
+            "--train.iters=4",
+            "--train.num_workers=0",
+            "--train.progress=false",
+        ]
+    )
+    return run
+
+
+def test_evaluate_cli_reproduces_train_metrics(trained_run: Path, tmp_path: Path) -> None:
+    trained = json.loads((trained_run / "metrics.json").read_text())
+    out = tmp_path / "m.json"
+    record = ev.main([str(trained_run), "--out", str(out), "--train.progress=false"])
+    again = json.loads(out.read_text())
+    assert again == record
+    for key in (
+        "mIoU",
+        "mAcc",
+        "aAcc",
+        "IoU",
+        "Acc",
+        "F1",
+        "class_names",
+        "class_separability",
+        "prototype_norms",
+        "iters",
+    ):
+        assert again[key] == trained[key], key
+
+
+def test_evaluate_cli_slide_mode_and_errors(trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "slide.json"
+    # a window as large as the 32x32 image: sliding equals whole-image inference
+    rec = ev.main(
+        [str(trained_run), "--out", str(out), "--eval.mode=slide", "--eval.crop_size=32", "--eval.stride=16"]
+    )
+    whole = json.loads((trained_run / "metrics.json").read_text())
+    assert rec["eval_mode"] == "slide" and rec["mIoU"] == pytest.approx(whole["mIoU"], abs=1e-6)
+    with pytest.raises(SystemExit):
+        ev.main([str(tmp_path / "missing")])
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        ev.main([str(trained_run), "--ckpt", str(tmp_path / "none.pt"), "--out", str(out)])
