@@ -12,11 +12,381 @@
 # ---
 
 # %% [markdown]
-# # Stub $x^2$
+# # Frozen, learnable and equal-norm prototypes on a toy problem you can see
+#
+# **What you will learn here.** On a 2-D classification problem with three classes, one of them
+# rare and confusable with another, you will watch three classifiers train on the same encoder:
+#
+# - **learnable**: the usual $1\times1$ convolution with bias (`cbp.LinearHead`), prototypes learned;
+# - **CBP**: frozen, mutually orthogonal prototypes of equal norm $T$ (`cbp.CBPHead`, Algorithm 1);
+# - **equal-norm only**: frozen random prototypes rescaled to norm $T$, not orthogonalised
+#   (`init="equal"`, Table 5's "no orthogonalisation" row).
+#
+# You will see their decision regions, how the learnable prototypes move during training (the
+# norms and angles that Section 3.1 calls prior and correlation ambiguity), what the length $T$
+# does, and why CBP needs at least as many feature channels as classes. Everything is
+# synthetic and runs on one CPU core in well under a minute.
 
 # %% tags=["parameters"]
 seed = 0
+n_seeds = 3  # runs per configuration (data noise, encoder and prototype draws)
+steps = 500  # full-batch SGD steps
+lr = 0.05
+hidden = 32  # encoder width
+channels = 3  # C: the feature the classifier reads is 3-D, so 3 orthogonal prototypes exist
+length = 2.0  # T, the prototype norm of CBP and equal-norm-only
+lengths = [0.1, 0.3, 1.0, 2.0, 5.0, 10.0]  # T values of Section 5
+grid_size = 160  # resolution of the decision-region plots
 
 # %%
-import matplotlib.pyplot as plt
-plt.plot([1, 2], [3, 4]); plt.xlabel("x")
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from IPython.display import display
+from matplotlib import pyplot as plt
+from matplotlib.colors import ListedColormap
+from torch import nn
+
+import cbp
+from cbp.plotting import CLASS_COLORS, CLASSIFIER_COLORS, finish, use_style
+
+use_style()
+torch.set_num_threads(1)
+HEADS = {
+    "learnable": "learnable (1x1 conv + bias)",
+    "cbp": "CBP (frozen, orthogonal, equal)",
+    "equal": "equal-norm only (frozen)",
+}
+
+# %% [markdown]
+# ## 1. The data
+#
+# Three Gaussian classes in the plane. Class 0 is large and far away. Classes 1 and 2 overlap
+# (a confusable pair). In the **balanced** set every class has 600 training points; in the
+# **long-tailed** set the counts are 2000 / 400 / 40, so class 2 is both rare and confusable, the
+# case where the paper says a learned classifier is most biased. Both are scored on the same
+# balanced test set (1000 points a class) by per-class recall and its mean, mAcc.
+
+# %%
+MEANS = torch.tensor([[0.0, 2.2], [-0.9, -0.6], [0.5, -0.9]])
+STDS = torch.tensor([0.7, 0.55, 0.55])
+COUNTS = {"balanced": [600, 600, 600], "long-tailed": [2000, 400, 40]}
+
+
+def sample(counts: list[int], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    y = torch.repeat_interleave(torch.arange(3), torch.tensor(counts))  # (M,)
+    x = MEANS[y] + STDS[y, None] * torch.randn(len(y), 2, generator=gen)  # (M, 2)
+    return x, y
+
+
+def dataset(name: str, run_seed: int) -> dict:
+    gen = torch.Generator().manual_seed(run_seed)
+    x, y = sample(COUNTS[name], gen)
+    x_test, y_test = sample([1000, 1000, 1000], gen)
+    return {"x": x, "y": y, "x_test": x_test, "y_test": y_test}
+
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharex=True, sharey=True)
+for ax, name in zip(axes, COUNTS):
+    d = dataset(name, seed)
+    for c in range(3):
+        pts = d["x"][d["y"] == c]
+        ax.scatter(
+            pts[:, 0], pts[:, 1], s=4, alpha=0.5, color=CLASS_COLORS[c], label=f"class {c} (n={len(pts)})"
+        )
+    ax.set_title(f"{name} training set")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.legend(markerscale=3, loc="upper right")
+finish(fig)
+
+# %% [markdown]
+# ## 2. Training the three classifiers
+#
+# Same encoder for all (a 2-layer MLP from the plane to a 3-D feature $f$, no ReLU on the
+# output), same seed, same optimizer (SGD with momentum, full batch, cross-entropy on the logits
+# $f^\top w_l$ of Eq. 1). Only the head differs. For the learnable head we record its prototypes
+# (the rows of the $1\times1$ convolution) every 10 steps. The heads take $(B, C, 1, 1)$ maps:
+# they are the very modules the segmentation models use.
+
+
+# %%
+def make_head(kind: str, run_seed: int, T: float) -> nn.Module:
+    if kind == "learnable":
+        return cbp.LinearHead(channels, 3)
+    init = "orthogonal+equal" if kind == "cbp" else "equal"
+    return cbp.CBPHead(channels, 3, length=T, init=init, seed=run_seed)  # prototypes are a frozen buffer
+
+
+def train(kind: str, data: dict, run_seed: int, T: float = length) -> dict:
+    torch.manual_seed(run_seed)
+    encoder = nn.Sequential(
+        nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, channels)
+    )
+    head = make_head(kind, run_seed, T)
+    model = nn.Sequential(encoder, nn.Unflatten(1, (channels, 1, 1)), head, nn.Flatten(1))  # (B, 2) -> (B, N)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    trajectory = []
+    for step in range(steps + 1):
+        if step % 10 == 0:
+            trajectory.append(head.prototypes.detach().clone())  # (N, C)
+        if step == steps:
+            break
+        loss = F.cross_entropy(model(data["x"]), data["y"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = model(data["x_test"]).argmax(1)
+        feat_norm = encoder(data["x_test"]).norm(dim=1).mean().item()
+    cm = cbp.metrics.ConfusionMatrix(3)
+    cm.update(pred, data["y_test"])
+    res = cm.compute()
+    return {
+        "model": model,
+        "encoder": encoder,
+        "head": head,
+        "trajectory": torch.stack(trajectory),
+        "recall": res["Acc"].numpy(),
+        "mAcc": res["mAcc"],
+        "loss": loss.item(),
+        "feat_norm": feat_norm,
+    }
+
+
+runs = {
+    (name, kind, r): train(kind, dataset(name, seed + r), seed + r)
+    for name in COUNTS
+    for kind in HEADS
+    for r in range(n_seeds)
+}
+table = pd.DataFrame(
+    [
+        {
+            "data": name,
+            "classifier": kind,
+            "seed": seed + r,
+            "mAcc (%)": v["mAcc"],
+            "recall class 0": v["recall"][0],
+            "recall class 1": v["recall"][1],
+            "recall class 2 (rare)": v["recall"][2],
+        }
+        for (name, kind, r), v in runs.items()
+    ]
+)
+summary = table.groupby(["data", "classifier"], sort=False).agg(["mean", "std"]).drop(columns="seed")
+display(summary.round(1))
+
+# %%
+spread = summary[("mAcc (%)", "mean")].groupby(level="data").agg(lambda v: v.max() - v.min())
+print("largest mAcc difference between the three heads (percentage points):", spread.round(2).to_dict())
+
+# %% [markdown]
+# On this toy the three heads end within about a seed's spread of each other, on both sets.
+# That is a lesson in itself: an encoder with two hidden layers can rotate and rescale its
+# features to suit *any* fixed set of prototypes, so when the features are free the choice of
+# head barely matters. The paper's Table 3 sees the same for CBP alone on ADE20K (33.4 -> 33.5
+# mIoU); its gains come with OCCL and on the rare classes of a 150-class problem. What differs
+# here is *how* the heads get there, which the next sections show. The long tail itself costs
+# every head a lot of recall on the rare class 2.
+#
+# ## 3. Decision regions
+#
+# Each panel colours the plane by the predicted class (seed `seed`), with the training points
+# on top. Compare the boundary between the confusable classes 1 and 2 in the balanced and the
+# long-tailed rows.
+
+# %%
+lim = torch.tensor([[-3.2, 3.2], [-3.0, 4.6]])
+gx, gy = torch.meshgrid(torch.linspace(*lim[0], grid_size), torch.linspace(*lim[1], grid_size), indexing="xy")
+grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)  # (G, 2)
+cmap = ListedColormap(CLASS_COLORS[:3])
+fig, axes = plt.subplots(2, 3, figsize=(12, 7.4), sharex=True, sharey=True)
+for i, name in enumerate(COUNTS):
+    d = dataset(name, seed)
+    for j, kind in enumerate(HEADS):
+        run = runs[(name, kind, 0)]
+        with torch.no_grad():
+            region = run["model"](grid).argmax(1).reshape(grid_size, grid_size)
+        ax = axes[i, j]
+        ax.contourf(gx, gy, region, levels=[-0.5, 0.5, 1.5, 2.5], cmap=cmap, alpha=0.25)
+        ax.scatter(d["x"][:, 0], d["x"][:, 1], c=d["y"], cmap=cmap, s=3, alpha=0.6)
+        ax.set_title(
+            f"{name}: {kind}\nmAcc {run['mAcc']:.1f}%, rare recall {run['recall'][2]:.1f}%", fontsize=9
+        )
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+        ax.grid(False)
+finish(fig)
+
+# %% [markdown]
+# ## 4. How the learnable prototypes move
+#
+# The learnable head starts from tiny random weights (std 0.01, mmsegmentation's init) and its
+# prototypes grow. Left: the norm $\|w_l\|$ of each class's prototype during training. Right: the
+# cosine between the prototypes of the confusable pair, $\cos(w_1, w_2)$, and between class 0 and
+# each of them. The frozen heads are flat lines by construction: norm $T$ and, for CBP, cosine 0.
+
+# %%
+fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), sharex=True)
+x_steps = np.arange(0, steps + 1, 10)
+for i, name in enumerate(COUNTS):
+    for r in range(n_seeds):
+        W = runs[(name, "learnable", r)]["trajectory"]  # (S, N, C)
+        norms = W.norm(dim=2)  # (S, N)
+        unit = F.normalize(W, dim=2)
+        cos = unit @ unit.transpose(1, 2)  # (S, N, N)
+        a = 0.9 if r == 0 else 0.3
+        for c in range(3):
+            axes[i, 0].plot(
+                x_steps,
+                norms[:, c],
+                color=CLASS_COLORS[c],
+                alpha=a,
+                label=f"class {c} (n={COUNTS[name][c]})" if r == 0 else None,
+            )
+        for (p, q), ls in [((1, 2), "-"), ((0, 1), "--"), ((0, 2), ":")]:
+            axes[i, 1].plot(
+                x_steps,
+                cos[:, p, q],
+                color="black",
+                ls=ls,
+                alpha=a,
+                label=f"cos(w{p}, w{q})" if r == 0 else None,
+            )
+    axes[i, 0].axhline(
+        length, color=CLASSIFIER_COLORS["cbp"], lw=1, label=f"CBP / equal-norm: T = {length:g}"
+    )
+    axes[i, 1].axhline(0, color=CLASSIFIER_COLORS["cbp"], lw=1, label="CBP: cos = 0")
+    axes[i, 0].set_ylabel(r"$\|w_l\|$")
+    axes[i, 1].set_ylabel(r"$\cos(w_i, w_j)$")
+    axes[i, 0].set_title(f"{name}: learnable prototype norms ({n_seeds} runs)")
+    axes[i, 1].set_title(f"{name}: learnable prototype cosines")
+    axes[i, 0].legend(fontsize=8)
+    axes[i, 1].legend(fontsize=8)
+for ax in axes[1]:
+    ax.set_xlabel("SGD step")
+finish(fig)
+
+# %% [markdown]
+# And the final state in the 3-D feature space itself, for the long-tailed set: test features of
+# each class (dots) and the prototypes (arrows from the origin, scaled to a common length for
+# display; the legend gives the true norms).
+
+# %%
+d = dataset("long-tailed", seed)
+fig = plt.figure(figsize=(11, 4.6))
+for j, kind in enumerate(HEADS):
+    run = runs[("long-tailed", kind, 0)]
+    ax = fig.add_subplot(1, 3, j + 1, projection="3d")
+    with torch.no_grad():
+        feats = run["encoder"](d["x_test"])  # (M, 3)
+    feats = feats / feats.norm(dim=1).max()
+    sub = torch.arange(0, len(feats), 7)
+    ax.scatter(*feats[sub].T, c=[CLASS_COLORS[c] for c in d["y_test"][sub]], s=2, alpha=0.4)
+    W = run["head"].prototypes.detach()
+    for c in range(3):
+        v = W[c] / W[c].norm() * 1.2
+        ax.quiver(0, 0, 0, *v, color=CLASS_COLORS[c], lw=2.5, label=f"$w_{c}$, norm {W[c].norm():.2f}")
+    ax.set_title(HEADS[kind], fontsize=9)
+    ax.set(xlim=(-1.3, 1.3), ylim=(-1.3, 1.3), zlim=(-1.3, 1.3))
+    ax.set_box_aspect((1, 1, 1))
+    ax.set_xlabel("$f_1$")
+    ax.set_ylabel("$f_2$")
+    ax.set_zlabel("$f_3$")
+    ax.legend(fontsize=7, loc="upper left")
+finish(fig)
+
+# %% [markdown]
+# ## 5. The length $T$
+#
+# With frozen equal-norm prototypes the logits are $\|f\|\,T\cos(f, w_l)$: $T$ scales every logit,
+# like an inverse temperature, and the encoder can compensate by growing or shrinking $\|f\|$.
+# The paper tunes $T$ per model (2 by default; 1 for Swin / SegFormer on ADE20K; 0.3 to 3 on
+# COCO-Stuff) and reports 34.6-35.3 mIoU for $T \in [1, 5]$ (Table 9). Here CBP is trained on the
+# long-tailed set for each $T$.
+
+# %%
+rows = []
+for T in lengths:
+    for r in range(n_seeds):
+        run = train("cbp", dataset("long-tailed", seed + r), seed + r, T=T)
+        rows.append(
+            {
+                "T": T,
+                "seed": seed + r,
+                "mAcc (%)": run["mAcc"],
+                "rare recall (%)": run["recall"][2],
+                "final train loss": run["loss"],
+                "mean |f|": run["feat_norm"],
+            }
+        )
+sweep = pd.DataFrame(rows)
+agg = sweep.drop(columns="seed").groupby("T").agg(["mean", "std"])
+display(agg.round(3))
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+for ax, col in zip(axes, ["mAcc (%)", "final train loss", "mean |f|"]):
+    ax.errorbar(
+        agg.index,
+        agg[(col, "mean")],
+        yerr=agg[(col, "std")],
+        fmt="o-",
+        capsize=3,
+        color=CLASSIFIER_COLORS["cbp"],
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("prototype length T (log scale)")
+    ax.set_ylabel(col)
+axes[2].set_yscale("log")
+axes[0].set_title(f"CBP on the long-tailed toy, {n_seeds} seeds")
+axes[1].set_title(f"after {steps} SGD steps")
+axes[2].set_title("feature norm the encoder learns")
+finish(fig)
+
+# %% [markdown]
+# A very small $T$ makes every logit small, so the loss stays high unless the encoder blows up
+# $\|f\|$, which takes many steps; a large $T$ makes the softmax sharp early. In between there is
+# a broad range where the result hardly changes, which is the paper's Table 9 picture too.
+#
+# ## 6. Why not in the 2-D plane: the $C < N$ limit
+#
+# $N$ mutually orthogonal vectors need at least $N$ dimensions. With a 2-D feature only two
+# classes can have orthogonal prototypes; a third prototype must have a non-zero cosine with one
+# of them. That is why this notebook maps the plane to a 3-D feature, and why the paper lists it
+# as a limitation (a segmentation decoder must have at least as many channels as classes: 256 vs
+# 150 on ADE20K, 512 vs 171 on COCO-Stuff). The library refuses rather than silently returning
+# non-orthogonal prototypes:
+
+# %%
+try:
+    cbp.category_basis_prototypes(3, 2)
+except ValueError as err:
+    print("ValueError:", err)
+W_eq = cbp.category_basis_prototypes(3, 2, init="equal")  # allowed: equal norm, not orthogonal
+print(
+    "equal-norm only in 2-D: norms",
+    W_eq.norm(dim=1).numpy().round(3),
+    "CS (Eq. 8) =",
+    round(cbp.class_separability(W_eq), 3),
+)
+
+# %% [markdown]
+# ## What this notebook showed
+#
+# - On a synthetic 3-class problem (2-D inputs, 3-D features), the learnable head's prototype
+#   norms grow in proportion to how often a class is seen when the training set is long-tailed,
+#   and the cosine between the confusable pair's prototypes departs from 0: both ambiguities of
+#   Section 3.1, as trajectories.
+# - CBP keeps norm $T$ and cosine 0 throughout; the encoder adapts to it instead. The table in
+#   Section 2 gives mAcc and the rare class's recall for the three heads, mean ± std over
+#   `n_seeds` seeds, on a balanced test set: read the numbers, not a claim: on a toy this small
+#   the heads ended within about a seed's spread of each other: a flexible encoder adapts to
+#   whatever prototypes it is given.
+# - $T$ acts as a logit scale that the encoder can absorb through $\|f\|$; results are flat over a
+#   broad middle range.
+# - CBP needs $C \ge N$; the library raises a `ValueError` that says so.
+#
+# Hardware: one CPU core. Data: synthetic Gaussians generated above. Seeds: `seed` to
+# `seed + n_seeds - 1`.
