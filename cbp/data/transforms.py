@@ -8,7 +8,9 @@ Training (mmseg's ADE20K / COCO-Stuff pipeline, in this order):
 1. ``RandomResize(scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True)``: draw ``r`` uniform in
    ``ratio_range``, target scale ``(int(2048 r), int(512 r))``, then rescale keeping the aspect ratio so
    the long side fits ``max(scale)`` and the short side fits ``min(scale)`` (mmcv ``rescale_size``).
-   Bilinear for the image (no antialias, like ``cv2.resize``), nearest for the label.
+   Bilinear for the image (no antialias, like ``cv2.resize``), nearest for the label with half-pixel
+   centres (``NEAREST_EXACT``). mmcv's ``cv2.INTER_NEAREST`` samples ``floor(x * scale)``, which shifts
+   the label up to one pixel against the bilinear image when upscaling; here they stay aligned.
 2. ``RandomCrop(crop_size, cat_max_ratio=0.75)``: draw a crop; up to 10 times draw again while the
    crop has fewer than two classes or one class (ignoring 255) covers ``>= cat_max_ratio`` of the
    labelled pixels (mmseg's loop, last draw kept).
@@ -40,6 +42,7 @@ from collections.abc import Sequence
 
 import torch
 from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -237,7 +240,8 @@ class TrainTransform:
             ratio = lo + (hi - lo) * torch.rand(()).item()
             scale = (int(scale[0] * ratio), int(scale[1] * ratio))
         size = list(rescale_size(image.shape[-2], image.shape[-1], scale))
-        return F.resize(image, size, antialias=False), F.resize(label, size)
+        image = F.resize(image, size, antialias=False)
+        return image, F.resize(label, size, interpolation=InterpolationMode.NEAREST_EXACT)
 
     def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """mmseg ``RandomCrop.crop_bbox``: (top, left, h, w), clipped to the image."""
