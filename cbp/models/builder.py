@@ -153,11 +153,13 @@ def build_encoder(
         return SmpEncoder(spec.name, pretrained=hub)
     kwargs = dict(spec.encoder_kwargs)
     if spec.family == "swin":
-        if img_size is None:
-            # Any input size: attention masks built per forward, windows padded as mmseg's Swin does.
-            kwargs["dynamic_img_size"] = True
-        else:
-            kwargs["img_size"] = _size_pair(img_size)  # fixed input size
+        # img_size (timm default 224) fixes the stage resolutions from which timm derives the window
+        # sizes (a window never exceeds its feature map) and hence the shapes of the relative-position
+        # tables. dynamic_img_size still accepts any input: attention masks are built per forward and
+        # windows padded, as mmseg's Swin does (same speed on CPU as the static masks).
+        kwargs["dynamic_img_size"] = True
+        if img_size is not None:
+            kwargs["img_size"] = _size_pair(img_size)
     return TimmEncoder(
         spec.name,
         nhwc=spec.family == "swin",
@@ -271,8 +273,10 @@ def create_model(
             ``"linear"`` (the learnable baseline with bias, :class:`cbp.heads.LinearHead`).
         pretrained: False (random encoder), True (timm / smp hub weights, downloaded into the user's
             cache), or a path to a local checkpoint (see :func:`load_encoder_checkpoint`).
-        img_size: (H, W) or an int, the fixed input size of Swin (None: any size, masks built per
-            forward); ignored by the other backbones.
+        img_size: (H, W) or an int, Swin's design input size (None: timm's 224), from which timm
+            derives each stage's window size (windows shrink to small feature maps); pass the training
+            crop size. Inputs of other sizes are still accepted (windows padded, masks built per
+            forward, as mmseg). Ignored by the other backbones.
         length: T, the norm of every prototype (Algorithm 1); CBP only.
         init: prototype initialisation (``cbp.category_basis_prototypes``); CBP only.
         update: ``"frozen"`` (default), ``"gradient"``, ``"ema"`` or ``"penalty"``; CBP only.
