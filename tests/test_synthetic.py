@@ -1,0 +1,201 @@
+"""The synthetic long-tailed benchmark: determinism, frequencies, validation coverage, groups, storage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from cbp.data import ADE20K, build_dataset
+from cbp.data import synthetic as syn
+from cbp.data.classes import ADE20K_CLASSES, ade20k_pixel_counts
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def set50(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return syn.generate(
+        tmp_path_factory.mktemp("syn") / "s50", classes=50, train=1200, val=150, progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def set150(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return syn.generate(
+        tmp_path_factory.mktemp("syn") / "s150", classes=150, train=300, val=160, progress=False
+    )
+
+
+def _all_labels(ds: ADE20K) -> np.ndarray:
+    return np.stack([ds.load_label(lab).numpy() for _, lab in ds.files])  # (n, S, S)
+
+
+def test_class_table() -> None:
+    ids, names, probs = syn.class_table(50)
+    assert ids.tolist() == list(range(0, 150, 3)) and names[:2] == ["wall", "floor"]
+    assert probs.sum() == pytest.approx(1.0) and probs[0] == pytest.approx(0.42, abs=0.01)  # wall ~42% (v2)
+    ids150, names150, probs150 = syn.class_table(150)
+    assert names150 == list(ADE20K_CLASSES)
+    np.testing.assert_allclose(probs150, ade20k_pixel_counts() / ade20k_pixel_counts().sum())
+
+
+def test_read_by_ade20k_reader(set50: Path) -> None:
+    meta = json.loads((set50 / "cbp_meta.json").read_text())
+    tr = build_dataset("synthetic", set50, "train", None)
+    va = build_dataset("synthetic", set50, "val", None)
+    assert len(tr) == 1200 and len(va) == 150 and tr.num_classes == 50 and va.num_classes == 50
+    assert tr.class_names == meta["class_names"] and tr.class_names[0] == "wall"
+    image, label = tr[0]
+    assert image.shape == (3, 64, 64) and label.shape == (64, 64)
+    assert int(label.min()) >= 0 and int(label.max()) < 50  # no ignored pixels, no out-of-range values
+    labels = _all_labels(tr)
+    np.testing.assert_array_equal(np.bincount(labels.reshape(-1), minlength=50), tr.pixel_counts)
+    assert meta["jpeg"]["subsampling"] == "4:4:4" and meta["jpeg"]["psnr_db"] > 40
+
+
+def test_frequencies_follow_ade20k_ratios(set50: Path, set150: Path) -> None:
+    # 150 classes in only 300 images leaves the far tail at ~0.4 cells a class, hence the lower bar
+    for root, bar in ((set50, 0.9), (set150, 0.7)):
+        meta = json.loads((root / "cbp_meta.json").read_text())
+        rho = scipy.stats.spearmanr(meta["pixel_counts"], meta["pixel_ratios"]).statistic
+        assert rho > bar, (root, rho)
+    counts = np.asarray(json.loads((set50 / "cbp_meta.json").read_text())["pixel_counts"], dtype=float)
+    assert counts[0] / counts.sum() == pytest.approx(0.42, abs=0.04)  # wall, v2
+
+
+def test_every_class_in_enough_validation_images(set50: Path, set150: Path) -> None:
+    for root, n in ((set50, 50), (set150, 150)):
+        va = ADE20K(root, "validation")
+        labels = _all_labels(va).reshape(len(va), -1)
+        present = np.zeros((len(va), n), dtype=bool)
+        present[np.arange(len(va))[:, None], labels] = True
+        assert present.sum(0).min() >= 6
+        meta = json.loads((root / "cbp_meta.json").read_text())
+        np.testing.assert_array_equal(present.sum(0), meta["val_image_counts"])
+
+
+def test_confusable_groups(set50: Path) -> None:
+    meta = json.loads((set50 / "cbp_meta.json").read_text())
+    groups = np.asarray(meta["groups"])
+    assert groups.shape == (6, 3) and len(np.unique(groups)) == 18
+    order = np.argsort(-np.asarray(meta["pixel_ratios"]), kind="stable")
+    third = np.empty(50, dtype=int)
+    third[order] = np.repeat([0, 1, 2], [17, 17, 16])  # np.array_split sizes
+    np.testing.assert_array_equal(third[groups], np.tile([0, 1, 2], (6, 1)))  # frequent, mid, rare
+    app = meta["appearance"]
+    for g in groups:
+        for key in ("period_px", "amplitude", "noise"):
+            assert len({app[key][c] for c in g}) == 1
+        colours = np.asarray([app["colour"][c] for c in g])
+        assert np.abs(colours - colours[0]).max() <= 0.0151
+        theta = np.asarray([app["theta_deg"][c] for c in g])
+        steps = (
+            (theta[:, None] - theta[None]) % 180
+        ) / 30  # (3, 3) orientation differences in 30-degree units
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
+        assert sorted(np.round(steps[0]).astype(int) % 6) != [0, 0, 0]  # distinct orientations
+        assert len(set(np.round(theta, 2) % 180)) == 3
+    group_of = np.asarray(meta["group_of"])
+    assert (group_of >= 0).sum() == 18 and (group_of[groups] == np.arange(6)[:, None]).all()
+
+
+def _region_features(ds: ADE20K) -> tuple[np.ndarray, np.ndarray]:
+    """Per (image, class) region: mean colour and mean texture orientation (doubled-angle gradient tensor)."""
+    feats, ys = [], []
+    for i in range(len(ds)):
+        image, label = ds[i]
+        x = image.numpy().astype(np.float64) / 255.0  # (3, S, S)
+        gy, gx = np.gradient(x.mean(0))
+        tensor = np.stack([gx * gx - gy * gy, 2 * gx * gy])  # (2, S, S)
+        lab = label.numpy()
+        for c in np.unique(lab):
+            mask = lab == c
+            if mask.sum() < 30:
+                continue
+            o = tensor[:, mask].mean(1)
+            feats.append(np.concatenate([x[:, mask].mean(1), 0.3 * o / (np.linalg.norm(o) + 1e-12)]))
+            ys.append(c)
+    return np.asarray(feats), np.asarray(ys)
+
+
+def test_classes_separable_after_jpeg(set50: Path) -> None:
+    """Nearest class centroid on (colour, orientation) of regions, fitted on the stored JPEGs."""
+    train = ADE20K(set50, "training")
+    train.files = train.files[:500]
+    f_tr, y_tr = _region_features(train)
+    f_va, y_va = _region_features(ADE20K(set50, "validation"))
+    cent = np.full((50, f_tr.shape[1]), np.inf)
+    for c in np.unique(y_tr):
+        cent[c] = f_tr[y_tr == c].mean(0)
+    pred = np.nanargmin(((f_va[:, None] - cent[None]) ** 2).sum(-1), axis=1)
+    acc = (pred == y_va).mean()
+    majority = np.bincount(y_va).max() / len(y_va)
+    assert acc > 0.5 and acc > 2.5 * majority, (acc, majority)
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    kw = dict(classes=50, train=12, val=10, progress=False)
+    a = _digest(syn.generate(tmp_path / "a", seed=3, **kw))
+    b = _digest(syn.generate(tmp_path / "b", seed=3, **kw))
+    c = _digest(syn.generate(tmp_path / "c", seed=4, **kw))
+    assert a == b and len(a) == 12 + 10 + 12 + 10 + 1
+    assert a != c
+
+
+def test_pretrain_task_redraws_appearance(tmp_path: Path) -> None:
+    kw = dict(classes=50, train=12, val=10, progress=False)
+    base = json.loads((syn.generate(tmp_path / "base", **kw) / "cbp_meta.json").read_text())
+    pre = json.loads((syn.generate(tmp_path / "pre", pretrain=True, **kw) / "cbp_meta.json").read_text())
+    assert pre["appearance_seed"] == base["appearance_seed"] + 1000 and pre["params"]["pretrain"]
+    assert pre["class_names"] == base["class_names"] and pre["pixel_ratios"] == base["pixel_ratios"]
+    assert (
+        np.abs(np.asarray(pre["appearance"]["colour"]) - np.asarray(base["appearance"]["colour"])).mean()
+        > 0.1
+    )
+    assert pre["groups"] != base["groups"]
+
+
+def test_ensure_synthetic_is_idempotent_and_checks_params(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    kw = dict(classes=50, train=12, val=10, progress=False)
+    syn.ensure_synthetic(root, **kw)
+    stamp = (root / "cbp_meta.json").stat().st_mtime_ns
+    assert syn.ensure_synthetic(root, **kw) == root
+    assert (root / "cbp_meta.json").stat().st_mtime_ns == stamp  # not regenerated
+    with pytest.raises(ValueError, match="train: existing 12 vs requested 13"):
+        syn.ensure_synthetic(root, **(kw | {"train": 13}))
+    other = tmp_path / "other"
+    (other / "x").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="not empty"):
+        syn.ensure_synthetic(other, **kw)
+
+
+def test_crashed_generation_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(syn, "_write_split", boom)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        syn.ensure_synthetic(tmp_path / "set", classes=50, train=12, val=10, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli(tmp_path: Path) -> None:
+    out = syn.main(
+        ["--out", str(tmp_path / "cli"), "--classes", "50", "--train", "8", "--val", "6", "--quiet"]
+    )
+    meta = json.loads((out / "cbp_meta.json").read_text())
+    assert meta["num_classes"] == 50 and meta["params"]["train"] == 8 and meta["params"]["num_groups"] == 6
+    with pytest.raises(ValueError, match="val"):
+        syn.generate(tmp_path / "bad", classes=50, train=8, val=5, progress=False)
