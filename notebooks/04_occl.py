@@ -12,11 +12,359 @@
 # ---
 
 # %% [markdown]
-# # Stub $x^2$
+# # The Online Centroid Contrastive Loss on a real batch
+#
+# **What you will learn here.** What OCCL (Section 3.3, Eq. 3-6) computes on one batch of a
+# segmentation training run: how the batch's labels are split into two *views*, what the *view
+# centroids* $v_{l,x}$ and *category centroids* $s_l$ are, the two losses built on them (centroid
+# loss, Eq. 4; category loss, Eq. 5), the direction in which each one pushes the pixel features,
+# and why the centroids must be L2-normalised before the dot products when $\tau = 0.07$.
+#
+# The batch comes from the project's **synthetic** long-tailed scene-parsing set
+# (`cbp.data.synthetic`, 64x64 images in the ADE20K layout), the features from the `cnn_tiny`
+# segmentation model (`cbp.models.create_model`) at initialisation. One CPU core, seconds.
 
 # %% tags=["parameters"]
 seed = 0
+classes = 50  # synthetic set with 50 of ADE20K's classes (wall ... rare ones)
+batch_size = 8  # B: views "batch" = images [0, B/2) vs [B/2, B)
+backbone = "cnn_tiny"
+tau = 0.07
+lam, phi = 1.0, 0.3  # the paper's ablation weights (Section 4.3)
+data_root = ""  # "" -> generate a small set in a temporary folder
+feature_steps = 60  # gradient steps of Section 5
+feature_lr = 0.02  # Adam on the free features of Section 4
 
 # %%
-import matplotlib.pyplot as plt
-plt.plot([1, 2], [3, 4]); plt.xlabel("x")
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from IPython.display import display
+from matplotlib import pyplot as plt
+
+import cbp
+from cbp.data import ADE20K
+from cbp.data.synthetic import ensure_synthetic, read_meta
+from cbp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from cbp.losses import assign_views, centroids_from_sums, resize_labels, view_centroids
+from cbp.models import create_model
+from cbp.plotting import finish, similarity_heatmap, use_style
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
+use_style()
+torch.manual_seed(seed)
+torch.set_num_threads(1)
+
+# %% [markdown]
+# ## 1. A batch and its two views
+#
+# The paper splits the batch's labels $y$ into $y_1$ and $y_2$, "two different views of $y$
+# where [each] contains the same number of categories as $y$ while the number of objects is
+# half", and treats different objects of one class as augmentations of each other. We read this
+# as the default `views="batch"`: the first half of the images is view 1, the second half view 2
+# (see "Reading the paper" for the other options, `"random"` and `"global"`).
+
+# %%
+root = Path(data_root) if data_root else Path(tempfile.mkdtemp(prefix="cbp_nb04_")) / "synthetic"
+root = ensure_synthetic(
+    root, classes=classes, train=batch_size, val=classes, min_val_images=1, seed=seed, progress=False
+)
+dataset = ADE20K(root, split="training")
+meta = read_meta(root)
+images, labels = zip(*(dataset[i] for i in range(batch_size)))
+images = torch.stack(images)  # (B, 3, 64, 64) uint8
+labels = torch.stack(labels)  # (B, 64, 64) int64, 255 = ignored
+palette = np.asarray(meta["palette"]) / 255.0  # (N, 3)
+names = dataset.class_names
+print(
+    f"{len(dataset)} images of {images.shape[-1]}x{images.shape[-2]}, {dataset.num_classes} classes, root {root}"
+)
+
+fig, axes = plt.subplots(2, batch_size, figsize=(1.6 * batch_size, 3.6))
+for i in range(batch_size):
+    axes[0, i].imshow(images[i].permute(1, 2, 0))
+    axes[0, i].set_title(f"view {1 + 2 * i // batch_size}, image {i}", fontsize=8)
+    axes[1, i].imshow(palette[labels[i].clamp(max=classes - 1)])
+    for ax in axes[:, i]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+axes[0, 0].set_ylabel("image")
+axes[1, 0].set_ylabel("label")
+fig.suptitle("One synthetic batch: first half = view 1, second half = view 2")
+finish(fig)
+
+# %% [markdown]
+# ## 2. Features, view centroids and category centroids (Eq. 3)
+#
+# OCCL reads the decoder's embedding, the $C$-dim feature the classifier sees, at its own
+# resolution ($1/4$ of the image here, $16\times16$), so the labels are resized to it by nearest
+# neighbour. The view centroid of class $l$ in view $x$ is the mean feature of its pixels,
+# $v_{l,x} = \sum \mathbf{F}[y_x = l] / \sum \mathbb{1}(y_x = l)$, and the category centroid is
+# $s_l = (v_{l,1} + v_{l,2})/2$ for a class in both views (else the one view's centroid). All
+# classes are reduced at once by one `scatter_add` (`cbp.losses.view_centroids`).
+
+# %%
+model = create_model(backbone, classes, classifier="cbp", length=2.0, proto_seed=seed).eval()
+x = torch.stack([normalize(im, IMAGENET_MEAN, IMAGENET_STD) for im in images])  # (B, 3, H, W)
+with torch.no_grad():
+    out = model(x)
+features = out.embedding  # (B, C, h, w)
+prototypes = model.classifier.prototypes  # (N, C), frozen
+small = resize_labels(labels, tuple(features.shape[-2:]))  # (B, h, w)
+view = assign_views(small, "batch")  # (B, h, w) in {0, 1}
+sums, counts = view_centroids(features, small, view, classes)  # (2, N, C), (2, N)
+cent = centroids_from_sums(sums, counts)
+print(
+    f"features {tuple(features.shape)}, prototypes {tuple(prototypes.shape)}, labels resized to {tuple(small.shape)}"
+)
+
+present = cent.present_in_view  # (2, N)
+table = pd.DataFrame(
+    {"class": names, "pixels view 1": counts[0].int().numpy(), "pixels view 2": counts[1].int().numpy()}
+)
+table["in"] = np.select(
+    [present.all(0).numpy(), present[0].numpy(), present[1].numpy()],
+    ["both views", "view 1 only", "view 2 only"],
+    "absent",
+)
+display(table[table["in"] != "absent"].set_index("class"))
+both = cent.in_both_views
+print(
+    f"{int(cent.present.sum())} classes in the batch, {int(both.sum())} in both views "
+    "(only these get a centroid-loss term; every present class gets category-loss terms)"
+)
+
+# %% [markdown]
+# How similar are these centroids to each other? For the classes in both views, the cosine
+# between every view-1 centroid and every view-2 centroid. The encoder is untrained, and its
+# embedding is post-ReLU (non-negative), so *all* centroids point roughly the same way: the
+# diagonal (same class, two views) barely stands out. Shaping this is OCCL's job.
+
+# %%
+idx = torch.nonzero(both).flatten()
+v1 = F.normalize(cent.view_centroids[0, idx], dim=1)
+v2 = F.normalize(cent.view_centroids[1, idx], dim=1)
+fig, ax = plt.subplots(figsize=(5.4, 4.4))
+im = similarity_heatmap(
+    ax,
+    (v1 @ v2.T).numpy(),
+    [names[i] for i in idx],
+    vmin=0.0,
+    vmax=1.0,
+    title="cos(v_i1, v_j2), untrained encoder",
+)
+ax.set_xlabel("view-2 centroid of class j")
+ax.set_ylabel("view-1 centroid of class i")
+fig.colorbar(im, ax=ax, label="cosine")
+finish(fig)
+
+# %% [markdown]
+# ## 3. The two losses (Eq. 4-6)
+#
+# **Centroid loss** (Eq. 4, read as InfoNCE; the printed equation lacks the $-\log$ and has a
+# broken bracket): for every class $i$ in both views and each view $x$,
+#
+# $$\mathcal{L}_v = -\log\frac{e^{v_{i1}^\top v_{i2}/\tau}}{e^{v_{i1}^\top v_{i2}/\tau} + \sum_{j\ne i} e^{v_{ix}^\top \mathrm{sg}(s_j)/\tau}},$$
+#
+# the two views of a class are the positive pair, the other classes' category centroids (with
+# stop-gradient) the negatives. **Category loss** (Eq. 5, its denominator read as a typo): for
+# every class $i$ present in view $x$, the cross-entropy of the logits $v_{ix}^\top w_j/\tau$ over
+# all $N$ prototypes with target $i$. Every vector is L2-normalised before the dot product.
+# OCCL $= \lambda\,\tfrac12(\mathcal{L}_{v,1} + \mathcal{L}_{v,2}) + \phi\,\tfrac12(\mathcal{L}_{c,1} + \mathcal{L}_{c,2})$ (Eq. 6),
+# added to the pixel cross-entropy (Eq. 7).
+
+# %%
+rows = []
+for views in ["batch", "random"]:
+    occl = cbp.OCCL(tau=tau, lam=lam, phi=phi, views=views, seed=seed)
+    res = occl(features, labels, prototypes)
+    rows.append(
+        {
+            "views": views,
+            "centroid loss": res["centroid"].item(),
+            "category loss": res["category"].item(),
+            f"OCCL (lam={lam:g}, phi={phi:g})": res["loss"].item(),
+            "classes present": int(res["present"].sum()),
+        }
+    )
+display(pd.DataFrame(rows).set_index("views").round(3))
+print(f"chance level of the category loss: log N = {np.log(classes):.3f}")
+
+# %% [markdown]
+# With `"random"` views each class's pixels are split in two at random, so every present class
+# is in both views and the two halves of a class are very alike (same images): the positive pair
+# is easy and the centroid loss lower. With `"batch"` views, the two views of a class come from
+# different images, which is the paper's "different objects as augmentations" reading.
+#
+# ## 4. Which way does each loss push the pixels?
+#
+# Take the gradient of each loss with respect to the feature map and sum it over the pixels of
+# class $i$ in view 1: that is the direction in which one step moves the class's view centroid
+# $v_{i1}$. Because every vector is normalised before the dot products, only the *direction* of
+# $v_{i1}$ matters, and the step is tangent to the sphere at $v_{i1}$. So we compare it with the
+# tangent directions from $v_{i1}$ towards three targets: the class's frozen prototype $w_i$, the
+# same class in the other view $v_{i2}$, and the other classes' category centroids $s_j$
+# (+1 = straight towards, -1 = straight away; mean over the classes in both views).
+
+
+# %%
+def descent_directions(which: str) -> dict:
+    feats = features.clone().requires_grad_(True)
+    occl = cbp.OCCL(tau=tau, lam=1.0 if which == "centroid" else 0.0, phi=1.0 if which == "category" else 0.0)
+    occl(feats, labels, prototypes)["loss"].backward()
+    g = -feats.grad  # (B, C, h, w) descent direction
+    g_sum, _ = view_centroids(
+        g, small, view, classes
+    )  # (2, N, C): summed descent direction per class and view
+    d = F.normalize(g_sum[0, idx], dim=1)  # (K, C) view 1, classes in both views
+    u = F.normalize(cent.view_centroids[0, idx], dim=1)  # (K, C) where the view-1 centroids point now
+
+    def towards(targets: torch.Tensor) -> torch.Tensor:
+        """cos(d, target's direction as seen from u on the sphere): the tangent part of the target."""
+        t = F.normalize(targets, dim=-1)  # (K, C) or (K, M, C)
+        if t.dim() == 2:
+            return (d * F.normalize(t - (t * u).sum(-1, keepdim=True) * u, dim=-1)).sum(-1)  # (K,)
+        tangent = t - (t * u[:, None]).sum(-1, keepdim=True) * u[:, None]  # (K, M, C)
+        return (d[:, None] * F.normalize(tangent, dim=-1)).sum(-1)  # (K, M)
+
+    others = [j for j in torch.nonzero(cent.present).flatten().tolist()]
+    s_others = cent.category_centroids[others][None].expand(len(idx), -1, -1)  # (K, M, C)
+    not_self = torch.tensor([[j != i for j in others] for i in idx.tolist()])  # (K, M)
+    return {
+        "towards own prototype w_i": towards(prototypes[idx]).mean().item(),
+        "towards own other view v_i2": towards(cent.view_centroids[1, idx]).mean().item(),
+        "towards other classes s_j": towards(s_others)[not_self].mean().item(),
+    }
+
+
+display(pd.DataFrame({w: descent_directions(w) for w in ["centroid", "category"]}).T.round(3))
+
+# %% [markdown]
+# The category loss moves class $i$'s centroid almost straight towards its own frozen prototype
+# $w_i$ and is indifferent to the other classes' centroids. The centroid loss moves it towards the
+# same class in the other view and is blind to the prototypes. Its descent direction is
+# $\sum_j p_j\,(v_{i2} - s_j)$ (with $p_j$ the softmax weight of negative $j$): towards $v_{i2}$ and
+# away from the negatives *relative to it*. Because the untrained encoder's centroids all sit in
+# a narrow cone (cosines above 0.9, Section 2), moving towards $v_{i2}$ also moves slightly towards
+# the others, hence the small positive number in the last column; the separation shows up over
+# many steps, below. To see the effect of many such steps, we now
+# treat the feature map itself as the thing being optimised (no encoder: the features are free
+# parameters) and follow the geometry under each loss alone.
+
+
+# %%
+def follow(lam_: float, phi_: float) -> pd.DataFrame:
+    feats = features.clone().requires_grad_(True)
+    occl = cbp.OCCL(tau=tau, lam=lam_, phi=phi_)
+    opt = torch.optim.Adam([feats], lr=feature_lr)
+    log = []
+    for step in range(feature_steps + 1):
+        with torch.no_grad():
+            s_, c_ = view_centroids(feats, small, view, classes)
+            cc = centroids_from_sums(s_, c_)
+            v = F.normalize(cc.view_centroids, dim=2)  # (2, N, C)
+            s = F.normalize(cc.category_centroids[idx], dim=1)  # (K, C)
+            cos_ss = s @ s.T
+            off = ~torch.eye(len(idx), dtype=torch.bool)
+            w = F.normalize(prototypes[idx], dim=1)
+            log.append(
+                {
+                    "step": step,
+                    "cos(v_i1, v_i2)": (v[0, idx] * v[1, idx]).sum(1).mean().item(),
+                    "cos(s_i, s_j), i != j": cos_ss[off].mean().item(),
+                    "cos(s_i, w_i)": (s * w).sum(1).mean().item(),
+                }
+            )
+        if step == feature_steps:
+            break
+        loss = occl(feats, labels, prototypes)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return pd.DataFrame(log).set_index("step")
+
+
+runs = {
+    "centroid loss only": follow(1.0, 0.0),
+    "category loss only": follow(0.0, 1.0),
+    f"OCCL (lam={lam:g}, phi={phi:g})": follow(lam, phi),
+}
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+for ax, col in zip(axes, runs["centroid loss only"].columns):
+    for (name, log), ls in zip(runs.items(), ["-", "--", ":"]):
+        ax.plot(log.index, log[col], ls=ls, lw=2, label=name)
+    ax.set_title(col)
+    ax.set_xlabel("Adam step on the free features")
+axes[0].set_ylabel("mean cosine over classes in both views")
+axes[0].legend(fontsize=8)
+finish(fig)
+
+# %% [markdown]
+# - The **centroid loss** makes the two views of a class agree ($\cos(v_{i1}, v_{i2}) \to 1$) and
+#   pushes the classes' centroids apart (their mutual cosine falls from the untrained encoder's
+#   high value), but it ignores the prototypes: $\cos(s_i, w_i)$ barely moves.
+# - The **category loss** turns each class's centroid towards its frozen prototype
+#   ($\cos(s_i, w_i)$ rises towards 1); since the prototypes are orthogonal, this also makes the
+#   centroids nearly orthogonal to each other, and it aligns the two views indirectly (both turn
+#   to the same $w_i$). It is what ties OCCL to CBP.
+# - Together they do both. In training these gradients flow into the encoder, not into free
+#   features, and are added to the pixel cross-entropy.
+#
+# ## 5. Why normalise (and what $\tau = 0.07$ does without it)
+#
+# With L2-normalised vectors every dot product is a cosine in $[-1, 1]$ and the logits lie in
+# $[-1/\tau, 1/\tau] = [-14.3, 14.3]$. Without normalisation the logits are
+# $\|v\|\,\|w\|\cos/\tau$: with centroid norms of a few units and $\|w\| = T$, they reach hundreds,
+# the softmax saturates, and the loss value depends on the feature scale. Below, the same
+# batch with the features scaled by 0.1, 1 and 10 (`normalize=True` is the default).
+
+# %%
+rows = []
+for normalize_ in [True, False]:
+    for scale in [0.1, 1.0, 10.0]:
+        feats = (features * scale).requires_grad_(True)
+        res = cbp.OCCL(tau=tau, lam=lam, phi=phi, normalize=normalize_)(feats, labels, prototypes)
+        res["loss"].backward()
+        rows.append(
+            {
+                "normalize": normalize_,
+                "feature scale": scale,
+                "mean |v| (view centroids)": float(cent.view_centroids[present].norm(dim=1).mean() * scale),
+                "centroid loss": res["centroid"].item(),
+                "category loss": res["category"].item(),
+                "grad norm": feats.grad.norm().item(),
+                "finite": bool(torch.isfinite(res["loss"])),
+            }
+        )
+display(pd.DataFrame(rows).set_index(["normalize", "feature scale"]).round(4))
+
+# %% [markdown]
+# With normalisation the loss does not depend on the feature scale (and its gradient shrinks as
+# $1/\text{scale}$, as for any scale-invariant function). Without it, the losses grow with the
+# scale: at the encoder's natural scale the logits are already tens of units apart, so the
+# softmax is nearly one-hot and the loss is a large hinge on the worst negative. The library
+# normalises by default (METHOD.md), which is also how InfoNCE with $\tau = 0.07$ is used in
+# the contrastive-learning work the paper builds on.
+#
+# ## What this notebook showed
+#
+# - On one batch of 8 synthetic 64x64 images with an untrained `cnn_tiny` model: the two views
+#   (first vs second half of the batch), the classes that fall in both, their view and category
+#   centroids (Eq. 3), and the values of the centroid loss, the category loss and OCCL (Eq. 4-6)
+#   for `views="batch"` and `"random"`.
+# - The descent direction of the category loss points to the class's frozen prototype; that of
+#   the centroid loss to the same class in the other view (and away from the other classes
+#   relative to it).
+#   Followed on free features, the centroid loss aligns views and separates classes, the
+#   category loss aligns each class with its prototype.
+# - With $\tau = 0.07$, normalising the centroids and prototypes makes the loss independent of
+#   the feature scale; without it the loss grows with the scale.
+#
+# Data: synthetic (`cbp.data.synthetic`, seed `seed`), one batch; model: `cnn_tiny` at
+# initialisation (no training); hardware: one CPU core.
