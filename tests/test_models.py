@@ -255,3 +255,15 @@ def test_parameter_count_matches_published_upernet(backbone: str) -> None:
     model = create_model(backbone, 150, classifier="linear", img_size=64)
     count = sum(p.numel() for p in model.parameters())
     assert 59.5e6 < count < 60.5e6, f"{backbone}: {count / 1e6:.2f}M parameters"
+
+
+def test_resnet50_is_dilated_v1c_like_mmseg() -> None:
+    """mmseg's FCN ResNetV1c-D8: deep stem, stages 3/4 at dilation 2/4 with contract_dilation
+    (the first block of a dilated stage uses half the dilation), output stride 8."""
+    net = create_model("resnet50", 4).encoder.model
+    assert [net.conv1[i].out_channels for i in (0, 3, 6)] == [32, 32, 64]  # deep stem
+    dilations = [
+        (b.conv2.dilation[0], b.conv2.stride[0]) for b in (net.layer3[0], net.layer3[1], net.layer4[0])
+    ]
+    assert dilations == [(1, 1), (2, 1), (2, 1)]
+    assert net.layer4[1].conv2.dilation == (4, 4)

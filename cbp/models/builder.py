@@ -2,15 +2,13 @@
 
 The paper's models (Section 4.1, Table 1) as mmsegmentation configures them:
 
-========== ================================= ========= =========== ===================
-key        encoder                            decoder   C (embed)   auxiliary FCN head
-========== ================================= ========= =========== ===================
-resnet50   timm ``resnet50c``, OS 8           FCN       512         stage 3, 256 ch
-resnet101  timm ``resnet101c``, OS 8          FCN       512         stage 3, 256 ch
-convnext_b timm ``convnext_base``             UPerNet   512         stage 3, 256 ch
-swin_b     timm ``swin_base_patch4_window7_224`` UPerNet 512        stage 3, 256 ch
-mit_b0..b5 smp ``mit_b0``..``mit_b5``         SegFormer 256         none
-========== ================================= ========= =========== ===================
+- ``resnet50`` / ``resnet101``: timm ``resnet50c`` / ``resnet101c``, output stride 8, FCN head, C = 512;
+- ``convnext_b``: timm ``convnext_base``, UPerNet, C = 512;
+- ``swin_b``: timm ``swin_base_patch4_window7_224``, UPerNet, C = 512;
+- ``mit_b0`` .. ``mit_b5``: smp ``mit_b0`` .. ``mit_b5``, SegFormer all-MLP head, C = 256.
+
+ResNet, ConvNeXt and Swin carry mmseg's auxiliary FCN head on stage 3 (256 channels) by default;
+MiT does not.
 
 ResNet: mmseg uses ResNetV1c (a deep 3x3 stem, stride-2 3x3 convs in the bottlenecks) dilated to
 output stride 8 with dilations (1, 1, 2, 4) and ``contract_dilation``. timm's ``resnet50c`` /

@@ -164,6 +164,3 @@ class TinyCNN(nn.Module):
 
     def raw_key(self, key: str) -> str:
         return key
-
-
-Encoder = TimmEncoder | SmpEncoder | TinyCNN
