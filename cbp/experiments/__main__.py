@@ -1,0 +1,114 @@
+"""Command line of the study: ``python -m cbp.experiments {run,status,table,plan,record,embed} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cbp.experiments.study import PROFILES
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "embed":  # internal step of the plan; takes --section.key=value overrides
+        from cbp.experiments.record import embed_main
+
+        embed_main(argv[1:])
+        return 0
+    if argv and argv[0] == "encoder":  # internal step: encoder weights of the pretraining checkpoint
+        from cbp.experiments.record import encoder_main
+
+        encoder_main(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m cbp.experiments", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, text in (
+        ("run", "run every unfinished run of a study (resumable)"),
+        ("status", "which runs are done / started / pending"),
+        ("table", "the verdict table of the paper's claims"),
+        ("plan", "print the commands of the study"),
+        ("record", "(internal) write the result JSON of a finished run"),
+        ("snapshot", "save similarity maps of one validation image for some runs (small .npz for the book)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("study", nargs="?", default="ablations")
+        if name == "record":
+            p.add_argument("run")
+            p.add_argument("--seconds", type=float, default=0.0)
+        p.add_argument("--profile", default="default", choices=list(PROFILES))
+        p.add_argument("--results", default="results", help="results folder (default results/)")
+        if name == "snapshot":
+            p.add_argument("--runs", nargs="+", default=["pretrained-linear-s0", "pretrained-cbp_occl-s0"])
+            p.add_argument(
+                "--index", type=int, default=None, help="validation image (default: most confusable classes)"
+            )
+        if name == "run":
+            p.add_argument("--jobs", type=int, default=2, help="parallel runs, one thread each")
+            p.add_argument(
+                "--only", nargs="*", default=None, help="only runs whose name contains one of these"
+            )
+            p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = parser.parse_args(argv)
+
+    if args.cmd == "run":
+        from cbp.experiments.runner import run_study
+
+        failed = run_study(
+            args.study, args.profile, jobs=args.jobs, only=args.only, root=args.results, dry_run=args.dry_run
+        )
+        return 1 if failed else 0
+    if args.cmd == "status":
+        from cbp.experiments.runner import status
+
+        print(status(args.study, args.profile, args.results))
+        return 0
+    if args.cmd == "plan":
+        from cbp.experiments.study import plan
+
+        for r in plan(args.study, args.profile):
+            print(f"{r.name:34s} OMP_NUM_THREADS=1 {' '.join(r.command)}")
+        return 0
+    if args.cmd == "record":
+        from cbp.experiments.record import record
+
+        print(record(args.study, args.run, args.profile, args.seconds, args.results))
+        return 0
+    if args.cmd == "snapshot":
+        import numpy as np
+
+        from cbp.analysis import similarity_snapshot
+        from cbp.experiments.runner import results_dir
+        from cbp.experiments.study import plan
+
+        dirs = {r.name: r.run_dir for r in plan(args.study, args.profile)}
+        arrays: dict[str, np.ndarray] = {}
+        index = args.index
+        for name in args.runs:
+            snap = similarity_snapshot(dirs[name], index)
+            index = int(snap["index"])  # the same image for every run
+            arrays.update({f"{name}/{k}": v for k, v in snap.items()})
+        out = results_dir(args.study, args.profile, args.results) / "similarity_snapshot.npz"
+        np.savez_compressed(out, **arrays)
+        print(f"{out}: image {index}, runs {args.runs}")
+        return 0
+    if args.cmd == "table":
+        from cbp.experiments.claims import format_table, load_results, verdict_rows
+        from cbp.experiments.runner import results_dir
+
+        results = load_results(results_dir(args.study, args.profile, args.results))
+        cols = [
+            "source",
+            "claim",
+            "paper",
+            "ours scratch",
+            "verdict scratch",
+            "ours pretrained",
+            "verdict pretrained",
+        ]
+        print(format_table(verdict_rows(results), cols))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,416 @@
+"""The paper's claims, the decision rule of the protocol (section 8), and the verdict table.
+
+Reads the recorded result JSONs of a study (``results/<study>/*.json``) and, for each claim,
+computes ours (mean +- std over seeds, per regime) and the verdict:
+
+* ``d = mean(a) - mean(b)``, signed so that positive = the paper's direction;
+  ``s = sqrt((std(a)^2 + std(b)^2) / 2)`` (ddof = 1);
+* **holds** if ``d > 2 s``; **does not hold** if ``d < -2 s``; **within noise** otherwise.
+* For the paper's ties (|paper difference| <= 0.2) "within noise" agrees with the paper.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HOLDS, NOISE, FAILS, NOT_RUN, MISSING = "holds", "within noise", "does not hold", "not run", "missing"
+
+#: Paper values, Tables 3-5 (SegFormer-B0, ADE20K, 40K iterations): arm -> (mIoU, mAcc); None = not given.
+PAPER_ARMS: dict[str, tuple[float | None, float | None]] = {
+    "linear": (33.4, 44.4),
+    "cbp": (33.5, 44.4),
+    "linear_occl": (34.3, 45.8),
+    "cbp_occl": (35.1, 48.1),
+    "gradient": (34.6, 46.1),
+    "ema": (29.9, 41.8),
+    "penalty": (None, None),  # "lower than both Frozen and Gradient"
+    "orthogonal": (33.3, 44.6),
+    "equal": (35.0, 47.8),
+    "masked": (30.3, 41.7),
+    "masked_orthogonal": (35.1, 48.0),
+    "text": (33.2, 45.2),
+    "length1": (None, None),
+    "length3": (None, None),
+    "length4": (None, None),
+    "length5": (None, None),
+}
+PAPER_LABEL = "paper (ADE20K, SegFormer-B0, 40K iters, GPU)"
+
+ARM_LABELS: dict[str, str] = {
+    "linear": "baseline (learnable + bias)",
+    "cbp": "+CBP",
+    "linear_occl": "+OCCL",
+    "cbp_occl": "CBP + OCCL (frozen, orthogonal + equal, T = 2)",
+    "gradient": "gradient",
+    "ema": "EMA",
+    "penalty": "penalty",
+    "orthogonal": "orthogonal only (no equalisation)",
+    "equal": "equal only (no orthogonalisation)",
+    "masked": "masked",
+    "masked_orthogonal": "masked + orthogonal",
+    "text": "CLIP text",
+    "length1": "T = 1",
+    "length3": "T = 3",
+    "length4": "T = 4",
+    "length5": "T = 5",
+}
+
+TABLE_ARMS: dict[str, list[str]] = {
+    "3": ["linear", "cbp", "linear_occl", "cbp_occl"],
+    "4": ["cbp_occl", "gradient", "ema", "penalty"],
+    "5": ["cbp_occl", "orthogonal", "equal", "text", "masked", "masked_orthogonal"],
+    "9": ["length1", "cbp_occl", "length3", "length4", "length5"],
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_results(folder: str | Path) -> dict[str, Any]:
+    """All result JSONs of a study folder: ``{"runs": {name: record}, "by_arm": {regime: {arm: [records by seed]}}}``."""
+    folder = Path(folder)
+    runs: dict[str, Any] = {}
+    by_arm: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for path in sorted(folder.glob("*.json")):
+        rec = json.loads(path.read_text())
+        runs[path.stem] = rec
+        if rec.get("kind") == "train":
+            by_arm[rec["regime"]][rec["arm"]].append(rec)
+    for regime in by_arm.values():
+        for recs in regime.values():
+            recs.sort(key=lambda r: r["seed"])
+    return {"runs": runs, "by_arm": {k: dict(v) for k, v in by_arm.items()}}
+
+
+def value(rec: dict[str, Any], metric: str) -> float:
+    """One number of a run record: ``mIoU``, ``mAcc``, or an analysis key (dotted for nested ones)."""
+    if metric in ("mIoU", "mAcc", "aAcc"):
+        v = rec["metrics"][metric]
+    elif metric == "f1_rarest_group":
+        v = rec["analysis"]["f1_groups"][0]
+    elif metric == "cs":
+        v = rec["analysis"]["class_separability"]
+    elif metric.startswith("posthoc."):
+        v = rec.get("posthoc_equalisation", {})
+        for part in metric.split(".")[1:]:
+            v = v.get(part, {}) if isinstance(v, dict) else None
+    else:
+        v = rec["analysis"]
+        for part in metric.split("."):
+            v = v.get(part) if isinstance(v, dict) else None
+    return float("nan") if v is None or v == {} else float(v)
+
+
+def values(results: dict[str, Any], regime: str, arm: str, metric: str) -> np.ndarray:
+    """Per-seed values of one arm in one regime (empty if the arm has no finished run)."""
+    recs = results["by_arm"].get(regime, {}).get(arm, [])
+    return np.array([value(r, metric) for r in recs], dtype=np.float64)
+
+
+def mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and sample std (ddof = 1; NaN for fewer than 2 values)."""
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else float("nan")
+
+
+def fmt(x: np.ndarray, digits: int = 2) -> str:
+    """``"80.12 ± 0.31"`` (or ``"80.12"`` for one seed, ``"–"`` for none)."""
+    m, s = mean_std(x)
+    if math.isnan(m):
+        return "–"
+    return f"{m:.{digits}f}" if math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+# --------------------------------------------------------------------------------------------
+# The decision rule
+
+
+def decide(a: np.ndarray, b: np.ndarray, sign: float = 1.0) -> tuple[str, float, float]:
+    """Protocol section 8: verdict of "a beats b in the paper's direction ``sign``".
+
+    Returns:
+        (verdict, d, s): d = sign * (mean(a) - mean(b)), s = pooled seed std.
+    """
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return MISSING, float("nan"), float("nan")
+    d = sign * (a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return NOISE + " (1 seed)", float(d), float("nan")
+    s = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    if d > 2 * s:
+        return HOLDS, float(d), s
+    if d < -2 * s:
+        return FAILS, float(d), s
+    return NOISE, float(d), s
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper and how it is tested (protocol section 8).
+
+    kind: "diff" (a vs b in the paper's direction), "tie" (the paper reports no difference),
+    "range" (Table 9), "std" (Table 10), "order" (Table 8), "positive" (a correlation > 0),
+    "paired" (post-hoc equalisation), "not_run".
+    """
+
+    key: str
+    source: str
+    text: str
+    paper: str
+    kind: str
+    a: str = ""
+    b: str = ""
+    metric: str = "mIoU"
+    sign: float = 1.0
+
+
+CLAIMS: list[Claim] = [
+    Claim("t3_cbp", "Table 3", "+CBP alone ≈ baseline", "+0.1 (33.5 vs 33.4)", "tie", "cbp", "linear"),
+    Claim(
+        "t3_occl", "Table 3", "+OCCL beats baseline", "+0.9 (34.3 vs 33.4)", "diff", "linear_occl", "linear"
+    ),
+    Claim(
+        "t3_both", "Table 3", "CBP + OCCL beats baseline", "+1.7 (35.1 vs 33.4)", "diff", "cbp_occl", "linear"
+    ),
+    Claim(
+        "t3_both_mAcc",
+        "Table 3",
+        "CBP + OCCL beats baseline (mAcc)",
+        "+3.7 (48.1 vs 44.4)",
+        "diff",
+        "cbp_occl",
+        "linear",
+        "mAcc",
+    ),
+    Claim(
+        "t3_cbp_given_occl",
+        "Table 3",
+        "CBP adds to OCCL",
+        "+0.8 (35.1 vs 34.3)",
+        "diff",
+        "cbp_occl",
+        "linear_occl",
+    ),
+    Claim(
+        "t4_gradient",
+        "Table 4",
+        "frozen beats gradient",
+        "+0.5 (35.1 vs 34.6)",
+        "diff",
+        "cbp_occl",
+        "gradient",
+    ),
+    Claim("t4_ema", "Table 4", "frozen beats EMA", "+5.2 (35.1 vs 29.9)", "diff", "cbp_occl", "ema"),
+    Claim(
+        "t4_penalty",
+        "Table 4",
+        "frozen beats penalty",
+        "> +0.5 (below gradient)",
+        "diff",
+        "cbp_occl",
+        "penalty",
+    ),
+    Claim(
+        "t5_equal", "Table 5", "equalisation matters", "+1.8 (35.1 vs 33.3)", "diff", "cbp_occl", "orthogonal"
+    ),
+    Claim(
+        "t5_ortho", "Table 5", "orthogonalisation ≈ tie", "+0.1 (35.1 vs 35.0)", "tie", "cbp_occl", "equal"
+    ),
+    Claim("t5_masked", "Table 5", "masked init hurts", "+4.8 (35.1 vs 30.3)", "diff", "cbp_occl", "masked"),
+    Claim(
+        "t5_masked_ortho",
+        "Table 5",
+        "masked + orthogonal ≈ CBP",
+        "0.0 (35.1 vs 35.1)",
+        "tie",
+        "cbp_occl",
+        "masked_orthogonal",
+    ),
+    Claim("t5_text", "Table 5", "CLIP text init hurts", "+1.9 (35.1 vs 33.2)", "not_run", "cbp_occl", "text"),
+    Claim("t9_length", "Table 9", "length T is sensitive", "range 34.6–35.3", "range"),
+    Claim("t10_seeds", "Table 10", "stable over seeds", "std 0.2 (4 seeds)", "std", "cbp_occl"),
+    Claim("t8_cs", "Table 8", "CS: learnable > equal > CBP = 0", "75.8 > 6.2 > 0", "order"),
+    Claim(
+        "fig5_learnable",
+        "Fig. 5",
+        "rarest-group F1: CBP+OCCL beats learnable",
+        "+2.5 (32.0)",
+        "diff",
+        "cbp_occl",
+        "linear",
+        "f1_rarest_group",
+    ),
+    Claim(
+        "fig5_noeq",
+        "Fig. 5",
+        "rarest-group F1: CBP+OCCL beats no equalisation",
+        "+7.7",
+        "diff",
+        "cbp_occl",
+        "orthogonal",
+        "f1_rarest_group",
+    ),
+    Claim(
+        "t7_rare",
+        "Table 7",
+        "rare classes gain from equalisation (rare-third IoU)",
+        "flag +7.3, radiator +5.3",
+        "diff",
+        "cbp_occl",
+        "orthogonal",
+        "rare_third_IoU",
+    ),
+    Claim(
+        "t6_confusable",
+        "Table 6",
+        "orthogonality helps confusable classes (group IoU)",
+        "+0.3 … +1.0",
+        "diff",
+        "cbp_occl",
+        "equal",
+        "confusable_IoU",
+    ),
+    Claim(
+        "norm_freq",
+        "Sec. 4.3",
+        "learnable norms grow with pixel count (Pearson, log count)",
+        "0.27",
+        "positive",
+        "linear",
+        metric="norm_correlation.pearson_log",
+    ),
+    Claim(
+        "posthoc",
+        "feasibility study",
+        "post-hoc equalisation of the learnable classifier helps",
+        "– (not in paper)",
+        "paired",
+        "linear",
+        metric="posthoc.delta.mIoU",
+    ),
+]
+
+
+def evaluate_claim(claim: Claim, results: dict[str, Any], regime: str) -> dict[str, Any]:
+    """Ours and the verdict of one claim in one regime: ``{"ours": str, "d": float, "s": float, "verdict": str}``."""
+    get = lambda arm, metric=claim.metric: values(results, regime, arm, metric)  # noqa: E731
+    if claim.kind == "not_run":
+        return {
+            "ours": "not run",
+            "d": float("nan"),
+            "s": float("nan"),
+            "verdict": "not run: no offline text encoder",
+        }
+    if claim.kind in ("diff", "tie"):
+        a, b = get(claim.a), get(claim.b)
+        verdict, d, s = decide(a, b, claim.sign)
+        if claim.kind == "tie" and verdict == NOISE:
+            verdict = NOISE + " (= paper's tie)"
+        return {"ours": f"{fmt(a)} vs {fmt(b)}", "d": d, "s": s, "verdict": verdict}
+    if claim.kind == "range":
+        names = ["length1", "cbp_occl", "length3", "length4", "length5"]
+        got = {n: get(n) for n in names if get(n).size}
+        if len(got) < 2:
+            return {"ours": "–", "d": float("nan"), "s": float("nan"), "verdict": MISSING}
+        means = {n: float(np.nanmean(v)) for n, v in got.items()}
+        hi, lo = max(means, key=means.get), min(means, key=means.get)
+        verdict, d, s = decide(got[hi], got[lo])
+        text = f"range {means[lo]:.2f}–{means[hi]:.2f} ({ARM_LABELS[lo]} … {ARM_LABELS[hi]})"
+        return {"ours": text, "d": d, "s": s, "verdict": verdict}
+    if claim.kind == "std":
+        m, s = mean_std(get(claim.a))
+        if math.isnan(s):
+            verdict = MISSING
+        else:
+            verdict = HOLDS if s <= 0.5 else FAILS if s > 1.0 else NOISE
+        return {
+            "ours": f"std {s:.2f} ({get(claim.a).size} seeds, mean {m:.2f})",
+            "d": float("nan"),
+            "s": s,
+            "verdict": verdict,
+        }
+    if claim.kind == "order":
+        lin, eq, cbp = get("linear", "cs"), get("equal", "cs"), get("cbp_occl", "cs")
+        n = min(lin.size, eq.size, cbp.size)
+        if n == 0:
+            return {"ours": "–", "d": float("nan"), "s": float("nan"), "verdict": MISSING}
+        ok = bool(
+            np.all(lin[:n] > eq[:n]) and np.all(eq[:n] > np.abs(cbp[:n])) and np.all(np.abs(cbp[:n]) < 1e-3)
+        )
+        text = f"{fmt(lin, 1)} > {fmt(eq, 1)} > {fmt(cbp, 3)}"
+        return {"ours": text, "d": float("nan"), "s": float("nan"), "verdict": HOLDS if ok else FAILS}
+    if claim.kind in ("positive", "paired"):
+        x = get(claim.a)
+        m, s = mean_std(x)
+        if math.isnan(m):
+            return {"ours": "–", "d": float("nan"), "s": float("nan"), "verdict": MISSING}
+        if math.isnan(s):
+            verdict = NOISE + " (1 seed)"
+        elif m > 2 * s and m > 0:
+            verdict = HOLDS
+        elif m < -2 * s:
+            verdict = FAILS
+        else:
+            verdict = NOISE
+        return {"ours": fmt(x), "d": m, "s": s, "verdict": verdict}
+    raise ValueError(f"unknown claim kind {claim.kind!r}")
+
+
+def verdict_rows(
+    results: dict[str, Any], regimes: tuple[str, ...] = ("scratch", "pretrained")
+) -> list[dict[str, Any]]:
+    """One row per claim: source, claim, paper, and for each regime ours / d / verdict."""
+    rows = []
+    for c in CLAIMS:
+        row: dict[str, Any] = {"source": c.source, "claim": c.text, "metric": c.metric, "paper": c.paper}
+        for regime in regimes:
+            r = evaluate_claim(c, results, regime)
+            row[f"ours {regime}"] = r["ours"]
+            row[f"d {regime}"] = r["d"]
+            row[f"2s {regime}"] = 2 * r["s"] if not math.isnan(r["s"]) else float("nan")
+            row[f"verdict {regime}"] = r["verdict"]
+        rows.append(row)
+    return rows
+
+
+def arm_rows(results: dict[str, Any], table: str, metric: str = "mIoU") -> list[dict[str, Any]]:
+    """Rows of one ablation table (3, 4, 5, 9): arm, paper value, ours per regime (mean ± std)."""
+    rows = []
+    idx = 0 if metric == "mIoU" else 1
+    for arm in TABLE_ARMS[table]:
+        paper = PAPER_ARMS.get(arm, (None, None))[idx]
+        row = {"arm": ARM_LABELS.get(arm, arm), "paper": "–" if paper is None else f"{paper:.1f}"}
+        for regime in ("scratch", "pretrained"):
+            v = values(results, regime, arm, metric)
+            row[regime] = "not run: no offline text encoder" if arm == "text" else fmt(v)
+            row[f"n {regime}"] = int(np.isfinite(v).sum())
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """A plain-text (markdown) table of dict rows; floats with 2 decimals."""
+    if not rows:
+        return "(no rows)"
+    columns = columns or list(rows[0])
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "–" if math.isnan(v) else f"{v:+.2f}"
+        return str(v)
+
+    body = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
+    line = lambda cells: "| " + " | ".join(x.ljust(w) for x, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])

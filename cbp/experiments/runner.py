@@ -1,0 +1,301 @@
+"""Execute a study plan: N parallel subprocesses, resumable, with a progress display; record each run.
+
+A run is *finished* when ``results/<study>/<run>.json`` exists; ``run`` skips finished runs, so
+an interrupted study continues where it stopped (and a half-trained run resumes from its
+``ckpt_last.pt``, see :mod:`cbp.train`). A finished run whose artefact (the pretraining checkpoint,
+the masked embeddings; not committed) is missing is rebuilt only when an unfinished run needs it.
+
+Every job runs ``OMP_NUM_THREADS=1`` subprocesses: the run's own ``command`` (``python -m cbp.train``
+or the embeddings step), then ``python -m cbp.experiments record`` which writes the result JSON:
+``command``, ``metrics`` (mIoU, mAcc, per-class IoU / Acc / F1, CS, norms), ``config``, ``commit``,
+``hardware``, ``seconds`` and the analysis of :mod:`cbp.analysis`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from cbp.experiments.study import PROTOCOL_COMMIT, Run, plan, study_dir_name
+
+RESULTS_ROOT = "results"
+
+
+def results_dir(study: str, profile: str, root: str = RESULTS_ROOT) -> Path:
+    """``results/<study>`` (default profile) or ``results/<study>-<profile>``."""
+    return Path(root) / study_dir_name(study, profile)
+
+
+def result_path(run: Run, study: str, profile: str, root: str = RESULTS_ROOT) -> Path:
+    return results_dir(study, profile, root) / f"{run.name}.json"
+
+
+def finished(run: Run, study: str, profile: str, root: str = RESULTS_ROOT) -> bool:
+    """A run is finished when its result JSON exists."""
+    return result_path(run, study, profile, root).is_file()
+
+
+def to_do(runs: list[Run], study: str, profile: str, root: str = RESULTS_ROOT) -> list[Run]:
+    """The runs to execute: unfinished ones, plus finished ones whose missing artefact an unfinished run needs.
+
+    Returns:
+        Runs in plan order.
+    """
+    by_name = {r.name: r for r in runs}
+    needed = {r.name for r in runs if not finished(r, study, profile, root)}
+    frontier = list(needed)
+    while frontier:  # walk the dependencies of what must run
+        name = frontier.pop()
+        for dep in by_name[name].deps:
+            d = by_name[dep]
+            if dep not in needed and d.artefact and not Path(d.artefact).is_file():
+                needed.add(dep)
+                frontier.append(dep)
+    return [r for r in runs if r.name in needed]
+
+
+# --------------------------------------------------------------------------------------------
+# Facts recorded with each run
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    """``git rev-parse HEAD`` (+ ``-dirty`` when tracked files under cbp/ differ), or "unknown"."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "cbp"], cwd=cwd).returncode != 0
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def hardware() -> dict[str, Any]:
+    """CPU model, cores, threads a run uses, torch version and device."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "threads_per_run": int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": gpu,
+        "platform": platform.platform(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Execution
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["MKL_NUM_THREADS"] = "1"
+    return env
+
+
+def _argv(command: tuple[str, ...]) -> list[str]:
+    """The recorded command with ``python`` replaced by this interpreter."""
+    return [sys.executable if i == 0 and c == "python" else c for i, c in enumerate(command)]
+
+
+def _progress(run: Run) -> str:
+    """``"412/800"`` from the last line of a training run's log.jsonl ("" if none yet)."""
+    log = Path(run.run_dir) / "log.jsonl"
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - 2048))
+            last = f.read().decode(errors="ignore").strip().splitlines()[-1]
+        it = json.loads(last).get("iter")
+    except (OSError, IndexError, ValueError):
+        return ""
+    total = next((c.split("=", 1)[1] for c in run.command if c.startswith("--train.iters=")), "?")
+    return f"{it}/{total}" if it is not None else ""
+
+
+def execute(run: Run, study: str, profile: str, root: str = RESULTS_ROOT) -> tuple[bool, str]:
+    """Run one job (its command, then the recording step); returns (ok, message)."""
+    Path(run.run_dir).mkdir(parents=True, exist_ok=True)
+    out_log = Path(run.run_dir) / "stdout.log"
+    t0 = time.time()
+    with out_log.open("a") as log:
+        log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run.command)}\n")
+        log.flush()
+        rc = subprocess.run(_argv(run.command), env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
+    seconds = time.time() - t0
+    if rc != 0:
+        return False, f"exit {rc}; see {out_log}"
+    record = [
+        sys.executable,
+        "-m",
+        "cbp.experiments",
+        "record",
+        study,
+        run.name,
+        "--profile",
+        profile,
+        "--seconds",
+        f"{seconds:.1f}",
+        "--results",
+        root,
+    ]
+    with out_log.open("a") as log:
+        rc = subprocess.run(record, env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        return False, f"recording failed (exit {rc}); see {out_log}"
+    path = result_path(run, study, profile, root)
+    miou = json.loads(path.read_text()).get("metrics", {}).get("mIoU")
+    score = f"mIoU {miou:.2f}" if isinstance(miou, (int, float)) else "done"
+    return True, f"{score} in {seconds:.0f} s"
+
+
+def run_study(
+    study: str = "ablations",
+    profile: str = "default",
+    *,
+    jobs: int = 2,
+    only: list[str] | None = None,
+    root: str = RESULTS_ROOT,
+    runs_root: str = "runs",
+    dry_run: bool = False,
+) -> int:
+    """Run every unfinished run of a study with ``jobs`` parallel subprocesses.
+
+    Args:
+        study: study name.
+        profile: ``quick`` | ``default`` | ``gpu``.
+        jobs: parallel runs (each one thread).
+        only: restrict to runs whose name contains one of these substrings (and their deps).
+        root: results folder.
+        runs_root: run directories folder.
+        dry_run: print the commands that would run, run nothing.
+
+    Returns:
+        Number of failed runs (0 = success).
+    """
+    from tqdm import tqdm
+
+    runs = plan(study, profile, runs_root)
+    if only:
+        keep = {r.name for r in runs if any(s in r.name for s in only)}
+        by_name = {r.name: r for r in runs}
+        frontier = list(keep)
+        while frontier:
+            for dep in by_name[frontier.pop()].deps:
+                if dep not in keep:
+                    keep.add(dep)
+                    frontier.append(dep)
+        runs = [r for r in runs if r.name in keep]
+    todo = to_do(runs, study, profile, root)
+    results_dir(study, profile, root).mkdir(parents=True, exist_ok=True)
+    done_before = len(runs) - len([r for r in todo if not finished(r, study, profile, root)])
+    if dry_run:
+        for r in todo:
+            print(f"OMP_NUM_THREADS=1 {' '.join(r.command)}")
+        return 0
+
+    pending = list(todo)
+    running: dict[Future, Run] = {}
+    ok_names: set[str] = {r.name for r in runs if r not in todo}
+    failed: dict[str, str] = {}
+    lock = threading.Lock()
+    bar = tqdm(
+        total=len(runs), initial=done_before, desc=f"{study} [{profile}]", unit="run", dynamic_ncols=True
+    )
+    t_start = time.time()
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while pending or running:
+            # skip runs whose dependency failed
+            for r in list(pending):
+                bad = [d for d in r.deps if d in failed]
+                if bad:
+                    pending.remove(r)
+                    failed[r.name] = f"skipped: dependency {bad[0]} failed"
+                    bar.write(f"  skip {r.name}: dependency {bad[0]} failed")
+            while len(running) < jobs:
+                ready = next((r for r in pending if all(d in ok_names for d in r.deps)), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                bar.write(f"  start {ready.name}")
+                running[pool.submit(execute, ready, study, profile, root)] = ready
+            if not running:
+                break
+            done, _ = wait(list(running), timeout=5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                r = running.pop(fut)
+                try:
+                    ok, msg = fut.result()
+                except Exception as err:  # noqa: BLE001 - report and go on with the other runs
+                    ok, msg = False, f"{type(err).__name__}: {err}"
+                with lock:
+                    if ok:
+                        ok_names.add(r.name)
+                        bar.update(1)
+                    else:
+                        failed[r.name] = msg
+                bar.write(f"  {'done' if ok else 'FAIL'} {r.name}: {msg}")
+            bar.set_postfix_str(" | ".join(f"{r.name} {_progress(r)}" for r in running.values()))
+    bar.close()
+    minutes = (time.time() - t_start) / 60
+    print(
+        f"{study} [{profile}]: {len(ok_names)} of {len(runs)} runs finished, {len(failed)} failed, {minutes:.1f} min"
+    )
+    for name, msg in failed.items():
+        print(f"  {name}: {msg}")
+    return len(failed)
+
+
+def status(
+    study: str = "ablations", profile: str = "default", root: str = RESULTS_ROOT, runs_root: str = "runs"
+) -> str:
+    """One line per run: finished (mIoU, seconds), running (iteration) or pending."""
+    lines = []
+    runs = plan(study, profile, runs_root)
+    n_done = 0
+    for r in runs:
+        path = result_path(r, study, profile, root)
+        if path.is_file():
+            n_done += 1
+            rec = json.loads(path.read_text())
+            miou = rec.get("metrics", {}).get("mIoU")
+            score = f"mIoU {miou:6.2f}" if isinstance(miou, (int, float)) else "done"
+            lines.append(f"done     {r.name:32s} {score}  {rec.get('seconds', 0):6.0f} s")
+        else:
+            prog = _progress(r)
+            lines.append(f"{'started' if prog else 'pending':8s} {r.name:32s} {prog}")
+    lines.append(f"{n_done}/{len(runs)} finished ({results_dir(study, profile, root)})")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "PROTOCOL_COMMIT",
+    "execute",
+    "finished",
+    "git_commit",
+    "hardware",
+    "result_path",
+    "results_dir",
+    "run_study",
+    "status",
+    "to_do",
+]

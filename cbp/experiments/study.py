@@ -1,0 +1,329 @@
+"""The study plan: profiles, arms x regimes x seeds -> runs, each with the exact command that makes it.
+
+The protocol is ``experiments/protocol.md`` (committed before any result). This module turns it
+into a list of :class:`Run` in priority order (data, pretraining, Table 3, embeddings, Table 4,
+Table 5, Table 9). Nothing here trains; :mod:`cbp.experiments.runner` executes the plan.
+
+A run's ``command`` is the argv that reproduces it from the repository root with
+``OMP_NUM_THREADS=1`` (``python`` = the project's interpreter), e.g.::
+
+    python -m cbp.train --preset synthetic --out runs/ablations/pretrained-cbp_occl-s0 \\
+        --train.iters=800 --seed=0 --model.proto_seed=0 --model.pretrained=runs/ablations/pretrain/ckpt_last.pt ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Commit of ``experiments/protocol.md`` as first written (before any result), cited by the book.
+PROTOCOL_COMMIT = "360138b"
+
+REGIMES = ("scratch", "pretrained")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the ablation tables: a name, its table and its ``--section.key=value`` overrides."""
+
+    name: str
+    table: str  # "3", "4", "5", "9"
+    overrides: tuple[str, ...] = ()
+    label: str = ""
+    embeddings: bool = False  # needs the masked class-mean embeddings
+    regimes: tuple[str, ...] = REGIMES
+
+
+def arms(
+    length_regimes: tuple[str, ...] = ("pretrained",), other_regimes: tuple[str, ...] = ("pretrained",)
+) -> list[Arm]:
+    """The arms of protocol section 4 (amendment 1), in priority order.
+
+    Table 3 and the two init ablations behind the mechanism claims (``orthogonal``, ``equal``) run
+    in both regimes; the update variants, the masked inits (``other_regimes``) and the lengths
+    (``length_regimes``) run in the pretrained regime only unless a profile says otherwise.
+    """
+    occl_off = "--loss.occl=false"
+    linear = "--model.classifier=linear"
+    return [
+        Arm("linear", "3", (linear, occl_off), "baseline (learnable + bias)"),
+        Arm("cbp", "3", (occl_off,), "+CBP"),
+        Arm("linear_occl", "3", (linear,), "+OCCL"),
+        Arm("cbp_occl", "3", (), "CBP + OCCL (frozen)"),
+        Arm("gradient", "4", ("--model.update=gradient",), "gradient", regimes=other_regimes),
+        Arm("ema", "4", ("--model.update=ema",), "EMA", regimes=other_regimes),
+        Arm("penalty", "4", ("--model.update=penalty",), "penalty", regimes=other_regimes),
+        Arm("orthogonal", "5", ("--model.init=orthogonal",), "orthogonal only (no equalisation)"),
+        Arm("equal", "5", ("--model.init=equal",), "equal only (no orthogonalisation)"),
+        Arm("masked", "5", ("--model.init=masked",), "masked", embeddings=True, regimes=other_regimes),
+        Arm(
+            "masked_orthogonal",
+            "5",
+            ("--model.init=masked+orthogonal",),
+            "masked + orthogonal",
+            embeddings=True,
+            regimes=other_regimes,
+        ),
+        *(
+            Arm(f"length{t}", "9", (f"--model.length={t}",), f"length {t}", regimes=length_regimes)
+            for t in (1, 3, 4, 5)
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Size of a study: iterations, seeds, which arms, data and device overrides."""
+
+    name: str
+    iters: int
+    pretrain_iters: int
+    seeds: tuple[int, ...]
+    preset: str = "synthetic"
+    classes: int = 50
+    size: int = 64
+    data_root: str = "data/synthetic-50"
+    pretrain_root: str = "data/synthetic-50-pretrain"
+    extra: tuple[str, ...] = ("--train.num_workers=0",)  # overrides for every training run
+    quick: bool = False  # Table 3 in both regimes + one seed of the other arms, pretrained only
+    length_regimes: tuple[str, ...] = ("pretrained",)
+    other_regimes: tuple[str, ...] = ("pretrained",)
+    description: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        "quick", iters=100, pretrain_iters=150, seeds=(0,), quick=True, description="end-to-end check, ~8 min"
+    ),
+    "default": Profile(
+        "default",
+        iters=500,
+        pretrain_iters=1500,
+        seeds=(0, 1, 2),
+        description="the study, ~60 min on 2 cores",
+    ),
+    "gpu": Profile(
+        "gpu",
+        iters=8000,
+        pretrain_iters=8000,
+        seeds=(0, 1, 2),
+        preset="synthetic150",
+        classes=150,
+        size=128,
+        data_root="data/synthetic-150-128",
+        pretrain_root="data/synthetic-150-128-pretrain",
+        extra=(
+            "--data.synthetic_size=128",
+            "--data.crop_size=128,128",
+            "--data.scale=128,128",
+            "--data.test_scale=128,128",
+            "--train.batch_size=16",
+            "--train.num_workers=4",
+            "--train.device=cuda",
+        ),
+        length_regimes=REGIMES,
+        other_regimes=REGIMES,
+        description="150-class set, 128 x 128, 8000 iterations, on one GPU",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One step of a study.
+
+    Attributes:
+        name: unique within the study, e.g. ``"pretrained-cbp_occl-s1"``.
+        kind: ``"train"`` (``python -m cbp.train``), ``"embed"`` (masked class-mean embeddings) or
+            ``"pretrain"`` (a train run whose checkpoint feeds the pretrained regime).
+        command: argv (``python`` first) that reproduces the run from the repository root.
+        run_dir: where its artefacts go (``runs/<study>/<name>``; not committed).
+        artefact: the file dependents need (checkpoint / embeddings), "" for plain runs.
+        deps: names of runs that must be finished (and whose artefacts must exist) first.
+    """
+
+    name: str
+    kind: str
+    command: tuple[str, ...]
+    run_dir: str
+    table: str = ""
+    arm: str = ""
+    regime: str = ""
+    seed: int = 0
+    artefact: str = ""
+    deps: tuple[str, ...] = field(default_factory=tuple)
+
+
+def study_dir_name(study: str, profile: str) -> str:
+    """``ablations`` for the default profile, ``ablations-quick`` / ``ablations-gpu`` otherwise."""
+    return study if profile == "default" else f"{study}-{profile}"
+
+
+def plan(study: str = "ablations", profile: str = "default", runs_root: str = "runs") -> list[Run]:
+    """All runs of a study in priority order (protocol section 6).
+
+    Args:
+        study: the study name (only ``"ablations"`` exists).
+        profile: a key of :data:`PROFILES`.
+        runs_root: folder of the run directories.
+
+    Returns:
+        The runs; dependencies always come before their dependents.
+    """
+    if study != "ablations":
+        raise KeyError(f"unknown study {study!r}: the only study is 'ablations'")
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}: expected one of {list(PROFILES)}")
+    p = PROFILES[profile]
+    base = Path(runs_root) / study_dir_name(study, profile)
+    common = (f"--data.root={p.data_root}", *p.extra, "--train.progress=false")
+
+    def data_run(name: str, root: str, pretrain: bool) -> Run:
+        command = ("python", "-m", "cbp.data.synthetic", "--out", root, "--classes", str(p.classes))
+        command += ("--size", str(p.size), "--quiet") + (("--pretrain",) if pretrain else ())
+        return Run(
+            name=name,
+            kind="data",
+            command=command,
+            run_dir=root,
+            table="data",
+            arm=name,
+            artefact=f"{root}/cbp_meta.json",
+        )
+
+    data = data_run("data", p.data_root, False)
+    data_pre = data_run("data-pretrain", p.pretrain_root, True)
+    pre_dir = base / "pretrain"
+    pre_ckpt = pre_dir / "ckpt_last.pt"
+    pretrain = Run(
+        name="pretrain",
+        kind="pretrain",
+        command=(
+            "python",
+            "-m",
+            "cbp.train",
+            "--preset",
+            p.preset,
+            "--out",
+            str(pre_dir),
+            # the pretraining set is generated by the step "data-pretrain" (the generator's pretrain
+            # mode); the engine reads it with the ADE20K-layout reader, which takes its metadata
+            # from cbp_meta.json (the engine's data.name=synthetic would regenerate the target set)
+            "--data.name=ade20k",
+            f"--data.root={p.pretrain_root}",
+            *p.extra,
+            "--train.progress=false",
+            "--model.classifier=linear",
+            "--loss.occl=false",
+            f"--train.iters={p.pretrain_iters}",
+            "--seed=0",
+        ),
+        run_dir=str(pre_dir),
+        table="pre",
+        arm="pretrain",
+        artefact=str(pre_ckpt),
+        deps=("data-pretrain",),
+    )
+    # The engine's checkpoint holds numpy RNG states, which create_model's weights-only loader refuses;
+    # this step writes the plain encoder state dict that `model.pretrained=PATH` loads.
+    encoder_file = pre_dir / "encoder.pt"
+    encoder = Run(
+        name="encoder",
+        kind="encoder",
+        command=(
+            "python",
+            "-m",
+            "cbp.experiments",
+            "encoder",
+            "--ckpt",
+            str(pre_ckpt),
+            "--out",
+            str(encoder_file),
+        ),
+        run_dir=str(pre_dir),
+        table="pre",
+        arm="encoder",
+        artefact=str(encoder_file),
+        deps=("pretrain",),
+    )
+    emb_dir = base / "embed"
+    emb_file = emb_dir / "masked_embeddings.pt"
+    embed = Run(
+        name="embed",
+        kind="embed",
+        command=(
+            "python",
+            "-m",
+            "cbp.experiments",
+            "embed",
+            "--ckpt",
+            str(encoder_file),
+            "--preset",
+            p.preset,
+            "--out",
+            str(emb_file),
+            *(o for o in common if not o.startswith("--train.")),
+        ),
+        run_dir=str(emb_dir),
+        table="5",
+        arm="embed",
+        artefact=str(emb_file),
+        deps=("encoder", "data"),
+    )
+
+    runs: list[Run] = [data, data_pre, pretrain, encoder]
+    all_arms = arms(p.length_regimes, p.other_regimes)
+    # priority order: Table 3, 4, 5 (init arms), 9, then the embeddings step and the masked arms
+    ordered = [a for t in ("3", "4", "5", "9") for a in all_arms if a.table == t and not a.embeddings]
+    ordered += [a for a in all_arms if a.embeddings]
+    for arm in ordered:
+        table = arm.table
+        if arm.embeddings and embed not in runs:
+            runs.append(embed)
+        if p.quick:
+            # quick: every arm once (seed 0); Table 3 in both regimes, the rest pretrained only
+            regimes = arm.regimes if table == "3" else ("pretrained",)
+            seeds = p.seeds[:1]
+        else:
+            regimes, seeds = arm.regimes, p.seeds
+        for seed in seeds:
+            for regime in regimes:
+                name = f"{regime}-{arm.name}-s{seed}"
+                deps: list[str] = ["data"]
+                extra: list[str] = []
+                if regime == "pretrained":
+                    deps.append("encoder")
+                    extra.append(f"--model.pretrained={encoder_file}")
+                if arm.embeddings:
+                    deps.append("embed")
+                    extra.append(f"--model.embeddings={emb_file}")
+                run_dir = base / name
+                command = (
+                    "python",
+                    "-m",
+                    "cbp.train",
+                    "--preset",
+                    p.preset,
+                    "--out",
+                    str(run_dir),
+                    *common,
+                    f"--train.iters={p.iters}",
+                    f"--seed={seed}",
+                    f"--model.proto_seed={seed}",
+                    *arm.overrides,
+                    *extra,
+                )
+                runs.append(
+                    Run(
+                        name=name,
+                        kind="train",
+                        command=command,
+                        run_dir=str(run_dir),
+                        table=table,
+                        arm=arm.name,
+                        regime=regime,
+                        seed=seed,
+                        deps=tuple(deps),
+                    )
+                )
+    return runs

@@ -1,0 +1,180 @@
+"""The study planner, resumability and the decision rule, without training anything."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cbp.config import apply_overrides, get_preset
+from cbp.experiments import claims, runner
+from cbp.experiments.study import PROFILES, plan
+
+
+def _overrides(command: tuple[str, ...]) -> list[str]:
+    return [c for c in command[command.index("--out") + 2 :]]
+
+
+def test_default_plan_arms_seeds_regimes() -> None:
+    runs = plan("ablations", "default")
+    names = [r.name for r in runs]
+    assert len(names) == len(set(names))
+    train = [r for r in runs if r.kind == "train"]
+    per_arm = Counter((r.regime, r.arm) for r in train)
+    assert all(n == 3 for n in per_arm.values())  # >= 3 seeds an arm
+    scratch = {a for (reg, a) in per_arm if reg == "scratch"}
+    pretrained = {a for (reg, a) in per_arm if reg == "pretrained"}
+    assert scratch == {"linear", "cbp", "linear_occl", "cbp_occl", "orthogonal", "equal"}
+    assert len(pretrained) == 15 and "text" not in pretrained
+    assert len(train) == 63
+    # dependencies come first
+    seen: set[str] = set()
+    for r in runs:
+        assert set(r.deps) <= seen, r.name
+        seen.add(r.name)
+
+
+def test_commands_carry_the_arm() -> None:
+    runs = {r.name: r for r in plan("ablations", "default")}
+    r = runs["pretrained-linear_occl-s2"]
+    assert r.command[:3] == ("python", "-m", "cbp.train")
+    assert "--model.classifier=linear" in r.command and "--loss.occl=false" not in r.command
+    assert "--seed=2" in r.command and "--model.proto_seed=2" in r.command
+    assert "--train.iters=500" in r.command
+    assert f"--model.pretrained={runs['encoder'].artefact}" in r.command and "encoder" in r.deps
+    assert runs["encoder"].deps == ("pretrain",)
+    s = runs["scratch-linear-s0"]
+    assert not any(c.startswith("--model.pretrained") for c in s.command) and "pretrain" not in s.deps
+    m = runs["pretrained-masked_orthogonal-s1"]
+    assert "--model.init=masked+orthogonal" in m.command and "embed" in m.deps
+    assert "--model.length=4" in runs["pretrained-length4-s0"].command
+    assert "--model.update=ema" in runs["pretrained-ema-s0"].command
+    pre = runs["pretrain"]
+    assert (
+        "--data.root=data/synthetic-50-pretrain" in pre.command and "--model.classifier=linear" in pre.command
+    )
+
+
+def test_plan_overrides_are_valid_config_keys() -> None:
+    """Every training command's overrides parse against the preset (except the embeddings file)."""
+    for r in plan("ablations", "default"):
+        if r.kind not in ("train", "pretrain") or r.arm.startswith("masked"):
+            continue
+        cfg = get_preset(r.command[r.command.index("--preset") + 1])
+        apply_overrides(cfg, _overrides(r.command))
+
+
+def test_quick_and_gpu_profiles() -> None:
+    quick = [r for r in plan("ablations", "quick") if r.kind == "train"]
+    assert {r.seed for r in quick} == {0}
+    assert {r.regime for r in quick if r.table == "3"} == {"scratch", "pretrained"}
+    assert {r.regime for r in quick if r.table != "3"} == {"pretrained"}
+    gpu = [r for r in plan("ablations", "gpu") if r.kind == "train"]
+    assert len(gpu) == 15 * 2 * 3
+    assert all("--train.device=cuda" in r.command for r in gpu)
+    assert PROFILES["gpu"].preset == "synthetic150"
+
+
+def test_to_do_skips_finished_and_rebuilds_missing_artefacts(tmp_path: Path) -> None:
+    results = str(tmp_path / "results")
+    runs = plan("ablations", "quick", runs_root=str(tmp_path / "runs"))
+    assert runner.to_do(runs, "ablations", "quick", results) == runs
+    out = runner.results_dir("ablations", "quick", results)
+    out.mkdir(parents=True)
+    for r in runs:  # everything finished except one pretrained run
+        if r.name != "pretrained-cbp_occl-s0":
+            (out / f"{r.name}.json").write_text("{}")
+    todo = runner.to_do(runs, "ablations", "quick", results)
+    # the pretraining checkpoint is not there (not committed): rebuild it, and the data it needs
+    names = [r.name for r in todo]
+    assert "pretrained-cbp_occl-s0" in names
+    assert "scratch-cbp_occl-s0" not in names
+    assert "encoder" in names  # the encoder file is missing too
+    ckpt = Path(next(r for r in runs if r.name == "encoder").artefact)
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    for r in runs:
+        if r.kind == "data":
+            Path(r.artefact).parent.mkdir(parents=True, exist_ok=True)
+    assert [r.name for r in runner.to_do(runs, "ablations", "quick", results)] == ["pretrained-cbp_occl-s0"]
+    (out / "pretrained-cbp_occl-s0.json").write_text("{}")
+    assert runner.to_do(runs, "ablations", "quick", results) == []
+
+
+def test_dry_run_prints_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        runner.run_study(
+            "ablations", "quick", root=str(tmp_path), runs_root=str(tmp_path / "r"), dry_run=True
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(plan("ablations", "quick"))
+    assert all(line.startswith("OMP_NUM_THREADS=1 python -m ") for line in out)
+
+
+def test_decide_rule() -> None:
+    a = np.array([10.0, 10.2, 9.8])  # std 0.2
+    b = np.array([9.0, 9.2, 8.8])
+    assert claims.decide(a, b)[0] == claims.HOLDS  # d = 1.0 > 2 * 0.2
+    assert claims.decide(b, a)[0] == claims.FAILS
+    assert claims.decide(a, b, sign=-1.0)[0] == claims.FAILS
+    verdict, d, s = claims.decide(a, a + 0.3)
+    assert verdict == claims.NOISE and d == pytest.approx(-0.3) and s == pytest.approx(0.2)
+    assert claims.decide(a, np.array([]))[0] == claims.MISSING
+
+
+def _record(regime: str, arm: str, seed: int, miou: float, cs: float = 0.0) -> dict:
+    return {
+        "kind": "train",
+        "regime": regime,
+        "arm": arm,
+        "seed": seed,
+        "metrics": {"mIoU": miou, "mAcc": miou + 5},
+        "analysis": {
+            "class_separability": cs,
+            "f1_groups": [miou - 20] + [miou] * 14,
+            "rare_third_IoU": miou - 10,
+            "confusable_IoU": miou - 5,
+            "norm_correlation": {"pearson_log": 0.3 + 0.01 * seed},
+        },
+        "posthoc_equalisation": {"delta": {"mIoU": 0.5 + 0.1 * seed}},
+    }
+
+
+def test_verdict_table_from_records(tmp_path: Path) -> None:
+    recs = []
+    for seed in range(3):
+        jitter = 0.1 * seed
+        recs += [
+            _record("pretrained", "linear", seed, 60 + jitter, cs=400.0),
+            _record("pretrained", "cbp", seed, 60.05 + jitter),
+            _record("pretrained", "cbp_occl", seed, 62 + jitter),
+            _record("pretrained", "equal", seed, 61 + jitter, cs=3.0),
+            _record("pretrained", "ema", seed, 65 + jitter),
+        ]
+    for i, r in enumerate(recs):
+        (tmp_path / f"run{i}.json").write_text(json.dumps(r))
+    (tmp_path / "pretrain.json").write_text(json.dumps({"kind": "pretrain"}))
+    results = claims.load_results(tmp_path)
+    rows = {r["claim"]: r for r in claims.verdict_rows(results)}
+    assert rows["CBP + OCCL beats baseline"]["verdict pretrained"] == claims.HOLDS
+    assert rows["CBP + OCCL beats baseline"]["d pretrained"] == pytest.approx(2.0)
+    assert rows["+CBP alone ≈ baseline"]["verdict pretrained"].startswith(claims.NOISE)
+    assert rows["frozen beats EMA"]["verdict pretrained"] == claims.FAILS
+    assert rows["frozen beats gradient"]["verdict pretrained"] == claims.MISSING
+    assert rows["CS: learnable > equal > CBP = 0"]["verdict pretrained"] == claims.HOLDS
+    assert rows["stable over seeds"]["verdict pretrained"] == claims.HOLDS  # std 0.1
+    assert rows["CLIP text init hurts"]["verdict pretrained"].startswith("not run")
+    assert (
+        rows["post-hoc equalisation of the learnable classifier helps"]["verdict pretrained"] == claims.HOLDS
+    )
+    assert rows["CBP + OCCL beats baseline"]["verdict scratch"] == claims.MISSING
+    table = claims.format_table(claims.verdict_rows(results))
+    assert "frozen beats EMA" in table and math.isfinite(len(table))
+    t3 = claims.arm_rows(results, "3")
+    assert t3[0]["paper"] == "33.4" and t3[0]["pretrained"] == "60.10 ± 0.10" and t3[0]["n pretrained"] == 3
