@@ -145,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_offline: {len(problems)} external resource(s) in {args.site}:", file=sys.stderr)
         for line in problems:
             print("  " + line, file=sys.stderr)
-        print("Vendor the asset under book/_static or switch the feature off in book/_config.yml.", file=sys.stderr)
+        print(
+            "Vendor the asset under book/_static or switch the feature off in book/_config.yml.",
+            file=sys.stderr,
+        )
         return 1
     n = len(list(args.site.rglob("*.html")))
     print(f"check_offline: OK, {n} pages load nothing from the network")

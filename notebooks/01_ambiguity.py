@@ -38,7 +38,7 @@ imbalance = 200.0  # n_max / n_min (long tail)
 epochs = 30
 batch_size = 256
 lr = 0.05  # SGD with momentum 0.9, as mmsegmentation trains convolutional models
-adam_lr = 3e-3  # the same learnable runs with Adam, for comparison (Section 3)
+adam_lr = 3e-3  # the same learnable runs with Adam, for comparison (Section 1.3)
 
 # %%
 import numpy as np
@@ -58,7 +58,7 @@ torch.set_num_threads(1)
 print(f"cbp {cbp.__version__}, torch {torch.__version__}")
 
 # %% [markdown]
-# ## 1. A norm is a prior (Eq. 1-2)
+# ## A norm is a prior (Eq. 1-2)
 #
 # Take two prototypes at right angles, $w_a$ and $w_b$, and a pixel feature $f$ of norm 1 at an
 # angle $\theta$ from $w_a$ (so $90^\circ - \theta$ from $w_b$). With equal norms the decision
@@ -88,7 +88,7 @@ finish(fig)
 # equal norms $\|w_l\| = T$ for every class, $\arg\max_l f^\top w_l = \arg\max_l \cos(f, w_l)$:
 # the prediction depends on the angle only (Section 3.2).
 #
-# ## 2. A long-tailed toy problem with confusable classes
+# ## A long-tailed toy problem with confusable classes
 #
 # Twelve classes in a 16-dimensional input space, Gaussian clusters, class $l$ with
 # $n_l = n_{\max}\,\rho^{-l/(N-1)}$ training samples (a geometric long tail, $\rho$ = `imbalance`).
@@ -97,7 +97,7 @@ finish(fig)
 # network is at its last two layers: an encoder with a post-ReLU $C$-dim embedding, then the
 # classifier. The classifier is either the learnable baseline `cbp.LinearHead` (a $1\times1$
 # convolution with bias, mmsegmentation's `conv_seg`) or the frozen `cbp.CBPHead`. The optimizer
-# is SGD with momentum (the paper's choice for convolutional models); Section 3 repeats the
+# is SGD with momentum (the paper's choice for convolutional models); Section 1.3 repeats the
 # learnable runs with Adam, because the optimizer turns out to matter. Features are fed
 # as $(B, C, 1, 1)$ maps, so the heads are the very modules the segmentation models use.
 
@@ -186,7 +186,7 @@ runs_adam = [train("learnable", make_data(seed + r), seed + r, optimizer="adam")
 print("done:", {k: len(v) for k, v in runs.items()}, "runs")
 
 # %% [markdown]
-# ## 3. Prior ambiguity: learned norms follow class frequency
+# ## Prior ambiguity: learned norms follow class frequency
 #
 # For each run, the final norm $\|w_l\|$ of every learned prototype against $\log n_l$, with
 # Pearson and Spearman correlations. The paper reports a correlation of 0.27 between training
@@ -275,7 +275,7 @@ finish(fig)
 
 # %% [markdown]
 #
-# ## 4. Correlation ambiguity: confusable classes get similar prototypes
+# ## Correlation ambiguity: confusable classes get similar prototypes
 #
 # Cosine similarity between learned prototypes, averaged over the three confusable pairs and
 # over all other pairs, after every epoch, and the class separability of Eq. 8,
@@ -349,7 +349,7 @@ fig.suptitle("Prototype cosine similarity (* = class in a confusable pair; 0 = m
 plt.show()
 
 # %% [markdown]
-# ## 5. Does it cost the rare classes?
+# ## Does it cost the rare classes?
 #
 # Per-class recall on a *balanced* test set (400 samples per class; `cbp.metrics.ConfusionMatrix`,
 # the same arithmetic as mmsegmentation's mAcc), against the class's training frequency. This is
@@ -393,8 +393,8 @@ display(pd.DataFrame(recall_rows).round(2))
 #   towards the class with the smaller norm; with equal norms only the angle decides.
 # - On a long-tailed toy problem (12 Gaussian classes, 200:1 imbalance, three confusable pairs,
 #   synthetic data), a learnable $1\times1$ classifier trained with SGD and cross-entropy ended
-#   with prototype norms and biases correlated with class frequency (tables in Section 3), and
-#   with prototypes of confusable classes more similar than the others (Section 4): the two
+#   with prototype norms and biases correlated with class frequency (tables in Section 1.3), and
+#   with prototypes of confusable classes more similar than the others (Section 1.4): the two
 #   ambiguities of Section 3.1, measured rather than assumed. Trained with Adam, the norm
 #   correlation is positive early and fades or flips later: how strong the prior ambiguity is
 #   depends on the optimizer.

@@ -35,7 +35,7 @@ lr = 0.05
 hidden = 32  # encoder width
 channels = 3  # C: the feature the classifier reads is 3-D, so 3 orthogonal prototypes exist
 length = 2.0  # T, the prototype norm of CBP and equal-norm-only
-lengths = [0.1, 0.3, 1.0, 2.0, 5.0, 10.0]  # T values of Section 5
+lengths = [0.1, 0.3, 1.0, 2.0, 5.0, 10.0]  # T values of Section 2.5
 grid_size = 160  # resolution of the decision-region plots
 
 # %%
@@ -60,7 +60,7 @@ HEADS = {
 }
 
 # %% [markdown]
-# ## 1. The data
+# ## The data
 #
 # Three Gaussian classes in the plane. Class 0 is large and far away. Classes 1 and 2 overlap
 # (a confusable pair). In the **balanced** set every class has 600 training points; in the
@@ -102,7 +102,7 @@ for ax, name in zip(axes, COUNTS):
 finish(fig)
 
 # %% [markdown]
-# ## 2. Training the three classifiers
+# ## Training the three classifiers
 #
 # Same encoder for all (a 2-layer MLP from the plane to a 3-D feature $f$, no ReLU on the
 # output), same seed, same optimizer (SGD with momentum, full batch, cross-entropy on the logits
@@ -191,7 +191,7 @@ print("largest mAcc difference between the three heads (percentage points):", sp
 # here is *how* the heads get there, which the next sections show. The long tail itself costs
 # every head a lot of recall on the rare class 2.
 #
-# ## 3. Decision regions
+# ## Decision regions
 #
 # Each panel colours the plane by the predicted class (seed `seed`), with the training points
 # on top. Compare the boundary between the confusable classes 1 and 2 in the balanced and the
@@ -221,7 +221,7 @@ for i, name in enumerate(COUNTS):
 finish(fig)
 
 # %% [markdown]
-# ## 4. How the learnable prototypes move
+# ## How the learnable prototypes move
 #
 # The learnable head starts from tiny random weights (std 0.01, mmsegmentation's init) and its
 # prototypes grow. Left: the norm $\|w_l\|$ of each class's prototype during training. Right: the
@@ -299,7 +299,7 @@ for j, kind in enumerate(HEADS):
 finish(fig)
 
 # %% [markdown]
-# ## 5. The length $T$
+# ## The length $T$
 #
 # With frozen equal-norm prototypes the logits are $\|f\|\,T\cos(f, w_l)$: $T$ scales every logit,
 # like an inverse temperature, and the encoder can compensate by growing or shrinking $\|f\|$.
@@ -350,7 +350,7 @@ finish(fig)
 # $\|f\|$, which takes many steps; a large $T$ makes the softmax sharp early. In between there is
 # a broad range where the result hardly changes, which is the paper's Table 9 picture too.
 #
-# ## 6. Why not in the 2-D plane: the $C < N$ limit
+# ## Why not in the 2-D plane: the $C < N$ limit
 #
 # $N$ mutually orthogonal vectors need at least $N$ dimensions. With a 2-D feature only two
 # classes can have orthogonal prototypes; a third prototype must have a non-zero cosine with one
@@ -380,7 +380,7 @@ print(
 #   and the cosine between the confusable pair's prototypes departs from 0: both ambiguities of
 #   Section 3.1, as trajectories.
 # - CBP keeps norm $T$ and cosine 0 throughout; the encoder adapts to it instead. The table in
-#   Section 2 gives mAcc and the rare class's recall for the three heads, mean ± std over
+#   Section 2.2 gives mAcc and the rare class's recall for the three heads, mean ± std over
 #   `n_seeds` seeds, on a balanced test set: read the numbers, not a claim: on a toy this small
 #   the heads ended within about a seed's spread of each other: a flexible encoder adapts to
 #   whatever prototypes it is given.

@@ -46,7 +46,7 @@ use_style()
 torch.set_num_threads(1)
 
 # %% [markdown]
-# ## 1. Algorithm 1 on a small case
+# ## Algorithm 1 on a small case
 #
 # Line 1 draws $W \in \mathbb{R}^{N\times C}$ with Kaiming initialisation (normal, fan-in:
 # standard deviation $\sqrt{2/C}$). Lines 2-11 are classical Gram-Schmidt on the rows, in order:
@@ -83,7 +83,7 @@ display(
 # direction of the first Kaiming row: Gram-Schmidt is order-dependent, but every order gives a
 # valid orthogonal set, and a frozen set only has to be fixed, not special.
 #
-# ## 2. Gram-Schmidt is QR
+# ## Gram-Schmidt is QR
 #
 # Classical Gram-Schmidt on the rows of $W$ computes the $Q$ factor of $W^\top = QR$: the $i$-th
 # normalised Gram-Schmidt row equals the $i$-th column of $Q$ once the signs are fixed so that
@@ -111,7 +111,7 @@ print(
 )
 
 # %% [markdown]
-# ## 3. Class separability (Eq. 8), Table 8 style
+# ## Class separability (Eq. 8), Table 8 style
 #
 # $\mathrm{CS} = \tfrac12 \sum_i \sum_{j\ne i} \cos(w_i, w_j)$ sums the cosine of every pair once.
 # CBP gives 0 by construction. What does a *random* set give? Each of the $N(N-1)/2 = 11\,175$
@@ -216,10 +216,10 @@ display(
 )
 
 # %% [markdown]
-# ## 4. The $C < N$ limit
+# ## The $C < N$ limit
 #
 # At most $C$ vectors in $\mathbb{R}^C$ can be mutually orthogonal. The paper states this as a
-# limitation (Section 5); the library raises an error naming both numbers instead of returning
+# limitation (the paper's Section 5); the library raises an error naming both numbers instead of returning
 # something that is silently not orthogonal. `init="equal"` has no such limit.
 
 # %%
@@ -233,7 +233,7 @@ for n, c in [(150, 64), (171, 128)]:
     )
 
 # %% [markdown]
-# ## 5. Initialisations from class embeddings (Table 5's CLIP and "masked" rows)
+# ## Initialisations from class embeddings (Table 5's CLIP and "masked" rows)
 #
 # The paper also tried prototypes from CLIP text embeddings of the class names and from
 # class-mean features of a pretrained backbone ("masked"), frozen like CBP. Such embeddings
@@ -298,4 +298,4 @@ plt.show()
 #   under `init="masked"` and lose them under `"masked+orthogonal"`.
 #
 # Hardware: one CPU core; no training and no dataset, only prototype construction; the class
-# embeddings of Section 5 are synthetic. Paper numbers are labelled "(paper)".
+# embeddings of Section 3.5 are synthetic. Paper numbers are labelled "(paper)".

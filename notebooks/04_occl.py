@@ -32,8 +32,8 @@ backbone = "cnn_tiny"
 tau = 0.07
 lam, phi = 1.0, 0.3  # the paper's ablation weights (Section 4.3)
 data_root = ""  # "" -> generate a small set in a temporary folder
-feature_steps = 60  # gradient steps of Section 5
-feature_lr = 0.02  # Adam on the free features of Section 4
+feature_steps = 60  # gradient steps of Section 4.4
+feature_lr = 0.02  # Adam on the free features of Section 4.4
 
 # %%
 import tempfile
@@ -61,7 +61,7 @@ torch.manual_seed(seed)
 torch.set_num_threads(1)
 
 # %% [markdown]
-# ## 1. A batch and its two views
+# ## A batch and its two views
 #
 # The paper splits the batch's labels $y$ into $y_1$ and $y_2$, "two different views of $y$
 # where [each] contains the same number of categories as $y$ while the number of objects is
@@ -100,7 +100,7 @@ fig.suptitle("One synthetic batch: first half = view 1, second half = view 2")
 finish(fig)
 
 # %% [markdown]
-# ## 2. Features, view centroids and category centroids (Eq. 3)
+# ## Features, view centroids and category centroids (Eq. 3)
 #
 # OCCL reads the decoder's embedding, the $C$-dim feature the classifier sees, at its own
 # resolution ($1/4$ of the image here, $16\times16$), so the labels are resized to it by nearest
@@ -165,7 +165,7 @@ fig.colorbar(im, ax=ax, label="cosine")
 finish(fig)
 
 # %% [markdown]
-# ## 3. The two losses (Eq. 4-6)
+# ## The two losses (Eq. 4-6)
 #
 # **Centroid loss** (Eq. 4, read as InfoNCE; the printed equation lacks the $-\log$ and has a
 # broken bracket): for every class $i$ in both views and each view $x$,
@@ -202,7 +202,7 @@ print(f"chance level of the category loss: log N = {np.log(classes):.3f}")
 # is easy and the centroid loss lower. With `"batch"` views, the two views of a class come from
 # different images, which is the paper's "different objects as augmentations" reading.
 #
-# ## 4. Which way does each loss push the pixels?
+# ## Which way does each loss push the pixels?
 #
 # Take the gradient of each loss with respect to the feature map and sum it over the pixels of
 # class $i$ in view 1: that is the direction in which one step moves the class's view centroid
@@ -251,7 +251,7 @@ display(pd.DataFrame({w: descent_directions(w) for w in ["centroid", "category"]
 # same class in the other view and is blind to the prototypes. Its descent direction is
 # $\sum_j p_j\,(v_{i2} - s_j)$ (with $p_j$ the softmax weight of negative $j$): towards $v_{i2}$ and
 # away from the negatives *relative to it*. Because the untrained encoder's centroids all sit in
-# a narrow cone (cosines above 0.9, Section 2), moving towards $v_{i2}$ also moves slightly towards
+# a narrow cone (cosines above 0.9, Section 4.2), moving towards $v_{i2}$ also moves slightly towards
 # the others, hence the small positive number in the last column; the separation shows up over
 # many steps, below. To see the effect of many such steps, we now
 # treat the feature map itself as the thing being optimised (no encoder: the features are free
@@ -316,7 +316,7 @@ finish(fig)
 # - Together they do both. In training these gradients flow into the encoder, not into free
 #   features, and are added to the pixel cross-entropy.
 #
-# ## 5. Why normalise (and what $\tau = 0.07$ does without it)
+# ## Why normalise (and what $\tau = 0.07$ does without it)
 #
 # With L2-normalised vectors every dot product is a cosine in $[-1, 1]$ and the logits lie in
 # $[-1/\tau, 1/\tau] = [-14.3, 14.3]$. Without normalisation the logits are
