@@ -297,7 +297,7 @@ def test_stream_sampler_split_and_resume() -> None:
         _take(StreamSampler(n, batch, world_size=2, rank=r, accum=2, seed=3), 2 * iters) for r in range(2)
     ]
     for t in range(iters):
-        global_batch = {p for r in range(2) for _, p in parts[r][2 * t : 2 * t + 2]}
+        global_batch = {p for r in range(2) for _, p in parts[r][4 * t : 4 * t + 4]}
         assert global_batch == set(range(t * batch, (t + 1) * batch))
     # resume at iteration 2 continues the stream
     assert _take(StreamSampler(n, batch, seed=3, start_iter=2), batch) == single[2 * batch : 3 * batch]
