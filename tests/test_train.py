@@ -294,7 +294,7 @@ def test_stream_sampler_split_and_resume() -> None:
     assert sorted(i for i, _ in single[:n]) == list(range(n))  # the first epoch is a permutation
     # 2 ranks x 2 accumulation steps: the same global batches, split
     parts = [
-        _take(StreamSampler(n, batch, world_size=2, rank=r, accum=2, seed=3), 2 * iters) for r in range(2)
+        _take(StreamSampler(n, batch, world_size=2, rank=r, accum=2, seed=3), 4 * iters) for r in range(2)
     ]
     for t in range(iters):
         global_batch = {p for r in range(2) for _, p in parts[r][4 * t : 4 * t + 4]}
