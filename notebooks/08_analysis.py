@@ -261,7 +261,9 @@ display(
     Markdown(f"**Confusable groups, {regime} regime: IoU (%) and change vs CBP + OCCL, mean over seeds**")
 )
 display(group_df.style.format(precision=2).hide(axis="index"))
-sums = group_df.groupby("group")[["CBP + OCCL", "Δ without orthogonalisation", "Δ learnable"]].sum()
+sums = group_df.groupby("group")[["CBP + OCCL", "Δ without orthogonalisation", "Δ learnable"]].sum(
+    min_count=1
+)
 display(Markdown("Table 6 analogue: the **sum** of the group's IoU, and its change"))
 display(sums.round(2))
 
@@ -367,19 +369,22 @@ if snap_path.is_file():
     label = snap[f"{names[0]}/label"]
     present = [int(c) for c in np.unique(label) if c != 255][:4]
     fig, axes = plt.subplots(
-        len(names), len(present) + 2, figsize=(2.3 * (len(present) + 2), 2.5 * len(names))
+        len(names), len(present) + 3, figsize=(2.3 * (len(present) + 3), 2.5 * len(names))
     )
     axes = np.atleast_2d(axes)
     for i, name in enumerate(names):
         axes[i, 0].imshow(image)
         axes[i, 0].set_title(f"image {int(snap[f'{name}/index'])}")
-        axes[i, 1].imshow(snap[f"{name}/pred"], cmap="tab20", vmin=0, vmax=N, interpolation="nearest")
-        axes[i, 1].set_title(f"{name.split('-')[1]}: prediction")
+        gt = np.where(label == 255, np.nan, label.astype(float))
+        axes[i, 1].imshow(gt, cmap="tab20", vmin=0, vmax=N, interpolation="nearest")
+        axes[i, 1].set_title("ground truth")
+        axes[i, 2].imshow(snap[f"{name}/pred"], cmap="tab20", vmin=0, vmax=N, interpolation="nearest")
+        axes[i, 2].set_title(f"{name.split('-')[1]}: prediction")
         for j, c in enumerate(present):
-            im = axes[i, j + 2].imshow(
+            im = axes[i, j + 3].imshow(
                 snap[f"{name}/similarity"][c].astype(float), cmap="RdBu_r", vmin=-1, vmax=1
             )
-            axes[i, j + 2].set_title(f"cos(f, w[{class_names[c]}])", fontsize=8)
+            axes[i, j + 3].set_title(f"cos(f, w[{class_names[c]}])", fontsize=8)
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])

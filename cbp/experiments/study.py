@@ -240,7 +240,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
             "--out",
             str(encoder_file),
         ),
-        run_dir=str(pre_dir),
+        run_dir=str(base / "encoder"),  # its log; the file goes beside the checkpoint
         table="pre",
         arm="encoder",
         artefact=str(encoder_file),
