@@ -4,7 +4,7 @@
 #   bash ci/screenshot.sh OUT_DIR [SITE_DIR]      (SITE_DIR defaults to book/_build/html)
 #
 # Takes the intro, a page with math (Reading the paper) and pages with figures (chapters 1-4)
-# into OUT_DIR/*.png, at 1280x2000, after letting MathJax typeset (virtual time budget). Chromium
+# into OUT_DIR/*.png, at 1280x2000 (and two taller ones to reach the figures), after letting MathJax typeset (virtual time budget). Chromium
 # runs with networking features off; the page itself loads only from the local server (checked
 # separately by ci/check_offline.py). Look at the PNGs: math must be typeset (no raw $...$ or
 # \(...\)), figures must show.
@@ -37,19 +37,27 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-pages=(intro reading_the_paper notebooks/01_ambiguity notebooks/02_toy_2d notebooks/03_prototypes notebooks/04_occl)
+# page[@height]: a taller window shows figures further down a page (anchors do not scroll in
+# headless screenshots).
+pages=(intro reading_the_paper notebooks/01_ambiguity notebooks/02_toy_2d notebooks/03_prototypes notebooks/04_occl
+       "notebooks/02_toy_2d@9000" "notebooks/04_occl@6000")
 status=0
-for page in "${pages[@]}"; do
+for entry in "${pages[@]}"; do
+  page=${entry%%@*}
+  height=2000
+  [ "$entry" != "$page" ] && height=${entry#*@}
   [ -f "$site/$page.html" ] || { echo "screenshot: skip $page (not built)"; continue; }
-  png="$out/$(basename "$page").png"
+  name=$(basename "$page")
+  [ "$height" != 2000 ] && name="${name}_h$height"
+  png="$out/$name.png"
   if timeout 120 "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
       --disable-background-networking --disable-component-update --disable-sync \
       --disable-default-apps --disable-extensions --hide-scrollbars --mute-audio \
-      --user-data-dir="$profile" --window-size=1280,2000 --virtual-time-budget=10000 \
+      --user-data-dir="$profile" --window-size=1280,"$height" --virtual-time-budget=10000 \
       --screenshot="$png" "http://127.0.0.1:$port/$page.html" >/dev/null 2>&1 && [ -s "$png" ]; then
     echo "screenshot: $png"
   else
-    echo "screenshot: FAILED for $page" >&2
+    echo "screenshot: FAILED for $entry" >&2
     status=1
   fi
 done

@@ -40,6 +40,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
+
 import numpy as np
 import pandas as pd
 import torch
@@ -55,7 +57,6 @@ from cbp.losses import assign_views, centroids_from_sums, resize_labels, view_ce
 from cbp.models import create_model
 from cbp.plotting import finish, similarity_heatmap, use_style
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 use_style()
 torch.manual_seed(seed)
 torch.set_num_threads(1)
@@ -82,7 +83,7 @@ labels = torch.stack(labels)  # (B, 64, 64) int64, 255 = ignored
 palette = np.asarray(meta["palette"]) / 255.0  # (N, 3)
 names = dataset.class_names
 print(
-    f"{len(dataset)} images of {images.shape[-1]}x{images.shape[-2]}, {dataset.num_classes} classes, root {root}"
+    f"{len(dataset)} images of {images.shape[-1]}x{images.shape[-2]}, {dataset.num_classes} classes (synthetic)"
 )
 
 fig, axes = plt.subplots(2, batch_size, figsize=(1.6 * batch_size, 3.6))
