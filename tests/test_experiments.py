@@ -28,9 +28,13 @@ def test_default_plan_arms_seeds_regimes() -> None:
     assert all(n == 3 for n in per_arm.values())  # >= 3 seeds an arm
     scratch = {a for (reg, a) in per_arm if reg == "scratch"}
     pretrained = {a for (reg, a) in per_arm if reg == "pretrained"}
-    assert scratch == {"linear", "cbp", "linear_occl", "cbp_occl", "orthogonal", "equal"}
-    assert len(pretrained) == 15 and "text" not in pretrained
-    assert len(train) == 63
+    assert scratch == pretrained and len(pretrained) == 15 and "text" not in pretrained
+    assert len(train) == 90
+    # amendment 1's 63 runs come first; amendment 2's scratch runs of the other arms are queued last
+    first = [(r.regime, r.arm) for r in train[:63]]
+    core = {"linear", "cbp", "linear_occl", "cbp_occl", "orthogonal", "equal"}
+    assert {a for reg, a in first if reg == "scratch"} == core
+    assert all(r.regime == "scratch" and r.arm not in core for r in train[63:])
     # dependencies come first
     seen: set[str] = set()
     for r in runs:

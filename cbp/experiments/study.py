@@ -88,6 +88,7 @@ class Profile:
     quick: bool = False  # Table 3 in both regimes + one seed of the other arms, pretrained only
     length_regimes: tuple[str, ...] = ("pretrained",)
     other_regimes: tuple[str, ...] = ("pretrained",)
+    extension_regimes: tuple[str, ...] = ()  # amendment 2: queued after all other runs
     description: str = ""
 
 
@@ -100,7 +101,8 @@ PROFILES: dict[str, Profile] = {
         iters=500,
         pretrain_iters=1500,
         seeds=(0, 1, 2),
-        description="the study, ~60 min on 2 cores",
+        extension_regimes=("scratch",),
+        description="the study, ~60-90 min on 2 cores",
     ),
     "gpu": Profile(
         "gpu",
@@ -276,16 +278,22 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
     # priority order: Table 3, 4, 5 (init arms), 9, then the embeddings step and the masked arms
     ordered = [a for t in ("3", "4", "5", "9") for a in all_arms if a.table == t and not a.embeddings]
     ordered += [a for a in all_arms if a.embeddings]
+    blocks: list[tuple[Arm, tuple[str, ...], tuple[int, ...]]] = []
     for arm in ordered:
+        if p.quick:
+            # quick: every arm once (seed 0); Table 3 in both regimes, the rest pretrained only
+            blocks.append((arm, arm.regimes if arm.table == "3" else ("pretrained",), p.seeds[:1]))
+        else:
+            blocks.append((arm, arm.regimes, p.seeds))
+    # amendment 2: regimes added at the end of the queue for the arms that lack them
+    for arm in ordered:
+        added = tuple(r for r in p.extension_regimes if r not in arm.regimes)
+        if added:
+            blocks.append((arm, added, p.seeds))
+    for arm, regimes, seeds in blocks:
         table = arm.table
         if arm.embeddings and embed not in runs:
             runs.append(embed)
-        if p.quick:
-            # quick: every arm once (seed 0); Table 3 in both regimes, the rest pretrained only
-            regimes = arm.regimes if table == "3" else ("pretrained",)
-            seeds = p.seeds[:1]
-        else:
-            regimes, seeds = arm.regimes, p.seeds
         for seed in seeds:
             for regime in regimes:
                 name = f"{regime}-{arm.name}-s{seed}"
