@@ -81,6 +81,9 @@ def test_quick_and_gpu_profiles() -> None:
     assert len(gpu) == 15 * 2 * 3
     assert all("--train.device=cuda" in r.command for r in gpu)
     assert PROFILES["gpu"].preset == "synthetic150"
+    long = [r for r in plan("ablations", "long") if r.kind == "train"]
+    assert len(long) == 12 and {r.regime for r in long} == {"pretrained"}
+    assert all("--train.iters=2000" in r.command for r in long)
 
 
 def test_to_do_skips_finished_and_rebuilds_missing_artefacts(tmp_path: Path) -> None:

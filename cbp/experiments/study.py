@@ -89,6 +89,8 @@ class Profile:
     length_regimes: tuple[str, ...] = ("pretrained",)
     other_regimes: tuple[str, ...] = ("pretrained",)
     extension_regimes: tuple[str, ...] = ()  # amendment 2: queued after all other runs
+    only_arms: tuple[str, ...] = ()  # restrict to these arms (empty = all)
+    only_regimes: tuple[str, ...] = ()  # restrict to these regimes (empty = as the arms say)
     description: str = ""
 
 
@@ -103,6 +105,15 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2),
         extension_regimes=("scratch",),
         description="the study, ~60-90 min on 2 cores",
+    ),
+    "long": Profile(
+        "long",
+        iters=2000,
+        pretrain_iters=1500,
+        seeds=(0, 1, 2),
+        only_arms=("linear", "cbp", "linear_occl", "cbp_occl"),
+        only_regimes=("pretrained",),
+        description="amendment 3: Table 3, pretrained regime, 2000 iterations (schedule sensitivity)",
     ),
     "gpu": Profile(
         "gpu",
@@ -290,6 +301,10 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
         added = tuple(r for r in p.extension_regimes if r not in arm.regimes)
         if added:
             blocks.append((arm, added, p.seeds))
+    if p.only_arms:
+        blocks = [b for b in blocks if b[0].name in p.only_arms]
+    if p.only_regimes:
+        blocks = [(a, tuple(r for r in regs if r in p.only_regimes), sd) for a, regs, sd in blocks]
     for arm, regimes, seeds in blocks:
         table = arm.table
         if arm.embeddings and embed not in runs:
