@@ -278,6 +278,53 @@ def count(regime: str) -> pd.Series:
 display(pd.DataFrame({"scratch": count("scratch"), "pretrained": count("pretrained")}).fillna(0).astype(int))
 
 # %% [markdown]
+# ## Schedule sensitivity: Table 3 after 2000 iterations
+#
+# The largest caveat of the study is its short schedule. The protocol's amendment 3 re-runs the
+# four Table 3 arms in the pretrained regime for 2000 iterations (4x longer), 3 seeds, everything
+# else identical, and judges them with the same rule. It is a check of the default study, not a
+# replacement of its verdicts. (Recorded in `results/ablations-long/`; "–" if not run.)
+
+# %%
+long_folder = ROOT / results_dir(study, "long")
+long_results = claims.load_results(long_folder) if long_folder.is_dir() else {"runs": {}, "by_arm": {}}
+long_iters = sorted(
+    {r["config"]["train"]["iters"] for r in long_results["runs"].values() if r.get("kind") == "train"}
+)
+rows = []
+for arm in claims.TABLE_ARMS["3"]:
+    paper = claims.PAPER_ARMS[arm][0]
+    rows.append(
+        {
+            "arm": claims.ARM_LABELS[arm],
+            "paper mIoU": paper,
+            f"ours pretrained, {n_iters} iters": claims.fmt(
+                claims.values(results, "pretrained", arm, "mIoU")
+            ),
+            f"ours pretrained, {long_iters} iters": claims.fmt(
+                claims.values(long_results, "pretrained", arm, "mIoU")
+            ),
+        }
+    )
+display(pd.DataFrame(rows).set_index("arm"))
+t3 = [c for c in claims.CLAIMS if c.source == "Table 3"]
+rows = []
+for c in t3:
+    short = claims.evaluate_claim(c, results, "pretrained")
+    longer = claims.evaluate_claim(c, long_results, "pretrained")
+    rows.append(
+        {
+            "claim": c.text,
+            "paper": c.paper,
+            f"verdict, {n_iters} iters": short["verdict"],
+            f"d, {n_iters} iters": short["d"],
+            f"verdict, {long_iters} iters": longer["verdict"],
+            f"d, {long_iters} iters": longer["d"],
+        }
+    )
+display(pd.DataFrame(rows).style.format(precision=2, na_rep="–").hide(axis="index"))
+
+# %% [markdown]
 # ## Does OCCL help or hurt here?
 #
 # The feasibility study (before this project) found OCCL with the paper's weights *hurting* when

@@ -315,8 +315,14 @@ def evaluate_claim(claim: Claim, results: dict[str, Any], regime: str) -> dict[s
     if claim.kind in ("diff", "tie"):
         a, b = get(claim.a), get(claim.b)
         verdict, d, s = decide(a, b, claim.sign)
-        if claim.kind == "tie" and verdict == NOISE:
-            verdict = NOISE + " (= paper's tie)"
+        if (
+            claim.kind == "tie"
+        ):  # protocol section 8: for the paper's ties, holds / does not hold = clear gain / loss
+            verdict = {
+                NOISE: NOISE + " (= paper's tie)",
+                HOLDS: HOLDS + " (clear gain; paper: tie)",
+                FAILS: FAILS + " (clear loss; paper: tie)",
+            }.get(verdict, verdict)
         return {"ours": f"{fmt(a)} vs {fmt(b)}", "d": d, "s": s, "verdict": verdict}
     if claim.kind == "range":
         names = ["length1", "cbp_occl", "length3", "length4", "length5"]
