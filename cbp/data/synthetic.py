@@ -417,7 +417,7 @@ def _generate_into(root: Path, p: SyntheticParams, progress: bool) -> None:
     app = draw_appearance(probs, p.num_groups, np.random.default_rng([p.appearance_seed, 7, 20240]))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # not tqdm.auto: it warns in kernels without ipywidgets
 
         bar = tqdm(total=p.train + p.val, desc=f"synthetic {p.classes} classes", unit="img")
     try:
