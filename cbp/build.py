@@ -65,6 +65,23 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
 
     m = cfg.model
     pretrained: bool | str = {"": False, "hub": True}.get(m.pretrained, m.pretrained)
+    init: Any = m.init
+    if m.embeddings:  # Table 5's text / masked inits: build the prototypes from the class embeddings here
+        import torch
+
+        from cbp.models.builder import get_spec
+        from cbp.prototypes import category_basis_prototypes
+
+        embeddings = torch.load(m.embeddings, map_location="cpu", weights_only=True)  # (N, D)
+        # create_model takes no embeddings=; a (N, C) tensor init is used as it is (then equalised)
+        init = category_basis_prototypes(
+            num_classes,
+            get_spec(m.backbone).channels,
+            m.length,
+            seed=m.proto_seed,
+            init=m.init,
+            embeddings=embeddings,
+        )
     return create_model(
         m.backbone,
         num_classes,
@@ -72,7 +89,7 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
         pretrained=pretrained,
         img_size=(m.img_size or cfg.data.crop_size[0]) if m.backbone.startswith("swin") else None,
         length=m.length,
-        init=m.init,
+        init=init,
         update=m.update,
         proto_seed=m.proto_seed,
         aux_head=m.aux_head,

@@ -55,6 +55,7 @@ class ModelConfig:
     init: str = "orthogonal+equal"  # orthogonal+equal | orthogonal | equal | random | text | masked ...
     update: Literal["frozen", "gradient", "ema", "penalty"] = "frozen"
     proto_seed: int = 0
+    embeddings: str = ""  # (N, D) class embeddings, a torch.save'd tensor, for init text/masked* (Table 5)
     aux_head: bool = False  # mmseg's auxiliary FCN head (FCN, UPerNet), loss weight loss.aux_weight
     dropout: float = 0.1
     pretrained: str = ""  # "" = from scratch, "hub" = the user's timm/smp hub weights, else a local path
