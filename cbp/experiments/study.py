@@ -91,6 +91,7 @@ class Profile:
     extension_regimes: tuple[str, ...] = ()  # amendment 2: queued after all other runs
     only_arms: tuple[str, ...] = ()  # restrict to these arms (empty = all)
     only_regimes: tuple[str, ...] = ()  # restrict to these regimes (empty = as the arms say)
+    seed_major: bool = False  # queue seed 0 of every arm first (a partial study still covers every arm)
     description: str = ""
 
 
@@ -113,6 +114,7 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2),
         only_arms=("linear", "cbp", "linear_occl", "cbp_occl"),
         only_regimes=("pretrained",),
+        seed_major=True,
         description="amendment 3: Table 3, pretrained regime, 2000 iterations (schedule sensitivity)",
     ),
     "gpu": Profile(
@@ -349,4 +351,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
                         deps=tuple(deps),
                     )
                 )
+    if p.seed_major:
+        steps = [r for r in runs if r.kind != "train"]
+        runs = steps + sorted((r for r in runs if r.kind == "train"), key=lambda r: r.seed)  # stable
     return runs
