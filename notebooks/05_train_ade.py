@@ -1,0 +1,181 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Training a segmentation model with CBP + OCCL (ADE20K recipe)
+#
+# **What you will learn here.** How the paper's main experiment (Section 4.2, Table 1, ADE20K) is
+# run with this project's engine: which preset holds the recipe of each backbone, the exact
+# `python -m cbp.train` / `torchrun` command, and how to read what a run writes (`log.jsonl`,
+# `eval.jsonl`, `metrics.json`, `ckpt_last.pt`): the loss terms of Eq. 7 over training, validation
+# mIoU, per-class IoU from frequent to rare classes, predictions beside the ground truth, and the
+# paper's number beside ours.
+#
+# **Data and hardware.** By default this page trains the small `cnn_tiny` model on the project's
+# **synthetic** long-tailed scene-parsing set (50 of ADE20K's classes, 64 x 64 images) for a few
+# hundred iterations on a CPU, in a minute or two, together with the paper's baseline (a learnable
+# 1x1 classifier, no OCCL). The same page with parameters is the paper's recipe, e.g.
+#
+# ```bash
+# make notebooks   # pairs notebooks/*.py -> *.ipynb and registers the python3 kernel
+# papermill notebooks/05_train_ade.ipynb out.ipynb -p backbone swin_b -p iters 20          # CPU, synthetic
+# papermill notebooks/05_train_ade.ipynb out.ipynb -p backbone swin_b -p dataset ade20k \
+#     -p data_root /data/ade/ADEChallengeData2016 -p gpus 8                                  # the paper's run
+# ```
+#
+# (for the paper's ImageNet-pretrained backbones add `-p pretrained hub` or a local path).
+
+# %% tags=["parameters"]
+# backbone: cnn_tiny | resnet18 | convnext_atto | swin_atto | mit_b0..mit_b5 | resnet50 | resnet101 |
+# convnext_b | swin_b (the last ones are the paper's; on a CPU keep iters small)
+backbone = "cnn_tiny"
+dataset = "synthetic"  # synthetic | ade20k
+# data_root: "" = data/synthetic-50-nb (generated) or data/ade/ADEChallengeData2016; relative to the repository
+data_root = ""
+classifier = "cbp"  # cbp (frozen category-basis prototypes) | linear (learnable 1x1 conv)
+occl = True  # add the online centroid contrastive loss (Eq. 6)
+baseline = True  # also train the paper's baseline: linear classifier, no OCCL, all else equal
+# iters: 0 = auto: 160K on ADE20K; synthetic on a CPU: 200 for cnn_tiny, 20 for swin_b ...
+iters = 0
+gpus = 0  # 0 = CPU, one process; 1 = one GPU; K > 1 = torchrun --nproc_per_node=K
+seed = 0
+batch_size = 0  # 0 = the preset's (16 for the paper, 8 on the synthetic set)
+# pretrained: "" = from scratch | hub (timm / smp weights, network once) | path to encoder weights
+pretrained = ""
+out_dir = ""  # "" = runs/05_<backbone>_<classifier>[_occl]_<dataset>_<iters>_s<seed>
+eval_points = -1  # validations during training (-1 = auto: 3; none for large models on a CPU)
+resume = False  # True: continue (or reuse) the runs in their folders; False: train afresh
+examples = 4  # validation images shown with predictions
+
+# %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from cbp import runs
+from cbp.plotting import finish, use_style
+
+use_style()
+spec = runs.RunSpec(
+    backbone=backbone,
+    dataset=dataset,
+    data_root=data_root,
+    classifier=classifier,
+    occl=occl,
+    iters=iters,
+    gpus=gpus,
+    seed=seed,
+    out_dir=out_dir,
+    batch_size=batch_size,
+    eval_points=eval_points,
+    extra=(f"--model.pretrained={pretrained}",) if pretrained else (),
+    prefix="05",
+)
+preset, overrides = runs.preset_for(dataset, backbone)
+print(f"preset {preset!r} {' '.join(overrides)}: {runs.total_iters(spec)} iterations")
+
+# %% [markdown]
+# ## The run
+#
+# Each preset is the paper's recipe for one model (`python -m cbp.train --list-presets`; every key
+# with `--preset NAME --help-keys`): on ADE20K batch 16, crop 512, 160K iterations, AdamW / SGD and
+# the poly schedule of mmsegmentation, and the $\lambda, \phi, T$ the paper chose per model. On the
+# synthetic set the `synthetic` preset (AdamW, 64 x 64, batch 8) is used with the backbone swapped
+# in. The cell below prints each command, then one line per logged window (loss terms, learning
+# rate, seconds per iteration, time left) while the subprocess runs; a failing run stops the page
+# with the last lines of its output.
+
+# %%
+run_dirs = runs.train_runs(spec, baseline=baseline, resume=resume, datasets=("synthetic", "ade20k"))
+metrics = {label: runs.read_metrics(d) for label, d in run_dirs.items()}
+display(pd.DataFrame([runs.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
+
+# %% [markdown]
+# ## Losses over training
+#
+# The total loss of Eq. 7 is the pixel cross-entropy plus OCCL, $\lambda$ x centroid loss (Eq. 4)
+# + $\phi$ x category loss (Eq. 5); the baseline has cross-entropy only. Each point is the mean
+# over one logging window (`log.jsonl`).
+
+# %%
+finish(runs.plot_losses(run_dirs))
+
+# %% [markdown]
+# ## Validation mIoU
+#
+# Points at the intermediate validations (`eval.jsonl`, `--train.eval_every`) and at the end
+# (`metrics.json`).
+
+# %%
+finish(runs.plot_miou(run_dirs))
+
+# %% [markdown]
+# ## Per-class IoU, from frequent to rare classes
+#
+# The paper's argument (Section 3) is that learned prototypes favour frequent classes; frozen
+# equal-norm prototypes should help most on the right of this chart, where classes have few
+# training pixels.
+
+# %%
+tables = {label: runs.per_class_table(m) for label, m in metrics.items()}
+finish(runs.plot_per_class_iou(tables))
+
+# %% [markdown]
+# ## Predictions beside the ground truth
+#
+# A few validation images, segmented by the final checkpoint (`ckpt_last.pt`) of each run and
+# coloured with the dataset's palette (black: ignored pixels).
+
+# %%
+indices = list(range(examples))
+finish(runs.plot_predictions({label: runs.predict_examples(d, indices) for label, d in run_dirs.items()}))
+
+# %% [markdown]
+# ## The paper's number beside ours
+#
+# Our copy of the paper lost the body of Table 1 (it is an image); its text gives the **gain** of
+# CBP + OCCL over each model's own baseline, which is what the row labelled "paper" shows (for
+# `cnn_tiny`, the CPU model with a SegFormer-style decoder, the SegFormer row). Our row is the
+# run of this page against its learnable baseline.
+
+# %%
+ours = next(iter(metrics.values()))
+base = metrics.get("learnable baseline")
+label = runs.run_label(ours)
+display(runs.compare_with_paper("ade20k", backbone, ours, base, run_label=label))
+if dataset == "synthetic":
+    display(
+        Markdown(
+            "**These numbers are not comparable with the paper's.** This run trained on the SYNTHETIC "
+            f"set (50 classes, 64 x 64 images, textures instead of scenes) for {ours['iters']} iterations "
+            f"from scratch on {ours['device']}; the paper trains ImageNet-pretrained models on ADE20K's "
+            "20K real images at 512 x 512 for 160K iterations on 8 GPUs. A gain measured in one short run "
+            "is also within seed noise (the ablation chapter runs several seeds). Run this page with "
+            "`-p dataset ade20k -p data_root ... -p gpus 8 -p pretrained hub` for a comparable number."
+        )
+    )
+
+# %% [markdown]
+# ## What was shown
+#
+# The engine trained the model of the parameters above with the preset of its backbone, and this
+# page read back the run's files: the loss terms of Eq. 7, validation mIoU, per-class IoU ordered
+# by class frequency, predictions of the final checkpoint, and the paper's Table 1 gain beside the
+# gain of this run. The cell below says on which data, how long and on which hardware.
+
+# %%
+lines = [f"- **{lbl}**: {runs.run_label(m)}, {m['seconds'] / 60:.1f} min" for lbl, m in metrics.items()]
+display(Markdown("\n".join(lines)))
