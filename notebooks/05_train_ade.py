@@ -23,7 +23,7 @@
 #
 # **Data and hardware.** By default this page trains the small `cnn_tiny` model on the project's
 # **synthetic** long-tailed scene-parsing set (50 of ADE20K's classes, 64 x 64 images) for a few
-# hundred iterations on a CPU, in a minute or two, together with the paper's baseline (a learnable
+# hundred iterations on a CPU, in a few minutes, together with the paper's baseline (a learnable
 # 1x1 classifier, no OCCL). The same page with parameters is the paper's recipe, e.g.
 #
 # ```bash
@@ -40,20 +40,25 @@
 # convnext_b | swin_b (the last ones are the paper's; on a CPU keep iters small)
 backbone = "cnn_tiny"
 dataset = "synthetic"  # synthetic | ade20k
-# data_root: "" = data/synthetic-50-nb (generated) or data/ade/ADEChallengeData2016; relative to the repository
+# data_root: "" = data/synthetic-50-small (generated) or data/ade/ADEChallengeData2016; relative to the repository
 data_root = ""
 classifier = "cbp"  # cbp (frozen category-basis prototypes) | linear (learnable 1x1 conv)
 occl = True  # add the online centroid contrastive loss (Eq. 6)
-baseline = True  # also train the paper's baseline: linear classifier, no OCCL, all else equal
+# baseline: also train the paper baseline (linear classifier, no OCCL, all else equal)
+# None = auto: True, except for a large backbone on a CPU
+baseline = None
 # iters: 0 = auto: 160K on ADE20K; synthetic on a CPU: 200 for cnn_tiny, 20 for swin_b ...
 iters = 0
-gpus = 0  # 0 = CPU, one process; 1 = one GPU; K > 1 = torchrun --nproc_per_node=K
+# gpus: 0 = CPU, one process. 1 = one GPU. K > 1 = torchrun with K processes
+gpus = 0
 seed = 0
-batch_size = 0  # 0 = the preset's (16 for the paper, 8 on the synthetic set)
+batch_size = 0  # 0 = as the preset: 16 for the paper, 8 on the synthetic set
 # pretrained: "" = from scratch | hub (timm / smp weights, network once) | path to encoder weights
 pretrained = ""
-out_dir = ""  # "" = runs/05_<backbone>_<classifier>[_occl]_<dataset>_<iters>_s<seed>
-eval_points = -1  # validations during training (-1 = auto: 3; none for large models on a CPU)
+# out_dir: "" = runs/05_BACKBONE_CLASSIFIER_occl_DATASET_ITERSit_sSEED
+out_dir = ""
+# eval_points: validations during training. -1 = auto: 3, none for large models on a CPU
+eval_points = -1
 resume = False  # True: continue (or reuse) the runs in their folders; False: train afresh
 examples = 4  # validation images shown with predictions
 

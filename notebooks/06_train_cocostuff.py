@@ -42,20 +42,25 @@
 # convnext_b | swin_b (the last ones are the paper's; on a CPU keep iters small)
 backbone = "cnn_tiny"
 dataset = "synthetic"  # synthetic | cocostuff10k
-# data_root: "" = data/synthetic-50-nb (generated) or data/coco_stuff10k; relative to the repository
+# data_root: "" = data/synthetic-50-small (generated) or data/coco_stuff10k; relative to the repository
 data_root = ""
 classifier = "cbp"  # cbp (frozen category-basis prototypes) | linear (learnable 1x1 conv)
 occl = True  # add the online centroid contrastive loss (Eq. 6)
-baseline = True  # also train the paper's baseline: linear classifier, no OCCL, all else equal
+# baseline: also train the paper baseline (linear classifier, no OCCL, all else equal)
+# None = auto: True, except for a large backbone on a CPU
+baseline = None
 # iters: 0 = auto: 80K on COCO-Stuff-10K; synthetic on a CPU: 200 for cnn_tiny, 20 for swin_b ...
 iters = 0
-gpus = 0  # 0 = CPU, one process; 1 = one GPU; K > 1 = torchrun --nproc_per_node=K
+# gpus: 0 = CPU, one process. 1 = one GPU. K > 1 = torchrun with K processes
+gpus = 0
 seed = 0
-batch_size = 0  # 0 = the preset's (16 for the paper, 8 on the synthetic set)
+batch_size = 0  # 0 = as the preset: 16 for the paper, 8 on the synthetic set
 # pretrained: "" = from scratch | hub (timm / smp weights, network once) | path to encoder weights
 pretrained = ""
-out_dir = ""  # "" = runs/06_<backbone>_<classifier>[_occl]_<dataset>_<iters>_s<seed>
-eval_points = -1  # validations during training (-1 = auto: 3; none for large models on a CPU)
+# out_dir: "" = runs/06_BACKBONE_CLASSIFIER_occl_DATASET_ITERSit_sSEED
+out_dir = ""
+# eval_points: validations during training. -1 = auto: 3, none for large models on a CPU
+eval_points = -1
 resume = False  # True: continue (or reuse) the runs in their folders; False: train afresh
 examples = 4  # validation images shown with predictions
 

@@ -29,7 +29,7 @@ def test_synthetic_cpu_command() -> None:
     o = _overrides(cmd)
     assert o["model.backbone"] == "swin_b" and o["train.iters"] == "20" and o["train.device"] == "cpu"
     assert o["loss.occl"] == "true" and o["model.classifier"] == "cbp" and o["train.progress"] == "false"
-    assert o["data.root"] == "/repo/data/synthetic-50-nb"
+    assert o["data.root"] == "/repo/data/synthetic-50-small"
     assert "train.eval_every" not in o  # large model on a CPU: final validation only
     assert runs.format_command(cmd).startswith("python -m cbp.train --preset synthetic")
 
@@ -97,6 +97,11 @@ def test_command_parses_with_the_engine() -> None:
     assert out == Path("/repo/runs/run_resnet101_linear_cocostuff10k_paper_s0")
     ref = apply_overrides(get_preset("cocostuff10k_fcn_r50"), ["--model.backbone=resnet101"])
     assert cfg.optim == ref.optim
+
+
+def test_auto_baseline() -> None:
+    assert runs.auto_baseline(runs.RunSpec()) and not runs.auto_baseline(runs.RunSpec(backbone="swin_b"))
+    assert runs.auto_baseline(runs.RunSpec(backbone="swin_b", gpus=1))
 
 
 def test_baseline_and_names() -> None:
