@@ -113,7 +113,7 @@ def test_equalize_linear_classifier() -> None:
         torch.full_like(norms, float(model.classifier.conv.weight.detach().flatten(1).norm(dim=1).mean())),
     )
     assert float(eq.classifier.conv.bias.detach().abs().max()) == 0.0
-    assert float(model.classifier.conv.bias[4]) == 4.0  # the original is untouched
+    assert float(model.classifier.conv.bias.detach()[4]) == 4.0  # the original is untouched
     # prediction = argmax of the cosine between the embedding and the original rows
     x = torch.randn(1, 3, 32, 32)
     out = eq(x, upsample=False)
