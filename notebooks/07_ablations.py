@@ -117,6 +117,12 @@ facts = {
     f"(other engineers committed meanwhile; each JSON records its own), e.g. {commits[0][:12]}",
     "profile": f"{profile}: {PROFILES[profile].description}",
 }
+repro = runs.get("reproduction-check")
+if repro:
+    facts["reproduction check"] = (
+        f"{repro['run']} re-run from its recorded command: mIoU {repro['rerun']['mIoU']:.4f} vs "
+        f"{repro['recorded']['mIoU']:.4f} recorded (|Δ| = {repro['abs_diff']['mIoU']:.1e}; tolerance 0.1)"
+    )
 display(pd.DataFrame({"": list(facts.values())}, index=list(facts)))
 n_iters = iters[0] if len(iters) == 1 else iters
 OURS = f"ours (synthetic, cnn_tiny, {n_iters} iters, CPU, {len(seeds)} seeds)"
