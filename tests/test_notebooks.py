@@ -73,7 +73,4 @@ def test_toc_matches_notebooks() -> None:
         assert any(c.exists() for c in candidates), f"book/_toc.yml names {entry!r} but no such page exists"
     in_toc = {Path(e).name for e in listed if e.startswith("notebooks/")}
     missing = [p.stem for p in NOTEBOOKS if p.stem not in in_toc]
-    if missing:
-        # Notebooks land before they execute cleanly; the book lists them once they do.
-        # TODO(lead): turn this skip into a failure once 05-08 are in the table of contents.
-        pytest.skip(f"notebooks not yet in book/_toc.yml (add them under a part): {missing}")
+    assert not missing, f"notebooks missing from book/_toc.yml (add them under a part): {missing}"
