@@ -86,7 +86,10 @@ def test_quick_and_gpu_profiles() -> None:
     assert all("--train.iters=2000" in r.command for r in long)
 
 
-def test_to_do_skips_finished_and_rebuilds_missing_artefacts(tmp_path: Path) -> None:
+def test_to_do_skips_finished_and_rebuilds_missing_artefacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # data roots are relative (data/...): keep them out of the working tree
     results = str(tmp_path / "results")
     runs = plan("ablations", "quick", runs_root=str(tmp_path / "runs"))
     assert runner.to_do(runs, "ablations", "quick", results) == runs
@@ -107,6 +110,7 @@ def test_to_do_skips_finished_and_rebuilds_missing_artefacts(tmp_path: Path) -> 
     for r in runs:
         if r.kind == "data":
             Path(r.artefact).parent.mkdir(parents=True, exist_ok=True)
+            Path(r.artefact).write_text("{}")
     assert [r.name for r in runner.to_do(runs, "ablations", "quick", results)] == ["pretrained-cbp_occl-s0"]
     (out / "pretrained-cbp_occl-s0.json").write_text("{}")
     assert runner.to_do(runs, "ablations", "quick", results) == []
