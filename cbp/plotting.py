@@ -28,7 +28,16 @@ CLASSIFIER_COLORS: dict[str, str] = {
 }
 
 #: A qualitative palette for class colours in toy problems (Okabe-Ito order).
-CLASS_COLORS: list[str] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+CLASS_COLORS: list[str] = [
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+]
 
 
 def use_style(*, dpi: int = 110, font_size: float = 10.0) -> None:
