@@ -393,9 +393,10 @@ display(occl_df)
 #   say so with the protocol's rule.
 # * **OCCL hurts in both regimes.** +OCCL is below the baseline, and CBP + OCCL below +CBP,
 #   on every seed (see "Does OCCL help or hurt here?"), and also after 2000 iterations; the
-#   feasibility study's finding persists with a pretrained encoder. The paper's weights (lambda 1, phi 0.3) were used untuned, as the
-#   protocol requires; with tau = 0.07 the centroid and category terms are large next to the
-#   cross-entropy early in training, which may slow down learning the rare classes. (Per seed the
+#   feasibility study's finding persists with a pretrained encoder. The paper's weights
+#   (lambda 1, phi 0.3) were used untuned, as the protocol requires; with tau = 0.07 the
+#   centroid and category terms are large next to the cross-entropy early in training, which may
+#   slow down learning the rare classes. (Per seed the
 #   loss is consistent; the decision rule calls it a clear loss in 2 of the 4 comparisons.) The
 #   next page shows a telling detail: the learnable classifier trained with OCCL gains ~7 mIoU
 #   when its bias is dropped and its rows equalised after training, which puts it *above* the
