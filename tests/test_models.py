@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -156,6 +157,12 @@ def test_pretrained_path_round_trip(tmp_path: Path) -> None:
     torch.save({"model": a.state_dict(), "iter": 10}, full_file)
     c = create_model("cnn_tiny", 5, pretrained=str(full_file))
     assert _state_equal(a.encoder.state_dict(), c.encoder.state_dict())
+
+    # What cbp.train really writes also holds numpy RNG states, which torch's safe loader refuses.
+    engine_file = tmp_path / "engine_ckpt.pt"
+    torch.save({"model": a.state_dict(), "rng": {"numpy": np.random.get_state()}}, engine_file)  # noqa: NPY002
+    d = create_model("cnn_tiny", 5, pretrained=engine_file)
+    assert _state_equal(a.encoder.state_dict(), d.encoder.state_dict())
 
 
 def test_pretrained_errors(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ conv net + the SegFormer decoder, the book's synthetic default).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cbp import checkpoint
 from cbp.heads import CBPHead, LinearHead
 
 from .decoders import FCNHead, SegformerHead, UPerHead
@@ -216,7 +218,13 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
         ValueError: no key matches the encoder, or keys are missing / unexpected / of another shape.
     """
     path = _existing_file(path)
-    state = _encoder_state(torch.load(path, map_location="cpu", weights_only=True), path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # A cbp training checkpoint (``ckpt_last.pt``) also holds numpy RNG states, which the
+        # safe loader refuses; it is a file this project wrote, so load it in full.
+        raw = checkpoint.load(path)
+    state = _encoder_state(raw, path)
     own = encoder.state_dict()
     if any(k in own for k in state):
         target, allowed_missing, dropped = state, (), []
