@@ -189,3 +189,12 @@ def test_verdict_table_from_records(tmp_path: Path) -> None:
     assert "frozen beats EMA" in table and math.isfinite(len(table))
     t3 = claims.arm_rows(results, "3")
     assert t3[0]["paper"] == "33.4" and t3[0]["pretrained"] == "60.10 ± 0.10" and t3[0]["n pretrained"] == 3
+
+
+def test_data_steps_log_outside_the_data_root(tmp_path: Path) -> None:
+    # The generator refuses a non-empty --out folder: the runner's stdout.log must not land there.
+    for r in plan("ablations", "quick", runs_root=str(tmp_path / "runs")):
+        if r.kind == "data":
+            data_root = Path(r.artefact).parent.resolve()
+            run_dir = Path(r.run_dir).resolve()
+            assert run_dir != data_root and data_root not in run_dir.parents

@@ -200,7 +200,8 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
             name=name,
             kind="data",
             command=command,
-            run_dir=root,
+            # Not the data root: the generator refuses a non-empty folder, and stdout.log goes here.
+            run_dir=str(base / name),
             table="data",
             arm=name,
             artefact=f"{root}/cbp_meta.json",
