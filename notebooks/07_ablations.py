@@ -48,7 +48,6 @@ jobs = 2
 # %%
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,6 +57,7 @@ from matplotlib import pyplot as plt
 from cbp.experiments import claims
 from cbp.experiments.runner import results_dir
 from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT
+from cbp.runs import repo_root
 
 try:
     from cbp import plotting
@@ -65,15 +65,6 @@ try:
     plotting.use_style()
 except ImportError:  # the book's style helper is optional here
     plotting = None
-
-
-def repo_root() -> Path:
-    """The repository root (the folder with pyproject.toml), wherever the book executes this page."""
-    here = Path.cwd().resolve()
-    for p in (here, *here.parents):
-        if (p / "pyproject.toml").is_file() and (p / "cbp").is_dir():
-            return p
-    raise FileNotFoundError("run this notebook inside the cbp repository")
 
 
 ROOT = repo_root()

@@ -39,7 +39,6 @@ regime_for_maps = "pretrained"  # which regime's seed-0 runs the similarity figu
 # %%
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,6 +49,7 @@ from cbp import analysis
 from cbp.experiments import claims
 from cbp.experiments.runner import results_dir
 from cbp.experiments.study import PROTOCOL_COMMIT
+from cbp.runs import repo_root
 
 try:
     from cbp import plotting
@@ -67,15 +67,6 @@ def finish(fig: plt.Figure) -> None:
     else:
         fig.tight_layout()
         plt.show()
-
-
-def repo_root() -> Path:
-    """The repository root (the folder with pyproject.toml), wherever the book executes this page."""
-    here = Path.cwd().resolve()
-    for p in (here, *here.parents):
-        if (p / "pyproject.toml").is_file() and (p / "cbp").is_dir():
-            return p
-    raise FileNotFoundError("run this notebook inside the cbp repository")
 
 
 ROOT = repo_root()
