@@ -92,6 +92,34 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
         init=init,
         update=m.update,
         proto_seed=m.proto_seed,
+        momentum=m.ema_momentum,
+        penalty_weight=m.penalty_weight,
+        penalty_form=m.penalty_form,
         aux_head=m.aux_head,
         dropout=m.dropout,
+    )
+
+
+def build_occl(cfg: Config, seed: int = 0) -> Any:
+    """:class:`cbp.losses.OCCL` with ``cfg.loss``, or None when ``loss.occl`` is off.
+
+    Args:
+        cfg: the run's config.
+        seed: seed of the ``"random"`` view split (the engine passes a per-rank seed).
+    """
+    from cbp.losses import OCCL
+
+    if not cfg.loss.occl:
+        return None
+    loss = cfg.loss
+    return OCCL(
+        tau=loss.tau,
+        lam=loss.lam,
+        phi=loss.phi,
+        views=loss.views,
+        normalize=loss.normalize,
+        class_reduction=loss.class_reduction,
+        category_form=loss.category_form,
+        ignore_index=loss.ignore_index,
+        seed=seed,
     )

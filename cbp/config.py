@@ -54,6 +54,9 @@ class ModelConfig:
     length: float = 2.0  # T, the common L2 norm of the prototypes (Alg. 1)
     init: str = "orthogonal+equal"  # orthogonal+equal | orthogonal | equal | random | text | masked ...
     update: Literal["frozen", "gradient", "ema", "penalty"] = "frozen"
+    ema_momentum: float = 0.99  # m of update=ema (not given in the paper)
+    penalty_weight: float = 0.01  # weight of update=penalty's orthogonality loss (Section 4.4)
+    penalty_form: Literal["squared", "absolute"] = "squared"  # cos^2 or |cos| (not said in the paper)
     proto_seed: int = 0
     embeddings: str = ""  # (N, D) class embeddings, a torch.save'd tensor, for init text/masked* (Table 5)
     aux_head: bool = False  # mmseg's auxiliary FCN head (FCN, UPerNet), loss weight loss.aux_weight
@@ -96,6 +99,8 @@ class LossConfig:
     tau: float = 0.07
     views: Literal["batch", "random", "global"] = "batch"
     normalize: bool = True
+    class_reduction: Literal["mean", "sum"] = "mean"  # over classes in Eq. 4-5 (print: a sum)
+    category_form: Literal["prototypes", "printed"] = "prototypes"  # Eq. 5: CE over prototypes / as printed
     ignore_index: int = 255
 
 

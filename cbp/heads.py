@@ -17,6 +17,8 @@ from cbp.prototypes import category_basis_prototypes, cosine_similarity_matrix, 
 
 Update = Literal["frozen", "gradient", "ema", "penalty"]
 UPDATES = ("frozen", "gradient", "ema", "penalty")
+PenaltyForm = Literal["squared", "absolute"]
+PENALTY_FORMS = ("squared", "absolute")
 
 
 class CBPHead(nn.Module):
@@ -34,10 +36,12 @@ class CBPHead(nn.Module):
             * ``"ema"``: a buffer moved after every step towards the batch's category centroids,
               ``w_l <- m w_l + (1 - m) s_l`` for the classes in the batch, then re-equalised.
             * ``"penalty"``: learnable, re-equalised after every step, plus
-              ``penalty_weight * mean_{i != j} cos(w_i, w_j)^2`` added to the loss.
+              ``penalty_weight * mean_{i != j} cos(w_i, w_j)^2`` added to the loss
+              (``penalty_form="absolute"``: ``|cos(w_i, w_j)|``; the paper says neither).
         seed: seed of the prototype draw.
         momentum: m of the ``"ema"`` update.
         penalty_weight: weight of the orthogonality penalty of the ``"penalty"`` update.
+        penalty_form: ``"squared"`` (default) or ``"absolute"`` cosines in that penalty.
         embeddings: class embeddings (N, D) for the text / masked inits.
 
     Shapes:
@@ -57,11 +61,14 @@ class CBPHead(nn.Module):
         seed: int = 0,
         momentum: float = 0.99,
         penalty_weight: float = 0.01,
+        penalty_form: PenaltyForm = "squared",
         embeddings: Tensor | None = None,
     ) -> None:
         super().__init__()
         if update not in UPDATES:
             raise ValueError(f"unknown prototype update {update!r}: expected one of {list(UPDATES)}")
+        if penalty_form not in PENALTY_FORMS:
+            raise ValueError(f"unknown penalty_form {penalty_form!r}: expected one of {list(PENALTY_FORMS)}")
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}")
         weight = category_basis_prototypes(
@@ -74,6 +81,7 @@ class CBPHead(nn.Module):
         self.update = update
         self.momentum = momentum
         self.penalty_weight = penalty_weight
+        self.penalty_form: PenaltyForm = penalty_form
         if update in ("frozen", "ema"):
             # A buffer: saved in the state dict, moved by .to(), invisible to optimizers.
             self.register_buffer("prototypes", weight)
@@ -120,7 +128,8 @@ class CBPHead(nn.Module):
             self.prototypes.copy_(equalize(self.prototypes, self.length))
 
     def penalty(self) -> Tensor:
-        """Orthogonality penalty of the ``"penalty"`` update: weight x mean squared off-diagonal cosine.
+        """Orthogonality penalty of the ``"penalty"`` update: weight x mean squared (or absolute,
+        ``penalty_form``) off-diagonal cosine.
 
         Returns:
             Scalar tensor; zero (and without graph) for the other updates.
@@ -133,7 +142,8 @@ class CBPHead(nn.Module):
         if n < 2:
             return self.prototypes.new_zeros(())
         off_diagonal = cos - torch.diag(torch.diagonal(cos))
-        return self.penalty_weight * off_diagonal.pow(2).sum() / (n * (n - 1))
+        size = off_diagonal.pow(2) if self.penalty_form == "squared" else off_diagonal.abs()  # (N, N)
+        return self.penalty_weight * size.sum() / (n * (n - 1))
 
     def extra_repr(self) -> str:
         kind = "buffer" if self.update in ("frozen", "ema") else "parameter"

@@ -18,6 +18,11 @@ How this project reads the equations (``shared/METHOD.md``; the printed ones hav
 * Category loss, Eq. 5 (its denominator ``sum_{j != i} e^{v_j1.w_j/tau}`` is read as a typo): for each
   class i present in view x, cross-entropy of ``v_ix . w_j / tau`` over all N prototypes with
   target i; mean over the present classes.
+* Alternative readings, kept as options for the book's comparisons ("Reading the paper"):
+  ``class_reduction="sum"`` sums the per-class terms of Eq. 4 and Eq. 5 as printed (``Sigma_i``)
+  instead of averaging them; ``category_form="printed"`` keeps Eq. 5's printed denominator, a
+  softmax over the present classes of the own-prototype scores ``v_jx . w_j / tau`` (with the log
+  and minus sign that Eq. 4's InfoNCE reading also adds).
 * ``centroid = (L_v1 + L_v2) / 2``, ``category = (L_c1 + L_c2) / 2``,
   ``loss = lam * centroid + phi * category`` (Eq. 6).
 
@@ -38,6 +43,10 @@ from cbp.distributed import all_reduce_sum_, get_world_size
 
 Views = Literal["batch", "random", "global"]
 VIEWS = ("batch", "random", "global")
+ClassReduction = Literal["mean", "sum"]
+CLASS_REDUCTIONS = ("mean", "sum")
+CategoryForm = Literal["prototypes", "printed"]
+CATEGORY_FORMS = ("prototypes", "printed")
 
 
 @dataclass
@@ -158,11 +167,23 @@ def centroids_from_sums(sums: Tensor, counts: Tensor) -> ViewCentroids:
     return ViewCentroids(view_centroids=v, counts=counts, category_centroids=s)
 
 
-def centroid_loss(centroids: ViewCentroids, *, tau: float, normalize: bool = True) -> Tensor:
+def _reduce_classes(per_class: Tensor, weight: Tensor, reduction: ClassReduction) -> Tensor:
+    """Per-view reduction over classes: (2, N) terms, (2, N) or (N,) 0/1 weights -> (2,)."""
+    total = (per_class * weight).sum(dim=1)  # (2,)
+    if reduction == "sum":
+        return total
+    count = weight.sum(dim=-1) if weight.dim() == 2 else weight.sum()  # (2,) or ()
+    return total / count.clamp(min=1.0)
+
+
+def centroid_loss(
+    centroids: ViewCentroids, *, tau: float, normalize: bool = True, class_reduction: ClassReduction = "mean"
+) -> Tensor:
     """Centroid loss (Eq. 4 read as InfoNCE): ``(L_v1 + L_v2) / 2``.
 
     For each class i in both views and each view x, the positive is ``v_i1 . v_i2 / tau`` and the
-    negatives ``v_ix . sg(s_j) / tau`` for the other classes j present in the batch.
+    negatives ``v_ix . sg(s_j) / tau`` for the other classes j present in the batch. ``L_vx`` is the
+    mean of these terms over the classes (``class_reduction="sum"``: their sum, as printed).
 
     Returns:
         Scalar tensor; exactly 0 (with zero gradient) when no class is in both views.
@@ -182,17 +203,26 @@ def centroid_loss(centroids: ViewCentroids, *, tau: float, normalize: bool = Tru
     logits = torch.cat([positive[None, :, None].expand(2, -1, 1), negatives], dim=2)  # (2, N, 1+N)
     per_class = torch.logsumexp(logits, dim=2) - positive[None]  # (2, N): -log softmax of the positive
     weight = both.to(per_class.dtype)  # (N,)
-    per_view = (per_class * weight).sum(dim=1) / weight.sum().clamp(min=1.0)  # (2,)
-    return per_view.mean()
+    return _reduce_classes(per_class, weight, class_reduction).mean()
 
 
 def category_loss(
-    centroids: ViewCentroids, prototypes: Tensor, *, tau: float, normalize: bool = True
+    centroids: ViewCentroids,
+    prototypes: Tensor,
+    *,
+    tau: float,
+    normalize: bool = True,
+    class_reduction: ClassReduction = "mean",
+    form: CategoryForm = "prototypes",
 ) -> Tensor:
     """Category loss (Eq. 5 read as cross-entropy over all prototypes): ``(L_c1 + L_c2) / 2``.
 
     For each class i present in view x: ``CE(v_ix . w_j / tau over j = 1..N, target i)``, averaged over
-    the classes present in that view (0 for a view with no class).
+    the classes present in that view (0 for a view with no class; ``class_reduction="sum"``: summed).
+
+    ``form="printed"`` is Eq. 5's printed denominator instead: with the own-prototype scores
+    ``a_j = v_jx . w_j / tau`` of the classes j present in view x, the term of class i is
+    ``-log(e^{a_i} / sum_j e^{a_j})``. It never compares a centroid with another class's prototype.
 
     Returns:
         Scalar tensor.
@@ -201,11 +231,19 @@ def category_loss(
     w = prototypes.float()  # (N, C)
     if normalize:
         v, w = F.normalize(v, dim=-1), F.normalize(w, dim=-1)
-    logits = torch.einsum("xnc,mc->xnm", v, w) / tau  # (2, N, N)
-    per_class = torch.logsumexp(logits, dim=2) - torch.diagonal(logits, dim1=1, dim2=2)  # (2, N)
-    weight = centroids.present_in_view.to(per_class.dtype)  # (2, N)
-    per_view = (per_class * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)  # (2,)
-    return per_view.mean()
+    present = centroids.present_in_view  # (2, N)
+    if form == "printed":
+        own = (v * w[None]).sum(dim=-1) / tau  # (2, N): a_jx = v_jx . w_j / tau
+        lse = torch.logsumexp(own.masked_fill(~present, float("-inf")), dim=1, keepdim=True)  # (2, 1)
+        lse = torch.where(present.any(dim=1, keepdim=True), lse, torch.zeros_like(lse))  # empty view
+        per_class = lse - own  # (2, N)
+    elif form == "prototypes":
+        logits = torch.einsum("xnc,mc->xnm", v, w) / tau  # (2, N, N)
+        per_class = torch.logsumexp(logits, dim=2) - torch.diagonal(logits, dim1=1, dim2=2)  # (2, N)
+    else:
+        raise ValueError(f"unknown category-loss form {form!r}: expected one of {list(CATEGORY_FORMS)}")
+    weight = present.to(per_class.dtype)  # (2, N)
+    return _reduce_classes(per_class, weight, class_reduction).mean()
 
 
 class OCCL(nn.Module):
@@ -222,6 +260,10 @@ class OCCL(nn.Module):
             scaled by the world size so that DDP's gradient averaging yields the gradient of the
             global loss. In one process ``"global"`` equals ``"batch"``.
         normalize: L2-normalise centroids and prototypes before every dot product.
+        class_reduction: ``"mean"`` (default) or ``"sum"`` of the per-class terms of Eq. 4-5 (the
+            print's ``Sigma_i``; scales the loss with the number of classes in the batch).
+        category_form: ``"prototypes"`` (default, cross-entropy over all prototypes) or
+            ``"printed"`` (Eq. 5's printed denominator; see :func:`category_loss`).
         ignore_index: label of ignored pixels.
         seed: seed of the ``"random"`` view split (a private generator, advanced every call).
 
@@ -243,24 +285,37 @@ class OCCL(nn.Module):
         phi: float = 0.3,
         views: Views = "batch",
         normalize: bool = True,
+        class_reduction: ClassReduction = "mean",
+        category_form: CategoryForm = "prototypes",
         ignore_index: int = 255,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if views not in VIEWS:
             raise ValueError(f"unknown OCCL views {views!r}: expected one of {list(VIEWS)}")
+        if class_reduction not in CLASS_REDUCTIONS:
+            raise ValueError(
+                f"unknown OCCL class_reduction {class_reduction!r}: expected one of {list(CLASS_REDUCTIONS)}"
+            )
+        if category_form not in CATEGORY_FORMS:
+            raise ValueError(
+                f"unknown OCCL category_form {category_form!r}: expected one of {list(CATEGORY_FORMS)}"
+            )
         if not tau > 0:
             raise ValueError(f"OCCL temperature tau must be > 0, got {tau}")
         self.tau, self.lam, self.phi = float(tau), float(lam), float(phi)
         self.views: Views = views
         self.normalize = normalize
+        self.class_reduction: ClassReduction = class_reduction
+        self.category_form: CategoryForm = category_form
         self.ignore_index = ignore_index
         self.generator = torch.Generator().manual_seed(seed)
 
     def extra_repr(self) -> str:
         return (
             f"tau={self.tau:g}, lam={self.lam:g}, phi={self.phi:g}, views={self.views!r}, "
-            f"normalize={self.normalize}, ignore_index={self.ignore_index}"
+            f"normalize={self.normalize}, class_reduction={self.class_reduction!r}, "
+            f"category_form={self.category_form!r}, ignore_index={self.ignore_index}"
         )
 
     def forward(self, features: Tensor, labels: Tensor, prototypes: Tensor) -> dict[str, Tensor]:
@@ -280,8 +335,16 @@ class OCCL(nn.Module):
                 # Value: the global sums. Gradient: world x the local path (DDP averages it back).
                 sums = total_sums + world * (sums - sums.detach())
             centroids = centroids_from_sums(sums, counts)
-            centroid = centroid_loss(centroids, tau=self.tau, normalize=self.normalize)
-            category = category_loss(centroids, prototypes, tau=self.tau, normalize=self.normalize)
+            reduction = self.class_reduction
+            centroid = centroid_loss(centroids, tau=self.tau, normalize=self.normalize, class_reduction=reduction)
+            category = category_loss(
+                centroids,
+                prototypes,
+                tau=self.tau,
+                normalize=self.normalize,
+                class_reduction=reduction,
+                form=self.category_form,
+            )
         return {
             "loss": self.lam * centroid + self.phi * category,
             "centroid": centroid,

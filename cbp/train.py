@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def _train(cfg: Config, out: Path, device: torch.device) -> Path:
-    from cbp.build import build_model, build_split, ensure_data, test_transform, train_transform
+    from cbp.build import build_model, build_occl, build_split, ensure_data, test_transform, train_transform
 
     rank, world = get_rank(), get_world_size()
     main_proc = is_main_process()
@@ -421,19 +421,7 @@ def _train(cfg: Config, out: Path, device: torch.device) -> Path:
             "the frozen prototypes must never be optimised"
         )
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-    occl = (
-        OCCL(
-            tau=cfg.loss.tau,
-            lam=cfg.loss.lam,
-            phi=cfg.loss.phi,
-            views=cfg.loss.views,
-            normalize=cfg.loss.normalize,
-            ignore_index=cfg.loss.ignore_index,
-            seed=rank_seed(cfg.seed, rank),
-        )
-        if cfg.loss.occl
-        else None
-    )
+    occl = build_occl(cfg, seed=rank_seed(cfg.seed, rank))
     generators = {"occl": occl.generator} if occl is not None else {}
 
     # resume

@@ -24,6 +24,10 @@ Reading implemented here (METHOD.md):
   ``L_c(x)`` = mean over the classes present in view ``x`` (0 for a view with no labelled pixel);
   ``category = (L_c(1) + L_c(2)) / 2``.
 * ``loss = lam * centroid + phi * category`` (Eq. 6).
+
+Alternative readings (options of ``cbp.OCCL``): ``class_reduction="sum"`` replaces each per-view
+mean over classes by a sum; ``category_form="printed"`` replaces the category cross-entropy by
+``-log(e^{a_i} / sum_j e^{a_j})`` with ``a_j = v_jx . w_j / tau`` over the classes j present in view x.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ def reference_occl(
     normalize: bool = True,
     ignore_index: int = 255,
     view_of_image: list[int] | None = None,
+    class_reduction: str = "mean",
+    category_form: str = "prototypes",
     dtype: torch.dtype = torch.float64,
 ) -> dict[str, torch.Tensor]:
     """OCCL by loops over classes and views (slow, float64, for tests only).
@@ -76,6 +82,8 @@ def reference_occl(
         prototypes: (N, C) float.
         tau, lam, phi, normalize, ignore_index: as ``cbp.OCCL``.
         view_of_image: view (0 or 1) of each image; default "batch" views (first half vs second half).
+        class_reduction: "mean" or "sum" over classes within a view.
+        category_form: "prototypes" (cross-entropy over all prototypes) or "printed".
         dtype: computation dtype (float64 for the tests, float32 for the benchmark).
 
     Returns:
@@ -115,6 +123,10 @@ def reference_occl(
 
     zero = feats.sum() * 0.0  # keeps the graph connected, value exactly 0
 
+    def reduce(terms: list[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(terms)
+        return stacked.sum() if class_reduction == "sum" else stacked.mean()
+
     # Centroid loss (Eq. 4, read as InfoNCE with stop-gradient on the category centroids).
     centroid_terms = [zero, zero]
     for x in (0, 1):
@@ -132,19 +144,28 @@ def reference_occl(
                 logits.append(torch.dot(vx, s_j) / tau)
             terms.append(-(positive - torch.logsumexp(torch.stack(logits), dim=0)))
         if terms:
-            centroid_terms[x] = torch.stack(terms).mean()
+            centroid_terms[x] = reduce(terms)
     centroid = (centroid_terms[0] + centroid_terms[1]) / 2
 
     # Category loss (Eq. 5): cross-entropy over all N prototypes, target = the class itself.
     category_terms = [zero, zero]
     for x in (0, 1):
         terms = []
-        for i in sorted(view_centroids[x]):
+        classes_x = sorted(view_centroids[x])
+        for i in classes_x:
             vx = _unit(view_centroids[x][i], normalize)
-            logits = torch.stack([torch.dot(vx, _unit(protos[j], normalize)) / tau for j in range(N)])
-            terms.append(F.cross_entropy(logits[None], torch.tensor([i])))
+            if category_form == "printed":
+                own = {
+                    j: torch.dot(_unit(view_centroids[x][j], normalize), _unit(protos[j], normalize)) / tau
+                    for j in classes_x
+                }
+                denominator = sum(torch.exp(a) for a in own.values())
+                terms.append(-torch.log(torch.exp(own[i]) / denominator))
+            else:
+                logits = torch.stack([torch.dot(vx, _unit(protos[j], normalize)) / tau for j in range(N)])
+                terms.append(F.cross_entropy(logits[None], torch.tensor([i])))
         if terms:
-            category_terms[x] = torch.stack(terms).mean()
+            category_terms[x] = reduce(terms)
     category = (category_terms[0] + category_terms[1]) / 2
 
     cc = torch.zeros(N, C, dtype=dtype)

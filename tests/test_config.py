@@ -202,3 +202,29 @@ def test_cli_subprocess_reports_nearest_key(tmp_path: Path) -> None:
     )
     assert r.returncode == 2 and "Did you mean --train.iters?" in r.stderr
     assert not (tmp_path / "config.json").exists()
+
+
+def test_reading_overrides_reach_the_head_and_the_loss() -> None:
+    """The alternative readings of the "Reading the paper" page are config keys that reach the objects."""
+    from cbp.build import build_model, build_occl
+
+    cfg = apply_overrides(
+        get_preset("synthetic"),
+        [
+            "--model.update=penalty",
+            "--model.penalty_form=absolute",
+            "--model.penalty_weight=0.05",
+            "--model.ema_momentum=0.9",
+            "--loss.class_reduction=sum",
+            "--loss.category_form=printed",
+            "--loss.views=random",
+            "--loss.normalize=false",
+        ],
+    )
+    head = build_model(cfg, num_classes=5).classifier
+    assert (head.penalty_form, head.penalty_weight, head.momentum) == ("absolute", 0.05, 0.9)
+    occl = build_occl(cfg, seed=3)
+    assert (occl.class_reduction, occl.category_form, occl.views, occl.normalize) == ("sum", "printed", "random", False)
+    assert build_occl(apply_overrides(cfg, ["--loss.occl=false"])) is None
+    with pytest.raises(ConfigError, match="category_form"):
+        apply_overrides(cfg, ["--loss.category_form=literal"])

@@ -12,7 +12,7 @@ import pytest
 
 from cbp.config import apply_overrides, get_preset
 from cbp.experiments import claims, runner
-from cbp.experiments.study import PROFILES, plan
+from cbp.experiments.study import PROFILES, plan, reading_arms
 
 
 def _overrides(command: tuple[str, ...]) -> list[str]:
@@ -28,13 +28,16 @@ def test_default_plan_arms_seeds_regimes() -> None:
     assert all(n == 3 for n in per_arm.values())  # >= 3 seeds an arm
     scratch = {a for (reg, a) in per_arm if reg == "scratch"}
     pretrained = {a for (reg, a) in per_arm if reg == "pretrained"}
-    assert scratch == pretrained and len(pretrained) == 15 and "text" not in pretrained
-    assert len(train) == 90
-    # amendment 1's 63 runs come first; amendment 2's scratch runs of the other arms are queued last
+    readings = {a for (reg, a) in per_arm if reg == "pretrained"} - scratch
+    assert len(scratch) == 15 and "text" not in scratch and len(readings) == 9
+    assert len(train) == 90 + 27
+    # amendment 1's 63 runs come first; amendment 2's scratch runs of the other arms are queued next,
+    # amendment 4's readings (table "R", pretrained only) last
     first = [(r.regime, r.arm) for r in train[:63]]
     core = {"linear", "cbp", "linear_occl", "cbp_occl", "orthogonal", "equal"}
     assert {a for reg, a in first if reg == "scratch"} == core
-    assert all(r.regime == "scratch" and r.arm not in core for r in train[63:])
+    assert all(r.regime == "scratch" and r.arm not in core for r in train[63:90])
+    assert all(r.table == "R" and r.regime == "pretrained" for r in train[90:])
     # dependencies come first
     seen: set[str] = set()
     for r in runs:
@@ -63,6 +66,22 @@ def test_commands_carry_the_arm() -> None:
     )
 
 
+def test_reading_arms_change_one_reading_against_an_arm_of_the_plan() -> None:
+    runs = {r.name: r for r in plan("ablations", "default")}
+    arms = {r.arm for r in runs.values()}
+    for arm in reading_arms():
+        assert arm.reference in arms, arm.name
+        r, ref = runs[f"pretrained-{arm.name}-s1"], runs[f"pretrained-{arm.reference}-s1"]
+        # same seed, data, pretrained encoder and iterations: only the arm's own overrides differ
+        ours, theirs = set(_overrides(r.command)), set(_overrides(ref.command))
+        assert theirs - ours == set(), arm.name
+        assert ours - theirs <= set(arm.overrides), arm.name
+        assert ours != theirs or r.command[:3] != ref.command[:3], arm.name
+    ddp = runs["pretrained-ddp2_global-s0"].command
+    assert ddp[:5] == ("python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
+    assert "--loss.views=global" in ddp
+
+
 def test_plan_overrides_are_valid_config_keys() -> None:
     """Every training command's overrides parse against the preset (except the embeddings file)."""
     for r in plan("ablations", "default"):
@@ -77,6 +96,7 @@ def test_quick_and_gpu_profiles() -> None:
     assert {r.seed for r in quick} == {0}
     assert {r.regime for r in quick if r.table == "3"} == {"scratch", "pretrained"}
     assert {r.regime for r in quick if r.table != "3"} == {"pretrained"}
+    assert {r.arm for r in quick if r.table == "R"} == {a.name for a in reading_arms()}
     gpu = [r for r in plan("ablations", "gpu") if r.kind == "train"]
     assert len(gpu) == 15 * 2 * 3
     assert all("--train.device=cuda" in r.command for r in gpu)

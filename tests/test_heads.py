@@ -158,12 +158,17 @@ def test_ema_after_step_moves_toward_centroids_and_re_equalises() -> None:
     assert (cos_after[present] > cos_before[present]).all()
 
 
-def _penalty_reference(w: torch.Tensor, weight: float = 0.01) -> torch.Tensor:
+def _penalty_reference(w: torch.Tensor, weight: float = 0.01, form: str = "squared") -> torch.Tensor:
+    """Loop over the ordered pairs i != j in float64."""
     n = w.shape[0]
-    u = w.double() / w.double().norm(dim=1, keepdim=True)
-    cos = u @ u.T
-    off = cos[~torch.eye(n, dtype=torch.bool)]
-    return weight * (off**2).mean()
+    w = w.double()
+    total = torch.zeros((), dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                cos = torch.dot(w[i], w[j]) / (w[i].norm() * w[j].norm())
+                total = total + (cos**2 if form == "squared" else cos.abs())
+    return weight * total / (n * (n - 1))
 
 
 def test_penalty_value_and_re_equalisation() -> None:
@@ -190,6 +195,19 @@ def test_penalty_weight_argument() -> None:
         head.prototypes.add_(torch.randn(N, C))
     ref = _penalty_reference(head.prototypes.detach(), weight=0.5)
     assert head.penalty().item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_absolute_penalty_form() -> None:
+    """The other reading of "forcing the cosine similarity ... to 0": |cos| instead of cos^2."""
+    head = cbp.CBPHead(C, N, update="penalty", penalty_form="absolute")
+    with torch.no_grad():
+        head.prototypes.add_(0.3 * torch.randn(N, C, generator=torch.Generator().manual_seed(0)))
+    ref = _penalty_reference(head.prototypes.detach(), form="absolute")
+    assert head.penalty().item() == pytest.approx(ref.item(), rel=1e-5)
+    squared = _penalty_reference(head.prototypes.detach(), form="squared")
+    assert ref.item() > squared.item()  # |cos| > cos^2 for |cos| < 1
+    with pytest.raises(ValueError, match="penalty_form"):
+        cbp.CBPHead(C, N, update="penalty", penalty_form="cubic")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("update", ["frozen", "ema"])

@@ -32,11 +32,13 @@ def _batch(
     return features, labels, prototypes
 
 
-def _compare(features, labels, prototypes, *, normalize, tau=0.07, lam=1.0, phi=0.3, atol=1e-5):
+def _compare(features, labels, prototypes, *, normalize, tau=0.07, lam=1.0, phi=0.3, atol=1e-5, **readings):
     f_impl = features.detach().float().requires_grad_(True)
     f_ref = features.detach().clone().requires_grad_(True)
-    out = cbp.OCCL(tau=tau, lam=lam, phi=phi, normalize=normalize)(f_impl, labels, prototypes)
-    ref = reference_occl(f_ref, labels, prototypes, tau=tau, lam=lam, phi=phi, normalize=normalize)
+    out = cbp.OCCL(tau=tau, lam=lam, phi=phi, normalize=normalize, **readings)(f_impl, labels, prototypes)
+    ref = reference_occl(
+        f_ref, labels, prototypes, tau=tau, lam=lam, phi=phi, normalize=normalize, **readings
+    )
     for key in ("loss", "centroid", "category"):
         assert out[key].dim() == 0, key
         torch.testing.assert_close(out[key].double(), ref[key].detach(), atol=atol, rtol=1e-4, msg=key)
@@ -87,6 +89,57 @@ def test_gradient_to_learnable_prototypes_matches_reference() -> None:
     cbp.OCCL()(features.float(), labels, p_impl)["loss"].backward()
     reference_occl(features, labels, p_ref)["loss"].backward()
     torch.testing.assert_close(p_impl.grad.double(), p_ref.grad, atol=1e-6, rtol=1e-3)
+
+
+@pytest.mark.parametrize("category_form", ["prototypes", "printed"])
+@pytest.mark.parametrize("class_reduction", ["mean", "sum"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_alternative_readings_match_reference(seed: int, class_reduction: str, category_form: str) -> None:
+    """The Eq. 4 / Eq. 5 readings compared on the "Reading the paper" page, against the float64 loop."""
+    features, labels, prototypes = _batch(seed, 4)
+    _compare(
+        features, labels, prototypes, normalize=True, class_reduction=class_reduction, category_form=category_form
+    )
+
+
+def test_sum_reduction_is_mean_times_class_count_per_view() -> None:
+    """Sum over classes = mean x the number of classes counted, per view (the views differ, see _batch)."""
+    features, labels, prototypes = _batch(3, 4)
+    mean = cbp.OCCL(class_reduction="mean")(features.float(), labels, prototypes)
+    total = cbp.OCCL(class_reduction="sum")(features.float(), labels, prototypes)
+    small = resize_labels_nearest(labels, (8, 8))
+    in_view = [set(small[:2].unique().tolist()) - {255}, set(small[2:].unique().tolist()) - {255}]
+    both = len(in_view[0] & in_view[1])
+    assert len(in_view[0]) != len(in_view[1]) and both > 1
+    torch.testing.assert_close(total["centroid"], both * mean["centroid"])
+    # category: (n1 L1 + n2 L2) / 2 against (L1 + L2) / 2, so check against the one-view losses
+    per_view = []
+    for x in (0, 1):
+        only_x = labels.clone()
+        only_x[(2 - 2 * x) : (4 - 2 * x)] = 255  # blank the other view
+        per_view.append(2 * cbp.OCCL()(features.float(), only_x, prototypes)["category"])
+    expected = (len(in_view[0]) * per_view[0] + len(in_view[1]) * per_view[1]) / 2
+    torch.testing.assert_close(total["category"], expected)
+
+
+def test_printed_category_form_ignores_other_prototypes() -> None:
+    """Eq. 5 as printed scores each centroid against its own prototype only: moving the prototype of
+    a class absent from the batch leaves it unchanged, while the cross-entropy reading changes."""
+    features, labels, prototypes = _batch(4, 4)
+    printed = cbp.OCCL(category_form="printed")(features.float(), labels, prototypes)["category"]
+    crossed = cbp.OCCL()(features.float(), labels, prototypes)["category"]
+    moved = prototypes.clone()
+    moved[5] = prototypes[0]  # class 5 is absent; now it points where class 0's prototype does
+    assert torch.allclose(cbp.OCCL(category_form="printed")(features.float(), labels, moved)["category"], printed)
+    assert not torch.allclose(cbp.OCCL()(features.float(), labels, moved)["category"], crossed)
+
+
+@pytest.mark.parametrize("category_form", ["prototypes", "printed"])
+def test_one_view_without_labelled_pixels_finite_for_every_form(category_form: str) -> None:
+    features, labels, prototypes = _batch(13, 4)
+    labels[2:] = 255
+    out, _ = _compare(features, labels, prototypes, normalize=True, category_form=category_form)
+    assert torch.isfinite(out["loss"])
 
 
 def test_one_view_without_labelled_pixels_matches_reference() -> None:
@@ -224,6 +277,15 @@ def test_errors(make, match: str) -> None:
     f, y, w = make(features.float(), labels, prototypes)
     with pytest.raises(ValueError, match=match):
         cbp.OCCL()(f, y, w)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"class_reduction": "max"}, "class_reduction"), ({"category_form": "literal"}, "category_form")],
+)
+def test_unknown_reading_names_the_option(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        cbp.OCCL(**kwargs)
 
 
 def test_odd_batch_error_message_says_what_and_how() -> None:

@@ -20,6 +20,9 @@ from pathlib import Path
 PROTOCOL_COMMIT = "360138b"
 
 REGIMES = ("scratch", "pretrained")
+TRAIN = ("python", "-m", "cbp.train")
+#: Two CPU processes (gloo) on one machine: for the per-process vs global views of Table "R".
+TORCHRUN2 = ("python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cbp.train")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Arm:
     label: str = ""
     embeddings: bool = False  # needs the masked class-mean embeddings
     regimes: tuple[str, ...] = REGIMES
+    launcher: tuple[str, ...] = TRAIN  # argv before the config arguments
+    reference: str = ""  # Table "R": the arm this reading is compared with
 
 
 def arms(
@@ -68,6 +73,77 @@ def arms(
             Arm(f"length{t}", "9", (f"--model.length={t}",), f"length {t}", regimes=length_regimes)
             for t in (1, 3, 4, 5)
         ),
+        *reading_arms(),
+    ]
+
+
+def reading_arms() -> list[Arm]:
+    """Amendment 4, table "R": the other readings of the "Reading the paper" page, pretrained regime.
+
+    Each changes one reading of CBP + OCCL (frozen) and names the arm it is compared with.
+    """
+    pre = ("pretrained",)
+    ema, penalty = "--model.update=ema", "--model.update=penalty"
+    return [
+        Arm(
+            "views_random",
+            "R",
+            ("--loss.views=random",),
+            "views: random pixel halves",
+            regimes=pre,
+            reference="cbp_occl",
+        ),
+        Arm(
+            "no_normalize",
+            "R",
+            ("--loss.normalize=false",),
+            "no L2 normalisation",
+            regimes=pre,
+            reference="cbp_occl",
+        ),
+        Arm(
+            "class_sum",
+            "R",
+            ("--loss.class_reduction=sum",),
+            "Eq. 4-5: sum over classes",
+            regimes=pre,
+            reference="cbp_occl",
+        ),
+        Arm(
+            "category_printed",
+            "R",
+            ("--loss.category_form=printed",),
+            "Eq. 5: printed denominator",
+            regimes=pre,
+            reference="cbp_occl",
+        ),
+        Arm("ema_m0.9", "R", (ema, "--model.ema_momentum=0.9"), "EMA, m = 0.9", regimes=pre, reference="ema"),
+        Arm(
+            "ema_m0.999",
+            "R",
+            (ema, "--model.ema_momentum=0.999"),
+            "EMA, m = 0.999",
+            regimes=pre,
+            reference="ema",
+        ),
+        Arm(
+            "penalty_abs",
+            "R",
+            (penalty, "--model.penalty_form=absolute"),
+            "penalty with |cos|",
+            regimes=pre,
+            reference="penalty",
+        ),
+        Arm("ddp2_batch", "R", (), "2 processes, views per process", regimes=pre, launcher=TORCHRUN2, reference="cbp_occl"),
+        Arm(
+            "ddp2_global",
+            "R",
+            ("--loss.views=global",),
+            "2 processes, global views",
+            regimes=pre,
+            launcher=TORCHRUN2,
+            reference="ddp2_batch",
+        ),
     ]
 
 
@@ -92,6 +168,7 @@ class Profile:
     only_arms: tuple[str, ...] = ()  # restrict to these arms (empty = all)
     only_regimes: tuple[str, ...] = ()  # restrict to these regimes (empty = as the arms say)
     seed_major: bool = False  # queue seed 0 of every arm first (a partial study still covers every arm)
+    readings: bool = True  # amendment 4: table "R" (CPU processes; off for the one-GPU profile)
     description: str = ""
 
 
@@ -138,6 +215,7 @@ PROFILES: dict[str, Profile] = {
         ),
         length_regimes=REGIMES,
         other_regimes=REGIMES,
+        readings=False,
         description="150-class set, 128 x 128, 8000 iterations, on one GPU",
     ),
 }
@@ -292,6 +370,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
     # priority order: Table 3, 4, 5 (init arms), 9, then the embeddings step and the masked arms
     ordered = [a for t in ("3", "4", "5", "9") for a in all_arms if a.table == t and not a.embeddings]
     ordered += [a for a in all_arms if a.embeddings]
+    readings = [a for a in all_arms if a.table == "R"] if p.readings else []
     blocks: list[tuple[Arm, tuple[str, ...], tuple[int, ...]]] = []
     for arm in ordered:
         if p.quick:
@@ -304,6 +383,8 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
         added = tuple(r for r in p.extension_regimes if r not in arm.regimes)
         if added:
             blocks.append((arm, added, p.seeds))
+    # amendment 4: the alternative readings, after everything else
+    blocks += [(arm, arm.regimes, p.seeds[:1] if p.quick else p.seeds) for arm in readings]
     if p.only_arms:
         blocks = [b for b in blocks if b[0].name in p.only_arms]
     if p.only_regimes:
@@ -325,9 +406,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
                     extra.append(f"--model.embeddings={emb_file}")
                 run_dir = base / name
                 command = (
-                    "python",
-                    "-m",
-                    "cbp.train",
+                    *arm.launcher,
                     "--preset",
                     p.preset,
                     "--out",

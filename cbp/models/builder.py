@@ -267,6 +267,9 @@ def create_model(
     init: str | Tensor = "orthogonal+equal",
     update: str = "frozen",
     proto_seed: int = 0,
+    momentum: float = 0.99,
+    penalty_weight: float = 0.01,
+    penalty_form: str = "squared",
     aux_head: bool | None = None,
     dropout: float = 0.1,
 ) -> Segmentor:
@@ -287,6 +290,8 @@ def create_model(
         init: prototype initialisation (``cbp.category_basis_prototypes``); CBP only.
         update: ``"frozen"`` (default), ``"gradient"``, ``"ema"`` or ``"penalty"``; CBP only.
         proto_seed: seed of the prototypes' private generator; CBP only.
+        momentum, penalty_weight, penalty_form: the ``"ema"`` / ``"penalty"`` updates' settings
+            (:class:`cbp.heads.CBPHead`); CBP only.
         aux_head: add mmseg's auxiliary FCN head on stage 3; None = as mmseg (on for ResNet,
             ConvNeXt and Swin, off for MiT and cnn_tiny).
         dropout: ``Dropout2d`` probability before the classifier (mmseg: 0.1).
@@ -316,7 +321,17 @@ def create_model(
         head: nn.Module = LinearHead(embed_dim, num_classes)
     else:
         try:
-            head = CBPHead(embed_dim, num_classes, length=length, init=init, update=update, seed=proto_seed)
+            head = CBPHead(
+                embed_dim,
+                num_classes,
+                length=length,
+                init=init,
+                update=update,
+                seed=proto_seed,
+                momentum=momentum,
+                penalty_weight=penalty_weight,
+                penalty_form=penalty_form,  # type: ignore[arg-type]
+            )
         except ValueError as err:
             if embed_dim >= num_classes:
                 raise
