@@ -336,7 +336,9 @@ class OCCL(nn.Module):
                 sums = total_sums + world * (sums - sums.detach())
             centroids = centroids_from_sums(sums, counts)
             reduction = self.class_reduction
-            centroid = centroid_loss(centroids, tau=self.tau, normalize=self.normalize, class_reduction=reduction)
+            centroid = centroid_loss(
+                centroids, tau=self.tau, normalize=self.normalize, class_reduction=reduction
+            )
             category = category_loss(
                 centroids,
                 prototypes,

@@ -53,6 +53,9 @@ PAPER_TABLE1_GAINS: dict[tuple[str, str], float] = {
 #: Training iterations of Table 1 per dataset.
 PAPER_ITERS: dict[str, int] = {"ade20k": 160_000, "cocostuff10k": 80_000}
 
+#: Training images and classes of each dataset of Table 1, as Section 4.1 gives them.
+DATASET_SIZES: dict[str, tuple[str, int]] = {"ade20k": ("20K", 150), "cocostuff10k": ("9K", 171)}
+
 #: Display name of each dataset.
 DATASET_NAMES: dict[str, str] = {
     "ade20k": "ADE20K",

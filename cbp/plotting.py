@@ -85,6 +85,37 @@ def finish(fig: plt.Figure, name: str | None = None, *, out_dir: str | Path | No
     plt.show()
 
 
+def seed_strip(
+    ax: plt.Axes,
+    values: dict[str, np.ndarray],
+    *,
+    colors: dict[str, str] | None = None,
+    ylabel: str = "validation mIoU (%)",
+    title: str = "",
+) -> None:
+    """Every seed as a dot and the mean as a bar, one column per label (arms of a table).
+
+    Args:
+        ax: Axes to draw on.
+        values: label -> (seeds,) values; empty arrays are left out.
+        colors: label -> colour (default dark grey).
+        ylabel, title: axis label and title.
+    """
+    colors = colors or {}
+    shown = [(k, np.asarray(v, dtype=float)) for k, v in values.items() if np.asarray(v).size]
+    for i, (label, v) in enumerate(shown):
+        colour = colors.get(label, "#333333")
+        ax.bar(i, np.nanmean(v), color=colour, alpha=0.35, width=0.6)
+        ax.plot(i + np.linspace(-0.1, 0.1, v.size), v, "o", color=colour, ms=4)
+    ax.set_xticks(range(len(shown)), [k for k, _ in shown], rotation=20)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if shown:
+        allv = np.concatenate([v for _, v in shown])
+        lo, hi = np.nanmin(allv), np.nanmax(allv)
+        ax.set_ylim(lo - 0.3 * (hi - lo + 1), hi + 0.3 * (hi - lo + 1))
+
+
 def similarity_heatmap(
     ax: plt.Axes,
     sim: np.ndarray,

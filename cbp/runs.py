@@ -697,3 +697,31 @@ def compare_with_paper(
         }
     )
     return pd.DataFrame(rows)
+
+
+def synthetic_caveat(paper_dataset: str, ours: dict[str, Any]) -> str:
+    """Markdown warning that a synthetic run's numbers are not comparable with the paper's Table 1.
+
+    Args:
+        paper_dataset: the page's dataset of the paper ("ade20k" or "cocostuff10k").
+        ours: the run's ``metrics.json`` (its ``iters`` and ``device`` are quoted).
+    """
+    from cbp.paper import DATASET_NAMES, DATASET_SIZES, PAPER_ITERS
+
+    name, (images, classes) = DATASET_NAMES[paper_dataset], DATASET_SIZES[paper_dataset]
+    return (
+        "**These numbers are not comparable with the paper's.** This run trained on the SYNTHETIC "
+        f"set (50 classes, 64 x 64 images, textures instead of scenes) for {ours['iters']} iterations "
+        f"from scratch on {ours['device']}; the paper trains ImageNet-pretrained models on {name}'s "
+        f"{images} real images ({classes} classes) at 512 x 512 for {PAPER_ITERS[paper_dataset] // 1000}K "
+        "iterations on 8 GPUs. A gain measured in one short run is also within seed noise (the ablation "
+        f"chapter runs several seeds). Run this page with `-p dataset {paper_dataset} -p data_root ... "
+        "-p gpus 8 -p pretrained hub` for a comparable number."
+    )
+
+
+def run_lines(metrics: dict[str, dict[str, Any]]) -> str:
+    """Markdown list: per run, on which data, how long, on which hardware (from its ``metrics.json``)."""
+    return "\n".join(
+        f"- **{label}**: {run_label(m)}, {m['seconds'] / 60:.1f} min" for label, m in metrics.items()
+    )

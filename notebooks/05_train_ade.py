@@ -162,16 +162,7 @@ base = metrics.get("learnable baseline")
 label = runs.run_label(ours)
 display(runs.compare_with_paper("ade20k", backbone, ours, base, run_label=label))
 if dataset == "synthetic":
-    display(
-        Markdown(
-            "**These numbers are not comparable with the paper's.** This run trained on the SYNTHETIC "
-            f"set (50 classes, 64 x 64 images, textures instead of scenes) for {ours['iters']} iterations "
-            f"from scratch on {ours['device']}; the paper trains ImageNet-pretrained models on ADE20K's "
-            "20K real images at 512 x 512 for 160K iterations on 8 GPUs. A gain measured in one short run "
-            "is also within seed noise (the ablation chapter runs several seeds). Run this page with "
-            "`-p dataset ade20k -p data_root ... -p gpus 8 -p pretrained hub` for a comparable number."
-        )
-    )
+    display(Markdown(runs.synthetic_caveat("ade20k", ours)))
 
 # %% [markdown]
 # ## What was shown
@@ -182,5 +173,4 @@ if dataset == "synthetic":
 # gain of this run. The cell below says on which data, how long and on which hardware.
 
 # %%
-lines = [f"- **{lbl}**: {runs.run_label(m)}, {m['seconds'] / 60:.1f} min" for lbl, m in metrics.items()]
-display(Markdown("\n".join(lines)))
+display(Markdown(runs.run_lines(metrics)))

@@ -54,17 +54,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from cbp.experiments import claims
+from cbp import plotting
+from cbp.experiments import claims, tables
 from cbp.experiments.runner import results_dir
-from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT
 from cbp.runs import repo_root
 
-try:
-    from cbp import plotting
-
-    plotting.use_style()
-except ImportError:  # the book's style helper is optional here
-    plotting = None
+plotting.use_style()
 
 
 ROOT = repo_root()
@@ -85,60 +80,15 @@ print(f"{len(train_runs)} recorded training runs in {folder.relative_to(ROOT)}")
 # Everything that defines the measurement, read from the recorded runs.
 
 # %%
-first = train_runs[0] if train_runs else {}
-iters = sorted({r["config"]["train"]["iters"] for r in train_runs})
-seeds = sorted({r["seed"] for r in train_runs})
-hw = first.get("hardware", {})
-commits = sorted({r["commit"] for r in runs.values()})
-data = first.get("data", {})
-wall = sum(r.get("seconds", 0) for r in runs.values())
-pre = runs.get("pretrain", {})
-facts = {
-    "data": f"SYNTHETIC ({data.get('num_classes')} classes, {data.get('params', {}).get('size')} px, "
-    f"{data.get('params', {}).get('train')} train / {data.get('params', {}).get('val')} val images, "
-    f"data seed {data.get('params', {}).get('seed')})",
-    "model": f"{first.get('config', {}).get('model', {}).get('backbone')} (CPU model; the paper: SegFormer-B0)",
-    "iterations": f"{iters} per arm (batch 8); pretraining {pre.get('config', {}).get('train', {}).get('iters')}",
-    "seeds": f"{seeds} ({len(seeds)} an arm)",
-    "hardware": f"{hw.get('cpu')}, {hw.get('cpu_count')} cores, {hw.get('threads_per_run')} thread a run, "
-    f"torch {hw.get('torch')}, GPU: {hw.get('gpu')}",
-    "total run time": f"{wall / 3600:.2f} h of runs (2 in parallel)",
-    "protocol": f"experiments/protocol.md, first commit {PROTOCOL_COMMIT}",
-    "code commits of the results": f"{len(commits)} commits of the shared tree while the study ran "
-    f"(other engineers committed meanwhile; each JSON records its own), e.g. {commits[0][:12]}",
-    "profile": f"{profile}: {PROFILES[profile].description}",
-}
-repro = runs.get("reproduction-check")
-if repro:
-    facts["reproduction check"] = (
-        f"{repro['run']} re-run from its recorded command: mIoU {repro['rerun']['mIoU']:.4f} vs "
-        f"{repro['recorded']['mIoU']:.4f} recorded (|Δ| = {repro['abs_diff']['mIoU']:.1e}; tolerance 0.1)"
-    )
+facts = tables.study_facts(results, profile)
 display(pd.DataFrame({"": list(facts.values())}, index=list(facts)))
-n_iters = iters[0] if len(iters) == 1 else iters
-OURS = f"ours (synthetic, cnn_tiny, {n_iters} iters, CPU, {len(seeds)} seeds)"
+OURS = tables.ours_label(results)
 PAPER = claims.PAPER_LABEL
-
-
-# %%
-def ablation_table(table: str) -> pd.DataFrame:
-    """One of the paper's ablation tables: paper value and ours (mean ± std over seeds) per regime."""
-    parts = {}
-    for metric in ("mIoU", "mAcc"):
-        df = pd.DataFrame(claims.arm_rows(results, table, metric)).set_index("arm")
-        parts[metric] = df[["paper", "scratch", "pretrained"]].rename(
-            columns={"paper": "paper", "scratch": "ours, scratch", "pretrained": "ours, pretrained"}
-        )
-        seeds_col = df[["n scratch", "n pretrained"]]
-    out = pd.concat(parts, axis=1)
-    out[("seeds", "scratch")] = seeds_col["n scratch"]
-    out[("seeds", "pretrained")] = seeds_col["n pretrained"]
-    return out
 
 
 def show_table(table: str, title: str) -> None:
     display(Markdown(f"**{title}** — paper = {PAPER}; ours = {OURS}, mean ± std over seeds"))
-    display(ablation_table(table))
+    display(pd.DataFrame(tables.ablation_rows(results, table)).set_index("arm"))
 
 
 # %% [markdown]
@@ -154,35 +104,19 @@ show_table("3", "Table 3: effectiveness of CBP and OCCL (mIoU / mAcc, %)")
 
 
 # %%
-def strip(ax: plt.Axes, regime: str, arms: list[str], metric: str = "mIoU") -> None:
-    """Every seed as a dot, the mean as a bar, for the arms of one regime."""
-    colours = {"linear": "learnable", "linear_occl": "learnable", "cbp": "cbp", "cbp_occl": "cbp"}
-    for i, arm in enumerate(arms):
-        v = claims.values(results, regime, arm, metric)
-        if v.size == 0:
-            continue
-        colour = None
-        if plotting is not None:
-            colour = plotting.CLASSIFIER_COLORS.get(colours.get(arm, arm), "#333333")
-        ax.bar(i, np.nanmean(v), color=colour, alpha=0.35, width=0.6)
-        ax.plot(np.full(v.size, i) + np.linspace(-0.1, 0.1, v.size), v, "o", color=colour or "k", ms=4)
-    ax.set_xticks(range(len(arms)), [claims.ARM_LABELS[a].split(" (")[0] for a in arms], rotation=20)
-    ax.set_ylabel(f"validation {metric} (%)")
-    ax.set_title(f"{regime}")
-    vals = np.concatenate([claims.values(results, regime, a, metric) for a in arms])
-    if vals.size:
-        lo, hi = np.nanmin(vals), np.nanmax(vals)
-        ax.set_ylim(lo - 0.3 * (hi - lo + 1), hi + 0.3 * (hi - lo + 1))
-
-
+GROUP = {"linear": "learnable", "linear_occl": "learnable", "cbp": "cbp", "cbp_occl": "cbp"}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for ax, regime in zip(axes, ("scratch", "pretrained")):
-    strip(ax, regime, claims.TABLE_ARMS["3"])
+    arms = claims.TABLE_ARMS["3"]
+    labels = {arm: claims.ARM_LABELS[arm].split(" (")[0] for arm in arms}
+    plotting.seed_strip(
+        ax,
+        {labels[arm]: claims.values(results, regime, arm, "mIoU") for arm in arms},
+        colors={labels[arm]: plotting.CLASSIFIER_COLORS[GROUP[arm]] for arm in arms},
+        title=regime,
+    )
 fig.suptitle(f"Table 3 arms, {OURS}: one dot per seed")
-if plotting is not None:
-    plotting.finish(fig)
-else:
-    plt.show()
+plotting.finish(fig)
 
 # %% [markdown]
 # ## Table 4: how the prototypes are updated
@@ -286,48 +220,14 @@ display(pd.DataFrame({"scratch": count("scratch"), "pretrained": count("pretrain
 # %%
 long_folder = ROOT / results_dir(study, "long")
 long_results = claims.load_results(long_folder) if long_folder.is_dir() else {"runs": {}, "by_arm": {}}
-long_iters = sorted(
-    {r["config"]["train"]["iters"] for r in long_results["runs"].values() if r.get("kind") == "train"}
-)
-if not long_iters:
+schedule_arms, schedule_claims = tables.schedule_rows(results, long_results)
+if not schedule_arms:
     print(
-        "schedule sensitivity: not run in the recorded study (amendment 3 was not executed for lack of "
-        f"time); run it with `python -m cbp.experiments run {study} --profile long --jobs 2`"
+        f"schedule sensitivity: not run; run it with `python -m cbp.experiments run {study} --profile long --jobs 2`"
     )
-rows = []
-for arm in claims.TABLE_ARMS["3"] if long_iters else []:
-    paper = claims.PAPER_ARMS[arm][0]
-    rows.append(
-        {
-            "arm": claims.ARM_LABELS[arm],
-            "paper mIoU": paper,
-            f"ours pretrained, {n_iters} iters": claims.fmt(
-                claims.values(results, "pretrained", arm, "mIoU")
-            ),
-            f"ours pretrained, {long_iters} iters": claims.fmt(
-                claims.values(long_results, "pretrained", arm, "mIoU")
-            ),
-        }
-    )
-if rows:
-    display(pd.DataFrame(rows).set_index("arm"))
-t3 = [c for c in claims.CLAIMS if c.source == "Table 3"] if long_iters else []
-rows = []
-for c in t3:
-    short = claims.evaluate_claim(c, results, "pretrained")
-    longer = claims.evaluate_claim(c, long_results, "pretrained")
-    rows.append(
-        {
-            "claim": c.text,
-            "paper": c.paper,
-            f"verdict, {n_iters} iters": short["verdict"],
-            f"d, {n_iters} iters": short["d"],
-            f"verdict, {long_iters} iters": longer["verdict"],
-            f"d, {long_iters} iters": longer["d"],
-        }
-    )
-if rows:
-    display(pd.DataFrame(rows).style.format(precision=2, na_rep="–").hide(axis="index"))
+else:
+    display(pd.DataFrame(schedule_arms).set_index("arm"))
+    display(pd.DataFrame(schedule_claims).style.format(precision=2, na_rep="–").hide(axis="index"))
 
 # %% [markdown]
 # ## Does OCCL help or hurt here?

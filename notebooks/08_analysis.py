@@ -45,28 +45,15 @@ import pandas as pd
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from cbp import analysis
-from cbp.experiments import claims
+from cbp import analysis, plotting
+from cbp.experiments import claims, tables
 from cbp.experiments.runner import results_dir
 from cbp.experiments.study import PROTOCOL_COMMIT
 from cbp.runs import repo_root
 
-try:
-    from cbp import plotting
-
-    plotting.use_style()
-    COLORS = plotting.CLASSIFIER_COLORS
-except ImportError:
-    plotting = None
-    COLORS = {}
-
-
-def finish(fig: plt.Figure) -> None:
-    if plotting is not None:
-        plotting.finish(fig)
-    else:
-        fig.tight_layout()
-        plt.show()
+plotting.use_style()
+COLORS = plotting.CLASSIFIER_COLORS
+finish = plotting.finish
 
 
 ROOT = repo_root()
@@ -100,16 +87,6 @@ print(
 OURS = f"ours (synthetic, cnn_tiny, {iters[0] if len(iters) == 1 else iters} iters, CPU, {len(seeds)} seeds)"
 
 
-def per_seed(regime: str, arm: str, key: str) -> np.ndarray:
-    """(seeds, ...) array of an analysis / metrics entry of one arm (per-class lists stay lists)."""
-    recs = results["by_arm"].get(regime, {}).get(arm, [])
-    out = []
-    for r in recs:
-        v = r["analysis"].get(key) if key in r["analysis"] else r["metrics"].get(key)
-        out.append([np.nan if x is None else x for x in v] if isinstance(v, list) else v)
-    return np.array(out, dtype=float)
-
-
 # %% [markdown]
 # ## Fig. 5: F1 by frequency group
 #
@@ -126,7 +103,7 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
 for ax, regime in zip(axes, ("scratch", "pretrained")):
     width = 0.27
     for k, (arm, label, colour) in enumerate(arms_fig5):
-        f1 = per_seed(regime, arm, "f1_groups")  # (seeds, 15)
+        f1 = tables.per_seed(results, regime, arm, "f1_groups")  # (seeds, 15)
         if f1.size == 0:
             continue
         x = np.arange(f1.shape[1]) + (k - 1) * width
@@ -148,7 +125,7 @@ finish(fig)
 rows = []
 for regime in ("scratch", "pretrained"):
     for arm, label, _ in arms_fig5:
-        f1 = per_seed(regime, arm, "f1_groups")
+        f1 = tables.per_seed(results, regime, arm, "f1_groups")
         if f1.size:
             rows.append({"regime": regime, "classifier": label, "rarest group F1": claims.fmt(f1[:, 0])})
 display(pd.DataFrame(rows))
@@ -217,15 +194,10 @@ print("paper (ADE20K, SegFormer-B0, 40K iters, GPU): pixel count vs learnable-pr
 regime = regime_for_maps
 
 
-def class_iou(regime: str, arm: str) -> np.ndarray:
-    return (
-        np.nanmean(per_seed(regime, arm, "IoU"), 0)
-        if per_seed(regime, arm, "IoU").size
-        else np.full(N, np.nan)
-    )
-
-
-ious = {arm: class_iou(regime, arm) for arm in ("cbp_occl", "equal", "orthogonal", "linear")}
+ious = {
+    arm: tables.class_mean(results, regime, arm, "IoU", N)
+    for arm in ("cbp_occl", "equal", "orthogonal", "linear")
+}
 rows = []
 for g, members in enumerate(groups):
     for role, c in zip(("frequent", "mid", "rare"), members):
@@ -292,13 +264,9 @@ fig, axes = plt.subplots(1, len(show), figsize=(4.2 * len(show), 4.0))
 for ax, (arm, title) in zip(np.atleast_1d(axes), show):
     rec = results["by_arm"][regime][arm][0]
     cos = np.asarray(rec["analysis"]["prototype_cosine"], dtype=float)[np.ix_(order, order)]
-    if plotting is not None:
-        im = plotting.similarity_heatmap(
-            ax, cos, title=f"{title}\nCS = {rec['analysis']['class_separability']:.1f}"
-        )
-    else:
-        im = ax.imshow(cos, cmap="RdBu_r", vmin=-1, vmax=1)
-        ax.set_title(title)
+    im = plotting.similarity_heatmap(
+        ax, cos, title=f"{title}\nCS = {rec['analysis']['class_separability']:.1f}"
+    )
     ax.set_xlabel("class j (groups first)")
     ax.set_ylabel("class i (groups first)")
 fig.colorbar(im, ax=np.atleast_1d(axes).tolist(), shrink=0.8, label="cosine similarity")

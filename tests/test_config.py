@@ -224,7 +224,12 @@ def test_reading_overrides_reach_the_head_and_the_loss() -> None:
     head = build_model(cfg, num_classes=5).classifier
     assert (head.penalty_form, head.penalty_weight, head.momentum) == ("absolute", 0.05, 0.9)
     occl = build_occl(cfg, seed=3)
-    assert (occl.class_reduction, occl.category_form, occl.views, occl.normalize) == ("sum", "printed", "random", False)
+    assert (occl.class_reduction, occl.category_form, occl.views, occl.normalize) == (
+        "sum",
+        "printed",
+        "random",
+        False,
+    )
     assert build_occl(apply_overrides(cfg, ["--loss.occl=false"])) is None
     with pytest.raises(ConfigError, match="category_form"):
         apply_overrides(cfg, ["--loss.category_form=literal"])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_run import make_tiny_synthetic, tiny_args
 from torch import Tensor, nn
 
 import cbp.evaluate as ev
@@ -78,28 +79,9 @@ def test_shard_sampler_has_no_duplicates() -> None:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cbp.data.synthetic import ensure_synthetic
-
     base = tmp_path_factory.mktemp("ev")
-    root = ensure_synthetic(base / "syn12", classes=12, train=32, val=8, size=32, seed=0, progress=False)
     run = base / "run"
-    train.main(
-        [
-            f"--out={run}",
-            f"--data.root={root}",
-            "--data.synthetic_classes=12",
-            "--data.synthetic_train=32",
-            "--data.synthetic_val=8",
-            "--data.synthetic_size=32",
-            "--data.crop_size=32",
-            "--data.scale=32,32",
-            "--data.test_scale=32,32",
-            "--train.batch_size=4",
-            "--train.iters=4",
-            "--train.num_workers=0",
-            "--train.progress=false",
-        ]
-    )
+    train.main(tiny_args(make_tiny_synthetic(base / "syn12"), run, "--train.iters=4"))
     return run
 
 

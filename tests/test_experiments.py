@@ -28,8 +28,8 @@ def test_default_plan_arms_seeds_regimes() -> None:
     assert all(n == 3 for n in per_arm.values())  # >= 3 seeds an arm
     scratch = {a for (reg, a) in per_arm if reg == "scratch"}
     pretrained = {a for (reg, a) in per_arm if reg == "pretrained"}
-    readings = {a for (reg, a) in per_arm if reg == "pretrained"} - scratch
-    assert len(scratch) == 15 and "text" not in scratch and len(readings) == 9
+    readings = pretrained - scratch
+    assert scratch <= pretrained and len(scratch) == 15 and "text" not in scratch and len(readings) == 9
     assert len(train) == 90 + 27
     # amendment 1's 63 runs come first; amendment 2's scratch runs of the other arms are queued next,
     # amendment 4's readings (table "R", pretrained only) last

@@ -98,7 +98,12 @@ def test_alternative_readings_match_reference(seed: int, class_reduction: str, c
     """The Eq. 4 / Eq. 5 readings compared on the "Reading the paper" page, against the float64 loop."""
     features, labels, prototypes = _batch(seed, 4)
     _compare(
-        features, labels, prototypes, normalize=True, class_reduction=class_reduction, category_form=category_form
+        features,
+        labels,
+        prototypes,
+        normalize=True,
+        class_reduction=class_reduction,
+        category_form=category_form,
     )
 
 
@@ -130,7 +135,9 @@ def test_printed_category_form_ignores_other_prototypes() -> None:
     crossed = cbp.OCCL()(features.float(), labels, prototypes)["category"]
     moved = prototypes.clone()
     moved[5] = prototypes[0]  # class 5 is absent; now it points where class 0's prototype does
-    assert torch.allclose(cbp.OCCL(category_form="printed")(features.float(), labels, moved)["category"], printed)
+    assert torch.allclose(
+        cbp.OCCL(category_form="printed")(features.float(), labels, moved)["category"], printed
+    )
     assert not torch.allclose(cbp.OCCL()(features.float(), labels, moved)["category"], crossed)
 
 

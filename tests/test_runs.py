@@ -186,6 +186,24 @@ def test_compare_with_paper_labels(tmp_path: Path) -> None:
     assert list(alone["gain (mIoU points)"]) == ["+1.0", "run with baseline=True"]
 
 
+@pytest.mark.parametrize(
+    ("dataset", "facts"),
+    [
+        ("ade20k", ("ADE20K's 20K", "150 classes", "160K")),
+        ("cocostuff10k", ("COCO-Stuff-10K's 9K", "171 classes", "80K")),
+    ],
+)
+def test_synthetic_caveat_and_run_lines(tmp_path: Path, dataset: str, facts: tuple[str, ...]) -> None:
+    metrics = runs.read_metrics(_fake_run(tmp_path))
+    text = runs.synthetic_caveat(dataset, metrics)
+    assert "not comparable" in text and f"for {metrics['iters']} iterations" in text
+    assert all(f in text for f in facts) and f"-p dataset {dataset}" in text
+    lines = runs.run_lines(
+        {"CBP + OCCL": metrics, "learnable baseline": {**metrics, "seconds": 90.0}}
+    ).splitlines()
+    assert lines[0].startswith("- **CBP + OCCL**: this run: SYNTHETIC") and lines[1].endswith(", 1.5 min")
+
+
 def test_run_streams_log_and_fails_with_tail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "r"
     run_dir.mkdir()

@@ -134,7 +134,15 @@ def reading_arms() -> list[Arm]:
             regimes=pre,
             reference="penalty",
         ),
-        Arm("ddp2_batch", "R", (), "2 processes, views per process", regimes=pre, launcher=TORCHRUN2, reference="cbp_occl"),
+        Arm(
+            "ddp2_batch",
+            "R",
+            (),
+            "2 processes, views per process",
+            regimes=pre,
+            launcher=TORCHRUN2,
+            reference="cbp_occl",
+        ),
         Arm(
             "ddp2_global",
             "R",
