@@ -116,6 +116,34 @@ def seed_strip(
         ax.set_ylim(lo - 0.3 * (hi - lo + 1), hi + 0.3 * (hi - lo + 1))
 
 
+def effect_plot(
+    ax: plt.Axes, labels: list[str], d: np.ndarray, two_s: np.ndarray, *, xlabel: str = "d (mIoU points)"
+) -> None:
+    """Mean differences with their ±2s band (the study's decision rule), one row per comparison.
+
+    Args:
+        ax: Axes to draw on.
+        labels: one label per row, top to bottom.
+        d: (K,) mean differences; NaN rows are drawn as "missing".
+        two_s: (K,) twice the pooled seed std; NaN = no band (one seed).
+        xlabel: x-axis label.
+    """
+    d, two_s = np.asarray(d, dtype=float), np.asarray(two_s, dtype=float)
+    y = np.arange(len(labels))[::-1]
+    for yi, di, si in zip(y, d, two_s):
+        if np.isnan(di):
+            ax.text(0, yi, "missing", ha="center", va="center", fontsize=8, color="#777777")
+            continue
+        clear = not np.isnan(si) and abs(di) > si
+        colour = ("#2a9d8f" if di > 0 else "#e76f51") if clear else "#888888"
+        if not np.isnan(si):
+            ax.plot([di - si, di + si], [yi, yi], color=colour, lw=2, alpha=0.6)
+        ax.plot(di, yi, "o", color=colour, ms=6)
+    ax.axvline(0, color="#333333", lw=0.8)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(xlabel)
+
+
 def similarity_heatmap(
     ax: plt.Axes,
     sim: np.ndarray,
