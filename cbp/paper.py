@@ -63,7 +63,7 @@ DATASET_NAMES: dict[str, str] = {
     "synthetic": "SYNTHETIC",
 }
 
-#: Tables 3-5 (SegFormer-B0, ADE20K, 40K iterations): arm -> (mIoU, mAcc); None = not given.
+#: Tables 3-5, arm -> (mIoU, mAcc), None = not given; SegFormer-B0, ADE20K, 40K iterations.
 PAPER_ABLATION_B0: dict[str, tuple[float | None, float | None]] = dict(PAPER_ARMS)
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Screenshot pages of the built book with headless Chromium, served from 127.0.0.1 only.
 #
-#   bash ci/screenshot.sh OUT_DIR [SITE_DIR]      (SITE_DIR defaults to book/_build/html)
+#   bash ci/screenshot.sh OUT_DIR [SITE_DIR [PAGE[@HEIGHT] ...]]   (SITE_DIR defaults to book/_build/html)
+#
+# e.g. bash ci/screenshot.sh /tmp/shots book/_build/html notebooks/07_ablations@14000 api
 #
 # Takes the intro, a page with math (Reading the paper) and pages with figures (chapters 1-4)
 # into OUT_DIR/*.png, at 1280x2000 (and two taller ones to reach the figures), after letting MathJax typeset (virtual time budget). Chromium
@@ -41,6 +43,9 @@ done
 # headless screenshots).
 pages=(intro reading_the_paper notebooks/01_ambiguity notebooks/02_toy_2d notebooks/03_prototypes notebooks/04_occl
        "notebooks/02_toy_2d@9000" "notebooks/04_occl@6000")
+if [ $# -gt 2 ]; then
+  pages=("${@:3}")
+fi
 status=0
 for entry in "${pages[@]}"; do
   page=${entry%%@*}

@@ -49,7 +49,6 @@ jobs = 2
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
@@ -158,20 +157,7 @@ show_table("9", "Table 9: length T of the prototypes (mIoU / mAcc, %)")
 # weights, the data order, the dropout and the prototypes' random draw; the data are fixed.
 
 # %%
-rows = []
-for regime in ("scratch", "pretrained"):
-    for arm in ("cbp_occl", "linear"):
-        for rec in results["by_arm"].get(regime, {}).get(arm, []):
-            rows.append(
-                {
-                    "regime": regime,
-                    "arm": claims.ARM_LABELS[arm],
-                    "seed": rec["seed"],
-                    "mIoU": rec["metrics"]["mIoU"],
-                    "mAcc": rec["metrics"]["mAcc"],
-                }
-            )
-seed_df = pd.DataFrame(rows)
+seed_df = pd.DataFrame(tables.seed_rows(results))
 if len(seed_df):
     display(seed_df.pivot_table(index=["regime", "arm"], columns="seed", values="mIoU").round(2))
     summary = seed_df.groupby(["regime", "arm"])[["mIoU", "mAcc"]].agg(["mean", "std"]).round(2)
@@ -238,30 +224,8 @@ else:
 # of the other arm (same data order and initial weights).
 
 # %%
-rows = []
-for regime in ("scratch", "pretrained"):
-    for with_occl, without, name in (
-        ("linear_occl", "linear", "learnable"),
-        ("cbp_occl", "cbp", "frozen CBP"),
-    ):
-        a = claims.values(results, regime, with_occl, "mIoU")
-        b = claims.values(results, regime, without, "mIoU")
-        n = min(a.size, b.size)
-        if n == 0:
-            continue
-        verdict_occl, d, s = claims.decide(a, b)
-        rows.append(
-            {
-                "regime": regime,
-                "classifier": name,
-                "OCCL − no OCCL, per seed (mIoU)": ", ".join(f"{x:+.2f}" for x in (a[:n] - b[:n])),
-                "mean d": round(d, 2),
-                "2s": round(2 * s, 2) if np.isfinite(s) else None,
-                "verdict (OCCL helps)": verdict_occl,
-            }
-        )
-occl_df = pd.DataFrame(rows)
-display(occl_df)
+occl_df = pd.DataFrame(tables.occl_rows(results))
+display(occl_df.style.format(precision=2, na_rep="–").hide(axis="index"))
 
 # %% [markdown]
 # ## Other readings of the equations (amendment 4)
@@ -284,7 +248,7 @@ else:
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     plotting.effect_plot(
         ax,
-        [f"{r['reading']} (vs {r['compared with'].split(' (')[0]})" for _, r in reading.iterrows()],
+        [f"{r['reading']} (vs {r['compared with']})" for _, r in reading.iterrows()],
         reading["d"].to_numpy(),
         reading["2s"].to_numpy(),
         xlabel="d = mIoU(reading) − mIoU(compared arm), points; bar = ±2s",

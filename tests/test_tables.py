@@ -60,7 +60,8 @@ def test_reading_rows_compare_each_reading_with_its_reference(tmp_path: Path) ->
     assert (
         rows[labels["penalty_abs"]]["verdict"] == claims.MISSING and rows[labels["penalty_abs"]]["seeds"] == 0
     )
-    assert rows[labels["ddp2_global"]]["launcher"] == "torchrun, 2 processes"
+    assert rows[labels["ddp2_batch"]]["compared with"] == "CBP + OCCL, 1 process"
+    assert rows[labels["views_random"]]["compared with"] == "CBP + OCCL"
     assert rows[labels["no_normalize"]]["override"] == "loss.normalize=false"
 
 
@@ -82,11 +83,26 @@ def test_ablation_and_schedule_rows(tmp_path: Path) -> None:
     ]
     arms, verdicts = tables.schedule_rows(results, _results(tmp_path / "long", long))
     by_arm = {r["arm"]: r for r in arms}
-    assert by_arm[claims.ARM_LABELS["linear"]]["ours pretrained, [2000] iters"] == "70.50 ± 0.71"
-    assert by_arm[claims.ARM_LABELS["cbp_occl"]]["seeds, [2000] iters"] == 1
+    assert by_arm[claims.ARM_LABELS["linear"]]["ours pretrained, 2000 iters"] == "70.50 ± 0.71"
+    assert by_arm[claims.ARM_LABELS["cbp_occl"]]["seeds, 2000 iters"] == 1
     headline = next(v for v in verdicts if v["claim"] == "CBP + OCCL beats baseline")
-    assert headline["verdict, [500] iters"] == claims.HOLDS
-    assert headline["d, [2000] iters"] == pytest.approx(64 - 70.5)
+    assert headline["verdict, 500 iters"] == claims.HOLDS
+    assert headline["d, 2000 iters"] == pytest.approx(64 - 70.5)
+
+
+def test_seed_and_occl_rows_pair_seeds(tmp_path: Path) -> None:
+    recs = [_record("linear", s, 20 + s) for s in range(3)] + [
+        _record("linear_occl", s, 15 + s) for s in range(3)
+    ]
+    recs += [_record("cbp", 0, 30.0)]  # frozen CBP without its OCCL arm: no row
+    results = _results(tmp_path, recs)
+    rows = tables.occl_rows(results)
+    assert len(rows) == 1 and rows[0]["classifier"] == "learnable" and rows[0]["regime"] == "pretrained"
+    assert rows[0]["OCCL − no OCCL, per seed (mIoU)"] == "-5.00, -5.00, -5.00"
+    assert rows[0]["mean d"] == pytest.approx(-5.0) and rows[0]["verdict (OCCL helps)"] == claims.FAILS
+    seeds = tables.seed_rows(results, arms=("linear",))
+    assert [(r["seed"], r["mIoU"]) for r in seeds] == [(0, 20), (1, 21), (2, 22)]
+    assert {r["arm"] for r in seeds} == {"baseline"}
 
 
 def test_facts_label_and_per_class_means(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ computes ours (mean +- std over seeds, per regime) and the verdict:
 * ``d = mean(a) - mean(b)``, signed so that positive = the paper's direction;
   ``s = sqrt((std(a)^2 + std(b)^2) / 2)`` (ddof = 1);
 * **holds** if ``d > 2 s``; **does not hold** if ``d < -2 s``; **within noise** otherwise.
-* For the paper's ties (|paper difference| <= 0.2) "within noise" agrees with the paper.
+* For the paper's ties (``|paper difference| <= 0.2``) "within noise" agrees with the paper.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 HOLDS, NOISE, FAILS, NOT_RUN, MISSING = "holds", "within noise", "does not hold", "not run", "missing"
 
-#: Paper values, Tables 3-5 (SegFormer-B0, ADE20K, 40K iterations): arm -> (mIoU, mAcc); None = not given.
+#: Paper values of Tables 3-5, arm -> (mIoU, mAcc), None = not given; SegFormer-B0, ADE20K, 40K iterations.
 PAPER_ARMS: dict[str, tuple[float | None, float | None]] = {
     "linear": (33.4, 44.4),
     "cbp": (33.5, 44.4),

@@ -21,7 +21,7 @@ PROTOCOL_COMMIT = "360138b"
 
 REGIMES = ("scratch", "pretrained")
 TRAIN = ("python", "-m", "cbp.train")
-#: Two CPU processes (gloo) on one machine: for the per-process vs global views of Table "R".
+#: Launcher of two CPU processes on one machine (gloo), for the per-process vs global views of table "R".
 TORCHRUN2 = ("python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cbp.train")
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from cbp.experiments import claims
-from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, reading_arms
+from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, TRAIN, reading_arms
 
-#: Table "R" verdict words (amendment 4): the paper claims nothing, so the rule reads as a direction.
+#: Verdict words of table "R", amendment 4; the paper claims nothing there, so the rule reads as a direction.
 HIGHER, LOWER = "higher", "lower"
 
 
@@ -27,6 +27,16 @@ def train_records(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _iters(results: dict[str, Any]) -> list[int]:
     return sorted({r["config"]["train"]["iters"] for r in train_records(results)})
+
+
+def _iters_text(results: dict[str, Any]) -> str:
+    """``"500 iters"`` (or ``"500/2000 iters"`` when the runs differ)."""
+    return "/".join(map(str, _iters(results))) + " iters"
+
+
+def _short(arm: str) -> str:
+    """An arm's label without its parenthesis: ``"CBP + OCCL"``."""
+    return claims.ARM_LABELS.get(arm, arm).split(" (")[0]
 
 
 def _seeds(results: dict[str, Any]) -> list[int]:
@@ -110,10 +120,9 @@ def schedule_rows(
         (arm rows: paper mIoU and ours at both schedules; claim rows: verdict and d at both), both
         empty when the long profile has no recorded run.
     """
-    short_iters, long_iters = _iters(results), _iters(long_results)
-    if not long_iters:
+    if not _iters(long_results):
         return [], []
-    short, longer = f"{short_iters} iters", f"{long_iters} iters"
+    short, longer = _iters_text(results), _iters_text(long_results)
     arms = [
         {
             "arm": claims.ARM_LABELS[arm],
@@ -163,11 +172,9 @@ def reading_rows(
             {
                 "reading": arm.label,
                 "override": " ".join(o.lstrip("-") for o in arm.overrides) or "(same config)",
-                "launcher": "torchrun, 2 processes"
-                if "torch.distributed.run" in arm.launcher
-                else "1 process",
                 "ours": claims.fmt(a),
-                "compared with": claims.ARM_LABELS.get(arm.reference, arm.reference),
+                "compared with": _short(arm.reference)
+                + (", 1 process" if arm.reference == "cbp_occl" and arm.launcher != TRAIN else ""),
                 "reference": claims.fmt(b),
                 "d": d,
                 "2s": 2 * s if not math.isnan(s) else float("nan"),
@@ -176,6 +183,56 @@ def reading_rows(
                 "diverged": diverged,
             }
         )
+    return rows
+
+
+def seed_rows(
+    results: dict[str, Any], arms: tuple[str, ...] = ("cbp_occl", "linear")
+) -> list[dict[str, Any]]:
+    """Table 10: one row per (regime, arm, seed) with its mIoU and mAcc."""
+    return [
+        {
+            "regime": regime,
+            "arm": _short(arm),
+            "seed": rec["seed"],
+            "mIoU": rec["metrics"]["mIoU"],
+            "mAcc": rec["metrics"]["mAcc"],
+        }
+        for regime in ("scratch", "pretrained")
+        for arm in arms
+        for rec in results["by_arm"].get(regime, {}).get(arm, [])
+    ]
+
+
+def occl_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Does OCCL help? With and without OCCL, for each classifier and regime, seeds paired.
+
+    Returns:
+        One row per (regime, classifier) with runs: the per-seed differences (same seed = same data
+        order and initial weights), their mean ``d``, ``2s`` and the verdict of "OCCL helps".
+    """
+    rows = []
+    for regime in ("scratch", "pretrained"):
+        for with_occl, without, name in (
+            ("linear_occl", "linear", "learnable"),
+            ("cbp_occl", "cbp", "frozen CBP"),
+        ):
+            a = claims.values(results, regime, with_occl, "mIoU")
+            b = claims.values(results, regime, without, "mIoU")
+            n = min(a.size, b.size)
+            if n == 0:
+                continue
+            verdict, d, s = claims.decide(a, b)
+            rows.append(
+                {
+                    "regime": regime,
+                    "classifier": name,
+                    "OCCL − no OCCL, per seed (mIoU)": ", ".join(f"{x:+.2f}" for x in a[:n] - b[:n]),
+                    "mean d": d,
+                    "2s": 2 * s if not math.isnan(s) else float("nan"),
+                    "verdict (OCCL helps)": verdict,
+                }
+            )
     return rows
 
 
