@@ -117,7 +117,13 @@ def seed_strip(
 
 
 def effect_plot(
-    ax: plt.Axes, labels: list[str], d: np.ndarray, two_s: np.ndarray, *, xlabel: str = "d (mIoU points)"
+    ax: plt.Axes,
+    labels: list[str],
+    d: np.ndarray,
+    two_s: np.ndarray,
+    *,
+    xlabel: str = "d (mIoU points)",
+    xlim: tuple[float, float] | None = None,
 ) -> None:
     """Mean differences with their ±2s band (the study's decision rule), one row per comparison.
 
@@ -127,6 +133,7 @@ def effect_plot(
         d: (K,) mean differences; NaN rows are drawn as "missing".
         two_s: (K,) twice the pooled seed std; NaN = no band (one seed).
         xlabel: x-axis label.
+        xlim: x range; a mean outside it is drawn at the edge as a triangle labelled with its value.
     """
     d, two_s = np.asarray(d, dtype=float), np.asarray(two_s, dtype=float)
     y = np.arange(len(labels))[::-1]
@@ -136,9 +143,23 @@ def effect_plot(
             continue
         clear = not np.isnan(si) and abs(di) > si
         colour = ("#2a9d8f" if di > 0 else "#e76f51") if clear else "#888888"
+        if xlim is not None and not xlim[0] <= di <= xlim[1]:
+            edge = xlim[0] if di < xlim[0] else xlim[1]
+            ax.plot(edge, yi, "<" if di < xlim[0] else ">", color=colour, ms=8, clip_on=False)
+            ax.annotate(
+                f"{di:+.1f}",
+                (edge, yi),
+                xytext=(8 if di < xlim[0] else -8, 5),
+                textcoords="offset points",
+                ha="left" if di < xlim[0] else "right",
+                fontsize=8,
+            )
+            continue
         if not np.isnan(si):
             ax.plot([di - si, di + si], [yi, yi], color=colour, lw=2, alpha=0.6)
         ax.plot(di, yi, "o", color=colour, ms=6)
+    if xlim is not None:
+        ax.set_xlim(*xlim)
     ax.axvline(0, color="#333333", lw=0.8)
     ax.set_yticks(y, labels)
     ax.set_xlabel(xlabel)

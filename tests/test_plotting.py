@@ -31,6 +31,17 @@ def test_effect_plot_colours_by_the_decision_rule() -> None:
     plt.close(fig)
 
 
+def test_effect_plot_marks_values_outside_xlim_at_the_edge() -> None:
+    fig, ax = plt.subplots()
+    plotting.effect_plot(ax, ["far", "near"], np.array([-30.0, 2.0]), np.array([2.0, 1.0]), xlim=(-10, 10))
+    assert ax.get_xlim() == (-10, 10)
+    edge = [line for line in ax.lines if line.get_marker() == "<"]
+    assert len(edge) == 1 and edge[0].get_xdata()[0] == -10
+    assert any(t.get_text() == "-30.0" for t in ax.texts)
+    assert [tuple(line.get_xdata()) for line in ax.lines if line.get_marker() == "o"] == [(2.0,)]
+    plt.close(fig)
+
+
 def test_seed_strip_bars_are_means_and_empty_arms_are_left_out() -> None:
     fig, ax = plt.subplots()
     plotting.seed_strip(ax, {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([]), "c": np.array([5.0])})

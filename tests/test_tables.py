@@ -62,6 +62,7 @@ def test_reading_rows_compare_each_reading_with_its_reference(tmp_path: Path) ->
     )
     assert rows[labels["ddp2_batch"]]["compared with"] == "CBP + OCCL, 1 process"
     assert rows[labels["views_random"]]["compared with"] == "CBP + OCCL"
+    assert rows[labels["ddp2_global"]]["compared with"] == labels["ddp2_batch"]
     assert rows[labels["no_normalize"]]["override"] == "loss.normalize=false"
 
 
@@ -74,7 +75,7 @@ def test_ablation_and_schedule_rows(tmp_path: Path) -> None:
     base = rows[claims.ARM_LABELS["linear"]]
     assert base["paper mIoU"] == "33.4" and base["paper mAcc"] == "44.4"
     assert base["ours mIoU, pretrained"] == "21.00 ± 1.00" and base["ours mAcc, pretrained"] == "26.00 ± 1.00"
-    assert base["seeds, pretrained"] == 3 and base["seeds, scratch"] == 0
+    assert base["seeds (scratch / pretrained)"] == "0 / 3"
     assert rows[claims.ARM_LABELS["cbp"]]["ours mIoU, pretrained"] == "–"
 
     assert tables.schedule_rows(results, {"runs": {}, "by_arm": {}}) == ([], [])

@@ -35,8 +35,9 @@ def _iters_text(results: dict[str, Any]) -> str:
 
 
 def _short(arm: str) -> str:
-    """An arm's label without its parenthesis: ``"CBP + OCCL"``."""
-    return claims.ARM_LABELS.get(arm, arm).split(" (")[0]
+    """An arm's label without its parenthesis: ``"CBP + OCCL"`` (table "R" arms: their reading)."""
+    readings = {a.name: a.label for a in reading_arms()}
+    return claims.ARM_LABELS.get(arm, readings.get(arm, arm)).split(" (")[0]
 
 
 def _seeds(results: dict[str, Any]) -> list[int]:
@@ -104,8 +105,7 @@ def ablation_rows(results: dict[str, Any], table: str) -> list[dict[str, Any]]:
                 "paper mAcc": macc["paper"],
                 "ours mAcc, scratch": macc["scratch"],
                 "ours mAcc, pretrained": macc["pretrained"],
-                "seeds, scratch": miou["n scratch"],
-                "seeds, pretrained": miou["n pretrained"],
+                "seeds (scratch / pretrained)": f"{miou['n scratch']} / {miou['n pretrained']}",
             }
         )
     return rows
