@@ -41,17 +41,19 @@ lr = 0.05  # SGD with momentum 0.9, as mmsegmentation trains convolutional model
 adam_lr = 3e-3  # the same learnable runs with Adam, for comparison (Section 1.3)
 
 # %%
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from IPython.display import display
 from matplotlib import pyplot as plt
 from scipy import stats
-from torch import nn
 
 import cbp
+from cbp import toy
 from cbp.plotting import CLASSIFIER_COLORS, finish, similarity_heatmap, use_style
+from cbp.toy import CONFUSABLE  # (frequent, rare) class pairs with nearby means
 
 use_style()
 torch.set_num_threads(1)
@@ -90,8 +92,9 @@ finish(fig)
 #
 # ## A long-tailed toy problem with confusable classes
 #
-# Twelve classes in a 16-dimensional input space, Gaussian clusters, class $l$ with
-# $n_l = n_{\max}\,\rho^{-l/(N-1)}$ training samples (a geometric long tail, $\rho$ = `imbalance`).
+# Twelve classes in a 16-dimensional input space, Gaussian clusters (`cbp.toy.long_tailed_clusters`),
+# class $l$ with $n_l = n_{\max}\,\rho^{-l/(N-1)}$ training samples (a geometric long tail,
+# $\rho$ = `imbalance`).
 # Three pairs of classes are *confusable*: their means are close (one frequent and one rare class
 # in each pair, as sofa / chair or flag / banner in ADE20K). The model is what a segmentation
 # network is at its last two layers: an encoder with a post-ReLU $C$-dim embedding, then the
@@ -102,87 +105,30 @@ finish(fig)
 # as $(B, C, 1, 1)$ maps, so the heads are the very modules the segmentation models use.
 
 # %%
-CONFUSABLE = [(0, 7), (2, 9), (4, 11)]  # (frequent, rare) pairs with nearby means
-
-
-def make_data(run_seed: int) -> dict:
-    """Long-tailed Gaussian clusters; returns train / balanced test tensors and class counts."""
-    g = torch.Generator().manual_seed(run_seed)
-    means = torch.randn(num_classes, input_dim, generator=g) * 1.6  # (N, D)
-    for a, b in CONFUSABLE:  # b sits next to a
-        means[b] = means[a] + 0.9 * torch.randn(input_dim, generator=g) / input_dim**0.5
-    counts = np.round(n_max * imbalance ** (-np.arange(num_classes) / (num_classes - 1))).astype(int)
-
-    def sample(n_per_class: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.repeat_interleave(torch.arange(num_classes), torch.as_tensor(n_per_class))  # (M,)
-        x = means[y] + torch.randn(len(y), input_dim, generator=g)  # (M, D)
-        return x, y
-
-    x_train, y_train = sample(counts)
-    x_test, y_test = sample(np.full(num_classes, 400))  # balanced test set
-    return {"x": x_train, "y": y_train, "x_test": x_test, "y_test": y_test, "counts": counts}
-
-
+make_data = partial(  # run_seed -> {"x", "y", "x_test", "y_test", "counts"}
+    toy.long_tailed_clusters, num_classes=num_classes, input_dim=input_dim, n_max=n_max, imbalance=imbalance
+)
 data = make_data(seed)
 print("training samples per class:", data["counts"].tolist())
 print("confusable pairs (frequent, rare):", CONFUSABLE)
 
 # %% [markdown]
-# The training loop is the whole experiment, so it is written out here: an encoder, a head from
-# the library, cross-entropy (the pixel loss $\mathcal{L}_p$ of Eq. 7), Adam. After every epoch we
-# record what the head's prototypes look like.
-
+# The training loop is the whole experiment, and it is short: `cbp.toy.train_minibatch` builds the
+# encoder and a head from the library, shuffles the training set into mini-batches, minimises the
+# cross-entropy (the pixel loss $\mathcal{L}_p$ of Eq. 7) with SGD with momentum (or Adam), and
+# after every epoch records what the head's prototypes look like: their norms and their cosines.
 
 # %%
-def train(head_kind: str, data: dict, run_seed: int, optimizer: str = "sgd") -> dict:
-    """Train encoder + head; return per-epoch prototype statistics and test recall per class."""
-    torch.manual_seed(run_seed)
-    encoder = nn.Sequential(nn.Linear(input_dim, 64), nn.ReLU(), nn.Linear(64, channels), nn.ReLU())
-    if head_kind == "learnable":
-        head = cbp.LinearHead(channels, num_classes)
-    else:
-        head = cbp.CBPHead(channels, num_classes, length=2.0, seed=run_seed)  # frozen buffer
-    params = list(encoder.parameters()) + list(head.parameters())  # CBP adds nothing here
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
-    else:
-        opt = torch.optim.Adam(params, lr=adam_lr)
-    g = torch.Generator().manual_seed(run_seed)
-    history = []
-    for epoch in range(epochs):
-        order = torch.randperm(len(data["y"]), generator=g)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            feats = encoder(data["x"][idx])[:, :, None, None]  # (B, C, 1, 1)
-            logits = head(feats)[:, :, 0, 0]  # (B, N)
-            loss = F.cross_entropy(logits, data["y"][idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        W = head.prototypes.detach()  # (N, C)
-        cos = cbp.prototypes.cosine_similarity_matrix(W)  # (N, N)
-        history.append({"epoch": epoch + 1, "norms": W.norm(dim=1).numpy().copy(), "cos": cos.numpy().copy()})
-    with torch.no_grad():
-        pred = head(encoder(data["x_test"])[:, :, None, None])[:, :, 0, 0].argmax(1)
-    cm = cbp.metrics.ConfusionMatrix(num_classes)
-    cm.update(pred, data["y_test"])
-    result = cm.compute()
-    bias = head.bias.detach().numpy().copy() if head_kind == "learnable" else np.zeros(num_classes)
-    return {
-        "history": history,
-        "recall": result["Acc"].numpy(),
-        "mAcc": result["mAcc"],
-        "bias": bias,
-        "W": head.prototypes.detach().clone(),
-        "confusion": cm.matrix.numpy(),
-    }
-
-
+train = partial(  # (head_kind, data, run_seed, lr=..., optimizer=...) -> history, recall, bias, ...
+    toy.train_minibatch, num_classes=num_classes, channels=channels, epochs=epochs, batch_size=batch_size
+)
 runs = {
-    kind: [train(kind, make_data(seed + r), seed + r) for r in range(n_seeds)]
+    kind: [train(kind, make_data(seed + r), seed + r, lr=lr) for r in range(n_seeds)]
     for kind in ["learnable", "cbp"]
 }
-runs_adam = [train("learnable", make_data(seed + r), seed + r, optimizer="adam") for r in range(n_seeds)]
+runs_adam = [
+    train("learnable", make_data(seed + r), seed + r, lr=adam_lr, optimizer="adam") for r in range(n_seeds)
+]
 print("done:", {k: len(v) for k, v in runs.items()}, "runs")
 
 # %% [markdown]

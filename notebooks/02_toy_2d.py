@@ -39,6 +39,8 @@ lengths = [0.1, 0.3, 1.0, 2.0, 5.0, 10.0]  # T values of Section 2.5
 grid_size = 160  # resolution of the decision-region plots
 
 # %%
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import torch
@@ -46,9 +48,9 @@ import torch.nn.functional as F
 from IPython.display import display
 from matplotlib import pyplot as plt
 from matplotlib.colors import ListedColormap
-from torch import nn
 
 import cbp
+from cbp import toy
 from cbp.plotting import CLASS_COLORS, CLASSIFIER_COLORS, finish, use_style
 
 use_style()
@@ -62,30 +64,15 @@ HEADS = {
 # %% [markdown]
 # ## The data
 #
-# Three Gaussian classes in the plane. Class 0 is large and far away. Classes 1 and 2 overlap
-# (a confusable pair). In the **balanced** set every class has 600 training points; in the
+# Three Gaussian classes in the plane (`cbp.toy.toy_2d_dataset`). Class 0 is large and far away.
+# Classes 1 and 2 overlap (a confusable pair). In the **balanced** set every class has 600 training points; in the
 # **long-tailed** set the counts are 2000 / 400 / 40, so class 2 is both rare and confusable, the
 # case where the paper says a learned classifier is most biased. Both are scored on the same
 # balanced test set (1000 points a class) by per-class recall and its mean, mAcc.
 
 # %%
-MEANS = torch.tensor([[0.0, 2.2], [-0.9, -0.6], [0.5, -0.9]])
-STDS = torch.tensor([0.7, 0.55, 0.55])
-COUNTS = {"balanced": [600, 600, 600], "long-tailed": [2000, 400, 40]}
-
-
-def sample(counts: list[int], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    y = torch.repeat_interleave(torch.arange(3), torch.tensor(counts))  # (M,)
-    x = MEANS[y] + STDS[y, None] * torch.randn(len(y), 2, generator=gen)  # (M, 2)
-    return x, y
-
-
-def dataset(name: str, run_seed: int) -> dict:
-    gen = torch.Generator().manual_seed(run_seed)
-    x, y = sample(COUNTS[name], gen)
-    x_test, y_test = sample([1000, 1000, 1000], gen)
-    return {"x": x, "y": y, "x_test": x_test, "y_test": y_test}
-
+COUNTS = toy.TOY_2D_COUNTS  # training points per class of the two sets
+dataset = toy.toy_2d_dataset  # (name, run_seed) -> {"x", "y", "x_test", "y_test"}
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharex=True, sharey=True)
 for ax, name in zip(axes, COUNTS):
@@ -108,55 +95,14 @@ finish(fig)
 # output), same seed, same optimizer (SGD with momentum, full batch, cross-entropy on the logits
 # $f^\top w_l$ of Eq. 1). Only the head differs. For the learnable head we record its prototypes
 # (the rows of the $1\times1$ convolution) every 10 steps. The heads take $(B, C, 1, 1)$ maps:
-# they are the very modules the segmentation models use.
-
+# they are the very modules the segmentation models use. The loop is `cbp.toy.train_full_batch`.
 
 # %%
-def make_head(kind: str, run_seed: int, T: float) -> nn.Module:
-    if kind == "learnable":
-        return cbp.LinearHead(channels, 3)
-    init = "orthogonal+equal" if kind == "cbp" else "equal"
-    return cbp.CBPHead(channels, 3, length=T, init=init, seed=run_seed)  # prototypes are a frozen buffer
-
-
-def train(kind: str, data: dict, run_seed: int, T: float = length) -> dict:
-    torch.manual_seed(run_seed)
-    encoder = nn.Sequential(
-        nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, channels)
-    )
-    head = make_head(kind, run_seed, T)
-    model = nn.Sequential(encoder, nn.Unflatten(1, (channels, 1, 1)), head, nn.Flatten(1))  # (B, 2) -> (B, N)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    trajectory = []
-    for step in range(steps + 1):
-        if step % 10 == 0:
-            trajectory.append(head.prototypes.detach().clone())  # (N, C)
-        if step == steps:
-            break
-        loss = F.cross_entropy(model(data["x"]), data["y"])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        pred = model(data["x_test"]).argmax(1)
-        feat_norm = encoder(data["x_test"]).norm(dim=1).mean().item()
-    cm = cbp.metrics.ConfusionMatrix(3)
-    cm.update(pred, data["y_test"])
-    res = cm.compute()
-    return {
-        "model": model,
-        "encoder": encoder,
-        "head": head,
-        "trajectory": torch.stack(trajectory),
-        "recall": res["Acc"].numpy(),
-        "mAcc": res["mAcc"],
-        "loss": loss.item(),
-        "feat_norm": feat_norm,
-    }
-
-
+train = partial(  # (kind, data, run_seed, length=T) -> model, trajectory, recall, mAcc, ...
+    toy.train_full_batch, num_classes=3, channels=channels, hidden=hidden, steps=steps, lr=lr
+)
 runs = {
-    (name, kind, r): train(kind, dataset(name, seed + r), seed + r)
+    (name, kind, r): train(kind, dataset(name, seed + r), seed + r, length=length)
     for name in COUNTS
     for kind in HEADS
     for r in range(n_seeds)
@@ -311,7 +257,7 @@ finish(fig)
 rows = []
 for T in lengths:
     for r in range(n_seeds):
-        run = train("cbp", dataset("long-tailed", seed + r), seed + r, T=T)
+        run = train("cbp", dataset("long-tailed", seed + r), seed + r, length=T)
         rows.append(
             {
                 "T": T,

@@ -55,6 +55,7 @@ from cbp.data.synthetic import ensure_synthetic, read_meta
 from cbp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from cbp.losses import assign_views, centroids_from_sums, resize_labels, view_centroids
 from cbp.models import create_model
+from cbp.occl_geometry import descent_directions, follow
 from cbp.plotting import finish, similarity_heatmap, use_style
 
 use_style()
@@ -211,40 +212,28 @@ print(f"chance level of the category loss: log N = {np.log(classes):.3f}")
 # $v_{i1}$ matters, and the step is tangent to the sphere at $v_{i1}$. So we compare it with the
 # tangent directions from $v_{i1}$ towards three targets: the class's frozen prototype $w_i$, the
 # same class in the other view $v_{i2}$, and the other classes' category centroids $s_j$
-# (+1 = straight towards, -1 = straight away; mean over the classes in both views).
+# (+1 = straight towards, -1 = straight away; mean over the classes in both views;
+# `cbp.occl_geometry.descent_directions`).
 
 
 # %%
-def descent_directions(which: str) -> dict:
-    feats = features.clone().requires_grad_(True)
-    occl = cbp.OCCL(tau=tau, lam=1.0 if which == "centroid" else 0.0, phi=1.0 if which == "category" else 0.0)
-    occl(feats, labels, prototypes)["loss"].backward()
-    g = -feats.grad  # (B, C, h, w) descent direction
-    g_sum, _ = view_centroids(
-        g, small, view, classes
-    )  # (2, N, C): summed descent direction per class and view
-    d = F.normalize(g_sum[0, idx], dim=1)  # (K, C) view 1, classes in both views
-    u = F.normalize(cent.view_centroids[0, idx], dim=1)  # (K, C) where the view-1 centroids point now
-
-    def towards(targets: torch.Tensor) -> torch.Tensor:
-        """cos(d, target's direction as seen from u on the sphere): the tangent part of the target."""
-        t = F.normalize(targets, dim=-1)  # (K, C) or (K, M, C)
-        if t.dim() == 2:
-            return (d * F.normalize(t - (t * u).sum(-1, keepdim=True) * u, dim=-1)).sum(-1)  # (K,)
-        tangent = t - (t * u[:, None]).sum(-1, keepdim=True) * u[:, None]  # (K, M, C)
-        return (d[:, None] * F.normalize(tangent, dim=-1)).sum(-1)  # (K, M)
-
-    others = [j for j in torch.nonzero(cent.present).flatten().tolist()]
-    s_others = cent.category_centroids[others][None].expand(len(idx), -1, -1)  # (K, M, C)
-    not_self = torch.tensor([[j != i for j in others] for i in idx.tolist()])  # (K, M)
-    return {
-        "towards own prototype w_i": towards(prototypes[idx]).mean().item(),
-        "towards own other view v_i2": towards(cent.view_centroids[1, idx]).mean().item(),
-        "towards other classes s_j": towards(s_others)[not_self].mean().item(),
-    }
-
-
-display(pd.DataFrame({w: descent_directions(w) for w in ["centroid", "category"]}).T.round(3))
+DIRECTIONS = {  # cbp.occl_geometry.descent_directions keys -> table columns
+    "own_prototype": "towards own prototype w_i",
+    "other_view": "towards own other view v_i2",
+    "other_classes": "towards other classes s_j",
+}
+directions = {
+    which: descent_directions(
+        features,
+        labels,
+        prototypes,
+        tau=tau,
+        lam=1.0 if which == "centroid" else 0.0,
+        phi=1.0 if which == "category" else 0.0,
+    )
+    for which in ["centroid", "category"]
+}
+display(pd.DataFrame(directions).T.rename(columns=DIRECTIONS).round(3))
 
 # %% [markdown]
 # The category loss moves class $i$'s centroid almost straight towards its own frozen prototype
@@ -256,45 +245,28 @@ display(pd.DataFrame({w: descent_directions(w) for w in ["centroid", "category"]
 # the others, hence the small positive number in the last column; the separation shows up over
 # many steps, below. To see the effect of many such steps, we now
 # treat the feature map itself as the thing being optimised (no encoder: the features are free
-# parameters) and follow the geometry under each loss alone.
+# parameters) and follow the geometry under each loss alone (`cbp.occl_geometry.follow`).
 
 
 # %%
-def follow(lam_: float, phi_: float) -> pd.DataFrame:
-    feats = features.clone().requires_grad_(True)
-    occl = cbp.OCCL(tau=tau, lam=lam_, phi=phi_)
-    opt = torch.optim.Adam([feats], lr=feature_lr)
-    log = []
-    for step in range(feature_steps + 1):
-        with torch.no_grad():
-            s_, c_ = view_centroids(feats, small, view, classes)
-            cc = centroids_from_sums(s_, c_)
-            v = F.normalize(cc.view_centroids, dim=2)  # (2, N, C)
-            s = F.normalize(cc.category_centroids[idx], dim=1)  # (K, C)
-            cos_ss = s @ s.T
-            off = ~torch.eye(len(idx), dtype=torch.bool)
-            w = F.normalize(prototypes[idx], dim=1)
-            log.append(
-                {
-                    "step": step,
-                    "cos(v_i1, v_i2)": (v[0, idx] * v[1, idx]).sum(1).mean().item(),
-                    "cos(s_i, s_j), i != j": cos_ss[off].mean().item(),
-                    "cos(s_i, w_i)": (s * w).sum(1).mean().item(),
-                }
-            )
-        if step == feature_steps:
-            break
-        loss = occl(feats, labels, prototypes)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return pd.DataFrame(log).set_index("step")
+COSINES = {  # cbp.occl_geometry.follow keys -> plot titles
+    "cos_views": "cos(v_i1, v_i2)",
+    "cos_classes": "cos(s_i, s_j), i != j",
+    "cos_prototype": "cos(s_i, w_i)",
+}
 
-
+weights = {  # run name -> (lam, phi)
+    "centroid loss only": (1.0, 0.0),
+    "category loss only": (0.0, 1.0),
+    f"OCCL (lam={lam:g}, phi={phi:g})": (lam, phi),
+}
 runs = {
-    "centroid loss only": follow(1.0, 0.0),
-    "category loss only": follow(0.0, 1.0),
-    f"OCCL (lam={lam:g}, phi={phi:g})": follow(lam, phi),
+    name: pd.DataFrame(
+        follow(features, labels, prototypes, tau=tau, lam=lam_, phi=phi_, steps=feature_steps, lr=feature_lr)
+    )
+    .set_index("step")
+    .rename(columns=COSINES)
+    for name, (lam_, phi_) in weights.items()
 }
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
 for ax, col in zip(axes, runs["centroid loss only"].columns):
