@@ -309,7 +309,7 @@ def class_mean_features(
     Args:
         encoder: returns a list of (B, C_i, H / r_i, W / r_i) maps, finest first.
         dataset: yields ``(image float (3, H, W), label int64 (H, W))`` of one size.
-        num_classes: N.
+        num_classes: N, the number of classes.
         batch_size: images per forward pass.
         ignore_index: label ignored.
 

@@ -26,7 +26,7 @@ class CBPHead(nn.Module):
 
     Args:
         channels: C, width of the embedding the head reads.
-        num_classes: N.
+        num_classes: N, the number of classes.
         length: T, the common L2 norm of the prototypes.
         init: prototype initialisation, see :func:`cbp.category_basis_prototypes`.
         update: how the prototypes change during training (Table 4 of the paper):

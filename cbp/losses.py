@@ -139,7 +139,7 @@ def view_centroids(
         features: (B, C, H, W), any float dtype; summed in float32.
         labels: (B, H, W) int64 at the features' resolution.
         view: (B, H, W) int64 in {0, 1}.
-        num_classes: N.
+        num_classes: N, the number of classes.
         ignore_index: pixels with this label are dropped.
 
     Returns:

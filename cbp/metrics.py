@@ -23,7 +23,7 @@ class ConfusionMatrix:
     """Accumulates an (N, N) confusion matrix: rows are ground truth, columns predictions.
 
     Args:
-        num_classes: N.
+        num_classes: N, the number of classes.
         ignore_index: ground-truth label of pixels that count nowhere.
         device: where the matrix starts; it follows the device of the first ``update``.
     """

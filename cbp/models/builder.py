@@ -277,7 +277,7 @@ def create_model(
 
     Args:
         backbone: a key of :data:`BACKBONES` (e.g. ``"mit_b5"``, ``"swin_b"``, ``"cnn_tiny"``).
-        num_classes: N.
+        num_classes: N, the number of classes.
         classifier: ``"cbp"`` (frozen category-basis prototypes, :class:`cbp.heads.CBPHead`) or
             ``"linear"`` (the learnable baseline with bias, :class:`cbp.heads.LinearHead`).
         pretrained: False (random encoder), True (timm / smp hub weights, downloaded into the user's

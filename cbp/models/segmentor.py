@@ -78,7 +78,7 @@ class Segmentor(nn.Module):
         encoder: returns a list of (B, C_i, H / r_i, W / r_i) maps, finest first.
         decoder: maps that list to one (B, C, h, w) embedding; has ``.channels == C``.
         classifier: (B, C, h, w) -> (B, N, h, w), ``cbp.heads.CBPHead`` or ``cbp.heads.LinearHead``.
-        num_classes: N.
+        num_classes: N, the number of classes.
         aux_head: optional :class:`AuxHead`.
         dropout: ``Dropout2d`` probability between embedding and classifier (mmseg: 0.1).
     """
