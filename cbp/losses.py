@@ -234,9 +234,12 @@ def category_loss(
     present = centroids.present_in_view  # (2, N)
     if form == "printed":
         own = (v * w[None]).sum(dim=-1) / tau  # (2, N): a_jx = v_jx . w_j / tau
-        lse = torch.logsumexp(own.masked_fill(~present, float("-inf")), dim=1, keepdim=True)  # (2, 1)
-        lse = torch.where(present.any(dim=1, keepdim=True), lse, torch.zeros_like(lse))  # empty view
-        per_class = lse - own  # (2, N)
+        # Absent classes drop out of the softmax; a view with no class at all keeps finite scores
+        # (its terms get weight 0), so logsumexp never sees an all -inf row (NaN in its backward).
+        scores = torch.where(
+            present.any(dim=1, keepdim=True), own.masked_fill(~present, float("-inf")), torch.zeros_like(own)
+        )  # (2, N)
+        per_class = torch.logsumexp(scores, dim=1, keepdim=True) - own  # (2, N)
     elif form == "prototypes":
         logits = torch.einsum("xnc,mc->xnm", v, w) / tau  # (2, N, N)
         per_class = torch.logsumexp(logits, dim=2) - torch.diagonal(logits, dim1=1, dim2=2)  # (2, N)

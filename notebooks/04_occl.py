@@ -150,8 +150,8 @@ print(
 
 # %%
 idx = torch.nonzero(both).flatten()
-v1 = F.normalize(cent.view_centroids[0, idx], dim=1)
-v2 = F.normalize(cent.view_centroids[1, idx], dim=1)
+v1 = F.normalize(cent.view_centroids[0, idx], dim=1)  # (K, C) view-1 centroids of the shared classes
+v2 = F.normalize(cent.view_centroids[1, idx], dim=1)  # (K, C) view-2 centroids
 fig, ax = plt.subplots(figsize=(5.4, 4.4))
 im = similarity_heatmap(
     ax,

@@ -24,7 +24,8 @@
 # page therefore uses the project's **synthetic** set, the same 50-class, 64 x 64 set as the ADE20K
 # page (not a COCO-Stuff stand-in), and on that set the two pages' runs are the *same* runs: same
 # preset, data, seed and iterations. So it reads the ADE20K page's run folders (`runs/05_*`) and
-# trains them only if they are missing. With the data it is the paper's recipe:
+# trains them only if they are missing (the book runs chapter 5 first; after changing the code,
+# run this page alone with `-p resume False` to retrain them with the current code). With the data it is the paper's recipe:
 #
 # ```bash
 # make notebooks

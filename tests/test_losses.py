@@ -141,12 +141,19 @@ def test_printed_category_form_ignores_other_prototypes() -> None:
     assert not torch.allclose(cbp.OCCL()(features.float(), labels, moved)["category"], crossed)
 
 
+@pytest.mark.filterwarnings("ignore:Anomaly Detection")
 @pytest.mark.parametrize("category_form", ["prototypes", "printed"])
 def test_one_view_without_labelled_pixels_finite_for_every_form(category_form: str) -> None:
     features, labels, prototypes = _batch(13, 4)
     labels[2:] = 255
     out, _ = _compare(features, labels, prototypes, normalize=True, category_form=category_form)
     assert torch.isfinite(out["loss"])
+    # no NaN anywhere in the backward graph either (anomaly mode checks every node's gradient)
+    f = features.float().requires_grad_(True)
+    w = prototypes.clone().requires_grad_(True)
+    with torch.autograd.detect_anomaly():
+        cbp.OCCL(category_form=category_form)(f, labels, w)["loss"].backward()
+    assert torch.isfinite(f.grad).all() and torch.isfinite(w.grad).all()
 
 
 def test_one_view_without_labelled_pixels_matches_reference() -> None:

@@ -92,17 +92,19 @@ def test_ablation_and_schedule_rows(tmp_path: Path) -> None:
 
 
 def test_seed_and_occl_rows_pair_seeds(tmp_path: Path) -> None:
-    recs = [_record("linear", s, 20 + s) for s in range(3)] + [
-        _record("linear_occl", s, 15 + s) for s in range(3)
-    ]
+    # with OCCL: seeds 0, 1, 2; without: seeds 1, 2, 3 -> pairs (1, 1) and (2, 2) only
+    recs = [_record("linear_occl", s, v) for s, v in ((0, 10.0), (1, 15.0), (2, 17.0))]
+    recs += [_record("linear", s, v) for s, v in ((1, 20.0), (2, 21.0), (3, 30.0))]
     recs += [_record("cbp", 0, 30.0)]  # frozen CBP without its OCCL arm: no row
     results = _results(tmp_path, recs)
     rows = tables.occl_rows(results)
     assert len(rows) == 1 and rows[0]["classifier"] == "learnable" and rows[0]["regime"] == "pretrained"
-    assert rows[0]["OCCL − no OCCL, per seed (mIoU)"] == "-5.00, -5.00, -5.00"
-    assert rows[0]["mean d"] == pytest.approx(-5.0) and rows[0]["verdict (OCCL helps)"] == claims.FAILS
+    assert rows[0]["OCCL − no OCCL, per seed (mIoU)"] == "s1: -5.00, s2: -4.00"
+    verdict, d, s = claims.decide(np.array([10.0, 15.0, 17.0]), np.array([20.0, 21.0, 30.0]))
+    assert rows[0]["mean d"] == pytest.approx(d) and rows[0]["verdict (OCCL helps)"] == verdict
+    assert rows[0]["2s"] == pytest.approx(2 * s)
     seeds = tables.seed_rows(results, arms=("linear",))
-    assert [(r["seed"], r["mIoU"]) for r in seeds] == [(0, 20), (1, 21), (2, 22)]
+    assert [(r["seed"], r["mIoU"]) for r in seeds] == [(1, 20.0), (2, 21.0), (3, 30.0)]
     assert {r["arm"] for r in seeds} == {"baseline"}
 
 
