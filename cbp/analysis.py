@@ -271,18 +271,13 @@ def posthoc_equalisation(run_dir: str | Path, ckpt: str | Path | None = None) ->
         ``{"raw": {mIoU, mAcc, rare_third_IoU}, "equalised": {...}, "delta": {...}}``.
     """
     from cbp import checkpoint
-    from cbp.build import build_model, build_split, test_transform
-    from cbp.config import from_dict
+    from cbp.build import build_split, read_run_config, restore_model, test_transform
     from cbp.evaluate import evaluate
 
-    run_dir = Path(run_dir)
-    cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
+    cfg = read_run_config(run_dir)
     cfg.train.num_workers = 0
     dataset = build_split(cfg, "val", test_transform(cfg))
-    cfg.model.pretrained = ""  # the checkpoint holds every weight
-    model = build_model(cfg, dataset.num_classes)
-    state = checkpoint.load(Path(ckpt) if ckpt else run_dir / "ckpt_last.pt")["model"]
-    model.load_state_dict(state)
+    model, _ = restore_model(cfg, dataset.num_classes, ckpt or Path(run_dir) / checkpoint.CKPT_NAME)
     counts = getattr(dataset, "pixel_counts", None)
     counts = None if counts is None else np.asarray(counts, dtype=np.float64)
     device = torch.device("cpu")
@@ -423,11 +418,9 @@ def similarity_snapshot(
         resolution), ``index`` int64 ().
     """
     from cbp import checkpoint
-    from cbp.build import build_model, build_split, test_transform
-    from cbp.config import from_dict
+    from cbp.build import build_split, read_run_config, restore_model, test_transform
 
-    run_dir = Path(run_dir)
-    cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
+    cfg = read_run_config(run_dir)
     raw = build_split(cfg, "val", None)
     dataset = build_split(cfg, "val", test_transform(cfg))
     if index is None:
@@ -439,9 +432,7 @@ def similarity_snapshot(
             n = int(torch.isin(present, members).sum())
             if n > best:
                 best, index = n, i
-    cfg.model.pretrained = ""
-    model = build_model(cfg, dataset.num_classes)
-    model.load_state_dict(checkpoint.load(run_dir / "ckpt_last.pt")["model"])
+    model, _ = restore_model(cfg, dataset.num_classes, Path(run_dir) / checkpoint.CKPT_NAME)
     model.eval()
     image, label = dataset[index]
     out = model(image[None], upsample=True)

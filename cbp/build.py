@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from cbp.config import Config
+from cbp.config import Config, from_dict
 from cbp.distributed import barrier, is_main_process
 
 
@@ -123,3 +125,41 @@ def build_occl(cfg: Config, seed: int = 0) -> Any:
         ignore_index=loss.ignore_index,
         seed=seed,
     )
+
+
+def read_run_config(run_dir: str | Path) -> Config:
+    """The resolved config of a ``python -m cbp.train`` run directory (its ``config.json``).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json``.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: {run_dir} must be a directory written by `python -m cbp.train`"
+        )
+    return from_dict(json.loads(path.read_text()))
+
+
+def restore_model(cfg: Config, num_classes: int, ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a trained run with the weights of one of its checkpoints.
+
+    The encoder's pretraining file (``model.pretrained``) is not read: the checkpoint holds every
+    weight, and the file may not exist where the run is restored. ``cfg`` is not modified.
+
+    Args:
+        cfg: the run's config (:func:`read_run_config`).
+        num_classes: N, the number of classes.
+        ckpt_path: a checkpoint the engine wrote (``RUN_DIR/ckpt_last.pt``).
+
+    Returns:
+        (model on the CPU, the checkpoint dict: ``"model"``, ``"iter"``, ...).
+    """
+    from cbp import checkpoint
+
+    ckpt = checkpoint.load(Path(ckpt_path))
+    fresh = copy.deepcopy(cfg)
+    fresh.model.pretrained = ""
+    model = build_model(fresh, num_classes)
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt

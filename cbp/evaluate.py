@@ -191,7 +191,7 @@ def write_json(record: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``python -m cbp.evaluate RUN_DIR [--ckpt PATH] [--out FILE] [--section.key=value ...]``; returns the metrics."""
     from cbp import checkpoint
-    from cbp.build import build_model, build_split, ensure_data, test_transform
+    from cbp.build import build_split, ensure_data, restore_model, test_transform
     from cbp.train import setup_distributed
 
     parser = argparse.ArgumentParser(
@@ -213,11 +213,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     device = setup_distributed(cfg)
     start = time.time()
-    ckpt = checkpoint.load(args.ckpt or args.run_dir / checkpoint.CKPT_NAME)
     ensure_data(cfg)
     dataset = build_split(cfg, "val", test_transform(cfg))
-    model = build_model(cfg, dataset.num_classes)
-    model.load_state_dict(ckpt["model"])
+    model, ckpt = restore_model(cfg, dataset.num_classes, args.ckpt or args.run_dir / checkpoint.CKPT_NAME)
     model.to(device)
     cm = evaluate(model, dataset, cfg, device, progress=cfg.train.progress)
     record = metrics_record(

@@ -505,16 +505,13 @@ def predict_examples(run_dir: str | Path, indices: Sequence[int], *, device: str
         (255 = ignore in labels), "palette" uint8 (N, 3), "class_names".
     """
     from cbp import checkpoint
-    from cbp.build import build_model, build_split, test_transform
-    from cbp.config import from_dict
+    from cbp.build import build_split, read_run_config, restore_model, test_transform
     from cbp.evaluate import predict
 
-    run_dir = Path(run_dir)
-    cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
+    cfg = read_run_config(run_dir)
     raw = build_split(cfg, "val")
     test = build_split(cfg, "val", test_transform(cfg))
-    model = build_model(cfg, test.num_classes)
-    model.load_state_dict(checkpoint.load(run_dir / checkpoint.CKPT_NAME)["model"])
+    model, _ = restore_model(cfg, test.num_classes, Path(run_dir) / checkpoint.CKPT_NAME)
     model.to(device).eval()
     images, labels, preds = [], [], []
     for i in indices:

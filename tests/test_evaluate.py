@@ -118,3 +118,19 @@ def test_evaluate_cli_slide_mode_and_errors(trained_run: Path, tmp_path: Path) -
         ev.main([str(tmp_path / "missing")])
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         ev.main([str(trained_run), "--ckpt", str(tmp_path / "none.pt"), "--out", str(out)])
+
+
+def test_restore_model_loads_the_checkpoint_without_the_pretraining_file(trained_run: Path) -> None:
+    from cbp import checkpoint
+    from cbp.build import read_run_config, restore_model
+
+    cfg = read_run_config(trained_run)
+    cfg.model.pretrained = str(trained_run / "no-such-encoder.pt")  # e.g. a relative path from elsewhere
+    model, ckpt = restore_model(cfg, 12, trained_run / checkpoint.CKPT_NAME)
+    assert cfg.model.pretrained.endswith("no-such-encoder.pt")  # the caller's config is untouched
+    state = checkpoint.load(trained_run / checkpoint.CKPT_NAME)["model"]
+    assert ckpt["iter"] == 4 and state.keys() == model.state_dict().keys()
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, state[k], msg=k)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        read_run_config(trained_run / "missing")

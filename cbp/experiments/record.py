@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from cbp import analysis
+from cbp import analysis, checkpoint
 from cbp.experiments.runner import RESULTS_ROOT, git_commit, hardware, result_path
 from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, Run, plan
 
@@ -37,7 +37,7 @@ def record_train(run: Run, seconds: float) -> dict[str, Any]:
     run_dir = Path(run.run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config = metrics.pop("config", None) or json.loads((run_dir / "config.json").read_text())
-    state = torch.load(run_dir / "ckpt_last.pt", map_location="cpu", weights_only=False)["model"]
+    state = checkpoint.load(run_dir / checkpoint.CKPT_NAME)["model"]
     weight, bias = _classifier(state)
     meta = analysis.load_meta(config["data"]["root"])
     counts = metrics.get("pixel_counts") or meta["pixel_counts"]
@@ -192,7 +192,7 @@ def encoder_main(argv: list[str]) -> Path:
     parser.add_argument("--ckpt", required=True, type=Path, help="a cbp.train checkpoint (ckpt_last.pt)")
     parser.add_argument("--out", required=True, type=Path, help="output .pt file (encoder state dict)")
     args = parser.parse_args(argv)
-    model = torch.load(args.ckpt, map_location="cpu", weights_only=False)["model"]
+    model = checkpoint.load(args.ckpt)["model"]
     state = {k.removeprefix("encoder."): v for k, v in model.items() if k.startswith("encoder.")}
     if not state:
         raise ValueError(f"{args.ckpt} has no 'encoder.*' weights: is it a cbp.train checkpoint?")
