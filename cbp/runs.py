@@ -398,11 +398,15 @@ def run_label(metrics: dict[str, Any]) -> str:
     cfg = metrics.get("config", {})
     name = cfg.get("data", {}).get("name", "?")
     batch = cfg.get("train", {}).get("batch_size", "?")
-    pre = cfg.get("model", {}).get("pretrained", "") or "from scratch"
     return (
         f"this run: {DATASET_NAMES.get(name, name)}, {metrics['iters']} iters, batch {batch}, "
-        f"{'pretrained' if pre != 'from scratch' else pre}, {metrics.get('device', '?')}"
+        f"{_init_text(metrics)}, {metrics.get('device', '?')}"
     )
+
+
+def _init_text(metrics: dict[str, Any]) -> str:
+    """ "pretrained" or "from scratch": how the run's encoder started (its ``model.pretrained``)."""
+    return "pretrained" if metrics.get("config", {}).get("model", {}).get("pretrained") else "from scratch"
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,6 +549,13 @@ def colorize(label: np.ndarray, palette: np.ndarray, ignore_color: Sequence[int]
 # Figures and tables of the training pages
 
 
+def _run_color(label: str) -> str:
+    """The book's colour of a run, from its :func:`run_name` (CBP runs vs learnable ones)."""
+    from cbp.plotting import CLASSIFIER_COLORS
+
+    return CLASSIFIER_COLORS["cbp" if "CBP" in label else "learnable"]
+
+
 def plot_losses(
     runs: dict[str, str | Path], terms: Sequence[str] = ("loss", "ce", "centroid", "category")
 ) -> Any:
@@ -555,12 +566,10 @@ def plot_losses(
     """
     from matplotlib import pyplot as plt
 
-    from cbp.plotting import CLASSIFIER_COLORS
-
     fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 3.0), squeeze=False)
     for label, run_dir in runs.items():
         log = read_log(run_dir)
-        color = CLASSIFIER_COLORS["cbp" if "CBP" in label else "learnable"]
+        color = _run_color(label)
         for ax, term in zip(axes[0], terms):
             if term in log and log[term].abs().sum() > 0:
                 ax.plot(log.index, log[term], label=label, color=color)
@@ -578,15 +587,13 @@ def plot_miou(runs: dict[str, str | Path]) -> Any:
     """Validation mIoU against iterations (``eval.jsonl`` + the final ``metrics.json``), one line per run."""
     from matplotlib import pyplot as plt
 
-    from cbp.plotting import CLASSIFIER_COLORS
-
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
     for label, run_dir in runs.items():
         metrics = read_metrics(run_dir)
         points = {metrics["iters"]: metrics["mIoU"]}
         if (Path(run_dir) / "eval.jsonl").is_file():
             points = {**read_log(run_dir, "eval.jsonl")["mIoU"].to_dict(), **points}
-        color = CLASSIFIER_COLORS["cbp" if "CBP" in label else "learnable"]
+        color = _run_color(label)
         ax.plot(list(points), list(points.values()), marker="o", label=label, color=color)
     ax.set_xlabel("iteration")
     ax.set_ylabel("validation mIoU (%)")
@@ -604,8 +611,6 @@ def plot_per_class_iou(tables: dict[str, pd.DataFrame], *, max_classes: int = 60
     """
     from matplotlib import pyplot as plt
 
-    from cbp.plotting import CLASSIFIER_COLORS
-
     first = next(iter(tables.values()))
     order = first.index.to_numpy()
     if len(order) > max_classes:
@@ -614,7 +619,7 @@ def plot_per_class_iou(tables: dict[str, pd.DataFrame], *, max_classes: int = 60
     x = np.arange(len(order))
     fig, ax = plt.subplots(figsize=(min(16.0, 2.0 + 0.22 * len(order)), 3.6))
     for k, (label, table) in enumerate(tables.items()):
-        color = CLASSIFIER_COLORS["cbp" if "CBP" in label else "learnable"]
+        color = _run_color(label)
         ax.bar(
             x + (k - (len(tables) - 1) / 2) * width, table.loc[order, "IoU"], width, label=label, color=color
         )
@@ -708,8 +713,8 @@ def synthetic_caveat(paper_dataset: str, ours: dict[str, Any]) -> str:
     name, (images, classes) = DATASET_NAMES[paper_dataset], DATASET_SIZES[paper_dataset]
     return (
         "**These numbers are not comparable with the paper's.** This run trained on the SYNTHETIC "
-        f"set (50 classes, 64 x 64 images, textures instead of scenes) for {ours['iters']} iterations "
-        f"from scratch on {ours['device']}; the paper trains ImageNet-pretrained models on {name}'s "
+        f"set ({len(ours['class_names'])} classes, 64 x 64 images, textures instead of scenes) for "
+        f"{ours['iters']} iterations {_init_text(ours)} on {ours['device']}; the paper trains ImageNet-pretrained models on {name}'s "
         f"{images} real images ({classes} classes) at 512 x 512 for {PAPER_ITERS[paper_dataset] // 1000}K "
         "iterations on 8 GPUs. A gain measured in one short run is also within seed noise (the ablation "
         f"chapter runs several seeds). Run this page with `-p dataset {paper_dataset} -p data_root ... "

@@ -196,7 +196,11 @@ def test_compare_with_paper_labels(tmp_path: Path) -> None:
 def test_synthetic_caveat_and_run_lines(tmp_path: Path, dataset: str, facts: tuple[str, ...]) -> None:
     metrics = runs.read_metrics(_fake_run(tmp_path))
     text = runs.synthetic_caveat(dataset, metrics)
-    assert "not comparable" in text and f"for {metrics['iters']} iterations" in text
+    assert "not comparable" in text and f"for {metrics['iters']} iterations from scratch" in text
+    assert "(3 classes," in text  # the run's own classes, not a fixed 50
+    pretrained = {**metrics, "config": {**metrics["config"], "model": {"pretrained": "enc.pt"}}}
+    assert "iterations pretrained on" in runs.synthetic_caveat(dataset, pretrained)
+    assert ", pretrained," in runs.run_label(pretrained)
     assert all(f in text for f in facts) and f"-p dataset {dataset}" in text
     lines = runs.run_lines(
         {"CBP + OCCL": metrics, "learnable baseline": {**metrics, "seconds": 90.0}}
