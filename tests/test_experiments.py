@@ -218,3 +218,18 @@ def test_data_steps_log_outside_the_data_root(tmp_path: Path) -> None:
             data_root = Path(r.artefact).parent.resolve()
             run_dir = Path(r.run_dir).resolve()
             assert run_dir != data_root and data_root not in run_dir.parents
+
+
+def test_with_dependencies_closes_over_the_plan() -> None:
+    runs = plan("ablations", "default")
+    one = {"pretrained-masked-s0"}
+    assert runner.with_dependencies(runs, one) == one | {
+        "data",
+        "data-pretrain",
+        "pretrain",
+        "encoder",
+        "embed",
+    }
+    assert runner.with_dependencies(runs, one, lambda d: False) == one
+    # a filter stops the walk at the runs it rejects (their own dependencies are not visited)
+    assert runner.with_dependencies(runs, one, lambda d: d.name != "encoder") == one | {"data", "embed"}

@@ -325,8 +325,7 @@ def evaluate_claim(claim: Claim, results: dict[str, Any], regime: str) -> dict[s
             }.get(verdict, verdict)
         return {"ours": f"{fmt(a)} vs {fmt(b)}", "d": d, "s": s, "verdict": verdict}
     if claim.kind == "range":
-        names = ["length1", "cbp_occl", "length3", "length4", "length5"]
-        got = {n: get(n) for n in names if get(n).size}
+        got = {n: v for n in TABLE_ARMS["9"] if (v := get(n)).size}
         if len(got) < 2:
             return {"ours": "–", "d": float("nan"), "s": float("nan"), "verdict": MISSING}
         means = {n: float(np.nanmean(v)) for n, v in got.items()}

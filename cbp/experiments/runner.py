@@ -18,8 +18,8 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -49,17 +49,26 @@ def to_do(runs: list[Run], study: str, profile: str, root: str = RESULTS_ROOT) -
     Returns:
         Runs in plan order.
     """
-    by_name = {r.name: r for r in runs}
-    needed = {r.name for r in runs if not finished(r, study, profile, root)}
-    frontier = list(needed)
-    while frontier:  # walk the dependencies of what must run
-        name = frontier.pop()
-        for dep in by_name[name].deps:
-            d = by_name[dep]
-            if dep not in needed and d.artefact and not Path(d.artefact).is_file():
-                needed.add(dep)
-                frontier.append(dep)
+    unfinished = {r.name for r in runs if not finished(r, study, profile, root)}
+    needed = with_dependencies(
+        runs, unfinished, lambda d: bool(d.artefact) and not Path(d.artefact).is_file()
+    )
     return [r for r in runs if r.name in needed]
+
+
+def with_dependencies(
+    runs: list[Run], names: set[str], include: Callable[[Run], bool] = lambda d: True
+) -> set[str]:
+    """``names`` plus, transitively, the dependencies of those runs for which ``include`` holds."""
+    by_name = {r.name: r for r in runs}
+    out = set(names)
+    frontier = list(out)
+    while frontier:
+        for dep in by_name[frontier.pop()].deps:
+            if dep not in out and include(by_name[dep]):
+                out.add(dep)
+                frontier.append(dep)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,14 +205,7 @@ def run_study(
 
     runs = plan(study, profile, runs_root)
     if only:
-        keep = {r.name for r in runs if any(s in r.name for s in only)}
-        by_name = {r.name: r for r in runs}
-        frontier = list(keep)
-        while frontier:
-            for dep in by_name[frontier.pop()].deps:
-                if dep not in keep:
-                    keep.add(dep)
-                    frontier.append(dep)
+        keep = with_dependencies(runs, {r.name for r in runs if any(s in r.name for s in only)})
         runs = [r for r in runs if r.name in keep]
     todo = to_do(runs, study, profile, root)
     results_dir(study, profile, root).mkdir(parents=True, exist_ok=True)
@@ -217,7 +219,6 @@ def run_study(
     running: dict[Future, Run] = {}
     ok_names: set[str] = {r.name for r in runs if r not in todo}
     failed: dict[str, str] = {}
-    lock = threading.Lock()
     bar = tqdm(
         total=len(runs), initial=done_before, desc=f"{study} [{profile}]", unit="run", dynamic_ncols=True
     )
@@ -247,12 +248,11 @@ def run_study(
                     ok, msg = fut.result()
                 except Exception as err:  # noqa: BLE001 - report and go on with the other runs
                     ok, msg = False, f"{type(err).__name__}: {err}"
-                with lock:
-                    if ok:
-                        ok_names.add(r.name)
-                        bar.update(1)
-                    else:
-                        failed[r.name] = msg
+                if ok:
+                    ok_names.add(r.name)
+                    bar.update(1)
+                else:
+                    failed[r.name] = msg
                 bar.write(f"  {'done' if ok else 'FAIL'} {r.name}: {msg}")
             bar.set_postfix_str(" | ".join(f"{r.name} {_progress(r)}" for r in running.values()))
     bar.close()
