@@ -37,6 +37,7 @@ jobs = 2
 regime_for_maps = "pretrained"  # which regime's seed-0 runs the similarity figures show
 
 # %%
+import functools
 import subprocess
 import sys
 
@@ -84,7 +85,7 @@ print(
     f"results recorded at {len({r['commit'] for r in train_runs})} commits of the shared tree "
     f"(each run's JSON has its own); protocol {PROTOCOL_COMMIT}"
 )
-OURS = f"ours (synthetic, cnn_tiny, {iters[0] if len(iters) == 1 else iters} iters, CPU, {len(seeds)} seeds)"
+OURS = tables.ours_label(results)
 
 
 # %% [markdown]
@@ -169,12 +170,10 @@ for regime in ("scratch", "pretrained"):
             continue
         row = {"regime": regime, "classifier": claims.ARM_LABELS[arm]}
         for key in ("pearson_raw", "pearson_log", "spearman_log"):
-            row[key] = claims.fmt(
-                np.array([r["analysis"]["norm_correlation"][key] for r in recs], dtype=float)
-            )
+            row[key] = claims.fmt(claims.values(results, regime, arm, f"norm_correlation.{key}"))
         if "bias_correlation" in recs[0]["analysis"]:
             row["bias vs log count (Pearson)"] = claims.fmt(
-                np.array([r["analysis"]["bias_correlation"]["pearson"] for r in recs], dtype=float)
+                claims.values(results, regime, arm, "bias_correlation.pearson")
             )
         rows.append(row)
 display(pd.DataFrame(rows))
@@ -284,21 +283,17 @@ plt.show()
 rows = []
 for regime_ in ("scratch", "pretrained"):
     for arm in ("linear", "linear_occl", "gradient", "penalty", "ema", "equal", "masked", "cbp_occl"):
-        recs = results["by_arm"].get(regime_, {}).get(arm, [])
-        if not recs:
+        if not results["by_arm"].get(regime_, {}).get(arm):
             continue
+        v = functools.partial(claims.values, results, regime_, arm)  # metric -> (seeds,) values
         rows.append(
             {
                 "regime": regime_,
                 "classifier": claims.ARM_LABELS[arm],
-                "CS (Eq. 8)": claims.fmt(np.array([r["analysis"]["class_separability"] for r in recs]), 1),
-                "cosine within groups": claims.fmt(
-                    np.array([r["analysis"]["group_cosine"]["within"] for r in recs])
-                ),
-                "cosine between groups": claims.fmt(
-                    np.array([r["analysis"]["group_cosine"]["between"] for r in recs])
-                ),
-                "mIoU": claims.fmt(np.array([r["metrics"]["mIoU"] for r in recs])),
+                "CS (Eq. 8)": claims.fmt(v("cs"), 1),
+                "cosine within groups": claims.fmt(v("group_cosine.within")),
+                "cosine between groups": claims.fmt(v("group_cosine.between")),
+                "mIoU": claims.fmt(v("mIoU")),
             }
         )
 display(pd.DataFrame(rows))
