@@ -385,9 +385,19 @@ def generate(
         FileExistsError: ``out`` exists and is not empty (use :func:`ensure_synthetic` to reuse a set).
     """
     params = SyntheticParams(
-        classes, train, val, size, seed, appearance_seed, pretrain, num_groups, min_cells, max_cells, min_val_images,
-        jpeg_quality,
-    ).resolved()  # fmt: skip
+        classes=classes,
+        train=train,
+        val=val,
+        size=size,
+        seed=seed,
+        appearance_seed=appearance_seed,
+        pretrain=pretrain,
+        num_groups=num_groups,
+        min_cells=min_cells,
+        max_cells=max_cells,
+        min_val_images=min_val_images,
+        jpeg_quality=jpeg_quality,
+    ).resolved()
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(
