@@ -53,9 +53,8 @@ import cbp
 from cbp.data import ADE20K
 from cbp.data.synthetic import ensure_synthetic, read_meta
 from cbp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
-from cbp.losses import assign_views, centroids_from_sums, resize_labels, view_centroids
 from cbp.models import create_model
-from cbp.occl_geometry import descent_directions, follow
+from cbp.occl_geometry import batch_views, descent_directions, follow
 from cbp.plotting import finish, similarity_heatmap, use_style
 
 use_style()
@@ -118,10 +117,9 @@ with torch.no_grad():
     out = model(x)
 features = out.embedding  # (B, C, h, w)
 prototypes = model.classifier.prototypes  # (N, C), frozen
-small = resize_labels(labels, tuple(features.shape[-2:]))  # (B, h, w)
-view = assign_views(small, "batch")  # (B, h, w) in {0, 1}
-sums, counts = view_centroids(features, small, view, classes)  # (2, N, C), (2, N)
-cent = centroids_from_sums(sums, counts)
+# labels at (h, w), "batch" views (B, h, w) in {0, 1}, centroids, the K classes in both views
+small, view, cent, idx = batch_views(features, labels, classes)
+counts = cent.counts  # (2, N) labelled pixels of each class in each view
 print(
     f"features {tuple(features.shape)}, prototypes {tuple(prototypes.shape)}, labels resized to {tuple(small.shape)}"
 )
@@ -149,7 +147,6 @@ print(
 # diagonal (same class, two views) barely stands out. Shaping this is OCCL's job.
 
 # %%
-idx = torch.nonzero(both).flatten()
 v1 = F.normalize(cent.view_centroids[0, idx], dim=1)  # (K, C) view-1 centroids of the shared classes
 v2 = F.normalize(cent.view_centroids[1, idx], dim=1)  # (K, C) view-2 centroids
 fig, ax = plt.subplots(figsize=(5.4, 4.4))
