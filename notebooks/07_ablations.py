@@ -33,7 +33,7 @@
 #
 # This page **reads the recorded results** (`results/ablations/*.json`, one file a run, each with
 # the exact command that reproduces it). Set `rerun = True` to launch the study command instead
-# (about an hour on 2 CPU cores; finished runs are skipped).
+# (the recorded runs took 4.0 h of run time, 2 at a time on 2 CPU cores; finished runs are skipped).
 #
 # Numbers labelled **paper** are quoted from the paper (ADE20K, SegFormer-B0, 40K iterations, 8
 # GPUs); numbers labelled **ours** were measured here. They are not expected to agree in value:
@@ -70,8 +70,7 @@ if rerun:
 
 folder = ROOT / results_dir(study, profile)
 results = claims.load_results(folder)
-runs = results["runs"]
-train_runs = [r for r in runs.values() if r.get("kind") == "train"]
+train_runs = tables.train_records(results)
 print(f"{len(train_runs)} recorded training runs in {folder.relative_to(ROOT)}")
 
 # %% [markdown]
@@ -108,7 +107,7 @@ GROUP = {"linear": "learnable", "linear_occl": "learnable", "cbp": "cbp", "cbp_o
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for ax, regime in zip(axes, ("scratch", "pretrained")):
     arms = claims.TABLE_ARMS["3"]
-    labels = {arm: claims.ARM_LABELS[arm].split(" (")[0] for arm in arms}
+    labels = {arm: tables.short_label(arm) for arm in arms}
     plotting.seed_strip(
         ax,
         {labels[arm]: claims.values(results, regime, arm, "mIoU") for arm in arms},

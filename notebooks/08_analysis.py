@@ -25,7 +25,7 @@
 #
 # It reads the recorded results (`results/ablations/*.json`) and a small file of similarity maps
 # of one validation image (`results/ablations/similarity_snapshot.npz`); nothing is trained here
-# unless `rerun = True` (then the study command runs first, about an hour on 2 CPU cores).
+# unless `rerun = True` (then the study command runs first: 4.0 h of run time, 2 runs at a time on 2 CPU cores).
 # All data are **SYNTHETIC** (the 50-class set of `cbp.data.synthetic`); paper numbers are
 # labelled as such.
 
@@ -69,7 +69,7 @@ if rerun:
 folder = ROOT / results_dir(study, profile)
 results = claims.load_results(folder)
 runs = results["runs"]
-train_runs = [r for r in runs.values() if r.get("kind") == "train"]
+train_runs = tables.train_records(results)
 first = train_runs[0]
 meta = runs.get("data", {}).get("data", {})
 class_names = first["metrics"]["class_names"]

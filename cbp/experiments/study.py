@@ -190,7 +190,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_iters=1500,
         seeds=(0, 1, 2),
         extension_regimes=("scratch",),
-        description="the study, ~60-90 min on 2 cores",
+        description="the study with amendments 1, 2 and 4: 4 h of run time, ~2 h with 2 jobs on 2 cores",
     ),
     "long": Profile(
         "long",

@@ -34,7 +34,7 @@ def _iters_text(results: dict[str, Any]) -> str:
     return "/".join(map(str, _iters(results))) + " iters"
 
 
-def _short(arm: str) -> str:
+def short_label(arm: str) -> str:
     """An arm's label without its parenthesis: ``"CBP + OCCL"`` (table "R" arms: their reading)."""
     readings = {a.name: a.label for a in reading_arms()}
     return claims.ARM_LABELS.get(arm, readings.get(arm, arm)).split(" (")[0]
@@ -173,7 +173,7 @@ def reading_rows(
                 "reading": arm.label,
                 "override": " ".join(o.lstrip("-") for o in arm.overrides) or "(same config)",
                 "ours": claims.fmt(a),
-                "compared with": _short(arm.reference)
+                "compared with": short_label(arm.reference)
                 + (", 1 process" if arm.reference == "cbp_occl" and arm.launcher != TRAIN else ""),
                 "reference": claims.fmt(b),
                 "d": d,
@@ -193,7 +193,7 @@ def seed_rows(
     return [
         {
             "regime": regime,
-            "arm": _short(arm),
+            "arm": short_label(arm),
             "seed": rec["seed"],
             "mIoU": rec["metrics"]["mIoU"],
             "mAcc": rec["metrics"]["mAcc"],
