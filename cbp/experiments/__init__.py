@@ -7,7 +7,7 @@ parallel and resumably (:mod:`cbp.experiments.runner`), records each as
 (:mod:`cbp.experiments.claims`)::
 
     python -m cbp.experiments run ablations --jobs 2            # the default study (~2 h, 2 cores)
-    python -m cbp.experiments run ablations --profile quick     # end-to-end check (~5 min)
+    python -m cbp.experiments run ablations --profile quick     # end-to-end check (~10 min)
     python -m cbp.experiments status ablations                  # done / running / pending
     python -m cbp.experiments table ablations                   # the verdict table
 """

@@ -182,7 +182,12 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
-        "quick", iters=100, pretrain_iters=150, seeds=(0,), quick=True, description="end-to-end check, ~8 min"
+        "quick",
+        iters=100,
+        pretrain_iters=150,
+        seeds=(0,),
+        quick=True,
+        description="end-to-end check, ~10 min",
     ),
     "default": Profile(
         "default",
