@@ -4,48 +4,51 @@ Why: the paper's claims concern long-tailed, ambiguous scene parsing (ADE20K, CO
 keeps the two properties that matter for it, a long tail of class frequencies and groups of classes
 that are hard to tell apart, in images small enough (64 x 64) for a CPU model to learn in minutes.
 The set is written as ``images/{training,validation}/*.jpg`` + ``annotations/.../*.png`` (PNG value
-``c + 1`` for class ``c``) and a ``cbp_meta.json``, and read by `cbp.data.ADE20K`.
-This docstring is Markdown with `$...$` maths, so a notebook can show it with
-`IPython.display.Markdown(cbp.data.synthetic.__doc__)`.
+``c + 1`` for class ``c``) and a ``cbp_meta.json``, and read by :class:`cbp.data.ADE20K`.
+This docstring is reStructuredText with ``:math:`` roles: the book renders it twice, in the API
+reference and on its page "The synthetic benchmark".
 
-## Generative model
+.. rubric:: Generative model
 
 **Classes.** ``classes=150`` uses all ADE20K classes; ``classes=K < 150`` keeps ADE20K classes
 ``round(i * 150 / K)`` of the frequency-ordered list (``K = 50``: every third, starting at "wall").
-Class ``c`` has frequency $p_c \propto r_c$, the ADE20K share of training pixels, renormalised
-(v1, 150 classes: wall 17%, rarest 0.02%; v2, 50 classes: wall 42%).
+Class :math:`c` has frequency :math:`p_c \propto r_c`, the ADE20K share of training pixels,
+renormalised (150 classes: wall 17%, rarest 0.02%; 50 classes: wall 42%).
 
-**Appearance** (drawn once per set from ``appearance_seed``). Class ``c`` has a mean colour
-$\mu_c \sim U(0.15, 0.85)^3$, a sinusoid texture with orientation $\theta_c \sim U(0, 180^\circ)$,
-period $\lambda_c$ log-uniform in 3-12 px and amplitude $a_c \sim U(0.06, 0.22)$, and pixel
-noise $\sigma_c \sim U(0.02, 0.10)$.
+**Appearance** (drawn once per set from ``appearance_seed``). Class :math:`c` has a mean colour
+:math:`\mu_c \sim U(0.15, 0.85)^3`, a sinusoid texture with orientation
+:math:`\theta_c \sim U(0^\circ, 180^\circ)`, period :math:`\lambda_c` log-uniform in 3-12 px and
+amplitude :math:`a_c \sim U(0.06, 0.22)`, and pixel noise :math:`\sigma_c \sim U(0.02, 0.10)`.
 *Confusable groups* (16 for 150 classes, 6 for 50): classes are split into frequency thirds and each
 group takes one frequent, one mid and one rare class (without replacement). The members share the
 frequent member's colour (up to ``±0.015`` a channel), period, amplitude and noise, and differ only in
 orientation, by 30° steps (offsets 0/30/60° assigned at random). This is the ambiguity the paper
 targets: a frequent class next to rare look-alikes.
 
-**Layout** (``seed``). Each image is a Voronoi partition of ``n ~ U{4..9}`` distinct random seed pixels;
-each cell takes a class drawn i.i.d. from $p$. So pixel frequencies follow $p$ and rare classes
-appear in few images (150 classes, 4000 training images: the rarest in about 3-7 images).
-In validation, every class is additionally forced into ``min_val_images`` (6) different images (one
-cell each) so that it can be scored; this flattens the far tail of the validation distribution only.
+**Layout** (``seed``). Each image is a Voronoi partition of :math:`n \sim U\{4, \dots, 9\}` distinct
+random seed pixels; each cell takes a class drawn i.i.d. from :math:`p`. So pixel frequencies follow
+:math:`p` and rare classes appear in few images (150 classes, 4000 training images: the rarest in
+about 3-7 images). In validation, every class is additionally forced into ``min_val_images`` (6)
+different images (one cell each) so that it can be scored; this flattens the far tail of the
+validation distribution only.
 
-**Rendering.** A pixel ``x`` in cell ``j`` of class ``c`` in image ``i`` gets
+**Rendering.** A pixel :math:`x` in cell :math:`j` of class :math:`c` in image :math:`i` gets
 
-$$
-I(x) = \mathrm{clip}_{[0,1]}\Big(g_i\,\big[\mu_c + b_j + a_c \sin\big(2\pi\,\langle x, u(\theta_c + \delta_j)\rangle
-/ (\lambda_c (1 + \epsilon_j)) + \varphi_j\big) + \sigma_c\,\eta(x)\big] + k_i + \ell_i(x) + 0.03\,\eta'(x)\Big)
-$$
+.. math::
 
-where $u(\theta) = (\cos\theta, \sin\theta)$ and $x = (\text{column}, \text{row})$,
-with label-independent nuisance: per cell orientation jitter $\delta_j \sim N(0, 4^\circ)$, period
-jitter $\epsilon_j \sim N(0, 0.04)$, phase $\varphi_j \sim U(0, 2\pi)$, brightness
-$b_j \sim U(-0.04, 0.04)$; per image gain $g_i \sim U(0.75, 1.25)$, colour cast
-$k_i \sim N(0, 0.05^2)^3$, linear light gradient $\ell_i$ (random direction, ``±0.15`` edge
-to edge); per pixel noise $\eta, \eta' \sim N(0, 1)$ per channel. The texture is added to all
-three channels (a luminance pattern). Flips would turn orientation $\theta$ into
-$180^\circ - \theta$, so training on this set must not flip (``TrainTransform.synthetic``).
+   I(x) = \mathrm{clip}_{[0,1]}\Big(g_i\,\big[\mu_c + b_j + a_c \sin\big(2\pi\,
+   \langle x, u(\theta_c + \delta_j)\rangle / (\lambda_c (1 + \epsilon_j)) + \varphi_j\big)
+   + \sigma_c\,\eta(x)\big] + k_i + \ell_i(x) + 0.03\,\eta'(x)\Big)
+
+where :math:`u(\theta) = (\cos\theta, \sin\theta)` and :math:`x = (\text{column}, \text{row})`,
+with label-independent nuisance: per cell orientation jitter :math:`\delta_j \sim N(0, 4^\circ)`,
+period jitter :math:`\epsilon_j \sim N(0, 0.04)`, phase :math:`\varphi_j \sim U(0, 2\pi)`,
+brightness :math:`b_j \sim U(-0.04, 0.04)`; per image gain :math:`g_i \sim U(0.75, 1.25)`, colour
+cast :math:`k_i \sim N(0, 0.05^2)^3`, linear light gradient :math:`\ell_i` (random direction,
+``±0.15`` edge to edge); per pixel noise :math:`\eta, \eta' \sim N(0, 1)` per channel. The texture
+is added to all three channels (a luminance pattern). Flips would turn orientation :math:`\theta`
+into :math:`180^\circ - \theta`, so training on this set must not flip
+(``TrainTransform.synthetic``).
 
 **Storage.** JPEG at quality 98 with 4:4:4 chroma (PIL ``subsampling=0``). Measured on these images
 (RMS error against the exact float render, in units of the 0-1 intensity range): PIL's default
@@ -59,7 +62,9 @@ region colour and orientation, fitted on the stored JPEGs, still separates the c
 appearance and group while keeping the layout statistics, and uses a different layout stream: a
 disjoint task of the same kind, for pretraining an encoder whose classifier is thrown away.
 
-Usage:
+.. rubric:: Usage
+
+From a shell, a 50-class set and its disjoint pretraining set::
 
     python -m cbp.data.synthetic --out data/synthetic50 --classes 50
     python -m cbp.data.synthetic --out data/synthetic50_pretrain --classes 50 --pretrain
