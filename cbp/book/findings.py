@@ -1,0 +1,215 @@
+"""What the reproduction found: the study's verdicts in words, for the top of the intro and chapter 7.
+
+Reads the dict of :func:`cbp.experiments.claims.load_results` and turns
+:func:`cbp.experiments.claims.evaluate_claim` into what a reader needs: a verdict per claim with the
+claim beside it, in words rather than code names, at most six columns, and a count in which a tie
+the paper reports counts as a tie.
+
+Scoring. The protocol's rule gives "holds" when ``d > 2s``. For a claim that two arms *tie* (the
+paper's +0.1, 0.0), a clear difference either way contradicts the paper, so it is scored
+**does not hold**, and "within noise" is scored **holds**. The study code labels such a clear gain
+"holds (clear gain; paper: tie)"; counting that label as a hold inflated the count.
+
+The intro page carries the same summary between two comment lines
+(``% findings:start`` / ``% findings:end``); ``python -m cbp.book.findings book/intro.md`` rewrites
+it from the records, and a test fails when the page and the records disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cbp.experiments import claims, tables
+
+#: The four scores a claim can get (a tie is scored against the paper's tie, see the module doc).
+HOLDS, FAILS, NOISE, NOT_RUN = "holds", "does not hold", "within noise", "not run"
+
+#: What each metric of :data:`cbp.experiments.claims.CLAIMS` is, in words.
+METRIC_WORDS: dict[str, str] = {
+    "mIoU": "mIoU",
+    "mAcc": "mAcc",
+    "f1_rarest_group": "F1 of the rarest frequency group",
+    "rare_third_IoU": "IoU of the rare third of the classes",
+    "confusable_IoU": "IoU of the confusable groups",
+    "norm_correlation.pearson_log": "Pearson r of row norm and log pixel count",
+    "posthoc.delta.mIoU": "mIoU change",
+}
+
+#: Metric of the claims whose kind fixes it (the Claim's own field keeps its "mIoU" default there).
+KIND_METRIC: dict[str, str] = {"order": "class separability (Eq. 8)", "std": "std of mIoU over seeds"}
+
+#: The claims the summary box spells out, in this order (keys of :data:`claims.CLAIMS`).
+KEY_CLAIMS: tuple[str, ...] = ("t3_both", "t3_cbp", "t3_occl", "t4_gradient", "t4_ema", "t5_equal", "t7_rare")
+
+START, END = "% findings:start", "% findings:end"
+
+
+def _claim(key: str) -> claims.Claim:
+    return next(c for c in claims.CLAIMS if c.key == key)
+
+
+def metric_words(claim: claims.Claim) -> str:
+    """The metric a claim is judged on, in words (``"class separability (Eq. 8)"`` for Table 8)."""
+    return KIND_METRIC.get(claim.kind, METRIC_WORDS.get(claim.metric, claim.metric))
+
+
+def score(claim: claims.Claim, verdict: str) -> str:
+    """One of :data:`HOLDS`, :data:`FAILS`, :data:`NOISE`, :data:`NOT_RUN` for a study verdict.
+
+    A tie claim holds when the difference is within noise and does not hold when it is clear either
+    way; a missing result counts as not run.
+    """
+    base = verdict.split(" (")[0].split(":")[0]
+    if base in (claims.NOT_RUN, claims.MISSING):
+        return NOT_RUN
+    if claim.kind == "tie":
+        return HOLDS if base == claims.NOISE else FAILS
+    return {claims.HOLDS: HOLDS, claims.FAILS: FAILS}.get(base, NOISE)
+
+
+def verdict_words(claim: claims.Claim, result: dict[str, Any]) -> str:
+    """The verdict cell: the score, and for a tie that fails, which way ours went."""
+    s = score(claim, result["verdict"])
+    if claim.kind == "tie" and s == FAILS:
+        return f"does not hold (clear {'gain' if result['d'] > 0 else 'loss'}; the paper: a tie)"
+    if s == NOT_RUN and claim.kind == "not_run":
+        return "not run (no offline text encoder)"
+    return s
+
+
+def ours_words(claim: claims.Claim, result: dict[str, Any]) -> str:
+    """Ours as the paper states it: a difference ``+11.9 (2s 2.5)`` for comparisons, else the text."""
+    if claim.kind in ("diff", "tie") and not math.isnan(result["d"]):
+        two_s = "" if math.isnan(result["s"]) else f" (2s = {2 * result['s']:.1f})"
+        return f"{result['d']:+.1f}{two_s}"
+    return result["ours"].replace("0.000 ± 0.000", "0")
+
+
+def verdict_table(
+    results: dict[str, Any], regimes: tuple[str, ...] = ("pretrained", "scratch"), *, paper_only: bool = False
+) -> pd.DataFrame:
+    """One row per claim: claim (source, metric), the verdict of each regime, the paper, ours.
+
+    Args:
+        results: :func:`cbp.experiments.claims.load_results` of a study.
+        regimes: the regimes shown, first one first (two regimes give six columns).
+        paper_only: leave out the claims the paper does not make (the feasibility study's).
+    """
+    rows = []
+    for c in claims.CLAIMS:
+        if paper_only and not _from_paper(c):
+            continue
+        res = {r: claims.evaluate_claim(c, results, r) for r in regimes}
+        row: dict[str, str] = {"claim": f"{_claim_text(c)} ({c.source}, {metric_words(c)})"}
+        row |= {f"verdict, {r}": verdict_words(c, res[r]) for r in regimes}
+        row["paper"] = c.paper
+        row |= {f"ours, {r}": ours_words(c, res[r]) for r in regimes}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _from_paper(c: claims.Claim) -> bool:
+    return "not in paper" not in c.paper
+
+
+def counts(results: dict[str, Any], regimes: tuple[str, ...] = ("pretrained", "scratch")) -> pd.DataFrame:
+    """How many of the paper's claims hold / do not hold / are within noise / were not run, per regime."""
+    paper_claims = [c for c in claims.CLAIMS if _from_paper(c)]
+    data = {
+        r: pd.Series([score(c, claims.evaluate_claim(c, results, r)["verdict"]) for c in paper_claims])
+        .value_counts()
+        .reindex([HOLDS, FAILS, NOISE, NOT_RUN], fill_value=0)
+        for r in regimes
+    }
+    return pd.DataFrame(data).rename_axis("the paper's claims")
+
+
+def records_line(results: dict[str, Any], folder: str) -> str:
+    """Which records a summary is computed from: folder, number of runs, dates, generator version."""
+    recs = tables.train_records(results)
+    dates = sorted(r.get("recorded", "")[:10] for r in recs if r.get("recorded"))
+    data = results["runs"].get("data", {})
+    version = (data.get("data") or {}).get("version", 1)
+    span = dates[0] if dates and dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}" if dates else "?"
+    return (
+        f"{len(recs)} training runs recorded in `{folder}` ({span}), on data made by version "
+        f"{version} of the synthetic generator"
+    )
+
+
+def _claim_text(c: claims.Claim) -> str:
+    return re.sub(r" \(.*\)$", "", c.text)
+
+
+def summary_markdown(results: dict[str, Any], folder: str, long_results: dict[str, Any] | None = None) -> str:
+    """The "What the reproduction found" box, as Markdown: what it reads, counts, key claims."""
+    n = counts(results)
+    total = int(n["pretrained"].sum())
+    plural = {HOLDS: "hold", FAILS: "do not hold", NOISE: "within noise", NOT_RUN: "not run"}
+
+    def tally(r: str) -> str:
+        return ", ".join(f"{int(n.loc[k, r])} {plural[k]}" for k in n.index if n.loc[k, r])
+
+    label = tables.ours_label(results).removeprefix("ours (").removesuffix(")")
+    lines = [
+        f"Computed from {records_line(results, folder)} ({label}). Of the paper's {total} claims "
+        f"tested, **pretrained**: {tally('pretrained')}; **from scratch**: {tally('scratch')} "
+        "(a tie the paper reports counts as a tie).",
+        "",
+        "| the paper's claim | paper | ours, pretrained | ours, from scratch |",
+        "|---|---|---|---|",
+    ]
+    for key in KEY_CLAIMS:
+        c = _claim(key)
+        cells = []
+        for r in ("pretrained", "scratch"):
+            res = claims.evaluate_claim(c, results, r)
+            cells.append(f"{ours_words(c, res)}: **{verdict_words(c, res)}**")
+        lines.append(
+            f"| {_claim_text(c)} ({c.source}, {metric_words(c)}) | {c.paper} | {' | '.join(cells)} |"
+        )
+    if long_results and long_results.get("runs"):
+        c = _claim("t3_both")
+        a, b = (claims.values(long_results, "pretrained", arm, c.metric) for arm in (c.a, c.b))
+        verdict, d, s = claims.decide(a, b)
+        if not math.isnan(d):
+            lines += [
+                "",
+                f"After 2000 iterations instead of 500 (pretrained, {a.size} seeds), CBP + OCCL against "
+                f"the baseline is {d:+.1f} mIoU (2s = {2 * s:.1f}): **{score(c, verdict)}**. Gains and "
+                "differences are in points of the metric named; 2s is twice the pooled seed standard "
+                "deviation.",
+            ]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with the lines between :data:`START` and :data:`END` replaced by ``block``."""
+    pattern = re.compile(rf"^{re.escape(START)}\n.*?^{re.escape(END)}$", re.S | re.M)
+    if not pattern.search(text):
+        raise ValueError(f"no '{START}' ... '{END}' block in the page")
+    return pattern.sub(lambda _: f"{START}\n{block}\n{END}", text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cbp.book.findings book/intro.md``: rewrite the page's findings block from results/."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("page", type=Path)
+    parser.add_argument("--results", default="results/ablations")
+    parser.add_argument("--long", default="results/ablations-long")
+    args = parser.parse_args(argv)
+    results = claims.load_results(args.results)
+    long_results = claims.load_results(args.long) if Path(args.long).is_dir() else None
+    block = summary_markdown(results, args.results, long_results)
+    args.page.write_text(replace_block(args.page.read_text(), block))
+    print(f"{args.page}: findings block rewritten from {args.results}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The findings summary scores ties as ties, shows words, and matches what the intro page says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cbp.book import findings
+from cbp.experiments import claims
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "ablations"
+
+
+def _results(arms: dict[str, list[float]], regime: str = "pretrained") -> dict:
+    """A results dict with given per-seed mIoU (mAcc = mIoU) for some arms."""
+    recs = {
+        arm: [{"metrics": {"mIoU": v, "mAcc": v}, "analysis": {}} for v in vals] for arm, vals in arms.items()
+    }
+    return {"runs": {}, "by_arm": {regime: recs}}
+
+
+def _claim(key: str) -> claims.Claim:
+    return next(c for c in claims.CLAIMS if c.key == key)
+
+
+def test_a_clear_gain_on_a_paper_tie_does_not_hold() -> None:
+    tie = _claim("t3_cbp")  # "+CBP alone ≈ baseline", the paper's +0.1
+    gain = _results({"cbp": [40.0, 40.5, 41.0], "linear": [30.0, 30.5, 31.0]})
+    level = _results({"cbp": [30.1, 30.6, 31.1], "linear": [30.0, 30.5, 31.0]})
+    loss = _results({"cbp": [20.0, 20.5, 21.0], "linear": [30.0, 30.5, 31.0]})
+    # the study's own label for the clear gain reads "holds (...)": the summary must not count it as a hold
+    assert claims.evaluate_claim(tie, gain, "pretrained")["verdict"].startswith(claims.HOLDS)
+    assert findings.score(tie, claims.evaluate_claim(tie, gain, "pretrained")["verdict"]) == findings.FAILS
+    assert findings.score(tie, claims.evaluate_claim(tie, level, "pretrained")["verdict"]) == findings.HOLDS
+    assert findings.score(tie, claims.evaluate_claim(tie, loss, "pretrained")["verdict"]) == findings.FAILS
+    words = findings.verdict_words(tie, claims.evaluate_claim(tie, gain, "pretrained"))
+    assert words.startswith("does not hold") and "gain" in words
+
+
+def test_a_directional_claim_keeps_the_protocol_rule() -> None:
+    claim = _claim("t3_both")  # CBP + OCCL beats the baseline
+    up = _results({"cbp_occl": [40.0, 40.5, 41.0], "linear": [30.0, 30.5, 31.0]})
+    flat = _results({"cbp_occl": [30.0, 32.0, 29.0], "linear": [30.0, 30.5, 31.0]})
+    assert findings.score(claim, claims.evaluate_claim(claim, up, "pretrained")["verdict"]) == findings.HOLDS
+    assert (
+        findings.score(claim, claims.evaluate_claim(claim, flat, "pretrained")["verdict"]) == findings.NOISE
+    )
+    missing = _results({"linear": [30.0, 30.5, 31.0]})
+    assert (
+        findings.score(claim, claims.evaluate_claim(claim, missing, "pretrained")["verdict"])
+        == findings.NOT_RUN
+    )
+
+
+@pytest.mark.skipif(not RESULTS.is_dir(), reason="no recorded study")
+def test_verdict_table_is_narrow_and_in_words() -> None:
+    table = findings.verdict_table(claims.load_results(RESULTS))
+    assert len(table.columns) <= 6
+    assert list(table.columns[:3]) == [
+        "claim",
+        "verdict, pretrained",
+        "verdict, scratch",
+    ]  # verdict beside claim
+    for text in table["claim"]:
+        assert "_" not in text, f"code name in a claim: {text}"
+    table8 = table[table["claim"].str.contains("Table 8")]["claim"].item()
+    assert "class separability" in table8 and "mIoU" not in table8
+    # the count agrees with the table's own cells
+    counts = findings.counts(claims.load_results(RESULTS))
+    paper_rows = table[~table["paper"].str.contains("not in paper")]
+    n_holds = int((paper_rows["verdict, pretrained"] == findings.HOLDS).sum())
+    assert counts.loc[findings.HOLDS, "pretrained"] == n_holds
+    assert counts["pretrained"].sum() == len(paper_rows)
+
+
+@pytest.mark.skipif(not RESULTS.is_dir(), reason="no recorded study")
+def test_intro_box_matches_the_records() -> None:
+    page = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    long = ROOT / "results" / "ablations-long"
+    block = findings.summary_markdown(
+        claims.load_results(RESULTS),
+        "results/ablations",
+        claims.load_results(long) if long.is_dir() else None,
+    )
+    assert findings.replace_block(page, block) == page, (
+        "book/intro.md's findings box is not the records' summary: run `python -m cbp.book.findings book/intro.md`"
+    )
+
+
+def test_replace_block_needs_its_markers() -> None:
+    text = f"a\n{findings.START}\nold\n{findings.END}\nb\n"
+    assert findings.replace_block(text, "new") == f"a\n{findings.START}\nnew\n{findings.END}\nb\n"
+    with pytest.raises(ValueError, match="findings:start"):
+        findings.replace_block("no markers", "new")
