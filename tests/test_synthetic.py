@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
+from PIL import Image
 
 from cbp.data import ADE20K, build_dataset
 from cbp.data import synthetic as syn
@@ -199,3 +201,81 @@ def test_cli(tmp_path: Path) -> None:
     assert meta["num_classes"] == 50 and meta["params"]["train"] == 8 and meta["params"]["num_groups"] == 6
     with pytest.raises(ValueError, match="val"):
         syn.generate(tmp_path / "bad", classes=50, train=8, val=5, progress=False)
+
+
+# ---- portability (generator version 2) ----------------------------------------------------------
+
+#: Fingerprint of ``generate(classes=50, train=24, val=10)`` (seed 0), pinned when version 2 was written.
+#: ``labels`` and ``render`` are functions of the parameters alone; ``images`` (decoded JPEGs) also
+#: of the JPEG codec of the locked Pillow build.
+SMALL_SET = dict(classes=50, train=24, val=10, progress=False)
+SMALL_FINGERPRINT = {
+    "labels": "22193ad65e321acccb73690e1845a8ae6f44fd94a4036add40fe9d3687f7e38f",
+    "render": "647d845027e26121b4bb99a3cd340eae1ac70941893df712e285d3c85a36b0e2",
+    "images": "49d30576f31f3f0a3ed8e08d2259fa02fbde4f732ee5579084f4d04630feca25",
+}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return syn.generate(tmp_path_factory.mktemp("syn") / "small", **SMALL_SET)
+
+
+def test_small_set_fingerprint_is_pinned(small: Path) -> None:
+    meta = json.loads((small / "cbp_meta.json").read_text())
+    assert meta["version"] == 2
+    got = {k: meta["fingerprint"][k] for k in SMALL_FINGERPRINT}
+    assert got == SMALL_FINGERPRINT, syn.compare_fingerprints(SMALL_FINGERPRINT, got)
+    # recomputed from the files on disk: the same labels and decoded images
+    assert syn.fingerprint(small) == meta["fingerprint"]
+    assert {"numpy", "pillow", "simd"} <= set(meta["environment"])
+
+
+def test_select_seeds_matches_a_sorted_loop_with_ties() -> None:
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 6, size=(40, 50)).astype(np.float32)  # many equal keys
+    got = syn.select_seeds(keys, 7)
+    for row, seeds in zip(keys, got):
+        reference = sorted(range(len(row)), key=lambda j: (row[j], j))[:7]  # (key, pixel index)
+        assert seeds.tolist() == reference
+
+
+def test_generation_does_not_depend_on_argpartition_order(
+    tmp_path: Path, small: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 1 read ``np.argpartition(...)[:, :k]`` in the order the CPU's kernel left it."""
+    real = np.argpartition
+    shuffle = np.random.default_rng(0)
+
+    def shuffled(a, kth, axis=-1, **kw):  # the same partition, another order within each side
+        out = real(a, kth, axis=axis, **kw)
+        k = int(np.max(kth)) + 1
+        front, back = out[..., :k], out[..., k:]
+        return np.concatenate([shuffle.permuted(front, axis=-1), shuffle.permuted(back, axis=-1)], axis=-1)
+
+    monkeypatch.setattr(np, "argpartition", shuffled)
+    other = syn.generate(tmp_path / "shuffled", **SMALL_SET)
+    a = json.loads((small / "cbp_meta.json").read_text())["fingerprint"]
+    b = json.loads((other / "cbp_meta.json").read_text())["fingerprint"]
+    assert a == b, syn.compare_fingerprints(a, b)
+
+
+def test_compare_fingerprints_names_the_part(tmp_path: Path, small: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(small, copy)
+    label = sorted((copy / "annotations" / "training").glob("*.png"))[0]
+    arr = np.asarray(Image.open(label)).copy()
+    arr[0, 0] = arr[0, 0] % 50 + 1  # another class at one pixel
+    Image.fromarray(arr, mode="L").save(label)
+    diff = syn.compare_fingerprints(syn.read_meta(small)["fingerprint"], syn.fingerprint(copy))
+    assert len(diff) == 1 and diff[0].startswith("labels:")
+    assert syn.compare_fingerprints(syn.fingerprint(small), syn.fingerprint(small)) == []
+
+
+def test_ensure_synthetic_refuses_a_version_1_set(tmp_path: Path) -> None:
+    root = syn.generate(tmp_path / "set", **SMALL_SET)
+    meta = json.loads((root / "cbp_meta.json").read_text())
+    (root / "cbp_meta.json").write_text(json.dumps(meta | {"version": 1}))
+    kw = {k: v for k, v in SMALL_SET.items() if k != "progress"}
+    with pytest.raises(ValueError, match="version 1"):
+        syn.ensure_synthetic(root, progress=False, **kw)

@@ -58,6 +58,25 @@ out the finest (3 px) textures and halve colour resolution; q95 / 4:4:4 gives 0.
 set is recorded in ``cbp_meta.json["jpeg"]``; the tests check that a nearest-centroid classifier on
 region colour and orientation, fitted on the stored JPEGs, still separates the classes.
 
+**Portability** (version 2). The set is a pure function of its parameters: every random draw comes
+from numpy's ``Generator`` streams, which numpy keeps stable across versions and CPUs, and nothing
+depends on an order or a rounding that numpy leaves to the CPU. Version 1 took each image's seed
+pixels from ``np.argpartition(keys)[:, :k]``, whose order numpy does not specify: numpy 2's AVX2 and
+AVX-512 kernels both return the ``k`` smallest keys sorted, but break ties between equal float32 keys
+(24-bit resolution, so a tie among the ``k`` smallest of 4096 keys happens in about 1 image in 1000)
+in different orders, which gives two cells each other's classes; the scalar kernel (no AVX2) returns
+another order altogether. Version 1 also drew the periods with numpy's ``exp`` / ``log``, whose
+AVX-512 kernels round differently from the AVX2 and scalar ones, and rendered in float32, where
+numpy's ``sin`` has CPU-specific kernels. Version 2 draws the same random numbers but selects seeds
+by a stable sort (equal keys in pixel order, :func:`select_seeds`), takes ``exp`` / ``log`` from
+Python's ``math`` and renders in float64 (element-wise IEEE arithmetic and float64 ``sin`` / ``cos``,
+which numpy computes with the same scalar routine on every CPU here). What remains is the C
+library's last-bit rounding of ``sin`` / ``cos`` / ``exp``: a difference would flip one 8-bit value
+only if it fell within about 1e-13 of a rounding boundary. ``cbp_meta.json["fingerprint"]`` holds
+SHA-256 digests of the labels, of the 8-bit render before JPEG, and of the decoded JPEGs (which
+also depend on Pillow's JPEG library), so a set made elsewhere can be checked, part by part
+(:func:`fingerprint`, :func:`compare_fingerprints`).
+
 **Pretraining task.** ``pretrain=True`` (or another ``appearance_seed``) redraws every class
 appearance and group while keeping the layout statistics, and uses a different layout stream: a
 disjoint task of the same kind, for pretraining an encoder whose classifier is thrown away.
@@ -77,6 +96,7 @@ never leaves a half set that looks complete).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -94,7 +114,7 @@ from cbp.data.ade20k import META_FILE
 from cbp.data.classes import ADE20K_CLASSES, ADE20K_PALETTE, ade20k_pixel_counts
 
 FORMAT = "cbp-synthetic"
-VERSION = 1
+VERSION = 2  # 1: seed order and float32 rendering depended on the CPU (see "Portability")
 PRETRAIN_SEED_OFFSET = 1000
 DEFAULT_GROUPS = {150: 16, 50: 6}
 
@@ -165,7 +185,7 @@ def class_table(classes: int) -> tuple[np.ndarray, list[str], np.ndarray]:
     """
     ade_ids = np.round(np.arange(classes) * 150 / classes).astype(np.int64)  # K=50 -> 0, 3, 6, ...
     ratios = ade20k_pixel_counts()[ade_ids]
-    return ade_ids, [ADE20K_CLASSES[i] for i in ade_ids], ratios / ratios.sum()
+    return ade_ids, [ADE20K_CLASSES[i] for i in ade_ids], ratios / math.fsum(ratios)  # fsum: exact
 
 
 def draw_appearance(probs: np.ndarray, num_groups: int, rng: np.random.Generator) -> Appearance:
@@ -173,7 +193,8 @@ def draw_appearance(probs: np.ndarray, num_groups: int, rng: np.random.Generator
     n = len(probs)
     colour = rng.uniform(0.15, 0.85, size=(n, 3))
     theta = rng.uniform(0.0, np.pi, size=n)
-    period = np.exp(rng.uniform(np.log(3.0), np.log(12.0), size=n))
+    # math.exp / math.log, not numpy's: numpy's AVX-512 kernels round them differently (v1)
+    period = np.array([math.exp(u) for u in rng.uniform(math.log(3.0), math.log(12.0), size=n)])
     amplitude = rng.uniform(0.06, 0.22, size=n)
     noise = rng.uniform(0.02, 0.10, size=n)
     order = np.argsort(-probs, kind="stable")  # most frequent first
@@ -211,15 +232,30 @@ def draw_layout(
         n_cells = np.maximum(n_cells, n_forced)
     k = int(n_cells.max())
     pixels = p.size * p.size
-    seeds = np.argpartition(rng.random((n_images, pixels), dtype=np.float32), k - 1, axis=1)[
-        :, :k
-    ]  # distinct
+    seeds = select_seeds(rng.random((n_images, pixels), dtype=np.float32), k)  # (B, K) distinct
     cell_class = rng.choice(len(probs), size=(n_images, k), p=probs)  # (B, K)
     if forced is not None:
         for i, f in enumerate(forced):  # at most one or two cells an image: a loop over images, not pixels
             cell_class[i, : len(f)] = f
     valid = np.arange(k)[None, :] < n_cells[:, None]  # (B, K)
     return seeds.astype(np.int64), cell_class, valid
+
+
+def select_seeds(keys: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` pixels with the smallest keys in each row, in order of (key, pixel index).
+
+    A stable sort makes the result a function of the keys alone: equal keys (float32 keys tie in about
+    1 image in 1000) come in pixel order. ``np.argpartition`` would select the same set but leave its
+    order, and which of two equal keys at the boundary is kept, to the CPU's kernel.
+
+    Args:
+        keys: (B, P) random keys, one per pixel.
+        k: seeds per row, ``1 <= k <= P``.
+
+    Returns:
+        int64 (B, k) flat pixel indices.
+    """
+    return np.argsort(keys, axis=1, kind="stable")[:, :k].astype(np.int64)
 
 
 def forced_validation_classes(
@@ -245,50 +281,53 @@ def render(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render a batch of layouts (vectorised over images and pixels).
 
+    Distances are exact integers (a pixel equidistant from two seeds goes to the first of them, in
+    :func:`select_seeds` order) and the rendering is float64, so the result does not depend on which
+    SIMD kernels numpy picks on this CPU (see "Portability" in the module docstring). The random
+    draws are those of version 1 (the float32 pixel noise included).
+
     Returns:
-        images float32 (B, S, S, 3) in [0, 1] (before quantisation), labels int64 (B, S, S) class ids.
+        images float64 (B, S, S, 3) in [0, 1] (before quantisation), labels int64 (B, S, S) class ids.
     """
     b, k = cell_class.shape
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)  # (S, S)
-    sy, sx = (seeds // size).astype(np.float32), (seeds % size).astype(np.float32)  # (B, K)
-    dist = (yy[None, None] - sy[:, :, None, None]) ** 2 + (
-        xx[None, None] - sx[:, :, None, None]
-    ) ** 2  # (B, K, S, S)
-    dist[~valid] = np.inf
-    cell = dist.argmin(axis=1).reshape(b, -1)  # (B, S*S)
+    yy, xx = np.mgrid[0:size, 0:size]  # (S, S) int
+    sy, sx = seeds // size, seeds % size  # (B, K)
+    dist = (yy[None, None] - sy[:, :, None, None]) ** 2 + (xx[None, None] - sx[:, :, None, None]) ** 2
+    dist[~valid] = 2 * size * size  # (B, K, S, S) int, beyond any real squared distance
+    cell = dist.argmin(axis=1).reshape(b, -1)  # (B, S*S) first minimum: specified, not CPU-dependent
     labels = np.take_along_axis(cell_class, cell, axis=1)  # (B, S*S)
 
     # per-cell nuisance (B, K)
-    f32 = np.float32
-    theta = (app.theta[cell_class] + np.deg2rad(4.0) * rng.standard_normal((b, k))).astype(f32)
-    period = (app.period[cell_class] * (1.0 + 0.04 * rng.standard_normal((b, k)))).astype(f32)
-    phase = rng.uniform(0, 2 * np.pi, size=(b, k)).astype(f32)
-    bright = rng.uniform(-0.04, 0.04, size=(b, k)).astype(f32)
-    colour, amplitude, noise = (a.astype(f32) for a in (app.colour, app.amplitude, app.noise))
+    theta = app.theta[cell_class] + np.deg2rad(4.0) * rng.standard_normal((b, k))
+    period = app.period[cell_class] * (1.0 + 0.04 * rng.standard_normal((b, k)))
+    phase = rng.uniform(0, 2 * np.pi, size=(b, k))
+    bright = rng.uniform(-0.04, 0.04, size=(b, k))
 
     def per_pixel(a: np.ndarray) -> np.ndarray:
         return np.take_along_axis(a, cell, axis=1)  # (B, S*S)
 
-    x, y = xx.reshape(1, -1), yy.reshape(1, -1)  # (1, S*S)
+    x, y = xx.reshape(1, -1).astype(np.float64), yy.reshape(1, -1).astype(np.float64)  # (1, S*S)
     th = per_pixel(theta)
     wave = np.sin(
         2 * np.pi * (x * np.cos(th) + y * np.sin(th)) / per_pixel(period) + per_pixel(phase)
     )  # (B, S*S)
+    noise = rng.standard_normal((b, size * size, 3), dtype=np.float32).astype(np.float64)
     value = (
-        colour[labels]  # (B, S*S, 3)
-        + (per_pixel(bright) + amplitude[labels] * wave)[..., None]
-        + noise[labels][..., None] * rng.standard_normal((b, size * size, 3), dtype=f32)
+        app.colour[labels]  # (B, S*S, 3)
+        + (per_pixel(bright) + app.amplitude[labels] * wave)[..., None]
+        + app.noise[labels][..., None] * noise
     )
     # per-image nuisance
-    gain = rng.uniform(0.75, 1.25, size=(b, 1, 1)).astype(f32)
-    cast = (0.05 * rng.standard_normal((b, 1, 3))).astype(f32)
-    angle = rng.uniform(0, 2 * np.pi, size=(b, 1)).astype(f32)
-    strength = rng.uniform(-0.15, 0.15, size=(b, 1)).astype(f32)
+    gain = rng.uniform(0.75, 1.25, size=(b, 1, 1))
+    cast = 0.05 * rng.standard_normal((b, 1, 3))
+    angle = rng.uniform(0, 2 * np.pi, size=(b, 1))
+    strength = rng.uniform(-0.15, 0.15, size=(b, 1))
     ramp = (
         strength * ((x - (size - 1) / 2) * np.cos(angle) + (y - (size - 1) / 2) * np.sin(angle)) / (size / 2)
     )
-    image = gain * value + cast + ramp[..., None] + 0.03 * rng.standard_normal((b, size * size, 3), dtype=f32)
-    image = np.clip(image, 0.0, 1.0).reshape(b, size, size, 3)  # (B, S, S, 3) float32
+    sensor = rng.standard_normal((b, size * size, 3), dtype=np.float32).astype(np.float64)
+    image = gain * value + cast + ramp[..., None] + 0.03 * sensor
+    image = np.clip(image, 0.0, 1.0).reshape(b, size, size, 3)  # (B, S, S, 3) float64
     return image, labels.reshape(b, size, size)
 
 
@@ -303,10 +342,82 @@ def _split_stream(p: SyntheticParams, split: int) -> np.random.Generator:
     return np.random.default_rng([p.seed, split, 1 if p.pretrain else 0, 20240])
 
 
+FINGERPRINT_PARTS = ("labels", "render", "images")
+
+
+def _hashers() -> dict[str, hashlib._Hash]:
+    return {part: hashlib.sha256() for part in FINGERPRINT_PARTS}
+
+
+def _digest(hashers: dict[str, hashlib._Hash]) -> dict[str, str]:
+    """The parts' hex digests plus ``"sha256"``, a digest of the parts (one string to compare)."""
+    out = {part: h.hexdigest() for part, h in hashers.items()}
+    out["sha256"] = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
+    return out
+
+
+def _update(hashers: dict[str, hashlib._Hash], part: str, stem: str, array: np.ndarray) -> None:
+    """Feed one file's name, shape and uint8 content to the digest of ``part``."""
+    hashers[part].update(f"{stem}:{array.shape}:".encode())
+    hashers[part].update(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def fingerprint(root: str | Path) -> dict[str, str]:
+    """SHA-256 digests of a set on disk, recomputed from its files (both splits, in file order).
+
+    ``labels`` digests the decoded PNG values, ``images`` the decoded JPEG pixels (so it also depends
+    on the JPEG decoder of this Pillow build); ``render`` (the 8-bit image before JPEG) is not stored
+    and is taken from ``cbp_meta.json``, where generation wrote it. Compare with
+    ``cbp_meta.json["fingerprint"]`` by :func:`compare_fingerprints`.
+    """
+    root = Path(root)
+    hashers = _hashers()
+    for split in ("training", "validation"):
+        for label_path in sorted((root / "annotations" / split).glob("*.png")):
+            stem = label_path.stem
+            _update(hashers, "labels", stem, np.asarray(Image.open(label_path)))
+            _update(hashers, "images", stem, np.asarray(Image.open(root / "images" / split / f"{stem}.jpg")))
+    out = _digest(hashers)
+    recorded = (read_meta(root) or {}).get("fingerprint", {})
+    out["render"] = recorded.get("render", "")
+    out["sha256"] = hashlib.sha256(
+        json.dumps({k: out[k] for k in FINGERPRINT_PARTS}, sort_keys=True).encode()
+    ).hexdigest()
+    return out
+
+
+def compare_fingerprints(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
+    """The parts that differ, each with what it means; empty when the two sets are the same.
+
+    A different ``render`` means the generator computed other pixels (code, numpy or CPU); the same
+    ``render`` with different ``images`` means only the JPEG codec differs (the Pillow build).
+    """
+    meaning = {
+        "labels": "the label maps differ (layout: code or numpy)",
+        "render": "the 8-bit images before JPEG differ (rendering: code, numpy or the C maths library)",
+        "images": "the decoded JPEG images differ (the JPEG codec of this Pillow build, or the render)",
+    }
+    return [
+        f"{part}: {meaning[part]} (expected {expected.get(part, '')[:12] or 'none'}, "
+        f"got {actual.get(part, '')[:12] or 'none'})"
+        for part in FINGERPRINT_PARTS
+        if expected.get(part) != actual.get(part)
+    ]
+
+
 def _write_split(
-    root: Path, name: str, n: int, probs: np.ndarray, app: Appearance, p: SyntheticParams, split: int, bar
+    root: Path,
+    name: str,
+    n: int,
+    probs: np.ndarray,
+    app: Appearance,
+    p: SyntheticParams,
+    split: int,
+    bar,
+    hashers: dict[str, hashlib._Hash],
 ) -> dict:
-    """Generate and write one split; returns pixel/image counts and JPEG error statistics."""
+    """Generate and write one split; returns pixel/image counts and JPEG error statistics, and feeds
+    ``hashers`` (see :func:`fingerprint`)."""
     rng = _split_stream(p, split)
     forced = None
     if split == 1:
@@ -335,9 +446,14 @@ def _write_split(
             stem = f"{prefix}_{start + j + 1:08d}"
             data = encode_jpeg(images_u8[j], p.jpeg_quality)
             (image_dir / f"{stem}.jpg").write_bytes(data)
-            Image.fromarray((labels[j] + 1).astype(np.uint8), mode="L").save(label_dir / f"{stem}.png")
-            decoded = np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64)
-            sq_err += float(((decoded - images[j].astype(np.float64) * 255.0) ** 2).sum())
+            stored_label = (labels[j] + 1).astype(np.uint8)  # (S, S) PNG value c + 1
+            Image.fromarray(stored_label, mode="L").save(label_dir / f"{stem}.png")
+            decoded_u8 = np.asarray(Image.open(io.BytesIO(data)))  # (S, S, 3) uint8
+            _update(hashers, "labels", stem, stored_label)
+            _update(hashers, "render", stem, images_u8[j])
+            _update(hashers, "images", stem, decoded_u8)
+            decoded = decoded_u8.astype(np.float64)
+            sq_err += float(((decoded - images[j] * 255.0) ** 2).sum())
             n_values += decoded.size
         if bar is not None:
             bar.update(stop - start)
@@ -436,8 +552,9 @@ def _generate_into(root: Path, p: SyntheticParams, progress: bool) -> None:
 
         bar = tqdm(total=p.train + p.val, desc=f"synthetic {p.classes} classes", unit="img")
     try:
-        train = _write_split(root, "training", p.train, probs, app, p, 0, bar)
-        val = _write_split(root, "validation", p.val, probs, app, p, 1, bar)
+        hashers = _hashers()
+        train = _write_split(root, "training", p.train, probs, app, p, 0, bar, hashers)
+        val = _write_split(root, "validation", p.val, probs, app, p, 1, bar, hashers)
     finally:
         if bar is not None:
             bar.close()
@@ -468,6 +585,8 @@ def _generate_into(root: Path, p: SyntheticParams, progress: bool) -> None:
         "seed": p.seed,
         "appearance_seed": p.appearance_seed,
         "params": asdict(p),
+        "fingerprint": _digest(hashers),
+        "environment": environment(),
         "jpeg": {
             "quality": p.jpeg_quality,
             "subsampling": "4:4:4",
@@ -477,6 +596,33 @@ def _generate_into(root: Path, p: SyntheticParams, progress: bool) -> None:
     }
     # written last: its presence marks a complete set
     (root / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def simd_features() -> list[str]:
+    """The SIMD extensions numpy found on this CPU and dispatches to (e.g. ``["AVX2", "AVX512F", ...]``)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as found
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as found
+    return sorted(name for name, on in found.items() if on)
+
+
+def environment() -> dict[str, object]:
+    """What the generated bytes could depend on besides the parameters: numpy, Pillow and its JPEG
+    library, Python, and the CPU's SIMD extensions (recorded in ``cbp_meta.json["environment"]``)."""
+    import platform
+
+    import PIL
+    from PIL import features
+
+    return {
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "libjpeg_turbo": features.version("libjpeg_turbo"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "simd": simd_features(),
+    }
 
 
 def read_meta(root: str | Path) -> dict | None:
@@ -510,6 +656,12 @@ def ensure_synthetic(root: str | Path, *, progress: bool = True, **kw) -> Path:
             meta = read_meta(root)  # another process may have finished the same set meanwhile
             if meta is None:
                 raise
+    if meta.get("version") != VERSION:
+        raise ValueError(
+            f"{root} holds a synthetic set of generator version {meta.get('version')}, this code writes "
+            f"version {VERSION} (see 'Portability' in cbp.data.synthetic). Use another folder, or delete "
+            "this one to regenerate it."
+        )
     existing = meta.get("params", {})
     diff = {k: (existing.get(k), v) for k, v in asdict(params).items() if existing.get(k) != v}
     if diff:
