@@ -3,7 +3,7 @@
     python benchmarks/train_step.py                 # CPU cases; plus SegFormer-B5 when CUDA is present
     python benchmarks/train_step.py --cases cnn_tiny --reps 30
 
-Each step is the engine's own (``cbp.train.compute_loss``): zero_grad, forward, loss, backward,
+Each step is the engine's own (``cbp.engine.train.compute_loss``): zero_grad, forward, loss, backward,
 AdamW step (+ ``classifier.after_step``). The two variants are timed interleaved (A, B, A, B, ...)
 so that load from other processes hits both alike; the median of ``--reps`` steps after
 ``--warmup`` steps is reported with the ratio. On CUDA also the peak training memory, inference
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from cbp.build import build_model
-from cbp.config import Config, get_preset
+from cbp.engine.build import build_model
+from cbp.engine.config import Config, get_preset
+from cbp.engine.optim import build_optimizer
+from cbp.engine.train import compute_loss
 from cbp.losses import OCCL
-from cbp.optim import build_optimizer
-from cbp.train import compute_loss
 
 
 @dataclass

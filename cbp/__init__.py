@@ -8,8 +8,21 @@ Where each equation of the paper lives:
 * Eq. 1-2 (pixel logits f . w): :mod:`cbp.heads`
 * Algorithm 1 (Kaiming -> Gram-Schmidt -> equalise) and Eq. 8 (class separability): :mod:`cbp.prototypes`
 * Eq. 3-6 (view centroids, centroid loss, category loss, OCCL): :mod:`cbp.losses`
-* Eq. 7 (total loss): :mod:`cbp.train`
+* Eq. 7 (total loss): :mod:`cbp.engine.train`
 * mIoU / mAcc / F1 and Fig. 5's frequency groups: :mod:`cbp.metrics`
+
+Architecture: four layers, and imports run one way only, from a higher layer to a lower one
+(``tests/test_architecture.py`` fails on an import against this rule, function-level ones included):
+
+1. the method, pure (torch, numpy, scipy only): :mod:`cbp.prototypes`, :mod:`cbp.heads`,
+   :mod:`cbp.losses`, :mod:`cbp.metrics`, :mod:`cbp.analysis`, the paper's numbers
+   :mod:`cbp.paper`, and two primitives they use, :mod:`cbp.distributed` (no-op-in-one-process
+   collectives) and :mod:`cbp.io` (atomic JSON, JSON lines);
+2. :mod:`cbp.models` (encoders, decoders, segmentors) and :mod:`cbp.data` (datasets, transforms);
+3. :mod:`cbp.engine` (config, build, train, evaluate, checkpoint, ...), started by the thin entry
+   modules :mod:`cbp.train` and :mod:`cbp.evaluate`;
+4. :mod:`cbp.experiments` (the reproduction study), then :mod:`cbp.book` (helpers of the book's
+   pages), which may import the study.
 """
 
 from cbp import metrics

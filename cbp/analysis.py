@@ -1,7 +1,8 @@
 """The paper's analysis metrics (Section 4.3, Tables 6-8, Fig. 5, Fig. 6), used by the study and the book.
 
 Everything here reads per-class results (IoU / F1 vectors), training pixel counts, classifier
-weights or a trained run directory; nothing trains. The functions are small and numpy-based so
+weights; nothing trains and nothing reads a run directory (that is
+:mod:`cbp.experiments.trained_runs`). The functions are small and numpy-based so
 that the book can call them on recorded results:
 
 * prior ambiguity (Fig. 5, Table 7): :func:`norm_frequency_correlation` (prototype norm vs pixel
@@ -10,7 +11,8 @@ that the book can call them on recorded results:
 * correlation ambiguity (Table 6, Fig. 6): :func:`confusable_iou`, :func:`group_cosines`,
   :func:`similarity_matrix`, :func:`pixel_prototype_similarity`, :func:`class_separability` (Eq. 8);
 * post-hoc norm equalisation of a learnable classifier (drop the bias, rescale the rows to a common
-  norm, re-evaluate): :func:`equalize_linear_classifier`, :func:`posthoc_equalisation`;
+  norm, re-evaluate): :func:`equalize_linear_classifier` (evaluated on a trained run by
+  :func:`cbp.experiments.trained_runs.posthoc_equalisation`);
 * masked prototypes of Table 5 (class-mean features of a pretrained encoder):
   :func:`class_mean_features`.
 """
@@ -18,9 +20,7 @@ that the book can call them on recorded results:
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,14 +41,11 @@ __all__ = [
     "f1_by_frequency_group",
     "frequency_parts",
     "group_cosines",
-    "load_meta",
     "norm_frequency_correlation",
     "pixel_prototype_similarity",
-    "posthoc_equalisation",
     "rare_third_iou",
     "run_analysis",
     "similarity_matrix",
-    "similarity_snapshot",
 ]
 
 
@@ -252,40 +249,6 @@ def equalize_linear_classifier(model: nn.Module, length: float | None = None) ->
     return out
 
 
-def _scores(cm: Any, pixel_counts: np.ndarray | None) -> dict[str, float]:
-    s = cm.compute()
-    out = {"mIoU": float(s["mIoU"]), "mAcc": float(s["mAcc"])}
-    if pixel_counts is not None:
-        out["rare_third_IoU"] = rare_third_iou(s["IoU"], pixel_counts)
-    return out
-
-
-def posthoc_equalisation(run_dir: str | Path, ckpt: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a trained linear-classifier run as it is and after :func:`equalize_linear_classifier`.
-
-    Args:
-        run_dir: a ``python -m cbp.train`` run directory (``config.json`` + ``ckpt_last.pt``).
-        ckpt: checkpoint path (default ``run_dir/ckpt_last.pt``).
-
-    Returns:
-        ``{"raw": {mIoU, mAcc, rare_third_IoU}, "equalised": {...}, "delta": {...}}``.
-    """
-    from cbp import checkpoint
-    from cbp.build import build_split, read_run_config, restore_model, test_transform
-    from cbp.evaluate import evaluate
-
-    cfg = read_run_config(run_dir)
-    cfg.train.num_workers = 0
-    dataset = build_split(cfg, "val", test_transform(cfg))
-    model, _ = restore_model(cfg, dataset.num_classes, ckpt or Path(run_dir) / checkpoint.CKPT_NAME)
-    counts = getattr(dataset, "pixel_counts", None)
-    counts = None if counts is None else np.asarray(counts, dtype=np.float64)
-    device = torch.device("cpu")
-    raw = _scores(evaluate(model, dataset, cfg, device), counts)
-    eq = _scores(evaluate(equalize_linear_classifier(model), dataset, cfg, device), counts)
-    return {"raw": raw, "equalised": eq, "delta": {k: eq[k] - raw[k] for k in raw}}
-
-
 # --------------------------------------------------------------------------------------------
 # Masked prototypes (Table 5)
 
@@ -339,25 +302,6 @@ def class_mean_features(
 # Everything a study records for one run
 
 
-def load_meta(root: str | Path) -> dict[str, Any]:
-    """The synthetic set's ``cbp_meta.json`` (class names, pixel counts, confusable groups)."""
-    path = Path(root) / "cbp_meta.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: generate the set with `python -m cbp.data.synthetic --out {root}`"
-        )
-    return json.loads(path.read_text())
-
-
-def meta_groups(meta: dict[str, Any]) -> list[list[int]]:
-    """Confusable groups (lists of class indices) of a synthetic set's metadata."""
-    for key in ("confusable_groups", "groups"):
-        if key in meta:
-            groups = meta[key]
-            return [[int(c) for c in (g["classes"] if isinstance(g, dict) else g)] for g in groups]
-    return []
-
-
 def run_analysis(
     metrics: dict[str, Any],
     *,
@@ -394,54 +338,3 @@ def run_analysis(
     if keep_cosine:
         out["prototype_cosine"] = np.round(similarity_matrix(weight), 4).tolist()
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Similarity maps of one validation image (Fig. 6 and a pixel-level view of it)
-
-
-@torch.no_grad()
-def similarity_snapshot(
-    run_dir: str | Path, index: int | None = None, *, search: int = 300
-) -> dict[str, np.ndarray]:
-    """What one trained run sees on one validation image: prediction and pixel-prototype cosines.
-
-    Args:
-        run_dir: a ``python -m cbp.train`` run directory (``config.json`` + ``ckpt_last.pt``).
-        index: validation image; None picks, among the first ``search`` images, the one with the
-            most classes that belong to confusable groups (ties: the lowest index).
-        search: how many images to scan when ``index`` is None.
-
-    Returns:
-        ``image`` uint8 (3, H, W), ``label`` int64 (H, W), ``pred`` int64 (H, W), ``similarity``
-        float16 (N, h, w) cosine of every pixel embedding with every prototype (decoder
-        resolution), ``index`` int64 ().
-    """
-    from cbp import checkpoint
-    from cbp.build import build_split, read_run_config, restore_model, test_transform
-
-    cfg = read_run_config(run_dir)
-    raw = build_split(cfg, "val", None)
-    dataset = build_split(cfg, "val", test_transform(cfg))
-    if index is None:
-        meta = load_meta(cfg.data.root)
-        members = torch.tensor(sorted({c for g in meta_groups(meta) for c in g}), dtype=torch.long)
-        best, index = -1, 0
-        for i in range(min(search, len(raw))):
-            present = torch.unique(raw[i][1])
-            n = int(torch.isin(present, members).sum())
-            if n > best:
-                best, index = n, i
-    model, _ = restore_model(cfg, dataset.num_classes, Path(run_dir) / checkpoint.CKPT_NAME)
-    model.eval()
-    image, label = dataset[index]
-    out = model(image[None], upsample=True)
-    protos = model.classifier.prototypes.detach().float()  # (N, C)
-    sim = pixel_prototype_similarity(out.embedding[0], protos)  # (N, h, w)
-    return {
-        "image": raw[index][0].numpy().astype(np.uint8),
-        "label": label.numpy(),
-        "pred": out.logits[0].argmax(0).numpy(),
-        "similarity": sim.numpy().astype(np.float16),
-        "index": np.array(index),
-    }

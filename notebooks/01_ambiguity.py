@@ -51,9 +51,9 @@ from matplotlib import pyplot as plt
 from scipy import stats
 
 import cbp
-from cbp import toy
-from cbp.plotting import CLASSIFIER_COLORS, finish, similarity_heatmap, use_style
-from cbp.toy import CONFUSABLE  # (frequent, rare) class pairs with nearby means
+from cbp.book import toy
+from cbp.book.plotting import CLASSIFIER_COLORS, finish, similarity_heatmap, use_style
+from cbp.book.toy import CONFUSABLE  # (frequent, rare) class pairs with nearby means
 
 use_style()
 torch.set_num_threads(1)
@@ -92,7 +92,7 @@ finish(fig)
 #
 # ## A long-tailed toy problem with confusable classes
 #
-# Twelve classes in a 16-dimensional input space, Gaussian clusters (`cbp.toy.long_tailed_clusters`),
+# Twelve classes in a 16-dimensional input space, Gaussian clusters (`cbp.book.toy.long_tailed_clusters`),
 # class $l$ with $n_l = n_{\max}\,\rho^{-l/(N-1)}$ training samples (a geometric long tail,
 # $\rho$ = `imbalance`).
 # Three pairs of classes are *confusable*: their means are close (one frequent and one rare class
@@ -113,7 +113,7 @@ print("training samples per class:", data["counts"].tolist())
 print("confusable pairs (frequent, rare):", CONFUSABLE)
 
 # %% [markdown]
-# The training loop is the whole experiment, and it is short: `cbp.toy.train_minibatch` builds the
+# The training loop is the whole experiment, and it is short: `cbp.book.toy.train_minibatch` builds the
 # encoder and a head from the library, shuffles the training set into mini-batches, minimises the
 # cross-entropy (the pixel loss $\mathcal{L}_p$ of Eq. 7) with SGD with momentum (or Adam), and
 # after every epoch records what the head's prototypes look like: their norms and their cosines.

@@ -50,8 +50,8 @@ from matplotlib import pyplot as plt
 from matplotlib.colors import ListedColormap
 
 import cbp
-from cbp import toy
-from cbp.plotting import CLASS_COLORS, CLASSIFIER_COLORS, finish, use_style
+from cbp.book import toy
+from cbp.book.plotting import CLASS_COLORS, CLASSIFIER_COLORS, finish, use_style
 
 use_style()
 torch.set_num_threads(1)
@@ -64,7 +64,7 @@ HEADS = {
 # %% [markdown]
 # ## The data
 #
-# Three Gaussian classes in the plane (`cbp.toy.toy_2d_dataset`). Class 0 is large and far away.
+# Three Gaussian classes in the plane (`cbp.book.toy.toy_2d_dataset`). Class 0 is large and far away.
 # Classes 1 and 2 overlap (a confusable pair). In the **balanced** set every class has 600 training points; in the
 # **long-tailed** set the counts are 2000 / 400 / 40, so class 2 is both rare and confusable, the
 # case where the paper says a learned classifier is most biased. Both are scored on the same
@@ -95,7 +95,7 @@ finish(fig)
 # output), same seed, same optimizer (SGD with momentum, full batch, cross-entropy on the logits
 # $f^\top w_l$ of Eq. 1). Only the head differs. For the learnable head we record its prototypes
 # (the rows of the $1\times1$ convolution) every 10 steps. The heads take $(B, C, 1, 1)$ maps:
-# they are the very modules the segmentation models use. The loop is `cbp.toy.train_full_batch`.
+# they are the very modules the segmentation models use. The loop is `cbp.book.toy.train_full_batch`.
 
 # %%
 train = partial(  # (kind, data, run_seed, length=T) -> model, trajectory, recall, mAcc, ...

@@ -39,7 +39,7 @@ from IPython.display import display
 from matplotlib import pyplot as plt
 
 import cbp
-from cbp.plotting import CLASSIFIER_COLORS, finish, paper_label, similarity_heatmap, use_style
+from cbp.book.plotting import CLASSIFIER_COLORS, finish, paper_label, similarity_heatmap, use_style
 from cbp.prototypes import cosine_similarity_matrix, equalize, gram_schmidt, kaiming_rows
 
 use_style()

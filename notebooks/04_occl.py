@@ -50,12 +50,12 @@ from IPython.display import display
 from matplotlib import pyplot as plt
 
 import cbp
+from cbp.book.occl_geometry import batch_views, descent_directions, follow
+from cbp.book.plotting import finish, similarity_heatmap, use_style
 from cbp.data import ADE20K
 from cbp.data.synthetic import ensure_synthetic, read_meta
 from cbp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from cbp.models import create_model
-from cbp.occl_geometry import batch_views, descent_directions, follow
-from cbp.plotting import finish, similarity_heatmap, use_style
 
 use_style()
 torch.manual_seed(seed)
@@ -210,11 +210,11 @@ print(f"chance level of the category loss: log N = {np.log(classes):.3f}")
 # tangent directions from $v_{i1}$ towards three targets: the class's frozen prototype $w_i$, the
 # same class in the other view $v_{i2}$, and the other classes' category centroids $s_j$
 # (+1 = straight towards, -1 = straight away; mean over the classes in both views;
-# `cbp.occl_geometry.descent_directions`).
+# `cbp.book.occl_geometry.descent_directions`).
 
 
 # %%
-DIRECTIONS = {  # cbp.occl_geometry.descent_directions keys -> table columns
+DIRECTIONS = {  # cbp.book.occl_geometry.descent_directions keys -> table columns
     "own_prototype": "towards own prototype w_i",
     "other_view": "towards own other view v_i2",
     "other_classes": "towards other classes s_j",
@@ -242,11 +242,11 @@ display(pd.DataFrame(directions).T.rename(columns=DIRECTIONS).round(3))
 # the others, hence the small positive number in the last column; the separation shows up over
 # many steps, below. To see the effect of many such steps, we now
 # treat the feature map itself as the thing being optimised (no encoder: the features are free
-# parameters) and follow the geometry under each loss alone (`cbp.occl_geometry.follow`).
+# parameters) and follow the geometry under each loss alone (`cbp.book.occl_geometry.follow`).
 
 
 # %%
-COSINES = {  # cbp.occl_geometry.follow keys -> plot titles
+COSINES = {  # cbp.book.occl_geometry.follow keys -> plot titles
     "cos_views": "cos(v_i1, v_i2)",
     "cos_classes": "cos(s_i, s_j), i != j",
     "cos_prototype": "cos(s_i, w_i)",

@@ -70,11 +70,11 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto wi
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cbp import runs
-from cbp.plotting import finish, use_style
+from cbp.book import captions, figures, launch, run_data
+from cbp.book.plotting import finish, use_style
 
 use_style()
-spec = runs.RunSpec(
+spec = launch.RunSpec(
     backbone=backbone,
     dataset=dataset,
     data_root=data_root,
@@ -89,8 +89,8 @@ spec = runs.RunSpec(
     extra=(f"--model.pretrained={pretrained}",) if pretrained else (),
     prefix="05",
 )
-preset, overrides = runs.preset_for(dataset, backbone)
-print(f"preset {preset!r} {' '.join(overrides)}: {runs.total_iters(spec)} iterations")
+preset, overrides = launch.preset_for(dataset, backbone)
+print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iterations")
 
 # %% [markdown]
 # ## The run
@@ -104,9 +104,9 @@ print(f"preset {preset!r} {' '.join(overrides)}: {runs.total_iters(spec)} iterat
 # with the last lines of its output.
 
 # %%
-run_dirs = runs.train_runs(spec, baseline=baseline, resume=resume, datasets=("synthetic", "ade20k"))
-metrics = {label: runs.read_metrics(d) for label, d in run_dirs.items()}
-display(pd.DataFrame([runs.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
+run_dirs = launch.train_runs(spec, baseline=baseline, resume=resume, datasets=("synthetic", "ade20k"))
+metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}
+display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
 
 # %% [markdown]
 # ## Losses over training
@@ -116,7 +116,7 @@ display(pd.DataFrame([runs.summary_row(m, label) for label, m in metrics.items()
 # over one logging window (`log.jsonl`).
 
 # %%
-finish(runs.plot_losses(run_dirs))
+finish(figures.plot_losses(run_dirs))
 
 # %% [markdown]
 # ## Validation mIoU
@@ -125,7 +125,7 @@ finish(runs.plot_losses(run_dirs))
 # (`metrics.json`).
 
 # %%
-finish(runs.plot_miou(run_dirs))
+finish(figures.plot_miou(run_dirs))
 
 # %% [markdown]
 # ## Per-class IoU, from frequent to rare classes
@@ -135,8 +135,8 @@ finish(runs.plot_miou(run_dirs))
 # training pixels.
 
 # %%
-tables = {label: runs.per_class_table(m) for label, m in metrics.items()}
-finish(runs.plot_per_class_iou(tables))
+tables = {label: run_data.per_class_table(m) for label, m in metrics.items()}
+finish(figures.plot_per_class_iou(tables))
 
 # %% [markdown]
 # ## Predictions beside the ground truth
@@ -146,7 +146,9 @@ finish(runs.plot_per_class_iou(tables))
 
 # %%
 indices = list(range(examples))
-finish(runs.plot_predictions({label: runs.predict_examples(d, indices) for label, d in run_dirs.items()}))
+finish(
+    figures.plot_predictions({label: run_data.predict_examples(d, indices) for label, d in run_dirs.items()})
+)
 
 # %% [markdown]
 # ## The paper's number beside ours
@@ -159,10 +161,10 @@ finish(runs.plot_predictions({label: runs.predict_examples(d, indices) for label
 # %%
 ours = next(iter(metrics.values()))
 base = metrics.get("learnable baseline")
-label = runs.run_label(ours)
-display(runs.compare_with_paper("ade20k", backbone, ours, base, run_label=label))
+label = captions.run_label(ours)
+display(captions.compare_with_paper("ade20k", backbone, ours, base, run_label=label))
 if dataset == "synthetic":
-    display(Markdown(runs.synthetic_caveat("ade20k", ours)))
+    display(Markdown(captions.synthetic_caveat("ade20k", ours)))
 
 # %% [markdown]
 # ## What was shown
@@ -173,4 +175,4 @@ if dataset == "synthetic":
 # gain of this run. The cell below says on which data, how long and on which hardware.
 
 # %%
-display(Markdown(runs.run_lines(metrics)))
+display(Markdown(captions.run_lines(metrics)))

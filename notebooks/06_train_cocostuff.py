@@ -74,15 +74,15 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto wi
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cbp import runs
-from cbp.plotting import finish, use_style
+from cbp.book import captions, figures, launch, run_data
+from cbp.book.plotting import finish, use_style
 
 use_style()
 # On the synthetic set this page's runs are the ADE20K page's (same preset, data, seed): share them.
 same_as_ade_page = dataset == "synthetic" and not out_dir
 if resume is None:
     resume = same_as_ade_page
-spec = runs.RunSpec(
+spec = launch.RunSpec(
     backbone=backbone,
     dataset=dataset,
     data_root=data_root,
@@ -97,8 +97,8 @@ spec = runs.RunSpec(
     extra=(f"--model.pretrained={pretrained}",) if pretrained else (),
     prefix="05" if same_as_ade_page else "06",
 )
-preset, overrides = runs.preset_for(dataset, backbone)
-print(f"preset {preset!r} {' '.join(overrides)}: {runs.total_iters(spec)} iterations")
+preset, overrides = launch.preset_for(dataset, backbone)
+print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iterations")
 
 # %% [markdown]
 # ## The run
@@ -108,9 +108,9 @@ print(f"preset {preset!r} {' '.join(overrides)}: {runs.total_iters(spec)} iterat
 # re-read).
 
 # %%
-run_dirs = runs.train_runs(spec, baseline=baseline, resume=resume, datasets=("synthetic", "cocostuff10k"))
-metrics = {label: runs.read_metrics(d) for label, d in run_dirs.items()}
-display(pd.DataFrame([runs.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
+run_dirs = launch.train_runs(spec, baseline=baseline, resume=resume, datasets=("synthetic", "cocostuff10k"))
+metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}
+display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
 
 # %% [markdown]
 # ## Losses, validation mIoU, per-class IoU and predictions
@@ -120,11 +120,13 @@ display(pd.DataFrame([runs.summary_row(m, label) for label, m in metrics.items()
 # (the ADE20K page says what to look for in each).
 
 # %%
-finish(runs.plot_losses(run_dirs))
-finish(runs.plot_miou(run_dirs))
-finish(runs.plot_per_class_iou({label: runs.per_class_table(m) for label, m in metrics.items()}))
+finish(figures.plot_losses(run_dirs))
+finish(figures.plot_miou(run_dirs))
+finish(figures.plot_per_class_iou({label: run_data.per_class_table(m) for label, m in metrics.items()}))
 indices = list(range(examples))
-finish(runs.plot_predictions({label: runs.predict_examples(d, indices) for label, d in run_dirs.items()}))
+finish(
+    figures.plot_predictions({label: run_data.predict_examples(d, indices) for label, d in run_dirs.items()})
+)
 
 # %% [markdown]
 # ## The paper's number beside ours
@@ -137,10 +139,10 @@ finish(runs.plot_predictions({label: runs.predict_examples(d, indices) for label
 # %%
 ours = next(iter(metrics.values()))
 base = metrics.get("learnable baseline")
-label = runs.run_label(ours)
-display(runs.compare_with_paper("cocostuff10k", backbone, ours, base, run_label=label))
+label = captions.run_label(ours)
+display(captions.compare_with_paper("cocostuff10k", backbone, ours, base, run_label=label))
 if dataset == "synthetic":
-    display(Markdown(runs.synthetic_caveat("cocostuff10k", ours)))
+    display(Markdown(captions.synthetic_caveat("cocostuff10k", ours)))
 
 # %% [markdown]
 # ## What was shown
@@ -152,4 +154,4 @@ if dataset == "synthetic":
 # gain of this run. The cell below says on which data, how long and on which hardware.
 
 # %%
-display(Markdown(runs.run_lines(metrics)))
+display(Markdown(captions.run_lines(metrics)))

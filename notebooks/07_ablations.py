@@ -54,10 +54,10 @@ import pandas as pd
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from cbp import plotting
+from cbp.book import plotting
+from cbp.book.launch import repo_root
 from cbp.experiments import claims, tables
 from cbp.experiments.runner import results_dir
-from cbp.runs import repo_root
 
 plotting.use_style()
 

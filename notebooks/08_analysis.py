@@ -46,11 +46,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 from matplotlib import pyplot as plt
 
-from cbp import analysis, plotting
+from cbp import analysis
+from cbp.book import plotting
+from cbp.book.launch import repo_root
 from cbp.experiments import claims, tables
 from cbp.experiments.runner import results_dir
 from cbp.experiments.study import PROTOCOL_COMMIT
-from cbp.runs import repo_root
 
 plotting.use_style()
 COLORS = plotting.CLASSIFIER_COLORS

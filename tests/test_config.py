@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import cbp.train as train
-from cbp.config import (
+import cbp.engine.train as train
+from cbp.engine.config import (
     PRESETS,
     Config,
     ConfigError,
@@ -206,7 +206,7 @@ def test_cli_subprocess_reports_nearest_key(tmp_path: Path) -> None:
 
 def test_reading_overrides_reach_the_head_and_the_loss() -> None:
     """The alternative readings of the "Reading the paper" page are config keys that reach the objects."""
-    from cbp.build import build_model, build_occl
+    from cbp.engine.build import build_model, build_occl
 
     cfg = apply_overrides(
         get_preset("synthetic"),

@@ -11,10 +11,10 @@ import torch
 from tiny_run import make_tiny_synthetic, tiny_args
 from torch import Tensor, nn
 
-import cbp.evaluate as ev
-import cbp.train as train
-from cbp.config import get_preset
-from cbp.sampler import ShardSampler
+import cbp.engine.evaluate as ev
+import cbp.engine.train as train
+from cbp.engine.config import get_preset
+from cbp.engine.sampler import ShardSampler
 
 
 @dataclass
@@ -121,8 +121,8 @@ def test_evaluate_cli_slide_mode_and_errors(trained_run: Path, tmp_path: Path) -
 
 
 def test_restore_model_loads_the_checkpoint_without_the_pretraining_file(trained_run: Path) -> None:
-    from cbp import checkpoint
-    from cbp.build import read_run_config, restore_model
+    from cbp.engine import checkpoint
+    from cbp.engine.build import read_run_config, restore_model
 
     cfg = read_run_config(trained_run)
     cfg.model.pretrained = str(trained_run / "no-such-encoder.pt")  # e.g. a relative path from elsewhere

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbp.config import apply_overrides, get_preset
+from cbp.engine.config import apply_overrides, get_preset
 from cbp.experiments import claims, runner
 from cbp.experiments.study import PROFILES, plan, reading_arms
 

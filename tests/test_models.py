@@ -6,14 +6,15 @@ All models are the small CPU variants at 64x64 with pretrained=False (no network
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import timm
 import torch
 from torch.nn import functional as F
 
+from cbp.engine import checkpoint
 from cbp.heads import CBPHead, LinearHead
 from cbp.models import BACKBONES, Segmentor, SegOutput, create_model
 from cbp.prototypes import category_basis_prototypes
@@ -158,11 +159,22 @@ def test_pretrained_path_round_trip(tmp_path: Path) -> None:
     c = create_model("cnn_tiny", 5, pretrained=str(full_file))
     assert _state_equal(a.encoder.state_dict(), c.encoder.state_dict())
 
-    # What cbp.train really writes also holds numpy RNG states, which torch's safe loader refuses.
+    # What cbp.train really writes also holds the RNG states, in a form the safe loader accepts.
     engine_file = tmp_path / "engine_ckpt.pt"
-    torch.save({"model": a.state_dict(), "rng": {"numpy": np.random.get_state()}}, engine_file)  # noqa: NPY002
+    torch.save({"model": a.state_dict(), "rng": checkpoint.rng_state()}, engine_file)
     d = create_model("cnn_tiny", 5, pretrained=engine_file)
     assert _state_equal(a.encoder.state_dict(), d.encoder.state_dict())
+
+    # A pickle that would run code is refused, and the code does not run.
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    evil_file = tmp_path / "evil.pt"
+    torch.save({"model": a.state_dict(), "x": Evil()}, evil_file)
+    with pytest.raises(ValueError, match="evil.pt"):
+        create_model("cnn_tiny", 5, pretrained=evil_file)
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_pretrained_errors(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""cbp.occl_geometry (chapter 4) against the float64 loop reference of OCCL and hand-made cases."""
+"""cbp.book.occl_geometry (chapter 4) against the float64 loop reference of OCCL and hand-made cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from reference_occl import reference_occl, resize_labels_nearest
 
 import cbp
-from cbp.occl_geometry import batch_views, descent_directions, follow, tangent_cosine
+from cbp.book.occl_geometry import batch_views, descent_directions, follow, tangent_cosine
 
 N, C, B = 6, 12, 4
 TAU = 0.07

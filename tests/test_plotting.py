@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
-from cbp import plotting  # noqa: E402
+from cbp.book import plotting  # noqa: E402
 
 
 def test_effect_plot_colours_by_the_decision_rule() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbp import runs
-from cbp.config import PRESETS, apply_overrides, get_preset
+from cbp.book import captions, figures, launch, run_data
+from cbp.engine.config import PRESETS, apply_overrides, get_preset
+from cbp.engine.train import parse_args
 from cbp.paper import FAMILY, PAPER_TABLE1_GAINS
-from cbp.train import parse_args
 
 ROOT = Path("/repo")
 
@@ -22,7 +22,7 @@ def _overrides(cmd: list[str]) -> dict[str, str]:
 
 
 def test_synthetic_cpu_command() -> None:
-    cmd = runs.train_command(runs.RunSpec(backbone="swin_b", iters=20, prefix="05"), ROOT)
+    cmd = launch.train_command(launch.RunSpec(backbone="swin_b", iters=20, prefix="05"), ROOT)
     assert cmd[:3] == [sys.executable, "-m", "cbp.train"]
     assert cmd[cmd.index("--preset") + 1] == "synthetic"
     assert cmd[cmd.index("--out") + 1] == "/repo/runs/05_swin_b_cbp_occl_synthetic_20it_s0"
@@ -31,28 +31,28 @@ def test_synthetic_cpu_command() -> None:
     assert o["loss.occl"] == "true" and o["model.classifier"] == "cbp" and o["train.progress"] == "false"
     assert o["data.root"] == "/repo/data/synthetic-50-small"
     assert "train.eval_every" not in o  # large model on a CPU: final validation only
-    assert runs.format_command(cmd).startswith("python -m cbp.train --preset synthetic")
+    assert launch.format_command(cmd).startswith("python -m cbp.train --preset synthetic")
 
 
 def test_default_iters_and_eval_points() -> None:
-    spec = runs.RunSpec()
-    o = _overrides(runs.train_command(spec, ROOT))
-    assert o["train.iters"] == str(runs.CPU_ITERS["cnn_tiny"])
-    assert int(o["train.eval_every"]) == runs.CPU_ITERS["cnn_tiny"] // 4  # 3 validations + the final one
+    spec = launch.RunSpec()
+    o = _overrides(launch.train_command(spec, ROOT))
+    assert o["train.iters"] == str(launch.CPU_ITERS["cnn_tiny"])
+    assert int(o["train.eval_every"]) == launch.CPU_ITERS["cnn_tiny"] // 4  # 3 validations + the final one
     assert "model.backbone" not in o  # the synthetic preset's own backbone
 
 
 def test_torchrun_paper_command() -> None:
-    spec = runs.RunSpec(backbone="swin_b", dataset="ade20k", data_root="/d/ADE", gpus=8, prefix="05")
-    cmd = runs.train_command(spec, ROOT)
+    spec = launch.RunSpec(backbone="swin_b", dataset="ade20k", data_root="/d/ADE", gpus=8, prefix="05")
+    cmd = launch.train_command(spec, ROOT)
     assert cmd[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8"]
     assert cmd[cmd.index("--preset") + 1] == "ade20k_swin_b"
     o = _overrides(cmd)
     assert o["data.root"] == "/d/ADE" and o["train.device"] == "cuda"
     assert "train.iters" not in o  # the preset's 160K
-    assert runs.total_iters(spec) == 160_000
+    assert launch.total_iters(spec) == 160_000
     assert o["train.eval_every"] == str(160_000 // 4)
-    assert runs.format_command(cmd).startswith("torchrun --standalone --nproc_per_node=8 -m cbp.train")
+    assert launch.format_command(cmd).startswith("torchrun --standalone --nproc_per_node=8 -m cbp.train")
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_torchrun_paper_command() -> None:
     ],
 )
 def test_preset_for(dataset: str, backbone: str, preset: str, extra: list[str]) -> None:
-    assert runs.preset_for(dataset, backbone) == (preset, extra)
+    assert launch.preset_for(dataset, backbone) == (preset, extra)
     assert preset in PRESETS
 
 
@@ -77,19 +77,19 @@ def test_every_backbone_has_a_preset_and_a_paper_gain() -> None:
     assert set(BACKBONES) <= set(FAMILY)
     for backbone in BACKBONES:
         for dataset in ("ade20k", "cocostuff10k"):
-            preset, _ = runs.preset_for(dataset, backbone)
+            preset, _ = launch.preset_for(dataset, backbone)
             assert preset in PRESETS
             assert (dataset, FAMILY[backbone]) in PAPER_TABLE1_GAINS
     with pytest.raises(KeyError, match="valid"):
-        runs.preset_for("ade20k", "vgg16")
+        launch.preset_for("ade20k", "vgg16")
     with pytest.raises(ValueError, match="dataset"):
-        runs.preset_for("cityscapes", "cnn_tiny")
+        launch.preset_for("cityscapes", "cnn_tiny")
 
 
 def test_command_parses_with_the_engine() -> None:
     """The engine's own parser accepts every override the helper writes (resnet101 on COCO-Stuff, baseline)."""
-    spec = runs.RunSpec(backbone="resnet101", dataset="cocostuff10k", gpus=1, batch_size=8).baseline()
-    cmd = runs.train_command(spec, ROOT)
+    spec = launch.RunSpec(backbone="resnet101", dataset="cocostuff10k", gpus=1, batch_size=8).baseline()
+    cmd = launch.train_command(spec, ROOT)
     cfg, out = parse_args(cmd[cmd.index("cbp.train") + 1 :])
     assert cfg.model.backbone == "resnet101" and cfg.model.classifier == "linear" and not cfg.loss.occl
     assert cfg.data.root == "/repo/data/coco_stuff10k" and cfg.train.batch_size == 8
@@ -100,17 +100,19 @@ def test_command_parses_with_the_engine() -> None:
 
 
 def test_auto_baseline() -> None:
-    assert runs.auto_baseline(runs.RunSpec()) and not runs.auto_baseline(runs.RunSpec(backbone="swin_b"))
-    assert runs.auto_baseline(runs.RunSpec(backbone="swin_b", gpus=1))
+    assert launch.auto_baseline(launch.RunSpec()) and not launch.auto_baseline(
+        launch.RunSpec(backbone="swin_b")
+    )
+    assert launch.auto_baseline(launch.RunSpec(backbone="swin_b", gpus=1))
 
 
 def test_baseline_and_names() -> None:
-    spec = runs.RunSpec(out_dir="runs/mine/")
+    spec = launch.RunSpec(out_dir="runs/mine/")
     base = spec.baseline()
     assert (base.classifier, base.occl, base.out_dir) == ("linear", False, "runs/mine_baseline")
-    assert runs.run_name(spec) == "CBP + OCCL" and runs.run_name(base) == "learnable baseline"
+    assert launch.run_name(spec) == "CBP + OCCL" and launch.run_name(base) == "learnable baseline"
     with pytest.raises(ValueError, match="gpus"):
-        runs.train_command(runs.RunSpec(gpus=-1), ROOT)
+        launch.train_command(launch.RunSpec(gpus=-1), ROOT)
 
 
 def _fake_run(tmp_path: Path) -> Path:
@@ -159,30 +161,32 @@ def _fake_run(tmp_path: Path) -> Path:
 
 def test_read_log_and_metrics(tmp_path: Path) -> None:
     run_dir = _fake_run(tmp_path)
-    log = runs.read_log(run_dir)
+    log = run_data.read_log(run_dir)
     assert list(log.index) == [2, 4]  # the incomplete line is skipped
     np.testing.assert_allclose(log["loss"].to_numpy(), [3.0, 2.0])
-    table = runs.per_class_table(runs.read_metrics(run_dir))
+    table = run_data.per_class_table(run_data.read_metrics(run_dir))
     assert list(table["class"]) == ["wall", "sky", "flag"]  # by training pixels, most first
     assert np.isnan(table.loc[1, "IoU"]) and table.loc[2, "IoU"] == 50.0
-    row = runs.summary_row(runs.read_metrics(run_dir), "x")
+    row = run_data.summary_row(run_data.read_metrics(run_dir), "x")
     assert row["mIoU"] == 40.0 and row["minutes"] == 1.5
-    label = runs.run_label(runs.read_metrics(run_dir))
+    label = captions.run_label(run_data.read_metrics(run_dir))
     assert label.startswith("this run: SYNTHETIC, 4 iters, batch 8, from scratch")
     with pytest.raises(FileNotFoundError, match="eval.jsonl"):
-        runs.read_log(run_dir, "eval.jsonl")
+        run_data.read_log(run_dir, "eval.jsonl")
 
 
 def test_compare_with_paper_labels(tmp_path: Path) -> None:
-    metrics = runs.read_metrics(_fake_run(tmp_path))
+    metrics = run_data.read_metrics(_fake_run(tmp_path))
     base = {**metrics, "mIoU": 38.5}
-    table = runs.compare_with_paper("cocostuff10k", "swin_b", metrics, base, run_label="this run: SYNTHETIC")
+    table = captions.compare_with_paper(
+        "cocostuff10k", "swin_b", metrics, base, run_label="this run: SYNTHETIC"
+    )
     assert list(table["source"]) == [
         "paper: COCO-Stuff-10K, 80K iters, batch 16 on 8 GPUs, ImageNet-pretrained",
         "this run: SYNTHETIC",
     ]
     assert list(table["gain (mIoU points)"]) == ["+0.6", "+1.50"]
-    alone = runs.compare_with_paper("ade20k", "mit_b0", metrics, None, run_label="x")
+    alone = captions.compare_with_paper("ade20k", "mit_b0", metrics, None, run_label="x")
     assert list(alone["gain (mIoU points)"]) == ["+1.0", "run with baseline=True"]
 
 
@@ -194,15 +198,15 @@ def test_compare_with_paper_labels(tmp_path: Path) -> None:
     ],
 )
 def test_synthetic_caveat_and_run_lines(tmp_path: Path, dataset: str, facts: tuple[str, ...]) -> None:
-    metrics = runs.read_metrics(_fake_run(tmp_path))
-    text = runs.synthetic_caveat(dataset, metrics)
+    metrics = run_data.read_metrics(_fake_run(tmp_path))
+    text = captions.synthetic_caveat(dataset, metrics)
     assert "not comparable" in text and f"for {metrics['iters']} iterations from scratch" in text
     assert "(3 classes," in text  # the run's own classes, not a fixed 50
     pretrained = {**metrics, "config": {**metrics["config"], "model": {"pretrained": "enc.pt"}}}
-    assert "iterations pretrained on" in runs.synthetic_caveat(dataset, pretrained)
-    assert ", pretrained," in runs.run_label(pretrained)
+    assert "iterations pretrained on" in captions.synthetic_caveat(dataset, pretrained)
+    assert ", pretrained," in captions.run_label(pretrained)
     assert all(f in text for f in facts) and f"-p dataset {dataset}" in text
-    lines = runs.run_lines(
+    lines = captions.run_lines(
         {"CBP + OCCL": metrics, "learnable baseline": {**metrics, "seconds": 90.0}}
     ).splitlines()
     assert lines[0].startswith("- **CBP + OCCL**: this run: SYNTHETIC") and lines[1].endswith(", 1.5 min")
@@ -218,11 +222,11 @@ def test_run_streams_log_and_fails_with_tail(tmp_path: Path, capsys: pytest.Capt
         "    open(p, 'a').write(json.dumps({'iter': i, 'loss': 1.0 / i, 'lr': 0.1}) + '\\n')\n"
         "print('hello from the run')\n"
     )
-    runs.run([sys.executable, "-c", script], run_dir, total_iters=2)
+    launch.run([sys.executable, "-c", script], run_dir, total_iters=2)
     out = capsys.readouterr().out
     assert "hello from the run" in out and "iter 2/2" in out
-    with pytest.raises(runs.RunFailed, match=r"status 3(.|\n)*boom"):
-        runs.run([sys.executable, "-c", "print('boom'); raise SystemExit(3)"], run_dir)
+    with pytest.raises(launch.RunFailed, match=r"status 3(.|\n)*boom"):
+        launch.run([sys.executable, "-c", "print('boom'); raise SystemExit(3)"], run_dir)
 
 
 def test_prepare_run_dir(tmp_path: Path) -> None:
@@ -230,20 +234,20 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
     other.mkdir()
     (other / "a.txt").write_text("keep")
     with pytest.raises(FileExistsError, match="not a cbp run"):
-        runs.prepare_run_dir(other, resume=False)
+        launch.prepare_run_dir(other, resume=False)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text("{}")
-    runs.prepare_run_dir(run_dir, resume=True)
+    launch.prepare_run_dir(run_dir, resume=True)
     assert run_dir.exists()
-    runs.prepare_run_dir(run_dir, resume=False)
+    launch.prepare_run_dir(run_dir, resume=False)
     assert not run_dir.exists()
 
 
 def test_colorize() -> None:
     palette = np.array([[10, 0, 0], [0, 20, 0]], dtype=np.uint8)
     label = np.array([[0, 1], [255, 1]])
-    rgb = runs.colorize(label, palette)
+    rgb = figures.colorize(label, palette)
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb[1, 0], [0, 0, 0])
     np.testing.assert_array_equal(rgb[0, 1], [0, 20, 0])

@@ -1,4 +1,4 @@
-"""cbp.toy (chapters 1 and 2): data generators, encoders, heads and the two training loops."""
+"""cbp.book.toy (chapters 1 and 2): data generators, encoders, heads and the two training loops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cbp
-from cbp import toy
+from cbp.book import toy
 
 SMALL = {"num_classes": 8, "input_dim": 16, "n_max": 500, "imbalance": 50.0, "confusable": [(0, 5), (1, 7)]}
 

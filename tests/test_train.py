@@ -20,11 +20,11 @@ import torch.multiprocessing as mp
 from tiny_run import make_tiny_synthetic, tiny_args
 from torch.utils.data import DistributedSampler
 
-import cbp.train as train
-from cbp import checkpoint
-from cbp.config import OptimConfig, get_preset
-from cbp.optim import build_optimizer, param_groups, poly_lr
-from cbp.sampler import StreamSampler, epoch_permutation
+import cbp.engine.train as train
+from cbp.engine import checkpoint
+from cbp.engine.config import OptimConfig, get_preset
+from cbp.engine.optim import build_optimizer, param_groups, poly_lr
+from cbp.engine.sampler import StreamSampler, epoch_permutation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,8 +80,8 @@ def test_run_writes_config_log_ckpt_metrics(synth: Path, tmp_path: Path) -> None
 def test_frozen_prototypes_unchanged_and_not_optimised(synth: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train.main(tiny_args(synth, run, "--train.iters=2"))
-    from cbp.build import build_model
-    from cbp.config import from_dict
+    from cbp.engine.build import build_model
+    from cbp.engine.config import from_dict
 
     cfg = from_dict(json.loads((run / "config.json").read_text()))
     fresh = build_model(cfg, 12)
@@ -215,7 +215,7 @@ def _ddp_worker(rank: int, world: int, port: int, args: list[str], dump: str) ->
         WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
-    import cbp.train as tr
+    import cbp.engine.train as tr
 
     real = tr.metrics_record
 
@@ -291,7 +291,7 @@ def test_poly_schedule_with_warmup() -> None:
 
 
 def test_param_groups_head_lr_and_no_decay() -> None:
-    from cbp.build import build_model
+    from cbp.engine.build import build_model
 
     cfg = get_preset("ade20k_segformer_b0")
     cfg.model.backbone = "cnn_tiny"

@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cbp.experiments.study import PROFILES
+from cbp.experiments.claims import format_table, load_results, verdict_rows
+from cbp.experiments.record import embed_main, encoder_main, record
+from cbp.experiments.runner import results_dir, run_study, status
+from cbp.experiments.study import PROFILES, plan
+from cbp.experiments.trained_runs import similarity_snapshot
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "embed":  # internal step of the plan; takes --section.key=value overrides
-        from cbp.experiments.record import embed_main
-
         embed_main(argv[1:])
         return 0
     if argv and argv[0] == "encoder":  # internal step: encoder weights of the pretraining checkpoint
-        from cbp.experiments.record import encoder_main
-
         encoder_main(argv[1:])
         return 0
     parser = argparse.ArgumentParser(prog="python -m cbp.experiments", description=__doc__)
@@ -51,34 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.cmd == "run":
-        from cbp.experiments.runner import run_study
-
         failed = run_study(
             args.study, args.profile, jobs=args.jobs, only=args.only, root=args.results, dry_run=args.dry_run
         )
         return 1 if failed else 0
     if args.cmd == "status":
-        from cbp.experiments.runner import status
-
         print(status(args.study, args.profile, args.results))
         return 0
     if args.cmd == "plan":
-        from cbp.experiments.study import plan
-
         for r in plan(args.study, args.profile):
             print(f"{r.name:34s} OMP_NUM_THREADS=1 {' '.join(r.command)}")
         return 0
     if args.cmd == "record":
-        from cbp.experiments.record import record
-
         print(record(args.study, args.run, args.profile, args.seconds, args.results))
         return 0
     if args.cmd == "snapshot":
         import numpy as np
-
-        from cbp.analysis import similarity_snapshot
-        from cbp.experiments.runner import results_dir
-        from cbp.experiments.study import plan
 
         dirs = {r.name: r.run_dir for r in plan(args.study, args.profile)}
         arrays: dict[str, np.ndarray] = {}
@@ -92,9 +80,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{out}: image {index}, runs {args.runs}")
         return 0
     if args.cmd == "table":
-        from cbp.experiments.claims import format_table, load_results, verdict_rows
-        from cbp.experiments.runner import results_dir
-
         results = load_results(results_dir(args.study, args.profile, args.results))
         cols = [
             "source",

@@ -20,27 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from cbp.paper import PAPER_ARMS
+
 HOLDS, NOISE, FAILS, NOT_RUN, MISSING = "holds", "within noise", "does not hold", "not run", "missing"
 
-#: Paper values of Tables 3-5, arm -> (mIoU, mAcc), None = not given; SegFormer-B0, ADE20K, 40K iterations.
-PAPER_ARMS: dict[str, tuple[float | None, float | None]] = {
-    "linear": (33.4, 44.4),
-    "cbp": (33.5, 44.4),
-    "linear_occl": (34.3, 45.8),
-    "cbp_occl": (35.1, 48.1),
-    "gradient": (34.6, 46.1),
-    "ema": (29.9, 41.8),
-    "penalty": (None, None),  # "lower than both Frozen and Gradient"
-    "orthogonal": (33.3, 44.6),
-    "equal": (35.0, 47.8),
-    "masked": (30.3, 41.7),
-    "masked_orthogonal": (35.1, 48.0),
-    "text": (33.2, 45.2),
-    "length1": (None, None),
-    "length3": (None, None),
-    "length4": (None, None),
-    "length5": (None, None),
-}
 PAPER_LABEL = "paper (ADE20K, SegFormer-B0, 40K iters, GPU)"
 
 ARM_LABELS: dict[str, str] = {

@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-from cbp import analysis, checkpoint
+from cbp import analysis
+from cbp.engine import checkpoint
+from cbp.experiments import trained_runs
 from cbp.experiments.runner import RESULTS_ROOT, git_commit, hardware, result_path
 from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, Run, plan
 
@@ -39,7 +41,7 @@ def record_train(run: Run, seconds: float) -> dict[str, Any]:
     config = metrics.pop("config", None) or json.loads((run_dir / "config.json").read_text())
     state = checkpoint.load(run_dir / checkpoint.CKPT_NAME)["model"]
     weight, bias = _classifier(state)
-    meta = analysis.load_meta(config["data"]["root"])
+    meta = trained_runs.load_meta(config["data"]["root"])
     counts = metrics.get("pixel_counts") or meta["pixel_counts"]
     rec: dict[str, Any] = {
         "metrics": metrics,
@@ -49,7 +51,7 @@ def record_train(run: Run, seconds: float) -> dict[str, Any]:
             weight=weight,
             bias=bias,
             pixel_counts=counts,
-            groups=analysis.meta_groups(meta),
+            groups=trained_runs.meta_groups(meta),
             keep_cosine=run.seed == 0,
         ),
         "data": {
@@ -61,7 +63,7 @@ def record_train(run: Run, seconds: float) -> dict[str, Any]:
         },
     }
     if config["model"]["classifier"] == "linear":
-        rec["posthoc_equalisation"] = analysis.posthoc_equalisation(run_dir)
+        rec["posthoc_equalisation"] = trained_runs.posthoc_equalisation(run_dir)
     return rec
 
 
@@ -69,8 +71,8 @@ def record_embed(run: Run) -> dict[str, Any]:
     """Result record of the masked-embeddings step: shape and the similarity structure of the embeddings."""
     emb = torch.load(run.artefact, map_location="cpu", weights_only=True)
     root = next(c.split("=", 1)[1] for c in run.command if c.startswith("--data.root="))
-    meta = analysis.load_meta(root)
-    groups = analysis.meta_groups(meta)
+    meta = trained_runs.load_meta(root)
+    groups = trained_runs.meta_groups(meta)
     return {
         "embeddings": {
             "file": run.artefact,
@@ -119,7 +121,7 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
             "parameters": sum(v.numel() for v in state.values()),
         }
     else:  # data: what the generated set is (the set itself is rebuilt by `command`)
-        meta = analysis.load_meta(Path(run.artefact).parent)
+        meta = trained_runs.load_meta(Path(run.artefact).parent)
         keep = ("num_classes", "class_names", "pixel_counts", "image_counts", "val_pixel_counts", "groups")
         rec["data"] = {"kind": "SYNTHETIC", **{k: meta.get(k) for k in keep}, "params": meta.get("params")}
         rec["data"]["jpeg"] = meta.get("jpeg")
@@ -164,8 +166,8 @@ def embed_main(argv: list[str]) -> Path:
     Class-mean features of the pretrained encoder over the target training set (no augmentation),
     saved as a (N, D) float32 tensor: the masked prototypes of Table 5 (``model.embeddings=FILE``).
     """
-    from cbp.build import build_model, build_split, ensure_data, test_transform
-    from cbp.config import apply_overrides, get_preset
+    from cbp.engine.build import build_model, build_split, ensure_data, test_transform
+    from cbp.engine.config import apply_overrides, get_preset
 
     parser = argparse.ArgumentParser(prog="python -m cbp.experiments embed")
     parser.add_argument("--ckpt", required=True, help="pretraining checkpoint (encoder weights)")

@@ -2,7 +2,7 @@
 
 A run is *finished* when ``results/<study>/<run>.json`` exists; ``run`` skips finished runs, so
 an interrupted study continues where it stopped (and a half-trained run resumes from its
-``ckpt_last.pt``, see :mod:`cbp.train`). A finished run whose artefact (the pretraining checkpoint,
+``ckpt_last.pt``, see :mod:`cbp.engine.train`). A finished run whose artefact (the pretraining checkpoint,
 the masked embeddings; not committed) is missing is rebuilt only when an unfinished run needs it.
 
 Every job runs ``OMP_NUM_THREADS=1`` subprocesses: the run's own ``command`` (``python -m cbp.train``

@@ -27,17 +27,15 @@ conv net + the SegFormer decoder, the book's synthetic default).
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from cbp import checkpoint
 from cbp.heads import CBPHead, LinearHead
+from cbp.io import load_torch
 
 from .decoders import FCNHead, SegformerHead, UPerHead
 from .encoders import SmpEncoder, TimmEncoder, TinyCNN
@@ -218,12 +216,7 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
         ValueError: no key matches the encoder, or keys are missing / unexpected / of another shape.
     """
     path = _existing_file(path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # A cbp training checkpoint (``ckpt_last.pt``) also holds numpy RNG states, which the
-        # safe loader refuses; it is a file this project wrote, so load it in full.
-        raw = checkpoint.load(path)
+    raw = load_torch(path)  # weights_only: a "pretrained" file never runs code
     state = _encoder_state(raw, path)
     own = encoder.state_dict()
     if any(k in own for k in state):

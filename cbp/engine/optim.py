@@ -18,7 +18,7 @@ import re
 import torch
 from torch import nn
 
-from cbp.config import OptimConfig
+from cbp.engine.config import OptimConfig
 
 
 def poly_lr(base_lr: float, it: int, total: int, cfg: OptimConfig) -> float:

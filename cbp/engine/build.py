@@ -1,4 +1,4 @@
-"""Build the model and the datasets a :class:`cbp.config.Config` describes (shared by train and evaluate)."""
+"""Build the model and the datasets a :class:`cbp.engine.config.Config` describes (shared by train and evaluate)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,22 @@ from typing import Any
 
 from torch import nn
 
-from cbp.config import Config, from_dict
+from cbp.data import build_dataset
+from cbp.data.synthetic import ensure_synthetic
+from cbp.data.transforms import TestTransform, TrainTransform
 from cbp.distributed import barrier, is_main_process
+from cbp.engine import checkpoint
+from cbp.engine.config import Config, from_dict
+from cbp.losses import OCCL
+from cbp.models import create_model
+from cbp.models.builder import get_spec
+from cbp.prototypes import category_basis_prototypes
 
 
 def ensure_data(cfg: Config) -> None:
     """Generate the synthetic set on rank 0 if it is missing (other ranks wait at a barrier)."""
     if cfg.data.name == "synthetic":
         if is_main_process():
-            from cbp.data.synthetic import ensure_synthetic
-
             ensure_synthetic(
                 Path(cfg.data.root),
                 classes=cfg.data.synthetic_classes,
@@ -33,7 +39,6 @@ def ensure_data(cfg: Config) -> None:
 
 def train_transform(cfg: Config) -> Any:
     """mmseg's training pipeline with the config's sizes."""
-    from cbp.data.transforms import TrainTransform
 
     d = cfg.data
     return TrainTransform(
@@ -49,30 +54,24 @@ def train_transform(cfg: Config) -> Any:
 
 def test_transform(cfg: Config) -> Any:
     """mmseg's test pipeline (keep-ratio resize to ``data.test_scale``, normalise)."""
-    from cbp.data.transforms import TestTransform
 
     return TestTransform(scale=cfg.data.test_scale)
 
 
 def build_split(cfg: Config, split: str, transform: Any = None) -> Any:
     """The ``"train"`` or ``"val"`` split of ``cfg.data`` (see :func:`cbp.data.build_dataset`)."""
-    from cbp.data import build_dataset
 
     return build_dataset(cfg.data.name, cfg.data.root, split, transform)
 
 
 def build_model(cfg: Config, num_classes: int) -> nn.Module:
     """:func:`cbp.models.create_model` with ``cfg.model``."""
-    from cbp.models import create_model
 
     m = cfg.model
     pretrained: bool | str = {"": False, "hub": True}.get(m.pretrained, m.pretrained)
     init: Any = m.init
     if m.embeddings:  # Table 5's text / masked inits: build the prototypes from the class embeddings here
         import torch
-
-        from cbp.models.builder import get_spec
-        from cbp.prototypes import category_basis_prototypes
 
         embeddings = torch.load(m.embeddings, map_location="cpu", weights_only=True)  # (N, D)
         # create_model takes no embeddings=; a (N, C) tensor init is used as it is (then equalised)
@@ -109,7 +108,6 @@ def build_occl(cfg: Config, seed: int = 0) -> Any:
         cfg: the run's config.
         seed: seed of the ``"random"`` view split (the engine passes a per-rank seed).
     """
-    from cbp.losses import OCCL
 
     if not cfg.loss.occl:
         return None
@@ -155,7 +153,6 @@ def restore_model(cfg: Config, num_classes: int, ckpt_path: str | Path) -> tuple
     Returns:
         (model on the CPU, the checkpoint dict: ``"model"``, ``"iter"``, ...).
     """
-    from cbp import checkpoint
 
     ckpt = checkpoint.load(Path(ckpt_path))
     fresh = copy.deepcopy(cfg)

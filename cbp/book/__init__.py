@@ -1,0 +1,13 @@
+"""Helpers of the book's pages: what a notebook calls so that its cells stay short.
+
+* :mod:`cbp.book.launch`: turn a page's parameters into a training command and run it;
+* :mod:`cbp.book.run_data`: read what a run wrote (logs, metrics, predictions);
+* :mod:`cbp.book.figures`: the training pages' figures; :mod:`cbp.book.plotting`: the book's style
+  and shared plots;
+* :mod:`cbp.book.captions`: the text that labels a run (data, iterations, hardware) and the paper's
+  numbers beside it;
+* :mod:`cbp.book.toy` (chapters 1-2) and :mod:`cbp.book.occl_geometry` (chapter 4).
+
+The book sits on top of everything: it may import the engine, the study and the method; nothing
+imports it.
+"""

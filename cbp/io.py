@@ -1,0 +1,93 @@
+"""Reading and writing the project's JSON and JSON-lines files, in one place.
+
+Every JSON file the engine, the study and the book write goes through :func:`write_json` (atomic:
+a temporary file in the same folder, then a rename, so a reader never sees half a file) and every
+``*.jsonl`` log is read by :func:`read_jsonl`, which keeps the complete lines only (a line being
+written, or cut by a crash, is left out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value stored in ``path`` (raises FileNotFoundError / json.JSONDecodeError)."""
+    return json.loads(Path(path).read_text())
+
+
+def write_json(obj: Any, path: str | Path, *, indent: int | None = 1) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temporary file + rename), mode 0644.
+
+    NaN and infinity are refused (``allow_nan=False``): they are not JSON and other readers choke
+    on them; store None instead.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+        os.chmod(tmp, 0o644)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The complete records of a JSON-lines file, in order ([] if the file does not exist).
+
+    Reading stops at the first line that is not valid JSON: a line being written (or cut by a
+    crash) is the last one, and everything before it is whole.
+    """
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
+    """Append one record as a line of ``path`` and flush it to the OS."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def load_torch(path: str | Path, map_location: str | Any = "cpu") -> Any:
+    """``torch.load`` of a file a user may supply, safely: ``weights_only=True``, never unpickling code.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a plain tensors-and-containers file (a pickle that would run
+            code, or a checkpoint of another program holding objects), or it is truncated; the
+            message names the file.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{path} was not loaded: it holds Python objects that torch's safe loader refuses "
+            f"(loading them could run code from the file). Save plain tensors instead, e.g. "
+            f"torch.save(model.state_dict(), PATH). ({str(e).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable torch file (truncated or corrupt?): {e}") from None
