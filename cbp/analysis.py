@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 from torch import Tensor, nn
 
 from cbp.metrics import frequency_group_f1
@@ -56,23 +57,6 @@ def _array(x: Any) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in x] if isinstance(x, list) else x, dtype=np.float64)
 
 
-def _rank(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean rank), as Spearman's rho needs."""
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(len(x), dtype=np.float64)
-    uniq, inverse = np.unique(x, return_inverse=True)
-    sums = np.bincount(inverse, weights=ranks)
-    counts = np.bincount(inverse)
-    return (sums / counts)[inverse] if len(uniq) < len(x) else ranks
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    xc, yc = x - x.mean(), y - y.mean()
-    denom = np.sqrt((xc**2).sum() * (yc**2).sum())
-    return float((xc * yc).sum() / denom) if denom > 0 else float("nan")
-
-
 def correlations(x: Any, y: Any) -> dict[str, float]:
     """Pearson and Spearman correlation of two (N,) vectors, ignoring pairs with a NaN.
 
@@ -87,9 +71,12 @@ def correlations(x: Any, y: Any) -> dict[str, float]:
         )
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    if len(x) < 3:
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return {"pearson": float("nan"), "spearman": float("nan")}
-    return {"pearson": _pearson(x, y), "spearman": _pearson(_rank(x), _rank(y))}
+    return {
+        "pearson": float(stats.pearsonr(x, y).statistic),
+        "spearman": float(stats.spearmanr(x, y).statistic),
+    }
 
 
 def norm_frequency_correlation(weight: Any, pixel_counts: Any) -> dict[str, float]:
