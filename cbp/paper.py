@@ -1,9 +1,9 @@
 """Numbers quoted from the paper, for the book's side-by-side tables (never measured here).
 
-Table 1 of the paper (ADE20K and COCO-Stuff-10K, baseline vs CBP + OCCL) is an image in the
-paper; our text copy lost its body, so the absolute mIoU values are not available to the book.
-What the text of Section 4.2 states is the *gain* of CBP + OCCL over each model's own baseline,
-in mIoU points, and those are recorded here (:data:`PAPER_TABLE1_GAINS`). The ablation tables
+Table 1 of the paper (ADE20K and COCO-Stuff-10K, baseline vs CBP + OCCL) gives each model's
+absolute mIoU; the book quotes the *gain* of CBP + OCCL over each model's own baseline that the
+text of Section 4.2 states, in mIoU points (:data:`PAPER_TABLE1_GAINS`), and sends the reader to
+Table 1 for the absolute values. The ablation tables
 (Section 4.3, SegFormer-B0, ADE20K, 40K iterations) give absolute values; they live in
 :data:`PAPER_ARMS` (the study's arm names as keys).
 
@@ -13,22 +13,8 @@ each), crop 512 x 512, 160K iterations on ADE20K and 80K on COCO-Stuff-10K, sing
 
 from __future__ import annotations
 
-#: Model family of each backbone name of :data:`cbp.models.BACKBONES` (decoder of the paper's row).
-FAMILY: dict[str, str] = {
-    "resnet50": "fcn",
-    "resnet101": "fcn",
-    "resnet18": "fcn",
-    "convnext_b": "convnext",
-    "convnext_t": "convnext",
-    "convnext_atto": "convnext",
-    "swin_b": "swin",
-    "swin_t": "swin",
-    "swin_atto": "swin",
-    **{f"mit_b{k}": "segformer" for k in range(6)},
-    "cnn_tiny": "segformer",  # SegFormer-style MLP fuse decoder on a small CNN (the CPU model)
-}
-
-#: The paper's model of each family in Table 1, as the text names it.
+#: The paper's model (Table 1 row) of each recipe, as the text names it; a backbone's recipe is
+#: :attr:`cbp.models.BackboneSpec.paper_model`.
 PAPER_MODEL: dict[str, str] = {
     "fcn": "FCN (ResNet-50)",
     "convnext": "UPerNet (ConvNeXt-B)",
@@ -36,7 +22,7 @@ PAPER_MODEL: dict[str, str] = {
     "segformer": "SegFormer (MiT variant not stated in the text)",
 }
 
-#: (dataset, family) -> mIoU gain of CBP + OCCL over the learnable baseline, Section 4.2 text.
+#: (dataset, paper model) -> mIoU gain of CBP + OCCL over the learnable baseline, Section 4.2 text.
 PAPER_TABLE1_GAINS: dict[tuple[str, str], float] = {
     ("ade20k", "fcn"): 1.3,
     ("ade20k", "convnext"): 0.7,
@@ -80,17 +66,6 @@ PAPER_ARMS: dict[str, tuple[float | None, float | None]] = {
     "length4": (None, None),
     "length5": (None, None),
 }
-
-
-def family(backbone: str) -> str:
-    """The model family ("fcn", "convnext", "swin", "segformer") of a backbone name.
-
-    Raises:
-        KeyError: unknown backbone (the message lists the valid names).
-    """
-    if backbone not in FAMILY:
-        raise KeyError(f"unknown backbone {backbone!r}; valid: {', '.join(FAMILY)}")
-    return FAMILY[backbone]
 
 
 def paper_label(dataset: str) -> str:

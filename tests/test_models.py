@@ -30,7 +30,7 @@ FAMILIES = [
 
 
 def _make(backbone: str, num_classes: int, **kw) -> Segmentor:
-    if BACKBONES[backbone].family == "swin":
+    if BACKBONES[backbone].arch == "swin":
         kw.setdefault("img_size", (64, 64))
     return create_model(backbone, num_classes, **kw)
 

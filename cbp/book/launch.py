@@ -20,13 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cbp.engine.config import get_preset
+from cbp.engine.config import PAPER_DATASETS, PAPER_PRESETS, get_preset
 from cbp.io import read_jsonl
-from cbp.paper import family
-
-#: Paper preset suffix of each family (``<dataset>_<suffix>`` in :data:`cbp.engine.config.PRESETS`).
-_PRESET_SUFFIX = {"fcn": "fcn_r50", "convnext": "convnext_b", "swin": "swin_b"}
-
+from cbp.models.builder import get_spec
 
 #: Training iterations that keep a CPU run of the synthetic set to about a minute per backbone.
 CPU_ITERS: dict[str, int] = {
@@ -76,18 +72,17 @@ def preset_for(dataset: str, backbone: str) -> tuple[str, list[str]]:
         ["--model.backbone=resnet101"])`` (no preset of its own: its family's),
         ``("synthetic", ["--model.backbone=swin_b"])``.
     """
-    fam = family(backbone)
+    paper_model = get_spec(backbone).paper_model
     if dataset == "synthetic":
         return "synthetic", [] if backbone == "cnn_tiny" else [f"--model.backbone={backbone}"]
-    if dataset not in ("ade20k", "cocostuff10k"):
+    if dataset not in PAPER_DATASETS:
         raise ValueError(f"dataset must be 'synthetic', 'ade20k' or 'cocostuff10k' (got {dataset!r})")
-    if fam == "segformer":
-        if backbone.startswith("mit_b"):
-            return f"{dataset}_segformer_b{backbone[-1]}", []
-        return f"{dataset}_segformer_b0", [f"--model.backbone={backbone}"]
-    preset = f"{dataset}_{_PRESET_SUFFIX[fam]}"
-    default_backbone = {"fcn": "resnet50", "convnext": "convnext_b", "swin": "swin_b"}[fam]
-    return preset, [] if backbone == default_backbone else [f"--model.backbone={backbone}"]
+    for suffix, preset_backbone in PAPER_PRESETS.items():  # the backbone's own preset, if it has one
+        if preset_backbone == backbone:
+            return f"{dataset}_{suffix}", []
+    # else the first preset of its paper model (e.g. resnet101 -> fcn_r50, cnn_tiny -> segformer_b0)
+    suffix = next(s for s, b in PAPER_PRESETS.items() if get_spec(b).paper_model == paper_model)
+    return f"{dataset}_{suffix}", [f"--model.backbone={backbone}"]
 
 
 def total_iters(spec: RunSpec) -> int:

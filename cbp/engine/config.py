@@ -41,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cbp.models.builder import get_spec
+
 # --------------------------------------------------------------------------------------------
 # The tree
 
@@ -211,7 +213,8 @@ _HPARAMS = {
 }
 
 
-def _paper(dataset: dict[str, Any], family: str, backbone: str) -> Config:
+def _paper(dataset: dict[str, Any], backbone: str) -> Config:
+    family = get_spec(backbone).paper_model  # "fcn" | "convnext" | "swin" | "segformer"
     lam, phi, length = _HPARAMS[(dataset["name"], family)]
     cfg = Config(
         model=ModelConfig(backbone=backbone, classifier="cbp", length=length, aux_head=family != "segformer"),
@@ -287,19 +290,19 @@ def _paper(dataset: dict[str, Any], family: str, backbone: str) -> Config:
     return cfg
 
 
-def _preset(dataset: dict[str, Any], family: str, backbone: str, name: str) -> Callable[[], Config]:
+def _preset(dataset: dict[str, Any], backbone: str, name: str) -> Callable[[], Config]:
     def make() -> Config:
-        cfg = _paper(dataset, family, backbone)
+        cfg = _paper(dataset, backbone)
         cfg.preset = name
         return cfg
 
-    make.__doc__ = f"{dataset['name']}, {family} ({backbone}), paper Section 4."
+    make.__doc__ = f"{dataset['name']}, {get_spec(backbone).paper_model} ({backbone}), paper Section 4."
     return make
 
 
 def ade20k_ablation_segformer_b0() -> Config:
     """Ablations of Section 4.3: SegFormer-B0 on ADE20K, 40K iterations, lambda 1, phi 0.3, T = 2."""
-    cfg = _paper(_ADE, "segformer", "mit_b0")
+    cfg = _paper(_ADE, "mit_b0")
     cfg.train.iters = 40_000
     cfg.train.ckpt_every = 4_000
     cfg.loss.lam, cfg.loss.phi, cfg.model.length = 1.0, 0.3, 2.0
@@ -307,15 +310,21 @@ def ade20k_ablation_segformer_b0() -> Config:
     return cfg
 
 
+#: The paper's models of Table 1: preset suffix -> backbone (``<dataset>_<suffix>`` in :data:`PRESETS`).
+#: The one table of which backbone each paper preset trains; a backbone's recipe (decoder, lambda,
+#: phi, T, optimiser) follows from :attr:`cbp.models.BackboneSpec.paper_model`.
+PAPER_PRESETS: dict[str, str] = {
+    "fcn_r50": "resnet50",
+    "convnext_b": "convnext_b",
+    "swin_b": "swin_b",
+    **{f"segformer_b{k}": f"mit_b{k}" for k in range(6)},
+}
+PAPER_DATASETS = ("ade20k", "cocostuff10k")
+
 PRESETS: dict[str, Callable[[], Config]] = {"synthetic": synthetic, "synthetic150": synthetic150}
 for _ds, _prefix in ((_ADE, "ade20k"), (_COCO, "cocostuff10k")):
-    for _fam, _bb, _suffix in (
-        ("fcn", "resnet50", "fcn_r50"),
-        ("convnext", "convnext_b", "convnext_b"),
-        ("swin", "swin_b", "swin_b"),
-        *(("segformer", f"mit_b{k}", f"segformer_b{k}") for k in range(6)),
-    ):
-        PRESETS[f"{_prefix}_{_suffix}"] = _preset(_ds, _fam, _bb, f"{_prefix}_{_suffix}")
+    for _suffix, _bb in PAPER_PRESETS.items():
+        PRESETS[f"{_prefix}_{_suffix}"] = _preset(_ds, _bb, f"{_prefix}_{_suffix}")
 PRESETS["ade20k_ablation_segformer_b0"] = ade20k_ablation_segformer_b0
 
 

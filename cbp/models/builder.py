@@ -47,7 +47,7 @@ class BackboneSpec:
     """How to build one model of ``BACKBONES``.
 
     Attributes:
-        family: "resnet" | "convnext" | "swin" | "mit" | "cnn".
+        arch: the encoder's architecture, "resnet" | "convnext" | "swin" | "mit" | "cnn".
         source: where the encoder comes from: "timm" | "smp" | "cbp".
         name: the timm / smp model name ("" for cbp's own encoder).
         decoder: "fcn" | "upernet" | "segformer".
@@ -58,7 +58,7 @@ class BackboneSpec:
         hub_weights: whether ``pretrained=True`` can find weights for this encoder.
     """
 
-    family: str
+    arch: str
     source: str
     name: str
     decoder: str
@@ -67,6 +67,14 @@ class BackboneSpec:
     aux: bool = True
     encoder_kwargs: Mapping[str, Any] = field(default_factory=dict)
     hub_weights: bool = True
+
+    @property
+    def paper_model(self) -> str:
+        """The paper's model (Table 1 row) whose recipe this backbone uses: "fcn", "convnext", "swin"
+        or "segformer" (the decoder, and for UPerNet the encoder that the paper pairs with it)."""
+        if self.decoder == "upernet":
+            return self.arch
+        return self.decoder
 
 
 _RESNET = {"output_stride": 8, "out_indices": (1, 2, 3, 4)}  # levels 1-4: skip the stem level 0
@@ -142,7 +150,7 @@ def build_encoder(
     """The encoder of ``spec``; ``hub=True`` loads timm / smp hub weights; ``img_size`` is used by Swin only."""
     if hub and not spec.hub_weights:
         raise ValueError(
-            f"no hub weights exist for this encoder ({spec.family}, {spec.name or 'cbp'}): "
+            f"no hub weights exist for this encoder ({spec.arch}, {spec.name or 'cbp'}): "
             "use pretrained=False or a path to a local checkpoint"
         )
     if spec.source == "cbp":
@@ -150,7 +158,7 @@ def build_encoder(
     if spec.source == "smp":
         return SmpEncoder(spec.name, pretrained=hub)
     kwargs = dict(spec.encoder_kwargs)
-    if spec.family == "swin":
+    if spec.arch == "swin":
         # img_size (timm default 224) fixes the stage resolutions from which timm derives the window
         # sizes (a window never exceeds its feature map) and hence the shapes of the relative-position
         # tables. dynamic_img_size still accepts any input: attention masks are built per forward and
@@ -160,8 +168,8 @@ def build_encoder(
             kwargs["img_size"] = _size_pair(img_size)
     return TimmEncoder(
         spec.name,
-        nhwc=spec.family == "swin",
-        out_norms=spec.family in ("swin", "convnext"),  # mmseg's per-output norm0..norm3
+        nhwc=spec.arch == "swin",
+        out_norms=spec.arch in ("swin", "convnext"),  # mmseg's per-output norm0..norm3
         pretrained=hub,
         **kwargs,
     )
