@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cbp.data import synthetic
 from cbp.engine.config import apply_overrides, get_preset
-from cbp.experiments import claims, runner
+from cbp.experiments import claims, runner, study
 from cbp.experiments.study import PROFILES, plan, reading_arms
 
 
@@ -233,3 +234,89 @@ def test_with_dependencies_closes_over_the_plan() -> None:
     assert runner.with_dependencies(runs, one, lambda d: False) == one
     # a filter stops the walk at the runs it rejects (their own dependencies are not visited)
     assert runner.with_dependencies(runs, one, lambda d: d.name != "encoder") == one | {"data", "embed"}
+
+
+def test_generator_1_profiles_are_history_and_v2_writes_new_folders(tmp_path: Path) -> None:
+    assert runner.results_dir("ablations", "default").name == "ablations"  # generator-1 records
+    assert runner.results_dir("ablations", "long").name == "ablations-long"
+    assert runner.results_dir("ablations", "quick").name == "ablations-v2-quick"
+    assert PROFILES["quick"].generator == study.GENERATOR == synthetic.VERSION
+    with pytest.raises(ValueError, match="generator 1"):
+        runner.run_study("ablations", "default", root=str(tmp_path), dry_run=True)
+    v2_roots = {Path(r.artefact).parent for r in plan("ablations", "quick") if r.kind == "data"}
+    v1_roots = {Path(r.artefact).parent for r in plan("ablations", "default") if r.kind == "data"}
+    assert not v2_roots & v1_roots  # a generator-2 set never lands in a generator-1 folder
+
+
+def _tiny_data_plan(tmp_path: Path) -> tuple[list, object]:
+    runs = plan("ablations", "quick", runs_root=str(tmp_path / "runs"))
+    data = next(r for r in runs if r.name == "data")
+    synthetic.generate(Path(data.artefact).parent, classes=50, train=8, val=6, progress=False)
+    return runs, data
+
+
+def test_runner_refuses_a_set_that_is_not_the_studys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    results = str(tmp_path / "results")
+    runs, data = _tiny_data_plan(tmp_path)
+    meta = synthetic.read_meta(Path(data.artefact).parent)
+    target = next(r for r in runs if r.name == "scratch-linear-s0")
+    folder = str(Path(data.artefact).parent)
+    # the study's fingerprint is this set's: accepted
+    monkeypatch.setitem(study.FINGERPRINTS, folder, meta["fingerprint"]["sha256"])
+    assert runner.check_data(target, runs, "ablations", "quick", results) == []
+    # the recorded data step says the labels were other ones: refused, naming the part
+    other = dict(meta["fingerprint"], labels="0" * 64, sha256="f" * 64)
+    monkeypatch.setitem(study.FINGERPRINTS, folder, other["sha256"])
+    path = runner.result_path(data, "ablations", "quick", results)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"data": {"fingerprint": other}}))
+    problems = runner.check_data(target, runs, "ablations", "quick", results)
+    assert len(problems) == 1 and "labels: the label maps differ" in problems[0]
+    assert "render:" not in problems[0] and "images:" not in problems[0]  # only the labels differ
+    ok, msg = runner.execute(target, "ablations", "quick", results, runs)
+    assert not ok and msg.startswith("refused") and not Path(target.run_dir).exists()  # nothing ran
+    # a generator-1 set in the folder: refused by version
+    (Path(folder) / "cbp_meta.json").write_text(json.dumps(meta | {"version": 1}))
+    assert "generator version 1" in runner.check_data(target, runs, "ablations", "quick", results)[0]
+
+
+def test_dirty_paths_and_records_refuse_a_dirty_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from cbp.experiments import record
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "cbp").mkdir()
+    (tmp_path / "cbp" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("not tracked by the rule\n")
+    git("add", "cbp/a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a")
+    assert runner.dirty_paths(tmp_path) == []  # notes.txt is outside cbp/ and experiments/
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "protocol.md").write_text("changed\n")  # untracked counts too
+    assert runner.dirty_paths(tmp_path) == ["experiments/protocol.md"]
+    assert runner.git_commit(tmp_path).endswith("-dirty")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match="refusing to record"):
+        record.record("ablations", "data", "quick", 1.0, str(tmp_path / "results"))
+    with pytest.raises(RuntimeError, match="dirty tree"):
+        runner.run_study("ablations", "quick", root=str(tmp_path / "results"))
+
+
+def test_records_name_the_versions_and_simd() -> None:
+    hw = runner.hardware()
+    assert set(hw["versions"]) == {
+        "torch",
+        "torchvision",
+        "numpy",
+        "pillow",
+        "scipy",
+        "timm",
+        "segmentation-models-pytorch",
+    }
+    assert hw["versions"]["numpy"] == np.__version__ and isinstance(hw["cpu_flags"], list)
+    assert hw["numpy_simd"] == synthetic.simd_features() and len(hw["numpy_simd"]) > 0

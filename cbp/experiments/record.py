@@ -19,7 +19,7 @@ import torch
 from cbp import analysis
 from cbp.engine import checkpoint
 from cbp.experiments import trained_runs
-from cbp.experiments.runner import RESULTS_ROOT, git_commit, hardware, result_path
+from cbp.experiments.runner import RESULTS_ROOT, TRACKED_PATHS, dirty_paths, git_commit, hardware, result_path
 from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, Run, plan
 
 
@@ -60,6 +60,8 @@ def record_train(run: Run, seconds: float) -> dict[str, Any]:
             "num_classes": meta["num_classes"],
             "params": meta.get("params"),
             "groups": meta.get("groups"),
+            "generator_version": meta.get("version"),
+            "fingerprint": meta.get("fingerprint"),
         },
     }
     if config["model"]["classifier"] == "linear":
@@ -80,12 +82,29 @@ def record_embed(run: Run) -> dict[str, Any]:
             "group_cosine": analysis.group_cosines(emb, groups),
             "class_separability": analysis.class_separability(emb),
         },
-        "data": {"root": root, "kind": "SYNTHETIC", "num_classes": meta["num_classes"]},
+        "data": {
+            "root": root,
+            "kind": "SYNTHETIC",
+            "num_classes": meta["num_classes"],
+            "generator_version": meta.get("version"),
+            "fingerprint": meta.get("fingerprint"),
+        },
     }
 
 
 def record(study: str, name: str, profile: str, seconds: float, root: str = RESULTS_ROOT) -> Path:
-    """Write ``results/<study>/<name>.json`` for a finished run."""
+    """Write ``results/<study>/<name>.json`` for a finished run.
+
+    Raises:
+        RuntimeError: files under cbp/ or experiments/ differ from the commit (no record from a dirty
+            tree: its command would not reproduce it).
+    """
+    dirty = dirty_paths()
+    if dirty:
+        raise RuntimeError(
+            f"refusing to record {name}: {len(dirty)} files under {'/, '.join(TRACKED_PATHS)}/ differ from "
+            f"the commit (e.g. {dirty[:3]}); commit them and re-run, or run the study from a clean clone"
+        )
     runs = {r.name: r for r in plan(study, profile)}
     if name not in runs:
         raise KeyError(f"no run {name!r} in study {study!r} [{profile}]")
@@ -125,6 +144,9 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
         keep = ("num_classes", "class_names", "pixel_counts", "image_counts", "val_pixel_counts", "groups")
         rec["data"] = {"kind": "SYNTHETIC", **{k: meta.get(k) for k in keep}, "params": meta.get("params")}
         rec["data"]["jpeg"] = meta.get("jpeg")
+        rec["data"]["generator_version"] = meta.get("version")
+        rec["data"]["fingerprint"] = meta.get("fingerprint")
+        rec["data"]["environment"] = meta.get("environment")
     path = result_path(run, study, profile, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -24,7 +24,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from cbp.experiments.study import PROTOCOL_COMMIT, Run, plan, study_dir_name
+from cbp.experiments.study import (
+    FINGERPRINTS,
+    GENERATOR,
+    PROFILES,
+    PROTOCOL_COMMIT,
+    Run,
+    plan,
+    study_dir_name,
+)
 
 RESULTS_ROOT = "results"
 
@@ -75,16 +83,68 @@ def with_dependencies(
 # Facts recorded with each run
 
 
+#: The paths whose uncommitted changes make a record irreproducible (the library and the protocol).
+TRACKED_PATHS = ("cbp", "experiments")
+
+
+def dirty_paths(cwd: str | Path = ".") -> list[str]:
+    """Changed, staged or untracked files under :data:`TRACKED_PATHS` (``git status --porcelain``)."""
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "--", *TRACKED_PATHS],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
 def git_commit(cwd: str | Path = ".") -> str:
-    """``git rev-parse HEAD`` (+ ``-dirty`` when tracked files under cbp/ differ), or "unknown"."""
+    """``git rev-parse HEAD`` (+ ``-dirty`` when files under cbp/ or experiments/ differ), or "unknown"."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "cbp"], cwd=cwd).returncode != 0
-        return head + ("-dirty" if dirty else "")
+        return head + ("-dirty" if dirty_paths(cwd) else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+#: The packages whose versions every record holds (distribution names).
+VERSIONED = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "pillow",
+    "scipy",
+    "timm",
+    "segmentation-models-pytorch",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of :data:`VERSIONED` (None when one is missing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's SIMD flags from /proc/cpuinfo (sse*, avx*, fma, amx*), empty where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return sorted(f for f in flags if f.startswith(("sse", "ssse", "avx", "fma", "amx")))
+    except OSError:
+        pass
+    return []
 
 
 def hardware() -> dict[str, Any]:
@@ -100,6 +160,8 @@ def hardware() -> dict[str, Any]:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    from cbp.data.synthetic import simd_features
+
     return {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
@@ -108,7 +170,68 @@ def hardware() -> dict[str, Any]:
         "python": platform.python_version(),
         "gpu": gpu,
         "platform": platform.platform(),
+        "versions": package_versions(),
+        "cpu_flags": cpu_flags(),
+        "numpy_simd": simd_features(),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The study's data sets
+
+
+def expected_fingerprint(data_run: Run, study: str, profile: str, root: str = RESULTS_ROOT) -> str:
+    """The sha256 a data step's set must have: :data:`FINGERPRINTS` of its folder, else the one its
+    recorded JSON holds (the set the study's records were made on), else "" (nothing to compare)."""
+    folder = str(Path(data_run.artefact).parent)
+    if folder in FINGERPRINTS:
+        return FINGERPRINTS[folder]
+    path = result_path(data_run, study, profile, root)
+    if path.is_file():
+        return ((json.loads(path.read_text()).get("data") or {}).get("fingerprint") or {}).get("sha256", "")
+    return ""
+
+
+def check_data(run: Run, runs: list[Run], study: str, profile: str, root: str = RESULTS_ROOT) -> list[str]:
+    """Why the data sets ``run`` reads (its data-step ancestors, or itself) are not the study's; [] if they are.
+
+    A set is the study's when its ``cbp_meta.json`` says generator :data:`cbp.experiments.study.GENERATOR`
+    and its fingerprint equals :func:`expected_fingerprint`. A message names the part that differs
+    (labels, render, decoded JPEGs) and the versions / SIMD extensions of both machines.
+    """
+    from cbp.data.synthetic import FINGERPRINT_PARTS, VERSION, compare_fingerprints, read_meta
+
+    by_name = {r.name: r for r in runs}
+    names = with_dependencies(runs, {run.name})
+    problems = []
+    for name in sorted(names):
+        step = by_name[name]
+        if step.kind != "data":
+            continue
+        folder = Path(step.artefact).parent
+        meta = read_meta(folder)
+        if meta is None:
+            continue  # not generated yet: its data step runs first
+        if meta.get("version") != VERSION:
+            problems.append(f"{folder}: generator version {meta.get('version')}, expected {VERSION}")
+            continue
+        expected = expected_fingerprint(step, study, profile, root)
+        got = meta.get("fingerprint") or {}
+        if expected and got.get("sha256") != expected:
+            recorded = {}
+            path = result_path(step, study, profile, root)
+            if path.is_file():
+                recorded = (json.loads(path.read_text()).get("data") or {}).get("fingerprint") or {}
+            parts = compare_fingerprints(recorded, got) if set(FINGERPRINT_PARTS) <= set(recorded) else []
+            env = meta.get("environment") or {}
+            problems.append(
+                f"{folder}: fingerprint {got.get('sha256', 'none')[:12]} is not the study's {expected[:12]}"
+                + (f" ({'; '.join(parts)})" if parts else "")
+                + f"; this set: numpy {env.get('numpy')}, Pillow {env.get('pillow')}, "
+                f"libjpeg-turbo {env.get('libjpeg_turbo')}, SIMD {', '.join(env.get('simd', [])[-3:])}. "
+                "Install the locked environment (requirements.lock) and regenerate the set, or report it"
+            )
+    return problems
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,8 +264,17 @@ def _progress(run: Run) -> str:
     return f"{it}/{total}" if it is not None else ""
 
 
-def execute(run: Run, study: str, profile: str, root: str = RESULTS_ROOT) -> tuple[bool, str]:
-    """Run one job (its command, then the recording step); returns (ok, message)."""
+def execute(
+    run: Run, study: str, profile: str, root: str = RESULTS_ROOT, runs: list[Run] | None = None
+) -> tuple[bool, str]:
+    """Run one job (its command, then the recording step); returns (ok, message).
+
+    The data sets the job reads must be the study's (:func:`check_data`), before it runs and, for a
+    data step, after it has generated its set.
+    """
+    runs = runs if runs is not None else [run]
+    if run.kind != "data" and (problems := check_data(run, runs, study, profile, root)):
+        return False, "refused: " + " | ".join(problems)
     Path(run.run_dir).mkdir(parents=True, exist_ok=True)
     out_log = Path(run.run_dir) / "stdout.log"
     t0 = time.time()
@@ -153,6 +285,8 @@ def execute(run: Run, study: str, profile: str, root: str = RESULTS_ROOT) -> tup
     seconds = time.time() - t0
     if rc != 0:
         return False, f"exit {rc}; see {out_log}"
+    if run.kind == "data" and (problems := check_data(run, runs, study, profile, root)):
+        return False, "refused: " + " | ".join(problems)
     record = [
         sys.executable,
         "-m",
@@ -203,6 +337,17 @@ def run_study(
     """
     from tqdm import tqdm
 
+    if PROFILES[profile].generator != GENERATOR:
+        raise ValueError(
+            f"profile {profile!r} holds the records of synthetic generator {PROFILES[profile].generator} "
+            "(history: their sets depended on the CPU); it cannot be re-run with this generator. Run a "
+            f"generator-{GENERATOR} profile instead: {[n for n, q in PROFILES.items() if q.generator == GENERATOR]}"
+        )
+    if not dry_run and (dirty := dirty_paths()):
+        raise RuntimeError(
+            f"refusing to run a study from a dirty tree ({len(dirty)} changed files under "
+            f"{'/, '.join(TRACKED_PATHS)}/, e.g. {dirty[:3]}): commit them, or run from a clean clone"
+        )
     runs = plan(study, profile, runs_root)
     if only:
         keep = with_dependencies(runs, {r.name for r in runs if any(s in r.name for s in only)})
@@ -238,7 +383,7 @@ def run_study(
                     break
                 pending.remove(ready)
                 bar.write(f"  start {ready.name}")
-                running[pool.submit(execute, ready, study, profile, root)] = ready
+                running[pool.submit(execute, ready, study, profile, root, runs)] = ready
             if not running:
                 break
             done, _ = wait(list(running), timeout=5, return_when=FIRST_COMPLETED)
@@ -289,6 +434,9 @@ def status(
 
 __all__ = [
     "PROTOCOL_COMMIT",
+    "check_data",
+    "dirty_paths",
+    "package_versions",
     "execute",
     "finished",
     "git_commit",

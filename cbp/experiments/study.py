@@ -19,6 +19,19 @@ from pathlib import Path
 #: Commit of ``experiments/protocol.md`` as first written (before any result), cited by the book.
 PROTOCOL_COMMIT = "360138b"
 
+#: Version of :mod:`cbp.data.synthetic` the study's sets are made with (its ``VERSION``). Records of
+#: generator 1 (profiles ``default`` and ``long``, made before 2026-11-29) are kept as history; their
+#: sets depended on the CPU (see "Portability" in :mod:`cbp.data.synthetic`).
+GENERATOR = 2
+
+#: Expected ``cbp_meta.json["fingerprint"]["sha256"]`` of each generator-2 set of the plan (the default
+#: parameters of its data step), measured when the profiles were written. The runner refuses a set
+#: whose fingerprint differs and says which part (labels, render, decoded JPEGs) does.
+FINGERPRINTS: dict[str, str] = {
+    "data/synthetic-50-v2": "77bdf6cbe707bd78f2ed541f5e7974d7e75bda0276ae637389d149d4604f378f",
+    "data/synthetic-50-v2-pretrain": "3bd847a301bb43d24156b973f3f6df19cadfff1ffa09b6acf561b590655f7d11",
+}
+
 REGIMES = ("scratch", "pretrained")
 TRAIN = ("python", "-m", "cbp.train")
 #: Launcher of two CPU processes on one machine (gloo), for the per-process vs global views of table "R".
@@ -177,6 +190,7 @@ class Profile:
     only_regimes: tuple[str, ...] = ()  # restrict to these regimes (empty = as the arms say)
     seed_major: bool = False  # queue seed 0 of every arm first (a partial study still covers every arm)
     readings: bool = True  # amendment 4: table "R" (CPU processes; off for the one-GPU profile)
+    generator: int = GENERATOR  # version of cbp.data.synthetic; 1 = history (cannot be re-run)
     description: str = ""
 
 
@@ -187,15 +201,20 @@ PROFILES: dict[str, Profile] = {
         pretrain_iters=150,
         seeds=(0,),
         quick=True,
+        data_root="data/synthetic-50-v2",
+        pretrain_root="data/synthetic-50-v2-pretrain",
         description="end-to-end check, ~10 min",
     ),
+    # generator 1 (history): the records of results/ablations and results/ablations-long
     "default": Profile(
         "default",
         iters=500,
         pretrain_iters=1500,
         seeds=(0, 1, 2),
         extension_regimes=("scratch",),
-        description="the study with amendments 1, 2 and 4: 4 h of run time, ~2 h with 2 jobs on 2 cores",
+        generator=1,
+        description="the study with amendments 1, 2 and 4: 4 h of run time, ~2 h with 2 jobs on 2 cores "
+        "(generator 1, history)",
     ),
     "long": Profile(
         "long",
@@ -205,7 +224,9 @@ PROFILES: dict[str, Profile] = {
         only_arms=("linear", "cbp", "linear_occl", "cbp_occl"),
         only_regimes=("pretrained",),
         seed_major=True,
-        description="amendment 3: Table 3, pretrained regime, 2000 iterations (schedule sensitivity)",
+        generator=1,
+        description="amendment 3: Table 3, pretrained regime, 2000 iterations (schedule sensitivity; "
+        "generator 1, history)",
     ),
     "gpu": Profile(
         "gpu",
@@ -215,8 +236,8 @@ PROFILES: dict[str, Profile] = {
         preset="synthetic150",
         classes=150,
         size=128,
-        data_root="data/synthetic-150-128",
-        pretrain_root="data/synthetic-150-128-pretrain",
+        data_root="data/synthetic-150-128-v2",
+        pretrain_root="data/synthetic-150-128-v2-pretrain",
         extra=(
             "--data.synthetic_size=128",
             "--data.crop_size=128,128",
@@ -261,8 +282,16 @@ class Run:
 
 
 def study_dir_name(study: str, profile: str) -> str:
-    """``ablations`` for the default profile, ``ablations-quick`` / ``ablations-gpu`` otherwise."""
-    return study if profile == "default" else f"{study}-{profile}"
+    """Results / runs folder name of a study's profile.
+
+    Generator 1 (history): ``ablations`` (default profile), ``ablations-long``. Generator 2: a new
+    folder per profile, ``ablations-v2-quick``, ``ablations-v2-endpoints``, ..., so old and new records
+    never mix.
+    """
+    p = PROFILES.get(profile)
+    if p is not None and p.generator == 1:
+        return study if profile == "default" else f"{study}-{profile}"
+    return f"{study}-v{GENERATOR}-{profile}"
 
 
 def plan(study: str = "ablations", profile: str = "default", runs_root: str = "runs") -> list[Run]:
