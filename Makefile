@@ -11,13 +11,17 @@ $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# One stamp per extra, so `make test` does not pay for the book's dependencies.
-$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/activate
-	$(PIP) install -e ".[test]"
+# One stamp per extra, so `make test` does not pay for the book's dependencies. Both install at
+# the versions of requirements.lock (pip-compile of pyproject.toml's test and book extras; the
+# README says how to refresh it), so tests, book and study run on one environment.
+LOCK := requirements.lock
+
+$(VENV)/.test-installed: pyproject.toml $(LOCK) | $(VENV)/bin/activate
+	$(PIP) install -c $(LOCK) -e ".[test]"
 	touch $@
 
-$(VENV)/.book-installed: pyproject.toml | $(VENV)/bin/activate
-	$(PIP) install -e ".[test,book]"
+$(VENV)/.book-installed: pyproject.toml $(LOCK) | $(VENV)/bin/activate
+	$(PIP) install -c $(LOCK) -e ".[test,book]"
 	touch $@
 
 test: $(VENV)/.test-installed
