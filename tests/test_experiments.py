@@ -320,3 +320,15 @@ def test_records_name_the_versions_and_simd() -> None:
     }
     assert hw["versions"]["numpy"] == np.__version__ and isinstance(hw["cpu_flags"], list)
     assert hw["numpy_simd"] == synthetic.simd_features() and len(hw["numpy_simd"]) > 0
+
+
+def test_lock_file_holds_the_recorded_packages_and_mismatches_are_named(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    locked = runner.locked_versions(root / "requirements.lock")
+    assert set(runner.VERSIONED) <= set(locked)
+    assert locked["torch"] == "2.14.1" and locked["torchvision"] == "0.29.1"  # pyproject.toml's pins
+    fake = tmp_path / "requirements.lock"
+    fake.write_text("numpy==0.0.1\n    # via cbp\ntorch==" + runner.package_versions()["torch"] + "\n")
+    off = runner.lock_mismatches(fake)
+    assert any(m.startswith("numpy ") and "(locked 0.0.1)" in m for m in off)
+    assert not any(m.startswith("torch ") for m in off)

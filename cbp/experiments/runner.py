@@ -135,6 +135,31 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+LOCK_FILE = "requirements.lock"
+
+
+def locked_versions(lock: str | Path = LOCK_FILE) -> dict[str, str]:
+    """``name -> version`` of the ``name==version`` lines of a pip-compile lock file (names lower-case)."""
+    out = {}
+    for line in Path(lock).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, version = line.split("==", 1)
+            out[name.strip().lower().replace("_", "-")] = version.strip().split(" ", 1)[0]
+    return out
+
+
+def lock_mismatches(lock: str | Path = LOCK_FILE) -> list[str]:
+    """Packages of :data:`VERSIONED` whose installed version is not the lock's (a local label such as
+    ``+cu128`` is ignored: a CUDA build of the locked torch is the locked torch)."""
+    locked = locked_versions(lock)
+    return [
+        f"{name} {got} (locked {locked.get(name)})"
+        for name, got in package_versions().items()
+        if (got or "").split("+", 1)[0] != (locked.get(name) or "").split("+", 1)[0]
+    ]
+
+
 def cpu_flags() -> list[str]:
     """The CPU's SIMD flags from /proc/cpuinfo (sse*, avx*, fma, amx*), empty where there is none."""
     try:
@@ -173,6 +198,7 @@ def hardware() -> dict[str, Any]:
         "versions": package_versions(),
         "cpu_flags": cpu_flags(),
         "numpy_simd": simd_features(),
+        "lock_mismatches": lock_mismatches() if Path(LOCK_FILE).is_file() else None,
     }
 
 
@@ -342,6 +368,11 @@ def run_study(
             f"profile {profile!r} holds the records of synthetic generator {PROFILES[profile].generator} "
             "(history: their sets depended on the CPU); it cannot be re-run with this generator. Run a "
             f"generator-{GENERATOR} profile instead: {[n for n, q in PROFILES.items() if q.generator == GENERATOR]}"
+        )
+    if not dry_run and Path(LOCK_FILE).is_file() and (off := lock_mismatches()):
+        raise RuntimeError(
+            f"this environment is not the locked one ({', '.join(off)}): install it with "
+            f"`make .venv/.test-installed` (pip install -c {LOCK_FILE} -e '.[test]') and run the study with .venv/bin/python"
         )
     if not dry_run and (dirty := dirty_paths()):
         raise RuntimeError(
