@@ -4,7 +4,8 @@
 #   make book        execute every notebook (cached) and build book/_build/html, warnings = errors
 #   make notebooks   pair notebooks/*.py -> notebooks/*.ipynb and register the "python3" kernel,
 #                    so that `papermill notebooks/05_train_ade.ipynb out.ipynb -p ...` works
-#   make book-check  offline check of the built HTML (+ Chromium screenshots when chromium exists)
+#   make book-check  offline check of the built HTML + every page in Chromium at 1280/390 px
+#   make dist        book/_build/dist/cbp-book-<version>.zip (+ .sha256): site, notebooks, PDF
 #
 # A notebook is re-executed when its code changes or when the library (cbp/**/*.py), its data
 # tables (cbp/**/*.tsv) or the recorded study (results/) change, so that no page shows output
@@ -19,8 +20,9 @@ NOTEBOOK_PY     := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 NOTEBOOK_IPYNB  := $(NOTEBOOK_PY:.py=.ipynb)
 JB_FLAGS        ?= -W -n --keep-going
 SCREENSHOT_DIR  ?= $(BOOK_DIR)/_build/screenshots
+DIST_DIR        ?= $(BOOK_DIR)/_build/dist
 
-.PHONY: book notebooks book-check book-clean
+.PHONY: book notebooks book-check book-clean dist
 
 # MathJax 3 from the npm registry (a local copy: the built site loads nothing from the network).
 $(MATHJAX_DIR)/tex-chtml.js:
@@ -61,12 +63,22 @@ book: $(VENV)/.book-installed $(KERNEL_JSON) $(MATHJAX_DIR)/tex-chtml.js
 	$(PY) ci/execute_notebooks.py --book $(BOOK_DIR) --summary --executor-rc $$nb --sphinx-rc $$jb \
 	  --seconds $$(( $$(date +%s) - start ))
 
+# Offline check of the HTML, then every page in headless Chromium at 1280 and 390 px (raw TeX,
+# missing images, pages wider than the screen; screenshots in $(SCREENSHOT_DIR)). Without
+# chromium the browser part is skipped with a message, unless REQUIRE_BROWSER=1 (CI).
 book-check: $(VENV)/.book-installed
 	@test -f $(BOOK_HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
 	$(PY) ci/check_offline.py $(BOOK_HTML)
 	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
-	  bash ci/screenshot.sh $(SCREENSHOT_DIR); \
-	else echo "chromium not installed: screenshots skipped (apt-get install -y chromium)"; fi
+	  bash ci/screenshot.sh $(SCREENSHOT_DIR) $(BOOK_HTML); \
+	elif [ "$(REQUIRE_BROWSER)" = 1 ]; then echo "chromium not installed (REQUIRE_BROWSER=1)"; exit 1; \
+	else echo "chromium not installed: browser check and screenshots skipped (apt-get install -y chromium)"; fi
+
+# One archive to hand out, from the built book: the offline site, the executed notebooks and a
+# PDF (when chromium and pdfunite/qpdf exist), plus its sha256 (ci/make_dist.py).
+dist: $(VENV)/.book-installed
+	@test -f $(BOOK_HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
+	$(PY) ci/make_dist.py --book $(BOOK_DIR) --out $(DIST_DIR)
 
 book-clean:
 	rm -rf $(BOOK_DIR)/_build $(NOTEBOOK_IPYNB)

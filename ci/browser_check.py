@@ -463,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_check:
         took = f"{time.time() - start:.0f} s"
         if failures:
+            sys.stdout.flush()
             n = len(pages) * len(widths)
             print(f"browser_check: {len(failures)} of {n} page views FAILED ({took})", file=sys.stderr)
             return 1

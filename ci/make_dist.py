@@ -1,0 +1,171 @@
+"""Pack a built book into one archive to hand out: the offline site, the executed notebooks, a PDF.
+
+``make dist`` runs this after ``make book``. It writes, into ``book/_build/dist/``:
+
+- ``cbp-book-<version>.zip`` holding one folder ``cbp-book-<version>/`` with
+  ``site/`` (the HTML book; it loads nothing from the network and opens from ``file://`` as well
+  as from any static server such as ``python3 -m http.server``), ``notebooks/`` (the executed
+  ``.ipynb`` of every chapter, outputs included, as the book shows them), ``index.html`` (opens the
+  site), ``cbp-book.pdf`` (every
+  page printed by headless Chromium and joined; left out with a message when Chromium or
+  pdfunite/qpdf are missing, or with ``--no-pdf``) and ``README.txt`` (how to open each);
+- ``cbp-book-<version>.zip.sha256``, in the format ``sha256sum -c`` reads.
+
+``<version>`` is ``git describe --always --dirty`` of the working tree (or the date outside git).
+The script refuses a book whose last build had a failing notebook (``--allow-failed`` to pack it
+anyway) and checks the packed site with ``ci/check_offline.py``.
+
+Usage: ``python ci/make_dist.py [--book book] [--out book/_build/dist] [--no-pdf]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import browser_check  # noqa: E402
+import check_offline  # noqa: E402
+
+README = """\
+{title}
+{underline}
+
+Built on {date} from version {version} of the repository; every page with code was executed then,
+on a CPU, with the book's default settings.
+
+site/        the book as a web site. Open index.html (beside this file) or site/index.html in a
+             browser (double-click it), or serve the folder and open http://localhost:8000 :
+                 python3 -m http.server 8000 --directory site
+             It needs no network: MathJax and every figure are inside the folder.
+notebooks/   the executed notebook of each chapter, with its outputs (figures, tables, logs):
+             open them in Jupyter, VS Code or any notebook viewer to read them as they ran.
+             To run them again you need the repository (its cbp library): `make notebooks` there
+             pairs and registers them; each notebook's first code cell lists its parameters.
+{pdf_line}
+Check the archive: sha256sum -c {archive}.sha256
+"""
+
+
+def version() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return datetime.date.today().isoformat()
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--book", type=Path, default=ROOT / "book")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-pdf", action="store_true")
+    parser.add_argument("--allow-failed", action="store_true")
+    args = parser.parse_args(argv)
+    start = time.time()
+    build = args.book / "_build"
+    site = build / "html"
+    out = args.out or build / "dist"
+    status_path = build / "notebook-status.json"
+    if not (site / "index.html").is_file() or not status_path.is_file():
+        print("make_dist: no built book: run 'make book' first", file=sys.stderr)
+        return 1
+    status = json.loads(status_path.read_text()).get("notebooks", {})
+    failed = sorted(k for k, v in status.items() if v.get("status") == "failed")
+    if failed and not args.allow_failed:
+        print(
+            f"make_dist: the last build had failing notebooks ({', '.join(failed)}): fix them and run 'make book'",
+            file=sys.stderr,
+        )
+        return 1
+
+    ver = version()
+    name = f"cbp-book-{ver}"
+    out.mkdir(parents=True, exist_ok=True)
+    archive = out / f"{name}.zip"
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / name
+        shutil.copytree(site, stage / "site", ignore=shutil.ignore_patterns(".buildinfo", "reports"))
+        problems = check_offline.check_site(stage / "site")
+        if problems:
+            print(
+                "make_dist: the site would load from the network:\n  " + "\n  ".join(problems),
+                file=sys.stderr,
+            )
+            return 1
+        executed = build / "executed"
+        nbs = sorted(executed.rglob("*.ipynb")) if executed.is_dir() else []
+        (stage / "notebooks").mkdir()
+        for nb in nbs:
+            shutil.copyfile(nb, stage / "notebooks" / nb.name)
+        pdf_line = ""
+        if not args.no_pdf:
+            t0 = time.time()
+            rc = browser_check.main(
+                [
+                    str(site),
+                    "--no-check",
+                    "--pdf",
+                    str(stage / "cbp-book.pdf"),
+                    "--toc",
+                    str(args.book / "_toc.yml"),
+                ]
+            )
+            if rc == 0:
+                pdf_line = "cbp-book.pdf  the whole book printed to one PDF (A4), in reading order.\n"
+                print(f"make_dist: PDF in {time.time() - t0:.0f} s")
+            else:
+                print("make_dist: no PDF (see above); the archive has the site and the notebooks")
+        (stage / "index.html").write_text(
+            '<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url=site/index.html">'
+            '<title>cbp book</title><a href="site/index.html">Open the book</a>\n'
+        )
+        title = f"The cbp book ({ver}): Frozen is better than learning, a runnable reproduction"
+        (stage / "README.txt").write_text(
+            README.format(
+                title=title,
+                underline="=" * len(title),
+                date=datetime.date.today().isoformat(),
+                version=ver,
+                pdf_line=pdf_line,
+                archive=archive.name,
+            )
+        )
+        archive.unlink(missing_ok=True)
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            for path in sorted(stage.parent.rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(stage.parent).as_posix())
+    digest = sha256(archive)
+    (out / f"{archive.name}.sha256").write_text(f"{digest}  {archive.name}\n")
+    size = archive.stat().st_size / 2**20
+    print(
+        f"make_dist: {archive} ({size:.1f} MiB: site, {len(nbs)} executed notebooks"
+        f"{', PDF' if pdf_line else ''}) and {archive.name}.sha256, in {time.time() - start:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
