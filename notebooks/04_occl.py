@@ -68,7 +68,8 @@ torch.set_num_threads(1)
 # where [each] contains the same number of categories as $y$ while the number of objects is
 # half", and treats different objects of one class as augmentations of each other. We read this
 # as the default `views="batch"`: the first half of the images is view 1, the second half view 2
-# (see "Reading the paper" for the other options, `"random"` and `"global"`).
+# (see "Reading the paper" for the other options, `"random"` and `"global"`). Each
+# {term}`view centroid` is the mean feature of one class in one view.
 
 # %%
 root = Path(data_root) if data_root else Path(tempfile.mkdtemp(prefix="cbp_nb04_")) / "synthetic"
@@ -166,13 +167,13 @@ finish(fig)
 # %% [markdown]
 # ## The two losses (Eq. 4-6)
 #
-# **Centroid loss** (Eq. 4, read as InfoNCE; the printed equation lacks the $-\log$ and has a
+# **Centroid loss** (Eq. 4, read as {term}`InfoNCE`; the printed equation lacks the $-\log$ and has a
 # broken bracket): for every class $i$ in both views and each view $x$,
 #
 # $$\mathcal{L}_v = -\log\frac{e^{v_{i1}^\top v_{i2}/\tau}}{e^{v_{i1}^\top v_{i2}/\tau} + \sum_{j\ne i} e^{v_{ix}^\top \mathrm{sg}(s_j)/\tau}},$$
 #
-# the two views of a class are the positive pair, the other classes' category centroids (with
-# stop-gradient) the negatives. **Category loss** (Eq. 5, its denominator read as a typo): for
+# the two views of a class are the positive pair, the other classes'
+# {term}`category centroids <category centroid>` (with {term}`stop-gradient`) the negatives. **Category loss** (Eq. 5, its denominator read as a typo): for
 # every class $i$ present in view $x$, the cross-entropy of the logits $v_{ix}^\top w_j/\tau$ over
 # all $N$ prototypes with target $i$. Every vector is L2-normalised before the dot product.
 # OCCL $= \lambda\,\tfrac12(\mathcal{L}_{v,1} + \mathcal{L}_{v,2}) + \phi\,\tfrac12(\mathcal{L}_{c,1} + \mathcal{L}_{c,2})$ (Eq. 6),
@@ -319,7 +320,7 @@ display(pd.DataFrame(rows).set_index(["normalize", "feature scale"]).round(4))
 # $1/\text{scale}$, as for any scale-invariant function). Without it, the losses grow with the
 # scale: at the encoder's natural scale the logits are already tens of units apart, so the
 # softmax is nearly one-hot and the loss is a large hinge on the worst negative. The library
-# normalises by default (METHOD.md), which is also how InfoNCE with $\tau = 0.07$ is used in
+# normalises by default (see "Reading the paper"), which is also how InfoNCE with $\tau = 0.07$ is used in
 # the contrastive-learning work the paper builds on.
 #
 # ## What this notebook showed
@@ -338,3 +339,44 @@ display(pd.DataFrame(rows).set_index(["normalize", "feature scale"]).round(4))
 #
 # Data: synthetic (`cbp.data.synthetic`, seed `seed`), one batch; model: `cnn_tiny` at
 # initialisation (no training); hardware: one CPU core.
+
+# %% [markdown]
+# ## Exercises
+#
+# Predict first, then change the parameter in the parameters cell and run the notebook again.
+#
+# **1. Weights of the two losses.** Set `lam, phi = 0.0, 0.3`. Predict the OCCL value of Section 4.3
+# from the centroid and category losses in the same table.
+#
+# ```{admonition} Worked answer
+# :class: dropdown
+# Eq. 6 gives OCCL $= \lambda\,\tfrac12(\mathcal{L}_{v,1} + \mathcal{L}_{v,2}) + \phi\,\tfrac12(\mathcal{L}_{c,1} + \mathcal{L}_{c,2})$;
+# the table's two loss columns are already the means over the two views, so with $\lambda = 0$
+# the OCCL column is exactly $0.3 \times$ the category loss, whatever the centroid loss is. The
+# free-feature figure of Section 4.4 changes too: its third curve now follows the category loss only.
+# ```
+#
+# **2. One image a view.** Set `batch_size = 2`. Predict how many classes are in both views, and
+# what that does to the centroid loss.
+#
+# ```{admonition} Worked answer
+# :class: dropdown
+# With one image per view, only classes that happen to be in both images have a positive pair;
+# on this set an image has 4-9 cells, so expect a handful of classes in the batch and few, often
+# one or two, in both views. Classes in one view only get no centroid-loss term (they still get
+# category-loss terms), and with no class in both views the centroid loss is exactly 0, with a
+# zero gradient. This is the paper's setting per GPU (2 images), and the reason `views="random"`
+# helped in the study (see "Reading the paper").
+# ```
+#
+# **3. Temperature.** Set `tau = 0.5`. Predict whether the category loss moves towards or away from
+# its chance level $\log N$ printed under the table.
+#
+# ```{admonition} Worked answer
+# :class: dropdown
+# Towards it. The logits are cosines divided by $\tau$, so a larger $\tau$ squeezes them into
+# $[-2, 2]$ instead of $[-14.3, 14.3]$: the softmax over the $N$ prototypes gets flatter and the
+# loss closer to $\log N$ whatever the centroids are. A small $\tau$ is what lets the loss reward
+# a centroid that points at its own prototype, and what makes normalisation necessary
+# (Section 4.6).
+# ```

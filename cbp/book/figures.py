@@ -126,3 +126,148 @@ def plot_predictions(examples: dict[str, dict[str, Any]]) -> Any:
             if r == 0:
                 ax.set_title(title, fontsize=9)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 8: figures of the recorded study (read from the dict of claims.load_results)
+
+REGIMES: tuple[str, ...] = ("scratch", "pretrained")
+
+
+def plot_frequency_groups(
+    results: dict[str, Any], arms: Sequence[tuple[str, str, str]], *, title_suffix: str = ""
+) -> Any:
+    """Fig. 5 analogue: mean F1 of each frequency group (rarest first), one bar per arm, one row per regime.
+
+    Args:
+        results: :func:`cbp.experiments.claims.load_results` of the study.
+        arms: ``(arm, label, colour key of CLASSIFIER_COLORS)`` for each bar.
+        title_suffix: appended to each panel's title (e.g. what "ours" is).
+    """
+    from matplotlib import pyplot as plt
+
+    from cbp.experiments.tables import per_seed
+
+    fig, axes = plt.subplots(len(REGIMES), 1, figsize=(7.0, 3.4 * len(REGIMES)), sharey=True, squeeze=False)
+    width = 0.8 / len(arms)
+    for ax, regime in zip(axes[:, 0], REGIMES):
+        for k, (arm, label, colour) in enumerate(arms):
+            f1 = per_seed(results, regime, arm, "f1_groups")  # (seeds, groups)
+            if f1.size == 0:
+                continue
+            x = np.arange(f1.shape[1]) + (k - (len(arms) - 1) / 2) * width
+            mean, std = np.nanmean(f1, 0), np.nanstd(f1, 0)
+            ax.bar(x, mean, width, yerr=std, label=label, color=CLASSIFIER_COLORS.get(colour), capsize=1.5)
+        ax.set_xlabel("frequency group (0 = rarest classes)")
+        ax.set_ylabel("mean F1 (%)")
+        ax.set_title(f"{regime}{title_suffix}")
+    axes[0, 0].legend()
+    return fig
+
+
+def plot_norm_vs_count(results: dict[str, Any], counts: np.ndarray, arm: str = "linear") -> Any:
+    """The learnable classifier's row norms against its classes' training pixels (seed 0), one row per regime.
+
+    Args:
+        results: the study's results.
+        counts: (N,) training pixels of each class.
+        arm: the arm whose classifier rows are shown.
+    """
+    from matplotlib import pyplot as plt
+
+    from cbp.analysis import norm_frequency_correlation
+
+    fig, axes = plt.subplots(len(REGIMES), 1, figsize=(6.4, 3.3 * len(REGIMES)), squeeze=False)
+    for ax, regime in zip(axes[:, 0], REGIMES):
+        recs = results["by_arm"].get(regime, {}).get(arm, [])
+        if not recs:
+            ax.set_visible(False)
+            continue
+        norms = np.asarray(recs[0]["metrics"]["prototype_norms"], dtype=float)
+        c = norm_frequency_correlation(norms, counts)  # the same numbers the study recorded
+        ax.scatter(counts, norms, s=16, color=CLASSIFIER_COLORS["learnable"], label="learnable (seed 0)")
+        ax.set_xscale("log")
+        ax.set_xlabel("training pixels of the class (log scale)")
+        ax.set_ylabel("norm of the class's row")
+        ax.set_title(f"{regime}: Pearson(norm, log count) {c['pearson_log']:.2f}")
+        ax.legend(title="CBP rows: all norms = T = 2")
+    return fig
+
+
+def plot_prototype_cosines(
+    results: dict[str, Any], regime: str, arms: Sequence[tuple[str, str]], order: Sequence[int]
+) -> Any:
+    """Fig. 6 analogue: cosine between every pair of classifier rows (seed 0), two panels a row.
+
+    Args:
+        results: the study's results.
+        regime: "scratch" or "pretrained".
+        arms: ``(arm, title)`` of each panel (arms without a run are left out).
+        order: class order of both axes (e.g. the confusable groups first).
+    """
+    from matplotlib import pyplot as plt
+
+    from cbp.book.plotting import similarity_heatmap
+
+    shown = [(a, t) for a, t in arms if results["by_arm"].get(regime, {}).get(a)]
+    rows = (len(shown) + 1) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(7.6, 3.9 * rows), squeeze=False)
+    im = None
+    for ax, (arm, title) in zip(axes.ravel(), shown):
+        rec = results["by_arm"][regime][arm][0]
+        cos = np.asarray(rec["analysis"]["prototype_cosine"], dtype=float)[np.ix_(order, order)]
+        im = similarity_heatmap(ax, cos, title=f"{title}\nCS = {rec['analysis']['class_separability']:.1f}")
+        ax.set_xlabel("class j (groups first)")
+        ax.set_ylabel("class i (groups first)")
+    for ax in axes.ravel()[len(shown) :]:
+        ax.set_visible(False)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="cosine similarity")
+    return fig
+
+
+def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_classes: int = 4) -> Any:
+    """One validation image: image, ground truth, prediction, then cos(pixel embedding, prototype) maps.
+
+    Args:
+        snap: the arrays of ``similarity_snapshot.npz`` (``"<run>/image"``, ``"<run>/label"``, ...).
+        class_names: names of the classes.
+        max_classes: similarity maps shown per run (the first classes of the ground truth).
+
+    Returns:
+        The figure: one block of two rows per run (3 panels a row).
+    """
+    from matplotlib import pyplot as plt
+
+    n = len(class_names)
+    names = sorted({k.split("/")[0] for k in snap.files})
+    label = snap[f"{names[0]}/label"]
+    present = [int(c) for c in np.unique(label) if c != 255][:max_classes]
+    cols = 3
+    per_run = 1 + (len(present) + cols - 1) // cols
+    fig, axes = plt.subplots(
+        per_run * len(names), cols, figsize=(7.2, 2.6 * per_run * len(names)), squeeze=False
+    )
+    im = None
+    for i, name in enumerate(names):
+        block = axes[i * per_run : (i + 1) * per_run].ravel()
+        gt = np.where(label == 255, np.nan, label.astype(float))
+        block[0].imshow(snap[f"{name}/image"].transpose(1, 2, 0))
+        block[0].set_title(f"{name}\nimage {int(snap[f'{name}/index'])}")
+        block[1].imshow(gt, cmap="tab20", vmin=0, vmax=n, interpolation="nearest")
+        block[1].set_title("ground truth")
+        block[2].imshow(snap[f"{name}/pred"], cmap="tab20", vmin=0, vmax=n, interpolation="nearest")
+        block[2].set_title("prediction")
+        for j, c in enumerate(present):
+            sim = snap[f"{name}/similarity"][c].astype(float)
+            im = block[cols + j].imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
+            block[cols + j].set_title(f"cos(f, w[{class_names[c]}])")
+        for ax in block:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+        for ax in block[cols + len(present) :]:
+            ax.set_visible(False)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="cosine (pixel embedding, prototype)")
+    return fig

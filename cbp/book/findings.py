@@ -147,45 +147,62 @@ def _claim_text(c: claims.Claim) -> str:
     return re.sub(r" \(.*\)$", "", c.text)
 
 
-def summary_markdown(results: dict[str, Any], folder: str, long_results: dict[str, Any] | None = None) -> str:
-    """The "What the reproduction found" box, as Markdown: what it reads, counts, key claims."""
+def summary_line(results: dict[str, Any], folder: str) -> str:
+    """What the summary reads and how many of the paper's claims hold, per regime (Markdown)."""
     n = counts(results)
-    total = int(n["pretrained"].sum())
     plural = {HOLDS: "hold", FAILS: "do not hold", NOISE: "within noise", NOT_RUN: "not run"}
 
     def tally(r: str) -> str:
         return ", ".join(f"{int(n.loc[k, r])} {plural[k]}" for k in n.index if n.loc[k, r])
 
     label = tables.ours_label(results).removeprefix("ours (").removesuffix(")")
-    lines = [
-        f"Computed from {records_line(results, folder)} ({label}). Of the paper's {total} claims "
-        f"tested, **pretrained**: {tally('pretrained')}; **from scratch**: {tally('scratch')} "
-        "(a tie the paper reports counts as a tie).",
-        "",
-        "| the paper's claim | paper | ours, pretrained | ours, from scratch |",
-        "|---|---|---|---|",
-    ]
+    return (
+        f"Computed from {records_line(results, folder)} ({label}). Of the paper's "
+        f"{int(n['pretrained'].sum())} claims tested, **pretrained**: {tally('pretrained')}; "
+        f"**from scratch**: {tally('scratch')} (a tie the paper reports counts as a tie)."
+    )
+
+
+def key_claims(results: dict[str, Any]) -> pd.DataFrame:
+    """The claims of :data:`KEY_CLAIMS`: claim, paper, and ours with its verdict per regime."""
+    rows = []
     for key in KEY_CLAIMS:
         c = _claim(key)
-        cells = []
-        for r in ("pretrained", "scratch"):
+        row = {"the paper's claim": f"{_claim_text(c)} ({c.source}, {metric_words(c)})", "paper": c.paper}
+        for r, name in (("pretrained", "ours, pretrained"), ("scratch", "ours, from scratch")):
             res = claims.evaluate_claim(c, results, r)
-            cells.append(f"{ours_words(c, res)}: **{verdict_words(c, res)}**")
-        lines.append(
-            f"| {_claim_text(c)} ({c.source}, {metric_words(c)}) | {c.paper} | {' | '.join(cells)} |"
-        )
-    if long_results and long_results.get("runs"):
-        c = _claim("t3_both")
-        a, b = (claims.values(long_results, "pretrained", arm, c.metric) for arm in (c.a, c.b))
-        verdict, d, s = claims.decide(a, b)
-        if not math.isnan(d):
-            lines += [
-                "",
-                f"After 2000 iterations instead of 500 (pretrained, {a.size} seeds), CBP + OCCL against "
-                f"the baseline is {d:+.1f} mIoU (2s = {2 * s:.1f}): **{score(c, verdict)}**. Gains and "
-                "differences are in points of the metric named; 2s is twice the pooled seed standard "
-                "deviation.",
-            ]
+            row[name] = f"{ours_words(c, res)}: {verdict_words(c, res)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def schedule_line(long_results: dict[str, Any] | None) -> str:
+    """CBP + OCCL against the baseline after the long schedule (amendment 3), or "" if not recorded."""
+    if not long_results or not long_results.get("runs"):
+        return ""
+    c = _claim("t3_both")
+    a, b = (claims.values(long_results, "pretrained", arm, c.metric) for arm in (c.a, c.b))
+    verdict, d, s = claims.decide(a, b)
+    if math.isnan(d):
+        return ""
+    return (
+        f"After 2000 iterations instead of 500 (pretrained, {a.size} seeds), CBP + OCCL against the "
+        f"baseline is {d:+.1f} mIoU (2s = {2 * s:.1f}): **{score(c, verdict)}**. Gains and differences "
+        "are in points of the metric named; 2s is twice the pooled seed standard deviation."
+    )
+
+
+def summary_markdown(results: dict[str, Any], folder: str, long_results: dict[str, Any] | None = None) -> str:
+    """The "What the reproduction found" box, as Markdown: what it reads, counts, key claims."""
+    table = key_claims(results)
+    lines = [summary_line(results, folder), "", "| " + " | ".join(table.columns) + " |"]
+    lines.append("|" + "---|" * len(table.columns))
+    for row in table.itertuples(index=False):
+        cells = list(row)
+        cells[2:] = [re.sub(r": (.*)$", r": **\1**", x) for x in cells[2:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    if line := schedule_line(long_results):
+        lines += ["", line]
     return "\n".join(lines)
 
 
