@@ -332,3 +332,45 @@ def test_lock_file_holds_the_recorded_packages_and_mismatches_are_named(tmp_path
     off = runner.lock_mismatches(fake)
     assert any(m.startswith("numpy ") and "(locked 0.0.1)" in m for m in off)
     assert not any(m.startswith("torch ") for m in off)
+
+
+def test_holm_matches_a_hand_computed_case() -> None:
+    # p sorted: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06, monotone), 0.5 (x1 = 0.5)
+    adj = claims.holm([0.03, 0.5, 0.01, float("nan"), 0.02])
+    assert adj[2] == pytest.approx(0.04) and adj[4] == pytest.approx(0.06) and adj[0] == pytest.approx(0.06)
+    assert adj[1] == pytest.approx(0.5) and math.isnan(adj[3])
+
+
+def test_paired_test_interval_by_hand() -> None:
+    d = np.array([1.0, 2.0, 3.0])  # mean 2, sd 1, se 1/sqrt(3), t_{0.975, 2} = 4.302653
+    t = claims.paired_test(d)
+    half = 4.302653 / math.sqrt(3)
+    assert t["mean"] == 2.0 and t["lo"] == pytest.approx(2 - half, abs=1e-5)
+    assert t["hi"] == pytest.approx(2 + half, abs=1e-5)
+    assert t["p"] == pytest.approx(0.07417990, abs=1e-6)  # two-sided, t = 2 sqrt(3), 2 df
+    assert math.isnan(claims.paired_test(np.array([1.0]))["p"])
+
+
+def test_paired_verdicts_pair_by_seed_and_correct_for_multiplicity(tmp_path: Path) -> None:
+    recs = []
+    for seed in range(3):
+        recs += [
+            _record("pretrained", "linear", seed, 60 + 5 * seed),  # seed effect shared by the arms
+            _record("pretrained", "cbp_occl", seed, 61 + 5 * seed + 0.01 * seed),
+            _record("pretrained", "ema", seed, 70 + 5 * seed - 0.02 * seed),
+        ]
+    for i, r in enumerate(recs):
+        (tmp_path / f"run{i}.json").write_text(json.dumps(r))
+    results = claims.load_results(tmp_path)
+    d = claims.paired_differences(results, "pretrained", "cbp_occl", "linear")
+    np.testing.assert_allclose(d, [1.0, 1.01, 1.02])
+    rows = {r["claim"]: r for r in claims.paired_verdict_rows(results)}
+    both = rows["CBP + OCCL beats baseline"]
+    # unpaired, the seed spread (std 5) hides a 1-point gain; paired, it is clear even after Holm
+    assert (
+        claims.decide(*(claims.values(results, "pretrained", a, "mIoU") for a in ("cbp_occl", "linear")))[0]
+        == claims.NOISE
+    )
+    assert both["verdict"] == claims.HOLDS and both["ci95"][0] > 0 and both["p_holm"] >= both["p"]
+    assert rows["frozen beats EMA"]["verdict"] == claims.FAILS
+    assert rows["frozen beats gradient"]["verdict"] == claims.MISSING

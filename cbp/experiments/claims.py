@@ -402,3 +402,90 @@ def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -
     widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
     line = lambda cells: "| " + " | ".join(x.ljust(w) for x, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
+
+
+# --------------------------------------------------------------------------------------------
+# The decision rule of amendment 5: paired differences, t intervals, Holm's correction
+
+NOT_RESOLVED = "not resolved"
+
+
+def paired_differences(
+    results: dict[str, Any], regime: str, a: str, b: str, metric: str = "mIoU", sign: float = 1.0
+) -> np.ndarray:
+    """``sign * (a_s - b_s)`` for every seed ``s`` both arms finished (same seed = same prototype
+    draw, data order and initialisation), in seed order."""
+    recs = results["by_arm"].get(regime, {})
+    va = {r["seed"]: value(r, metric) for r in recs.get(a, [])}
+    vb = {r["seed"]: value(r, metric) for r in recs.get(b, [])}
+    seeds = sorted(s for s in set(va) & set(vb) if math.isfinite(va[s]) and math.isfinite(vb[s]))
+    return np.array([sign * (va[s] - vb[s]) for s in seeds], dtype=np.float64)
+
+
+def paired_test(d: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Mean of paired differences, its two-sided t interval and the one-sample t-test p-value of
+    "mean = 0" (``scipy.stats``); NaN where fewer than 2 pairs (or all differences equal) allow none."""
+    import scipy.stats
+
+    n = int(d.size)
+    mean = float(d.mean()) if n else float("nan")
+    out = {"n": n, "mean": mean, "lo": float("nan"), "hi": float("nan"), "p": float("nan")}
+    if n < 2:
+        return out
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    if se == 0.0:
+        return out
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, n - 1)) * se
+    out.update(lo=mean - half, hi=mean + half, p=float(scipy.stats.ttest_1samp(d, 0.0).pvalue))
+    return out
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN entries stay NaN and do not count as tests)."""
+    idx = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    m = len(order)
+    adjusted = [float("nan")] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def paired_verdict_rows(
+    results: dict[str, Any], regime: str = "pretrained", alpha: float = 0.05
+) -> list[dict[str, Any]]:
+    """Amendment 5's rule for every "diff" / "tie" claim of :data:`CLAIMS` in one regime.
+
+    Each row: the claim, the number of paired seeds, the mean paired difference (paper's direction
+    positive) with its 95% t interval, the raw and Holm-adjusted p-values (family: these claims in
+    this regime) and the verdict: holds / does not hold when the adjusted p < ``alpha`` (by the sign
+    of the mean), else not resolved.
+    """
+    chosen = [c for c in CLAIMS if c.kind in ("diff", "tie")]
+    tests = [paired_test(paired_differences(results, regime, c.a, c.b, c.metric, c.sign)) for c in chosen]
+    adjusted = holm([t["p"] for t in tests])
+    rows = []
+    for c, t, p_adj in zip(chosen, tests, adjusted):
+        if t["n"] == 0:
+            verdict = MISSING
+        elif math.isnan(p_adj) or p_adj >= alpha:
+            verdict = NOT_RESOLVED
+        else:
+            verdict = HOLDS if t["mean"] > 0 else FAILS
+        rows.append(
+            {
+                "source": c.source,
+                "claim": c.text,
+                "metric": c.metric,
+                "paper": c.paper,
+                "n": t["n"],
+                "mean": t["mean"],
+                "ci95": (t["lo"], t["hi"]),
+                "p": t["p"],
+                "p_holm": p_adj,
+                "verdict": verdict,
+            }
+        )
+    return rows
