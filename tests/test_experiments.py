@@ -374,3 +374,18 @@ def test_paired_verdicts_pair_by_seed_and_correct_for_multiplicity(tmp_path: Pat
     assert both["verdict"] == claims.HOLDS and both["ci95"][0] > 0 and both["p_holm"] >= both["p"]
     assert rows["frozen beats EMA"]["verdict"] == claims.FAILS
     assert rows["frozen beats gradient"]["verdict"] == claims.MISSING
+
+
+def test_tune_profile_never_touches_the_study_validation_set() -> None:
+    runs = plan("ablations", "tune")
+    data = next(r for r in runs if r.name == "data")
+    assert data.command[data.command.index("--out") + 1] == "data/synthetic-50-v2-tune"
+    assert ("--seed", "1", "--appearance-seed", "0") == data.command[-4:]  # same task, other images
+    train = [r for r in runs if r.kind == "train"]
+    assert len(train) == len(study.TUNE_ARMS) == 4 and {r.regime for r in train} == {"pretrained"}
+    lrs = sorted(float(c.split("=")[1]) for r in train for c in r.command if c.startswith("--optim.head_lr"))
+    assert lrs == [3, 10, 30, 100]
+    for r in train:
+        assert "--data.root=data/synthetic-50-v2-tune" in r.command and "--data.name=ade20k" in r.command
+        cfg = get_preset("synthetic")
+        apply_overrides(cfg, [c for c in _overrides(r.command) if not c.startswith("--model.pretrained")])

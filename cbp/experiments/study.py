@@ -191,6 +191,9 @@ class Profile:
     seed_major: bool = False  # queue seed 0 of every arm first (a partial study still covers every arm)
     readings: bool = True  # amendment 4: table "R" (CPU processes; off for the one-GPU profile)
     generator: int = GENERATOR  # version of cbp.data.synthetic; 1 = history (cannot be re-run)
+    arm_extra: tuple[str, ...] = ()  # overrides of every arm's run (not the pretraining)
+    tune: bool = False  # amendment 5: the tuning runs on the tuning set (TUNE_ARMS), nothing else
+    data_args: tuple[str, ...] = ()  # extra generator arguments of the main data step
     description: str = ""
 
 
@@ -204,6 +207,17 @@ PROFILES: dict[str, Profile] = {
         data_root="data/synthetic-50-v2",
         pretrain_root="data/synthetic-50-v2-pretrain",
         description="end-to-end check, ~10 min",
+    ),
+    "tune": Profile(
+        "tune",
+        iters=2000,
+        pretrain_iters=1500,
+        seeds=(0,),
+        data_root="data/synthetic-50-v2-tune",
+        pretrain_root="data/synthetic-50-v2-pretrain",
+        data_args=("--seed", "1", "--appearance-seed", "0"),
+        tune=True,
+        description="amendment 5: equal tuning budget (4 runs each) on the held-out tuning set, 2000 iterations",
     ),
     # generator 1 (history): the records of results/ablations and results/ablations-long
     "default": Profile(
@@ -253,6 +267,28 @@ PROFILES: dict[str, Profile] = {
         description="150-class set, 128 x 128, 8000 iterations, on one GPU",
     ),
 }
+
+
+#: Amendment 5's tuning budget: (arm, label, overrides), four runs for the baseline and four for
+#: CBP + OCCL. CBP + OCCL's runs need the object view reading (``loss.views=objects``), which is not
+#: implemented yet: they are listed in TUNE_PENDING and join the plan when it is.
+TUNE_ARMS: list[tuple[str, str, tuple[str, ...]]] = [
+    (
+        f"linear_lr{m}",
+        f"baseline, head lr x{m}",
+        ("--model.classifier=linear", "--loss.occl=false", f"--optim.head_lr_mult={m}"),
+    )
+    for m in (3, 10, 30, 100)
+]
+TUNE_PENDING: list[tuple[str, str, tuple[str, ...]]] = [
+    (
+        f"cbp_occl_T{t}_lr{m}",
+        f"CBP + OCCL, T = {t}, head lr x{m}",
+        (f"--model.length={t}", f"--optim.head_lr_mult={m}", "--loss.views=objects"),
+    )
+    for t in (1, 2)
+    for m in (10, 30)
+]
 
 
 @dataclass(frozen=True)
@@ -315,7 +351,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
 
     def data_run(name: str, root: str, pretrain: bool) -> Run:
         command = ("python", "-m", "cbp.data.synthetic", "--out", root, "--classes", str(p.classes))
-        command += ("--size", str(p.size), "--quiet") + (("--pretrain",) if pretrain else ())
+        command += ("--size", str(p.size), "--quiet") + (("--pretrain",) if pretrain else p.data_args)
         return Run(
             name=name,
             kind="data",
@@ -408,6 +444,38 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
     )
 
     runs: list[Run] = [data, data_pre, pretrain, encoder]
+    if p.tune:
+        for name, _label, overrides in TUNE_ARMS:
+            run_dir = base / f"pretrained-{name}-s0"
+            command = (
+                *TRAIN,
+                "--preset",
+                p.preset,
+                "--out",
+                str(run_dir),
+                # the tuning set has its own seeds: read it as a set on disk (as the pretraining does)
+                "--data.name=ade20k",
+                *common,
+                f"--train.iters={p.iters}",
+                "--seed=0",
+                "--model.proto_seed=0",
+                *overrides,
+                f"--model.pretrained={encoder_file}",
+            )
+            runs.append(
+                Run(
+                    name=f"pretrained-{name}-s0",
+                    kind="train",
+                    command=command,
+                    run_dir=str(run_dir),
+                    table="tune",
+                    arm=name,
+                    regime="pretrained",
+                    seed=0,
+                    deps=("data", "encoder"),
+                )
+            )
+        return runs
     all_arms = arms(p.length_regimes, p.other_regimes)
     # priority order: Table 3, 4, 5 (init arms), 9, then the embeddings step and the masked arms
     ordered = [a for t in ("3", "4", "5", "9") for a in all_arms if a.table == t and not a.embeddings]
@@ -457,6 +525,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
                     f"--train.iters={p.iters}",
                     f"--seed={seed}",
                     f"--model.proto_seed={seed}",
+                    *p.arm_extra,
                     *arm.overrides,
                     *extra,
                 )
