@@ -61,8 +61,8 @@ out_dir = ""
 eval_points = -1
 resume = False  # True: continue (or reuse) the runs in their folders; False: train afresh
 examples = 4  # validation images shown with predictions
-# workshop: True = a short run for a class (40 iterations, no intermediate validation), under
-# 2 minutes on a 2-core laptop; see "Teaching with this book"
+# workshop: True = a short run for a class (20 iterations, no intermediate validation); measured
+# times are in "Teaching with this book"
 workshop = False
 
 # %%
@@ -82,7 +82,7 @@ from cbp.paper import PAPER_MODEL, PAPER_TABLE1_GAINS, paper_label
 
 use_style()
 if workshop:  # the workshop setting: a short schedule, no intermediate validation
-    iters, eval_points = iters or 40, 0
+    iters, eval_points = iters or 20, 0
 spec = launch.RunSpec(
     backbone=backbone,
     dataset=dataset,
@@ -197,7 +197,7 @@ display(Markdown(captions.run_lines(metrics)))
 # %% [markdown]
 # ## Exercises
 #
-# Predict first, then change the parameter in the parameters cell and run the notebook again. With `workshop = True` each run takes well under a minute on a 2-core laptop.
+# Predict first, then change the parameter in the parameters cell and run the notebook again. With `workshop = True` each run is short (times in "Teaching with this book").
 #
 # **1. No OCCL.** Set `occl = False`. What will the loss figure show, and which run of the study
 # is this page's run now?

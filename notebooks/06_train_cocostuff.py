@@ -73,8 +73,8 @@ eval_points = -1
 # None = auto: reuse the ADE20K page's runs on the synthetic set, train afresh otherwise
 resume = None
 examples = 4  # validation images shown with predictions
-# workshop: True = a short run for a class (40 iterations, no intermediate validation), under
-# 2 minutes on a 2-core laptop; see "Teaching with this book"
+# workshop: True = a short run for a class (20 iterations, no intermediate validation); measured
+# times are in "Teaching with this book"
 workshop = False
 
 # %%
@@ -94,7 +94,7 @@ from cbp.paper import PAPER_MODEL, PAPER_TABLE1_GAINS, paper_label
 
 use_style()
 if workshop:  # the workshop setting: a short schedule, no intermediate validation
-    iters, eval_points = iters or 40, 0
+    iters, eval_points = iters or 20, 0
 # On the synthetic set this page's runs are the ADE20K page's (same preset, data, seed): share them.
 same_as_ade_page = dataset == "synthetic" and not out_dir
 if resume is None:
