@@ -43,15 +43,18 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from cbp.data.transforms import collate_pad
 from cbp.distributed import get_rank, get_world_size, is_distributed, is_main_process
@@ -75,10 +78,11 @@ from cbp.engine.config import (
     get_preset,
     to_dict,
 )
-from cbp.engine.evaluate import evaluate, metrics_record, write_json
+from cbp.engine.evaluate import evaluate, metrics_record
 from cbp.engine.optim import build_optimizer, set_lr
 from cbp.engine.process import rank_seed, seed_everything, setup_distributed
 from cbp.engine.sampler import SeededSamples, StreamSampler
+from cbp.io import append_jsonl, write_json
 from cbp.losses import OCCL, assign_views, centroids_from_sums, resize_labels, view_centroids
 
 LOSS_TERMS = ("loss", "ce", "aux", "centroid", "category", "penalty")
@@ -343,51 +347,64 @@ def truncate_log(path: Path, last_iter: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The loop
+# State and set-up
 
 
-def main(argv: list[str] | None = None) -> Path:
-    """Train (or resume) the run described by ``argv``; returns the run directory."""
-    cfg, out = parse_args(argv)
-    device = setup_distributed(cfg)
-    try:
-        return _train(cfg, out, device)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+@dataclass
+class TrainState:
+    """What the loop reads and changes: the model (and its DDP wrapper), optimiser, scaler, iteration.
+
+    ``iteration`` counts the optimiser steps taken; ``resumed_from`` is the iteration this process
+    started at (the checkpoint's, or 0). The data stream is a function of the iteration
+    (:class:`cbp.engine.sampler.StreamSampler`), so it needs no state of its own.
+    """
+
+    cfg: Config
+    out: Path
+    device: torch.device
+    model: nn.Module
+    ddp_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    occl: OCCL | None
+    generators: dict[str, torch.Generator]
+    train_set: Dataset
+    val_set: Dataset
+    micro: int
+    accum: int
+    amp: str
+    iteration: int = 0
+    resumed_from: int = 0
+    start_time: float = field(default_factory=time.time)
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / checkpoint.CKPT_NAME
 
 
-def _train(cfg: Config, out: Path, device: torch.device) -> Path:
-
-    rank, world = get_rank(), get_world_size()
-    main_proc = is_main_process()
-    micro, accum = batch_split(cfg, world)
-    prepare_run_dir(cfg, out)
-    if is_distributed():
-        dist.barrier()
+def configure_backends(cfg: Config, device: torch.device) -> str:
+    """Determinism switches; returns the AMP mode actually used (``none`` on CPU)."""
     if device.type == "cpu" and cfg.train.amp != "none":
         warnings.warn(f"train.amp={cfg.train.amp} is for CUDA; training in float32 on CPU", stacklevel=1)
-    amp = cfg.train.amp if device.type == "cuda" else "none"
     if cfg.train.deterministic:
         torch.backends.cudnn.benchmark = False
         if device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch.backends.cudnn.benchmark = True
+    return cfg.train.amp if device.type == "cuda" else "none"
 
-    # data
-    ensure_data(cfg)
-    train_set = build_split(cfg, "train", train_transform(cfg))
-    val_set = build_split(cfg, "val", test_transform(cfg))
-    num_classes = train_set.num_classes
 
-    # model (same init on every rank; DDP also broadcasts rank 0's)
+def build_model_and_optimizer(
+    cfg: Config, device: torch.device, num_classes: int
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The model (same init on every rank; DDP also broadcasts rank 0's) and its optimiser."""
     seed_everything(cfg.seed)
     model = build_model(cfg, num_classes).to(device)
     if cfg.train.sync_bn and is_distributed():
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        elif main_proc:
+        elif is_main_process():
             warnings.warn("train.sync_bn needs CUDA; keeping per-rank BatchNorm on CPU", stacklevel=1)
     optimizer = build_optimizer(model, cfg.optim)
     buffers = {id(b) for b in model.buffers()}
@@ -399,313 +416,434 @@ def _train(cfg: Config, out: Path, device: torch.device) -> Path:
         assert not any(p is proto for g in optimizer.param_groups for p in g["params"]), (
             "the frozen prototypes must never be optimised"
         )
-    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-    occl = build_occl(cfg, seed=rank_seed(cfg.seed, rank))
-    generators = {"occl": occl.generator} if occl is not None else {}
+    return model, optimizer
 
-    # resume
-    start_iter = 0
-    ckpt_path = out / checkpoint.CKPT_NAME
+
+def build_state(cfg: Config, out: Path, device: torch.device) -> TrainState:
+    """Data, model, optimiser, scaler and OCCL of a fresh run (iteration 0); writes nothing."""
+    micro, accum = batch_split(cfg, get_world_size())
+    amp = configure_backends(cfg, device)
+    ensure_data(cfg)
+    train_set = build_split(cfg, "train", train_transform(cfg))
+    val_set = build_split(cfg, "val", test_transform(cfg))
+    model, optimizer = build_model_and_optimizer(cfg, device, train_set.num_classes)
+    occl = build_occl(cfg, seed=rank_seed(cfg.seed, get_rank()))
+    return TrainState(
+        cfg=cfg,
+        out=out,
+        device=device,
+        model=model,
+        ddp_model=model,
+        optimizer=optimizer,
+        scaler=torch.amp.GradScaler("cuda") if amp == "fp16" else None,
+        occl=occl,
+        generators={"occl": occl.generator} if occl is not None else {},
+        train_set=train_set,
+        val_set=val_set,
+        micro=micro,
+        accum=accum,
+        amp=amp,
+    )
+
+
+def resume(state: TrainState) -> None:
+    """Load ``ckpt_last.pt`` (when there is one) into the state, then restore or seed the RNGs."""
+    rank, world = get_rank(), get_world_size()
     resumed_rng = None
-    if ckpt_path.is_file():
-        ckpt = checkpoint.load(ckpt_path, map_location="cpu")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_iter = int(ckpt["iter"])
+    if state.ckpt_path.is_file():
+        ckpt = checkpoint.load(state.ckpt_path, map_location="cpu")
+        state.model.load_state_dict(ckpt["model"])
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        if state.scaler is not None and ckpt.get("scaler"):
+            state.scaler.load_state_dict(ckpt["scaler"])
+        state.iteration = state.resumed_from = int(ckpt["iter"])
         if ckpt.get("world_size") == world and len(ckpt.get("rng", [])) == world:
             resumed_rng = ckpt["rng"][rank]
-        elif main_proc:
+        elif is_main_process():
             warnings.warn(
-                f"resuming with world_size {world} from a checkpoint of world_size {ckpt.get('world_size')}: the data "
-                "stream continues exactly but the per-rank RNG states are re-seeded (not bit-exact)",
+                f"resuming with world_size {world} from a checkpoint of world_size {ckpt.get('world_size')}: "
+                "the data stream continues exactly but the per-rank RNG states are re-seeded (not bit-exact)",
                 stacklevel=1,
             )
-        if main_proc:
-            print(f"[cbp.train] resuming {out} from iteration {start_iter}", flush=True)
-            truncate_log(out / "log.jsonl", start_iter)
-        del ckpt
-    model.to(device)
+        if is_main_process():
+            print(f"[cbp.train] resuming {state.out} from iteration {state.iteration}", flush=True)
+            truncate_log(state.out / "log.jsonl", state.iteration)
+    if resumed_rng is not None:
+        checkpoint.set_rng_state(resumed_rng, state.generators)
+    else:
+        seed_everything(rank_seed(state.cfg.seed, rank) + state.iteration)
 
-    ddp_model: nn.Module = (
-        DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if is_distributed()
-        else model
-    )
 
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """``DistributedDataParallel(model)`` under torchrun, else the model itself."""
+    if not is_distributed():
+        return model
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def batches(state: TrainState) -> Iterator[tuple[Tensor, Tensor]]:
+    """This rank's endless stream of (images, labels) micro-batches from ``state.iteration`` on."""
+    cfg = state.cfg
     sampler = StreamSampler(
-        len(train_set),
+        len(state.train_set),
         cfg.train.batch_size,
-        world_size=world,
-        rank=rank,
-        accum=accum,
+        world_size=get_world_size(),
+        rank=get_rank(),
+        accum=state.accum,
         seed=cfg.seed,
-        start_iter=start_iter,
+        start_iter=state.iteration,
     )
-
     loader = DataLoader(
-        SeededSamples(train_set, cfg.seed),
-        batch_size=micro,
+        SeededSamples(state.train_set, cfg.seed),
+        batch_size=state.micro,
         sampler=sampler,
         num_workers=cfg.train.num_workers,
         collate_fn=functools.partial(collate_pad, ignore_index=cfg.loss.ignore_index),
-        pin_memory=device.type == "cuda",
+        pin_memory=state.device.type == "cuda",
         persistent_workers=cfg.train.num_workers > 0,
         generator=torch.Generator(),  # the global RNG is not touched by the loader (exact resume)
         drop_last=False,
     )
+    return iter(loader)
 
-    def save(iteration: int) -> None:
-        rng = checkpoint.rng_state(generators)
-        rngs: list[Any] = [None] * world
-        if is_distributed():
-            dist.all_gather_object(rngs, rng)
+
+# --------------------------------------------------------------------------------------------
+# One iteration
+
+
+@dataclass
+class StepResult:
+    """What one iteration reports: its lr, the loss terms averaged over ranks (CPU, float64), timings."""
+
+    lr: float
+    terms: Tensor  # (len(LOSS_TERMS),)
+    data_time: float
+    stopping: bool  # a rank received SIGTERM / SIGINT: save and exit after this iteration
+
+
+def forward_backward(
+    state: TrainState, images: Tensor, labels: Tensor, *, sync: bool
+) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    """Forward, loss (Eq. 7) and backward of one micro-batch, the loss scaled by 1 / accum.
+
+    Returns the detached loss terms (len(LOSS_TERMS),) and, for EMA prototypes, the batch's
+    category centroids (N, C) and presence (N,). ``sync=False`` skips DDP's gradient all-reduce
+    (all accumulation steps but the last).
+    """
+    cfg, model = state.cfg, state.model
+    no_sync = isinstance(state.ddp_model, DDP) and not sync
+    with state.ddp_model.no_sync() if no_sync else contextlib.nullcontext():
+        with autocast(state.amp):
+            out = state.ddp_model(images, upsample=cfg.loss.ce_resolution == "input")
+        loss, terms, occl_out = compute_loss(model, out, labels, cfg, state.occl)
+        loss = loss / state.accum
+        if state.scaler is not None:
+            state.scaler.scale(loss).backward()
         else:
-            rngs = [rng]
-        if main_proc:
-            epoch, offset = sampler.position(iteration)
-            checkpoint.save_atomic(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "iter": iteration,
-                    "rng": rngs,
-                    "sampler": {
-                        "seed": cfg.seed,
-                        "epoch": epoch,
-                        "offset": offset,
-                        "position": iteration * cfg.train.batch_size,
-                    },
-                    "world_size": world,
-                    "config": to_dict(cfg),
-                },
-                ckpt_path,
-            )
-        if is_distributed():
-            dist.barrier()
+            loss.backward()
+    stacked = torch.stack([terms[t] for t in LOSS_TERMS]).double()
+    if not ema_prototypes(cfg):
+        return stacked, None
+    if occl_out is not None:
+        return stacked, (occl_out["category_centroids"], occl_out["present"])
+    return stacked, batch_centroids(out.embedding.float(), labels, state.val_set.num_classes, cfg)
 
-    total_iters = cfg.train.iters
-    # RNG: per-rank seeds, or the states saved in the checkpoint
-    if resumed_rng is not None:
-        checkpoint.set_rng_state(resumed_rng, generators)
-    else:
-        seed_everything(rank_seed(cfg.seed, rank) + start_iter)
 
-    log_path = out / "log.jsonl"
-    start_time = time.time()
-    if start_iter >= total_iters:
-        if main_proc:
-            print(
-                f"[cbp.train] {out} is already trained to {start_iter} >= train.iters={total_iters}",
-                flush=True,
-            )
+def train_step(state: TrainState, data: Iterator[tuple[Tensor, Tensor]], stop: StopFlag) -> StepResult:
+    """One iteration: ``accum`` micro-batches, one all-reduce of the flags, the optimiser step, the
+    prototype update. Raises :class:`TrainingDiverged` (no step taken) on a non-finite loss."""
+    cfg, device = state.cfg, state.device
+    lr = set_lr(state.optimizer, state.iteration, cfg.train.iters, cfg.optim)
+    state.optimizer.zero_grad(set_to_none=True)
+    terms = torch.zeros(len(LOSS_TERMS), dtype=torch.float64, device=device)
+    centroids: list[tuple[Tensor, Tensor]] = []
+    data_time = 0.0
+    for k in range(state.accum):
+        t_data = time.perf_counter()
+        images, labels = next(data)
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        data_time += time.perf_counter() - t_data
+        step_terms, step_centroids = forward_backward(state, images, labels, sync=k == state.accum - 1)
+        terms += step_terms / state.accum
+        if step_centroids is not None:
+            centroids.append(step_centroids)
+    mean_terms, nonfinite, stopping = reduce_step(terms, stop=stop, device=device)
+    if nonfinite:
+        desc = ", ".join(f"{n}={float(v):.4g}" for n, v in zip(LOSS_TERMS, mean_terms))
+        raise TrainingDiverged(
+            f"non-finite loss at iteration {state.iteration + 1} ({desc}); no step was taken and "
+            f"{state.ckpt_path} keeps the last good state. Lower optim.lr, check the data, "
+            "or try --train.amp=none / bf16."
+        )
+    optimizer_step(state)
+    update_prototypes(state, centroids)
+    return StepResult(lr=lr, terms=mean_terms, data_time=data_time, stopping=stopping)
+
+
+def reduce_step(terms: Tensor, *, stop: StopFlag, device: torch.device) -> tuple[Tensor, bool, bool]:
+    """One all-reduce for the loss terms, "a rank saw a non-finite loss" and "a rank got a signal".
+
+    Returns the terms averaged over ranks (on CPU) and the two flags.
+    """
+    flags = torch.tensor(
+        [float(not math.isfinite(float(terms[0]))), float(stop.signum != 0)],
+        dtype=torch.float64,
+        device=device,
+    )
+    packed = torch.cat([terms, flags])  # (len(LOSS_TERMS) + 2,)
+    if is_distributed():
+        dist.all_reduce(packed)
+    nonfinite, stopping = packed[-2:].tolist()
+    return (packed[: len(LOSS_TERMS)] / get_world_size()).cpu(), nonfinite > 0, stopping > 0
+
+
+def optimizer_step(state: TrainState) -> None:
+    """Gradient clipping (unscaled first under fp16) and the optimiser step."""
+    clip = state.cfg.optim.grad_clip
+    if state.scaler is not None:
+        if clip > 0:
+            state.scaler.unscale_(state.optimizer)
+            nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
     else:
-        _loop(
-            cfg,
-            out,
-            device,
-            ddp_model,
-            model,
-            optimizer,
-            scaler,
-            occl,
-            loader,
-            save,
-            start_iter,
-            total_iters,
-            accum,
-            amp,
-            val_set,
-            log_path,
+        if clip > 0:
+            nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+        state.optimizer.step()
+
+
+def ema_prototypes(cfg: Config) -> bool:
+    """Whether the classifier's prototypes follow the category centroids (CBP with ``update=ema``)."""
+    return cfg.model.classifier == "cbp" and cfg.model.update == "ema"
+
+
+def accumulated_centroids(centroids: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Presence-weighted mean over accumulation steps of (centroids (N, C), present (N,)) pairs."""
+    cc = torch.stack([c for c, _ in centroids]).float()  # (A, N, C)
+    pr = torch.stack([p for _, p in centroids]).float()  # (A, N)
+    mean = (cc * pr[..., None]).sum(0) / pr.sum(0).clamp(min=1)[:, None]  # (N, C)
+    return mean, pr.sum(0) > 0
+
+
+def update_prototypes(state: TrainState, centroids: list[tuple[Tensor, Tensor]]) -> None:
+    """The classifier's update after the optimiser step (EMA of the centroids averaged over ranks)."""
+    if not ema_prototypes(state.cfg):
+        state.model.classifier.after_step()
+        return
+    mean, present = average_centroids(*accumulated_centroids(centroids))
+    state.model.classifier.after_step(mean, present)
+
+
+def autocast(amp: str) -> contextlib.AbstractContextManager:
+    """CUDA autocast for ``bf16`` / ``fp16``, nothing for ``none``."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+# --------------------------------------------------------------------------------------------
+# Logging, checkpoints, evaluation
+
+
+@dataclass
+class LogWindow:
+    """Loss terms and timings summed over the iterations since the last line of ``log.jsonl``."""
+
+    sums: Tensor = field(default_factory=lambda: torch.zeros(len(LOSS_TERMS), dtype=torch.float64))
+    iters: int = 0
+    seconds: float = 0.0
+    data_seconds: float = 0.0
+
+    def add(self, step: StepResult, seconds: float) -> None:
+        self.sums += step.terms
+        self.iters += 1
+        self.seconds += seconds
+        self.data_seconds += step.data_time
+
+
+def log_window(state: TrainState, window: LogWindow, *, lr: float) -> LogWindow:
+    """Append the window's means to ``log.jsonl`` (rank 0); returns a new, empty window."""
+    n = window.iters
+    record: dict[str, float | int] = {"iter": state.iteration}
+    record.update({name: float(v) / n for name, v in zip(LOSS_TERMS, window.sums)})
+    record.update(
+        {
+            "lr": lr,
+            "time_per_iter": window.seconds / n,
+            "data_time": window.data_seconds / n,
+            **memory_mb(state.device),
+            "eta_s": (state.cfg.train.iters - state.iteration) * window.seconds / n,
+        }
+    )
+    if is_main_process():
+        append_jsonl(state.out / "log.jsonl", record)
+    return LogWindow()
+
+
+def save(state: TrainState) -> None:
+    """Write ``ckpt_last.pt`` atomically (rank 0) with every rank's RNG states; all ranks wait."""
+    rng = checkpoint.rng_state(state.generators)
+    rngs: list[dict[str, Any]] = [rng]
+    if is_distributed():
+        rngs = [{}] * get_world_size()
+        dist.all_gather_object(rngs, rng)
+    if is_main_process():
+        cfg = state.cfg
+        epoch, offset = divmod(state.iteration * cfg.train.batch_size, len(state.train_set))
+        ckpt = {
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scaler": state.scaler.state_dict() if state.scaler is not None else None,
+            "iter": state.iteration,
+            "rng": rngs,
+            "sampler": {
+                "seed": cfg.seed,
+                "epoch": epoch,
+                "offset": offset,
+                "position": state.iteration * cfg.train.batch_size,
+            },
+            "world_size": get_world_size(),
+            "config": to_dict(cfg),
+        }
+        checkpoint.save_atomic(ckpt, state.ckpt_path)
+    if is_distributed():
+        dist.barrier()
+
+
+def maybe_evaluate(state: TrainState) -> None:
+    """Every ``train.eval_every`` iterations (but the last: the final evaluation follows), append the
+    validation mIoU / mAcc / aAcc to ``eval.jsonl``."""
+    every, done = state.cfg.train.eval_every, state.iteration
+    if not every or done % every or done == state.cfg.train.iters:
+        return
+    sync_buffers(state.model)
+    scores = evaluate(state.model, state.val_set, state.cfg, state.device).compute()
+    if is_main_process():
+        append_jsonl(
+            state.out / "eval.jsonl", {"iter": done, **{k: scores[k] for k in ("mIoU", "mAcc", "aAcc")}}
         )
 
-    # final evaluation
-    metrics_path = out / "metrics.json"
-    if start_iter >= total_iters and metrics_path.is_file():
-        return out
+
+def final_evaluate(state: TrainState) -> None:
+    """Evaluate on the validation split and write ``metrics.json`` (rank 0)."""
+    cfg = state.cfg
     t0 = time.time()
-    sync_buffers(model)
-    cm = evaluate(model, val_set, cfg, device, progress=cfg.train.progress)
+    sync_buffers(state.model)
+    cm = evaluate(state.model, state.val_set, cfg, state.device, progress=cfg.train.progress)
     record = metrics_record(
-        cm, model, val_set, cfg, iters=total_iters, seconds=time.time() - start_time, device=device
+        cm,
+        state.model,
+        state.val_set,
+        cfg,
+        iters=cfg.train.iters,
+        seconds=time.time() - state.start_time,
+        device=state.device,
     )
     record["eval_seconds"] = time.time() - t0
-    if main_proc:
-        write_json(record, metrics_path)
+    if is_main_process():
+        write_json(record, state.out / "metrics.json")
         print(
-            f"[cbp.train] {out}: mIoU {record['mIoU']:.2f}  mAcc {record['mAcc']:.2f}  aAcc {record['aAcc']:.2f}",
+            f"[cbp.train] {state.out}: mIoU {record['mIoU']:.2f}  mAcc {record['mAcc']:.2f}  "
+            f"aAcc {record['aAcc']:.2f}",
             flush=True,
         )
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Train (or resume) the run described by ``argv``; returns the run directory."""
+    cfg, out = parse_args(argv)
+    device = setup_distributed(cfg)
+    try:
+        return train(cfg, out, device)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train(cfg: Config, out: Path, device: torch.device) -> Path:
+    """Set up (or resume) the run in ``out``, train to ``train.iters``, evaluate; returns ``out``."""
+    prepare_run_dir(cfg, out)
+    if is_distributed():
+        dist.barrier()
+    state = build_state(cfg, out, device)
+    resume(state)
+    state.ddp_model = wrap_ddp(state.model, device)
+    if state.iteration >= cfg.train.iters:
+        if is_main_process():
+            print(
+                f"[cbp.train] {out} is already trained to {state.iteration} >= train.iters={cfg.train.iters}",
+                flush=True,
+            )
+        if (out / "metrics.json").is_file():
+            return out
+    else:
+        run_loop(state)
+    final_evaluate(state)
     return out
 
 
-def _loop(
-    cfg: Config,
-    out: Path,
-    device: torch.device,
-    ddp_model: nn.Module,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: Any,
-    occl: OCCL | None,
-    loader: DataLoader,
-    save: Any,
-    start_iter: int,
-    total_iters: int,
-    accum: int,
-    amp: str,
-    val_set: Any,
-    log_path: Path,
-) -> None:
-    main_proc = is_main_process()
-    world = get_world_size()
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-        if amp != "none"
-        else contextlib.nullcontext()
+def run_loop(state: TrainState) -> None:
+    """Iterate from ``state.iteration`` to ``train.iters``: step, log, checkpoint, evaluate, stop on a signal."""
+    cfg = state.cfg
+    bar = progress_bar(state)
+    window = LogWindow()
+    data = batches(state)
+    state.model.train()
+    if state.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(state.device)
+    try:
+        with StopFlag() as stop:
+            while state.iteration < cfg.train.iters:
+                t_iter = time.perf_counter()
+                step = train_step(state, data, stop)
+                state.iteration += 1
+                window.add(step, time.perf_counter() - t_iter)
+                if bar is not None:
+                    bar.update(1)
+                    if state.iteration % max(1, cfg.train.log_every // 5) == 0:
+                        bar.set_postfix(
+                            loss=f"{float(step.terms[0]):.3f}", lr=f"{step.lr:.2e}", refresh=False
+                        )
+                done = state.iteration
+                if done % cfg.train.log_every == 0 or done == cfg.train.iters:
+                    window = log_window(state, window, lr=step.lr)
+                if done % cfg.train.ckpt_every == 0 or done == cfg.train.iters or step.stopping:
+                    save(state)
+                maybe_evaluate(state)
+                if step.stopping:
+                    exit_on_signal(state, stop.signum)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def progress_bar(state: TrainState) -> tqdm | None:
+    """A tqdm bar on rank 0 when ``train.progress`` is on."""
+    if not (is_main_process() and state.cfg.train.progress):
+        return None
+    return tqdm(
+        total=state.cfg.train.iters,
+        initial=state.iteration,
+        desc="train",
+        dynamic_ncols=True,
+        mininterval=1.0,
     )
-    upsample = cfg.loss.ce_resolution == "input"
-    need_centroids = cfg.model.classifier == "cbp" and cfg.model.update == "ema"
-    num_classes = val_set.num_classes
-    bar = None
-    if main_proc and cfg.train.progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=total_iters, initial=start_iter, desc="train", dynamic_ncols=True, mininterval=1.0)
-    data_iter = iter(loader)
-    model.train()
-    sums = torch.zeros(len(LOSS_TERMS), dtype=torch.float64)
-    window_iters, window_time, window_data = 0, 0.0, 0.0
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
-    with StopFlag() as stop:
-        for it in range(start_iter, total_iters):
-            t_iter = time.perf_counter()
-            lr = set_lr(optimizer, it, total_iters, cfg.optim)
-            optimizer.zero_grad(set_to_none=True)
-            terms_acc = torch.zeros(len(LOSS_TERMS), dtype=torch.float64, device=device)
-            data_time = 0.0
-            centroid_acc: list[tuple[Tensor, Tensor]] = []
-            for k in range(accum):
-                t_data = time.perf_counter()
-                images, labels = next(data_iter)
-                images = images.to(device, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                data_time += time.perf_counter() - t_data
-                sync = (
-                    contextlib.nullcontext()
-                    if (k == accum - 1 or not isinstance(ddp_model, DDP))
-                    else ddp_model.no_sync()
-                )
-                with sync:
-                    with autocast:
-                        out_k = ddp_model(images, upsample=upsample)
-                    loss, terms, occl_out = compute_loss(model, out_k, labels, cfg, occl)
-                    loss = loss / accum
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                    else:
-                        loss.backward()
-                terms_acc += torch.stack([terms[t] for t in LOSS_TERMS]).double() / accum
-                if need_centroids:
-                    if occl_out is not None:
-                        centroid_acc.append((occl_out["category_centroids"], occl_out["present"]))
-                    else:
-                        centroid_acc.append(
-                            batch_centroids(out_k.embedding.float(), labels, num_classes, cfg)
-                        )
-            # one all-reduce: mean loss terms, any non-finite loss, any stop signal
-            flags = torch.tensor(
-                [float(not math.isfinite(float(terms_acc[0]))), float(stop.signum != 0)],
-                dtype=torch.float64,
-                device=device,
-            )
-            packed = torch.cat([terms_acc, flags])
-            if is_distributed():
-                dist.all_reduce(packed)
-            mean_terms = (packed[: len(LOSS_TERMS)] / world).cpu()
-            nonfinite, stopping = bool(packed[-2] > 0), bool(packed[-1] > 0)
-            if nonfinite:
-                desc = ", ".join(f"{n}={float(v):.4g}" for n, v in zip(LOSS_TERMS, mean_terms))
-                if bar is not None:
-                    bar.close()
-                raise TrainingDiverged(
-                    f"non-finite loss at iteration {it + 1} ({desc}); no step was taken and "
-                    f"{out / checkpoint.CKPT_NAME} keeps the last good state. Lower optim.lr, check the data, "
-                    "or try --train.amp=none / bf16."
-                )
-            if scaler is not None:
-                if cfg.optim.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                if cfg.optim.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                optimizer.step()
-            if need_centroids:
-                cc = torch.stack([c for c, _ in centroid_acc]).float()  # (A, N, C)
-                pr = torch.stack([p for _, p in centroid_acc]).float()  # (A, N)
-                mean_cc = (cc * pr[..., None]).sum(0) / pr.sum(0).clamp(min=1)[:, None]  # (N, C)
-                mean_cc, present = average_centroids(mean_cc, pr.sum(0) > 0)
-                model.classifier.after_step(mean_cc, present)
-            else:
-                model.classifier.after_step()
-            done = it + 1
-
-            # logging
-            dt = time.perf_counter() - t_iter
-            sums += mean_terms
-            window_iters += 1
-            window_time += dt
-            window_data += data_time
-            if bar is not None:
-                bar.update(1)
-                if done % max(1, cfg.train.log_every // 5) == 0:
-                    bar.set_postfix(loss=f"{float(mean_terms[0]):.3f}", lr=f"{lr:.2e}", refresh=False)
-            if done % cfg.train.log_every == 0 or done == total_iters:
-                record: dict[str, Any] = {"iter": done}
-                record.update({n: float(v) / window_iters for n, v in zip(LOSS_TERMS, sums)})
-                record.update(
-                    {
-                        "lr": lr,
-                        "time_per_iter": window_time / window_iters,
-                        "data_time": window_data / window_iters,
-                        **memory_mb(device),
-                        "eta_s": (total_iters - done) * window_time / window_iters,
-                    }
-                )
-                if main_proc:
-                    with open(log_path, "a") as f:
-                        f.write(json.dumps(record) + "\n")
-                sums.zero_()
-                window_iters, window_time, window_data = 0, 0.0, 0.0
-
-            if done % cfg.train.ckpt_every == 0 or done == total_iters or stopping:
-                save(done)
-            if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done != total_iters:
-                sync_buffers(model)
-                cm = evaluate(model, val_set, cfg, device)
-                scores = cm.compute()
-                if main_proc:
-                    with open(out / "eval.jsonl", "a") as f:
-                        f.write(
-                            json.dumps({"iter": done, **{k: scores[k] for k in ("mIoU", "mAcc", "aAcc")}})
-                            + "\n"
-                        )
-            if stopping:
-                if bar is not None:
-                    bar.close()
-                name = signal.Signals(stop.signum).name if stop.signum else "signal"
-                msg = f"[cbp.train] stopped by {name} at iteration {done}; checkpoint saved to {out / checkpoint.CKPT_NAME}. Re-run the same command to resume."
-                print(msg, file=sys.stderr, flush=True)
-                raise SystemExit(128 + (stop.signum or signal.SIGTERM))
-    if bar is not None:
-        bar.close()
+def exit_on_signal(state: TrainState, signum: int) -> NoReturn:
+    """After the checkpoint of a stopped iteration: say how to resume and exit with 128 + signal."""
+    name = signal.Signals(signum).name if signum else "signal"
+    print(
+        f"[cbp.train] stopped by {name} at iteration {state.iteration}; checkpoint saved to "
+        f"{state.ckpt_path}. Re-run the same command to resume.",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(128 + (signum or signal.SIGTERM))
 
 
 def cli(argv: list[str] | None = None) -> None:
