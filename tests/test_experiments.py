@@ -196,7 +196,8 @@ def test_verdict_table_from_records(tmp_path: Path) -> None:
     rows = {r["claim"]: r for r in claims.verdict_rows(results)}
     assert rows["CBP + OCCL beats baseline"]["verdict pretrained"] == claims.HOLDS
     assert rows["CBP + OCCL beats baseline"]["d pretrained"] == pytest.approx(2.0)
-    assert rows["+CBP alone ≈ baseline"]["verdict pretrained"].startswith(claims.NOISE)
+    tie = rows["+CBP alone ≈ baseline"]["verdict pretrained"]  # a difference within noise: the paper's tie holds
+    assert tie.startswith(claims.HOLDS) and claims.NOISE in tie
     assert rows["frozen beats EMA"]["verdict pretrained"] == claims.FAILS
     assert rows["frozen beats gradient"]["verdict pretrained"] == claims.MISSING
     assert rows["CS: learnable > equal > CBP = 0"]["verdict pretrained"] == claims.HOLDS

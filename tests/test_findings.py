@@ -30,8 +30,8 @@ def test_a_clear_gain_on_a_paper_tie_does_not_hold() -> None:
     gain = _results({"cbp": [40.0, 40.5, 41.0], "linear": [30.0, 30.5, 31.0]})
     level = _results({"cbp": [30.1, 30.6, 31.1], "linear": [30.0, 30.5, 31.0]})
     loss = _results({"cbp": [20.0, 20.5, 21.0], "linear": [30.0, 30.5, 31.0]})
-    # the study's own label for the clear gain reads "holds (...)": the summary must not count it as a hold
-    assert claims.evaluate_claim(tie, gain, "pretrained")["verdict"].startswith(claims.HOLDS)
+    # the study itself scores a clear gain on a paper tie as not holding (it once said "holds (clear gain ...)")
+    assert claims.evaluate_claim(tie, gain, "pretrained")["verdict"].startswith(claims.FAILS)
     assert findings.score(tie, claims.evaluate_claim(tie, gain, "pretrained")["verdict"]) == findings.FAILS
     assert findings.score(tie, claims.evaluate_claim(tie, level, "pretrained")["verdict"]) == findings.HOLDS
     assert findings.score(tie, claims.evaluate_claim(tie, loss, "pretrained")["verdict"]) == findings.FAILS

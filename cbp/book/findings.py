@@ -5,10 +5,9 @@ Reads the dict of :func:`cbp.experiments.claims.load_results` and turns
 claim beside it, in words rather than code names, at most six columns, and a count in which a tie
 the paper reports counts as a tie.
 
-Scoring. The protocol's rule gives "holds" when ``d > 2s``. For a claim that two arms *tie* (the
-paper's +0.1, 0.0), a clear difference either way contradicts the paper, so it is scored
-**does not hold**, and "within noise" is scored **holds**. The study code labels such a clear gain
-"holds (clear gain; paper: tie)"; counting that label as a hold inflated the count.
+Scoring is the study's (:func:`cbp.experiments.claims.evaluate_claim`): "holds" when ``d > 2s``;
+for a claim that two arms *tie* (the paper's +0.1, 0.0), "within noise" holds and a clear
+difference either way does not.
 
 The intro page carries the same summary between two comment lines
 (``% findings:start`` / ``% findings:end``); ``python -m cbp.book.findings book/intro.md`` rewrites
@@ -60,16 +59,11 @@ def metric_words(claim: claims.Claim) -> str:
 
 
 def score(claim: claims.Claim, verdict: str) -> str:
-    """One of :data:`HOLDS`, :data:`FAILS`, :data:`NOISE`, :data:`NOT_RUN` for a study verdict.
-
-    A tie claim holds when the difference is within noise and does not hold when it is clear either
-    way; a missing result counts as not run.
-    """
+    """One of :data:`HOLDS`, :data:`FAILS`, :data:`NOISE`, :data:`NOT_RUN` for a study verdict
+    (ties are already scored by the study; a missing result counts as not run)."""
     base = verdict.split(" (")[0].split(":")[0]
     if base in (claims.NOT_RUN, claims.MISSING):
         return NOT_RUN
-    if claim.kind == "tie":
-        return HOLDS if base == claims.NOISE else FAILS
     return {claims.HOLDS: HOLDS, claims.FAILS: FAILS}.get(base, NOISE)
 
 

@@ -6,7 +6,8 @@ computes ours (mean +- std over seeds, per regime) and the verdict:
 * ``d = mean(a) - mean(b)``, signed so that positive = the paper's direction;
   ``s = sqrt((std(a)^2 + std(b)^2) / 2)`` (ddof = 1);
 * **holds** if ``d > 2 s``; **does not hold** if ``d < -2 s``; **within noise** otherwise.
-* For the paper's ties (``|paper difference| <= 0.2``) "within noise" agrees with the paper.
+* For the paper's ties (``|paper difference| <= 0.2``) "within noise" agrees with the paper and
+  is scored "holds"; a clear gain or loss is scored "does not hold".
 """
 
 from __future__ import annotations
@@ -300,10 +301,10 @@ def evaluate_claim(claim: Claim, results: dict[str, Any], regime: str) -> dict[s
         verdict, d, s = decide(a, b, claim.sign)
         if (
             claim.kind == "tie"
-        ):  # protocol section 8: for the paper's ties, holds / does not hold = clear gain / loss
+        ):  # the paper reports no difference: a tie agrees, a clear difference either way does not
             verdict = {
-                NOISE: NOISE + " (= paper's tie)",
-                HOLDS: HOLDS + " (clear gain; paper: tie)",
+                NOISE: HOLDS + " (within noise, as the paper's tie)",
+                HOLDS: FAILS + " (clear gain; paper: tie)",
                 FAILS: FAILS + " (clear loss; paper: tie)",
             }.get(verdict, verdict)
         return {"ours": f"{fmt(a)} vs {fmt(b)}", "d": d, "s": s, "verdict": verdict}
