@@ -4,7 +4,7 @@ Algorithm 1 draws ``W`` (N x C) with Kaiming initialisation, orthogonalises its 
 Gram-Schmidt and rescales every row to the same L2 norm ``T`` (the "length"). The prototypes are
 then frozen (see :class:`cbp.heads.CBPHead`). This module holds the pure functions; it has no state.
 
-How this project reads Algorithm 1 (``shared/METHOD.md``):
+How this project reads Algorithm 1 (the book's "Reading the paper" page, ``book/reading_the_paper.md``):
 
 * Kaiming-normal, fan-in (``std = sqrt(2 / C)``), from a seeded generator, so a prototype set is
   a function of ``(N, C, length, seed, init)`` alone.

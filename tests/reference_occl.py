@@ -1,11 +1,11 @@
 """An independent, deliberately naive reference for the Online Centroid Contrastive Loss (OCCL).
 
-Written from ``shared/METHOD.md`` (Eq. 3-6 as this project reads them), not from ``cbp/losses.py``:
+Written from the book's "Reading the paper" page (Eq. 3-6 as this project reads them), not from ``cbp/losses.py``:
 a Python loop over classes and views, float64 by default, one ``torch.mean`` per class mask. It is
 slow on purpose; the tests compare ``cbp.OCCL`` (value and autograd gradient) against it, and
 ``benchmarks/occl_speed.py`` times it as the "naive per-class loop".
 
-Reading implemented here (METHOD.md):
+Reading implemented here ("Reading the paper"):
 
 * Labels are resized to the feature size by nearest neighbour (``F.interpolate(mode="nearest")``,
   i.e. source index ``floor(i * h / H)``); pixels equal to ``ignore_index`` count nowhere.

@@ -98,7 +98,7 @@ def test_round_trip_and_diff() -> None:
 
 
 def test_presets_cover_the_paper_table() -> None:
-    # (lambda, phi, length) of METHOD.md / the paper's Section 4
+    # (lambda, phi, length) of the paper's Section 4
     table = {
         "ade20k_fcn_r50": (0.4, 0.1, 2.0),
         "ade20k_convnext_b": (1.0, 0.2, 2.0),

@@ -147,7 +147,7 @@ def test_ema_after_step_moves_toward_centroids_and_re_equalises() -> None:
     present = torch.tensor([True, False, True, True, False, True])
     head.after_step(centroids, present)
     after = head.prototypes.double()
-    expected = m * before + (1 - m) * centroids.double()  # w <- m w + (1 - m) CC   (METHOD.md)
+    expected = m * before + (1 - m) * centroids.double()  # w <- m w + (1 - m) CC   ("Reading the paper")
     expected = length * expected / expected.norm(dim=1, keepdim=True)  # re-equalised
     torch.testing.assert_close(after[present], expected[present], atol=1e-5, rtol=1e-5)
     assert torch.equal(after[~present], before[~present])  # absent classes untouched

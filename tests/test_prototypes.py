@@ -24,7 +24,7 @@ def _qr_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("n,c", [(7, 16), (16, 16), (150, 256), (1, 4)])
 def test_gram_schmidt_equals_qr_of_w_transpose(n: int, c: int) -> None:
-    """Classical Gram-Schmidt on the rows of W = Q factor of QR(W^T) with diag(R) > 0 (METHOD.md)."""
+    """Classical Gram-Schmidt on the rows of W = Q factor of QR(W^T) with diag(R) > 0 ("Reading the paper")."""
     raw = cbp.category_basis_prototypes(n, c, seed=3, init="random")  # the Kaiming draw, untouched
     q_rows, r_diag = _qr_rows(raw)
     cbp_w = cbp.category_basis_prototypes(n, c, length=2.0, seed=3)

@@ -92,7 +92,7 @@ def test_command_parses_with_the_engine() -> None:
     cfg, out = parse_args(cmd[cmd.index("cbp.train") + 1 :])
     assert cfg.model.backbone == "resnet101" and cfg.model.classifier == "linear" and not cfg.loss.occl
     assert cfg.data.root == "/repo/data/coco_stuff10k" and cfg.train.batch_size == 8
-    assert cfg.loss.lam == 1.0 and cfg.model.length == 0.3  # COCO-Stuff FCN row of METHOD.md
+    assert cfg.loss.lam == 1.0 and cfg.model.length == 0.3  # COCO-Stuff FCN row of the paper's Section 4
     assert out == Path("/repo/runs/run_resnet101_linear_cocostuff10k_paper_s0")
     ref = apply_overrides(get_preset("cocostuff10k_fcn_r50"), ["--model.backbone=resnet101"])
     assert cfg.optim == ref.optim
