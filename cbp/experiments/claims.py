@@ -21,30 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from cbp.experiments.study import ARM_LABELS
 from cbp.paper import PAPER_ARMS
 
 HOLDS, NOISE, FAILS, NOT_RUN, MISSING = "holds", "within noise", "does not hold", "not run", "missing"
 
 PAPER_LABEL = "paper (ADE20K, SegFormer-B0, 40K iters, GPU)"
 
-ARM_LABELS: dict[str, str] = {
-    "linear": "baseline (learnable + bias)",
-    "cbp": "+CBP",
-    "linear_occl": "+OCCL",
-    "cbp_occl": "CBP + OCCL (frozen, orthogonal + equal, T = 2)",
-    "gradient": "gradient",
-    "ema": "EMA",
-    "penalty": "penalty",
-    "orthogonal": "orthogonal only (no equalisation)",
-    "equal": "equal only (no orthogonalisation)",
-    "masked": "masked",
-    "masked_orthogonal": "masked + orthogonal",
-    "text": "CLIP text",
-    "length1": "T = 1",
-    "length3": "T = 3",
-    "length4": "T = 4",
-    "length5": "T = 5",
-}
 
 TABLE_ARMS: dict[str, list[str]] = {
     "3": ["linear", "cbp", "linear_occl", "cbp_occl"],

@@ -52,6 +52,35 @@ class Arm:
     reference: str = ""  # Table "R": the arm this reading is compared with
 
 
+#: Display label of each arm of the paper's tables (Table "R" arms carry theirs in :attr:`Arm.label`);
+#: the one place arm names become words (:func:`arm_label`).
+ARM_LABELS: dict[str, str] = {
+    "linear": "baseline (learnable + bias)",
+    "cbp": "+CBP",
+    "linear_occl": "+OCCL",
+    "cbp_occl": "CBP + OCCL (frozen, orthogonal + equal, T = 2)",
+    "gradient": "gradient",
+    "ema": "EMA",
+    "penalty": "penalty",
+    "orthogonal": "orthogonal only (no equalisation)",
+    "equal": "equal only (no orthogonalisation)",
+    "masked": "masked",
+    "masked_orthogonal": "masked + orthogonal",
+    "text": "CLIP text",
+    "length1": "T = 1",
+    "length3": "T = 3",
+    "length4": "T = 4",
+    "length5": "T = 5",
+}
+
+
+def arm_label(name: str) -> str:
+    """The display label of an arm: :data:`ARM_LABELS`, else a Table "R" reading's own label, else the name."""
+    if name in ARM_LABELS:
+        return ARM_LABELS[name]
+    return next((a.label for a in reading_arms() if a.name == name and a.label), name)
+
+
 def arms(
     length_regimes: tuple[str, ...] = ("pretrained",), other_regimes: tuple[str, ...] = ("pretrained",)
 ) -> list[Arm]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cbp.experiments import claims
-from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, TRAIN, reading_arms
+from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, TRAIN, arm_label, reading_arms
 from cbp.paper import PAPER_ARMS
 
 #: Verdict words of table "R", amendment 4; the paper claims nothing there, so the rule reads as a direction.
@@ -37,8 +37,7 @@ def _iters_text(results: dict[str, Any]) -> str:
 
 def short_label(arm: str) -> str:
     """An arm's label without its parenthesis: ``"CBP + OCCL"`` (table "R" arms: their reading)."""
-    readings = {a.name: a.label for a in reading_arms()}
-    return claims.ARM_LABELS.get(arm, readings.get(arm, arm)).split(" (")[0]
+    return arm_label(arm).split(" (")[0]
 
 
 def _seeds(results: dict[str, Any]) -> list[int]:
@@ -126,7 +125,7 @@ def schedule_rows(
     short, longer = _iters_text(results), _iters_text(long_results)
     arms = [
         {
-            "arm": claims.ARM_LABELS[arm],
+            "arm": arm_label(arm),
             "paper mIoU": PAPER_ARMS[arm][0],
             f"ours {regime}, {short}": claims.fmt(claims.values(results, regime, arm, "mIoU")),
             f"ours {regime}, {longer}": claims.fmt(claims.values(long_results, regime, arm, "mIoU")),
