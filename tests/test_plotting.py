@@ -49,3 +49,53 @@ def test_seed_strip_bars_are_means_and_empty_arms_are_left_out() -> None:
     assert heights == [2.0, 5.0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "c"]
     plt.close(fig)
+
+
+def test_use_style_keeps_every_font_at_least_min_font() -> None:
+    plotting.use_style(font_size=10.0)
+    for key in ("font.size", "axes.labelsize", "xtick.labelsize", "ytick.labelsize", "legend.fontsize"):
+        size = matplotlib.rcParams[key]
+        points = matplotlib.font_manager.FontProperties(size=size).get_size_in_points()
+        assert points >= plotting.MIN_FONT, key
+    assert matplotlib.rcParams["figure.dpi"] == plotting.DPI
+
+
+def test_subplots_fit_the_page_and_refuse_wide_rows() -> None:
+    fig, axes = plotting.subplots(2, 3)
+    assert axes.shape == (2, 3)
+    assert fig.get_size_inches()[0] <= plotting.PAGE_WIDTH
+    plt.close(fig)
+    fig, _ = plotting.subplots(width=20.0)
+    assert fig.get_size_inches()[0] == plotting.PAGE_WIDTH
+    plt.close(fig)
+    try:
+        plotting.subplots(1, 4)
+    except ValueError as err:
+        assert "split the figure" in str(err)
+    else:
+        raise AssertionError("4 panels a row were accepted")
+
+
+def test_similarity_heatmap_annotates_small_matrices_only_and_legibly() -> None:
+    sim = np.array([[1.0, -0.44], [-0.44, 1.0]])
+    fig, axes = plotting.subplots(1, 2)
+    mesh = plotting.similarity_heatmap(axes[0, 0], sim, ["a", "b"])
+    texts = [t for t in axes[0, 0].texts]
+    assert sorted(t.get_text() for t in texts) == ["-0.4", "-0.4", "1.0", "1.0"]
+    assert min(t.get_fontsize() for t in texts) >= plotting.MIN_FONT
+    assert mesh.get_clim() == (-1.0, 1.0)
+    plotting.similarity_heatmap(axes[0, 1], np.eye(12))
+    assert len(axes[0, 1].texts) == 0  # 144 numbers do not fit: colours only
+    plt.close(fig)
+
+
+def test_frequency_group_table_has_one_row_per_seed_and_group() -> None:
+    from cbp.book.figures import frequency_group_table
+
+    rec = lambda f1: {"analysis": {"f1_groups": f1}, "metrics": {}}  # noqa: E731
+    results = {"by_arm": {"scratch": {"linear": [rec([1.0, 2.0]), rec([3.0, None])]}, "pretrained": {}}}
+    table = frequency_group_table(results, [("linear", "learnable", "learnable"), ("cbp", "CBP", "cbp")])
+    assert list(table.columns) == ["regime", "classifier", "seed", "group", "F1"]
+    assert table[["seed", "group"]].values.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert table["F1"].tolist()[:3] == [1.0, 2.0, 3.0] and np.isnan(table["F1"].iloc[3])
+    assert set(table["classifier"]) == {"learnable"}  # the CBP arm has no run

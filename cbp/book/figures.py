@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbp.book.plotting import CLASSIFIER_COLORS
+from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, subplots
 from cbp.book.run_data import read_log, read_metrics
 
 
@@ -30,35 +30,39 @@ def _run_color(label: str) -> str:
 def plot_losses(
     runs: dict[str, str | Path], terms: Sequence[str] = ("loss", "ce", "centroid", "category")
 ) -> Any:
-    """One panel per loss term, one line per run (``label -> run_dir``); a term a run lacks is skipped.
+    """One panel per loss term (two a row), one line per run (``label -> run_dir``); a term a run lacks
+    is skipped.
 
     Returns:
         The matplotlib figure.
     """
-    from matplotlib import pyplot as plt
-
-    fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 3.0), squeeze=False)
+    rows = (len(terms) + 1) // 2
+    fig, axes = subplots(rows, 2, panel_height=2.9, sharex=True)
+    panels = axes.ravel()
     for label, run_dir in runs.items():
         log = read_log(run_dir)
         color = _run_color(label)
-        for ax, term in zip(axes[0], terms):
+        for ax, term in zip(panels, terms):
             if term in log and log[term].abs().sum() > 0:
                 ax.plot(log.index, log[term], label=label, color=color)
     names = {"loss": "total loss (Eq. 7)", "ce": "cross-entropy", "centroid": "centroid loss (Eq. 4)"}
     names["category"] = "category loss (Eq. 5)"
-    for ax, term in zip(axes[0], terms):
+    for ax, term in zip(panels, terms):
         ax.set_title(names.get(term, term))
+        ax.set_ylabel("loss")
+    for ax in axes[-1]:
         ax.set_xlabel("iteration")
-        ax.set_ylabel("loss (mean over logged window)")
-    axes[0][0].legend()
+    for ax in panels[len(terms) :]:
+        ax.set_visible(False)
+    panels[0].legend()
+    fig.supylabel("mean over each logged window", fontsize=MIN_FONT)
     return fig
 
 
 def plot_miou(runs: dict[str, str | Path]) -> Any:
     """Validation mIoU against iterations (``eval.jsonl`` + the final ``metrics.json``), one line per run."""
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    fig, axes = subplots()
+    ax = axes[0, 0]
     for label, run_dir in runs.items():
         metrics = read_metrics(run_dir)
         points = {metrics["iters"]: metrics["mIoU"]}
@@ -72,30 +76,32 @@ def plot_miou(runs: dict[str, str | Path]) -> Any:
     return fig
 
 
-def plot_per_class_iou(tables: dict[str, pd.DataFrame], *, max_classes: int = 60) -> Any:
+def plot_per_class_iou(tables: dict[str, pd.DataFrame], *, max_classes: int = 30) -> Any:
     """Per-class IoU bars, classes from the most to the least frequent (training pixels), one bar per run.
 
     Args:
         tables: ``label -> per_class_table(metrics)`` (same classes, same order).
-        max_classes: at most this many classes, evenly spread over the frequency order (150 / 171 bars
-            are unreadable on a page).
+        max_classes: at most this many classes, evenly spread over the frequency order (more class names
+            than 30 do not fit a page's width at 10 pt).
     """
-    from matplotlib import pyplot as plt
-
     first = next(iter(tables.values()))
     order = first.index.to_numpy()
     if len(order) > max_classes:
         order = order[np.linspace(0, len(order) - 1, max_classes).round().astype(int)]
     width = 0.8 / len(tables)
     x = np.arange(len(order))
-    fig, ax = plt.subplots(figsize=(min(16.0, 2.0 + 0.22 * len(order)), 3.6))
+    fig, axes = subplots(width=PAGE_WIDTH, panel_height=4.2)
+    ax = axes[0, 0]
     for k, (label, table) in enumerate(tables.items()):
         color = _run_color(label)
         ax.bar(
             x + (k - (len(tables) - 1) / 2) * width, table.loc[order, "IoU"], width, label=label, color=color
         )
-    ax.set_xticks(x, first.loc[order, "class"], rotation=90, fontsize=7)
-    ax.set_xlabel(f"class, {first.attrs.get('order', 'by index')} (no bar: IoU 0, or absent from validation)")
+    ax.set_xticks(x, first.loc[order, "class"], rotation=90)
+    shown = "" if len(order) == len(first) else f", {len(order)} of {len(first)} evenly spread"
+    ax.set_xlabel(
+        f"class, {first.attrs.get('order', 'by index')}{shown}\n(no bar: IoU 0, or absent from validation)"
+    )
     ax.set_ylabel("IoU (%)")
     ax.legend()
     return fig
@@ -104,6 +110,9 @@ def plot_per_class_iou(tables: dict[str, pd.DataFrame], *, max_classes: int = 60
 def plot_predictions(examples: dict[str, dict[str, Any]]) -> Any:
     """Image | ground truth | one prediction per run, one row per validation image.
 
+    The one figure of the book with more than three panels a row (two runs: four): each panel is a
+    64 x 64 thumbnail with no text but its column's title, shown at about its own size on a phone.
+
     Args:
         examples: ``label -> predict_examples(run_dir, indices)`` (same indices for every run).
     """
@@ -111,7 +120,8 @@ def plot_predictions(examples: dict[str, dict[str, Any]]) -> Any:
 
     first = next(iter(examples.values()))
     rows, cols = len(first["images"]), 2 + len(examples)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
+    side = min(1.75, PAGE_WIDTH / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows + 0.4), squeeze=False)
     for r in range(rows):
         panels = [
             ("image", first["images"][r]),
@@ -124,7 +134,7 @@ def plot_predictions(examples: dict[str, dict[str, Any]]) -> Any:
             ax.set_yticks([])
             ax.grid(False)
             if r == 0:
-                ax.set_title(title, fontsize=9)
+                ax.set_title(title, fontsize=MIN_FONT)
     return fig
 
 
@@ -134,34 +144,63 @@ def plot_predictions(examples: dict[str, dict[str, Any]]) -> Any:
 REGIMES: tuple[str, ...] = ("scratch", "pretrained")
 
 
+def frequency_group_table(results: dict[str, Any], arms: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
+    """Long table of the F1 of every frequency group: one row per (regime, arm, seed, group).
+
+    Args:
+        results: :func:`cbp.experiments.claims.load_results` of the study.
+        arms: ``(arm, label, colour key)``; the label names the arm in the ``classifier`` column.
+
+    Returns:
+        Columns ``regime``, ``classifier``, ``seed`` (0, 1, ... in record order), ``group``
+        (0 = rarest classes) and ``F1`` (%); arms without a run are absent.
+    """
+    from cbp.experiments.tables import per_seed
+
+    rows = []
+    for regime in REGIMES:
+        for arm, label, _ in arms:
+            f1 = per_seed(results, regime, arm, "f1_groups")  # (seeds, groups)
+            for s, groups in enumerate(np.atleast_2d(f1) if f1.size else []):
+                rows += [(regime, label, s, g, float(v)) for g, v in enumerate(groups)]
+    return pd.DataFrame(rows, columns=["regime", "classifier", "seed", "group", "F1"])
+
+
 def plot_frequency_groups(
     results: dict[str, Any], arms: Sequence[tuple[str, str, str]], *, title_suffix: str = ""
 ) -> Any:
     """Fig. 5 analogue: mean F1 of each frequency group (rarest first), one bar per arm, one row per regime.
+
+    Bars are seaborn's mean over seeds with the seeds' standard deviation as error bar.
 
     Args:
         results: :func:`cbp.experiments.claims.load_results` of the study.
         arms: ``(arm, label, colour key of CLASSIFIER_COLORS)`` for each bar.
         title_suffix: appended to each panel's title (e.g. what "ours" is).
     """
-    from matplotlib import pyplot as plt
+    import seaborn as sns
 
-    from cbp.experiments.tables import per_seed
-
-    fig, axes = plt.subplots(len(REGIMES), 1, figsize=(7.0, 3.4 * len(REGIMES)), sharey=True, squeeze=False)
-    width = 0.8 / len(arms)
+    table = frequency_group_table(results, arms)
+    palette = {label: CLASSIFIER_COLORS.get(colour, "#333333") for _, label, colour in arms}
+    fig, axes = subplots(len(REGIMES), 1, width=PAGE_WIDTH, panel_height=3.4, sharey=True)
     for ax, regime in zip(axes[:, 0], REGIMES):
-        for k, (arm, label, colour) in enumerate(arms):
-            f1 = per_seed(results, regime, arm, "f1_groups")  # (seeds, groups)
-            if f1.size == 0:
-                continue
-            x = np.arange(f1.shape[1]) + (k - (len(arms) - 1) / 2) * width
-            mean, std = np.nanmean(f1, 0), np.nanstd(f1, 0)
-            ax.bar(x, mean, width, yerr=std, label=label, color=CLASSIFIER_COLORS.get(colour), capsize=1.5)
+        part = table[table["regime"] == regime]
+        if len(part):
+            sns.barplot(
+                part,
+                x="group",
+                y="F1",
+                hue="classifier",
+                palette=palette,
+                errorbar="sd",
+                capsize=0.15,
+                err_kws={"linewidth": 1},
+                ax=ax,
+                legend=ax is axes[0, 0],
+            )
         ax.set_xlabel("frequency group (0 = rarest classes)")
         ax.set_ylabel("mean F1 (%)")
         ax.set_title(f"{regime}{title_suffix}")
-    axes[0, 0].legend()
     return fig
 
 
@@ -173,11 +212,9 @@ def plot_norm_vs_count(results: dict[str, Any], counts: np.ndarray, arm: str = "
         counts: (N,) training pixels of each class.
         arm: the arm whose classifier rows are shown.
     """
-    from matplotlib import pyplot as plt
-
     from cbp.analysis import norm_frequency_correlation
 
-    fig, axes = plt.subplots(len(REGIMES), 1, figsize=(6.4, 3.3 * len(REGIMES)), squeeze=False)
+    fig, axes = subplots(len(REGIMES), 1, panel_height=3.3)
     for ax, regime in zip(axes[:, 0], REGIMES):
         recs = results["by_arm"].get(regime, {}).get(arm, [])
         if not recs:
@@ -205,18 +242,19 @@ def plot_prototype_cosines(
         arms: ``(arm, title)`` of each panel (arms without a run are left out).
         order: class order of both axes (e.g. the confusable groups first).
     """
-    from matplotlib import pyplot as plt
-
     from cbp.book.plotting import similarity_heatmap
 
     shown = [(a, t) for a, t in arms if results["by_arm"].get(regime, {}).get(a)]
     rows = (len(shown) + 1) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=(7.6, 3.9 * rows), squeeze=False)
+    fig, axes = subplots(rows, 2, panel_height=3.6)
     im = None
     for ax, (arm, title) in zip(axes.ravel(), shown):
         rec = results["by_arm"][regime][arm][0]
         cos = np.asarray(rec["analysis"]["prototype_cosine"], dtype=float)[np.ix_(order, order)]
-        im = similarity_heatmap(ax, cos, title=f"{title}\nCS = {rec['analysis']['class_separability']:.1f}")
+        labels = [str(c) if k % 10 == 0 else "" for k, c in enumerate(order)]
+        im = similarity_heatmap(
+            ax, cos, labels, title=f"{title}\nCS = {rec['analysis']['class_separability']:.1f}"
+        )
         ax.set_xlabel("class j (groups first)")
         ax.set_ylabel("class i (groups first)")
     for ax in axes.ravel()[len(shown) :]:
@@ -237,17 +275,13 @@ def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_class
     Returns:
         The figure: one block of two rows per run (3 panels a row).
     """
-    from matplotlib import pyplot as plt
-
     n = len(class_names)
     names = sorted({k.split("/")[0] for k in snap.files})
     label = snap[f"{names[0]}/label"]
     present = [int(c) for c in np.unique(label) if c != 255][:max_classes]
     cols = 3
     per_run = 1 + (len(present) + cols - 1) // cols
-    fig, axes = plt.subplots(
-        per_run * len(names), cols, figsize=(7.2, 2.6 * per_run * len(names)), squeeze=False
-    )
+    fig, axes = subplots(per_run * len(names), cols, panel_height=2.5)
     im = None
     for i, name in enumerate(names):
         block = axes[i * per_run : (i + 1) * per_run].ravel()

@@ -1,9 +1,15 @@
-"""Figure style shared by the book's notebooks (matplotlib only; no library logic here).
+"""Figure style shared by the book's notebooks (matplotlib + seaborn; no library logic here).
 
-Every notebook starts with ``use_style()`` so that figures look the same across pages, and ends a
+Every notebook starts with ``use_style()`` so that figures look the same across pages, draws with
+``subplots(...)`` (sized for the page: at most three panels a row, no wider than the text column,
+so that the page shows a figure at about its own size and 10-12 pt stays 10-12 pt) and ends a
 figure with ``finish(fig)`` (tight layout, optionally saved under a folder, then shown). Colours
 for the classifier families compared throughout the book come from ``CLASSIFIER_COLORS`` so a
 reader sees "learnable" in the same colour on every page.
+
+seaborn draws what it is the right tool for: the cosine-matrix heatmaps
+(:func:`similarity_heatmap`), the per-seed strip plots (:func:`seed_strip`) and the grouped bars of
+the frequency groups (:func:`cbp.book.figures.plot_frequency_groups`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,18 @@ from pathlib import Path
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import seaborn as sns
+
+#: Width of the book's text column in inches at the figures' resolution (``DPI``): a figure this
+#: wide is shown at 100 % on a 1280 px screen, so its fonts keep their point size.
+PAGE_WIDTH: float = 7.0
+#: Resolution of the PNG outputs (pixels per inch).
+DPI: int = 100
+#: Smallest font size (points) of any text in a figure: tick labels, legends, annotations.
+MIN_FONT: float = 10.0
+#: Most panels in one row of a figure (a phone shows a figure about 350 px wide).
+MAX_COLUMNS: int = 3
 
 #: One colour per classifier family used across the book (colour-blind safe, Okabe-Ito).
 CLASSIFIER_COLORS: dict[str, str] = {
@@ -40,33 +58,73 @@ CLASS_COLORS: list[str] = [
 ]
 
 
-def use_style(*, dpi: int = 110, font_size: float = 10.0) -> None:
-    """Set the book's matplotlib style (call once at the top of a notebook).
+def use_style(*, font_size: float = 11.0) -> None:
+    """Set the book's matplotlib / seaborn style (call once at the top of a notebook).
 
     Args:
-        dpi: Figure resolution in the rendered book (PNG outputs).
-        font_size: Base font size in points.
+        font_size: Base font size in points (labels); ticks, legends and annotations use
+            ``font_size - 1`` and never less than ``MIN_FONT``, titles ``font_size + 1``.
     """
-    mpl.rcParams.update(
-        {
-            "figure.dpi": dpi,
-            "savefig.dpi": dpi,
-            "figure.figsize": (6.4, 4.0),
+    small = max(MIN_FONT, font_size - 1)
+    sns.set_theme(
+        context="notebook",
+        style="whitegrid",
+        palette=CLASS_COLORS,
+        rc={
+            "figure.dpi": DPI,
+            "savefig.dpi": DPI,
+            "figure.figsize": (5.2, 3.4),
             "font.size": font_size,
             "axes.titlesize": font_size + 1,
             "axes.labelsize": font_size,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
+            "xtick.labelsize": small,
+            "ytick.labelsize": small,
+            "legend.fontsize": small,
+            "legend.title_fontsize": small,
+            "figure.titlesize": font_size + 1,
+            "grid.alpha": 0.4,
             "axes.spines.top": False,
             "axes.spines.right": False,
             "legend.frameon": False,
-            "legend.fontsize": font_size - 1,
             "image.cmap": "viridis",
-            "axes.prop_cycle": mpl.cycler(color=CLASS_COLORS),
             # Plain-text SVG/PNG output: never fetch fonts from anywhere.
             "svg.fonttype": "none",
-        }
+        },
     )
+
+
+def subplots(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    panel_height: float = 3.2,
+    width: float | None = None,
+    **kwargs,
+) -> tuple[plt.Figure, np.ndarray]:
+    """A figure sized for the page: at most ``MAX_COLUMNS`` panels a row, never wider than the text.
+
+    Args:
+        nrows, ncols: Panels down and across.
+        panel_height: Height of one row of panels in inches.
+        width: Figure width in inches (default: 5.2 for one panel, ``PAGE_WIDTH`` for more),
+            capped at ``PAGE_WIDTH``.
+        **kwargs: passed to :func:`matplotlib.pyplot.subplots` (``sharex``, ``subplot_kw`` ...).
+
+    Returns:
+        The figure and a (nrows, ncols) array of axes.
+
+    Raises:
+        ValueError: for more than ``MAX_COLUMNS`` panels a row (split the figure instead).
+    """
+    if ncols > MAX_COLUMNS:
+        raise ValueError(
+            f"{ncols} panels a row are unreadable on a phone (at most {MAX_COLUMNS}): "
+            "split the figure into several, or use more rows"
+        )
+    width = min(PAGE_WIDTH, width or (5.2 if ncols == 1 else PAGE_WIDTH))
+    kwargs.setdefault("squeeze", False)
+    kwargs.setdefault("layout", "constrained")  # room for titles, labels and shared colour bars
+    return plt.subplots(nrows, ncols, figsize=(width, panel_height * nrows), **kwargs)
 
 
 def finish(fig: plt.Figure, name: str | None = None, *, out_dir: str | Path | None = None) -> None:
@@ -77,7 +135,8 @@ def finish(fig: plt.Figure, name: str | None = None, *, out_dir: str | Path | No
         name: File stem used when ``out_dir`` is given.
         out_dir: Folder for a PNG copy (created if missing); None saves nothing.
     """
-    fig.tight_layout()
+    if not fig.get_layout_engine():
+        fig.tight_layout()
     if out_dir is not None and name is not None:
         path = Path(out_dir)
         path.mkdir(parents=True, exist_ok=True)
@@ -102,18 +161,21 @@ def seed_strip(
         ylabel, title: axis label and title.
     """
     colors = colors or {}
-    shown = [(k, np.asarray(v, dtype=float)) for k, v in values.items() if np.asarray(v).size]
-    for i, (label, v) in enumerate(shown):
-        colour = colors.get(label, "#333333")
-        ax.bar(i, np.nanmean(v), color=colour, alpha=0.35, width=0.6)
-        ax.plot(i + np.linspace(-0.1, 0.1, v.size), v, "o", color=colour, ms=4)
-    ax.set_xticks(range(len(shown)), [k for k, _ in shown], rotation=20)
+    shown = {k: np.asarray(v, dtype=float) for k, v in values.items() if np.asarray(v).size}
+    long = pd.DataFrame(
+        [(label, float(x)) for label, v in shown.items() for x in v], columns=["arm", "value"]
+    )
+    palette = {label: colors.get(label, "#333333") for label in shown}
+    if shown:
+        kw = {"x": "arm", "y": "value", "hue": "arm", "palette": palette, "legend": False, "ax": ax}
+        sns.barplot(long, estimator="mean", errorbar=None, alpha=0.35, width=0.6, **kw)
+        sns.stripplot(long, size=6, jitter=0.12, **kw)
+        lo, hi = np.nanmin(long["value"]), np.nanmax(long["value"])
+        ax.set_ylim(lo - 0.3 * (hi - lo + 1), hi + 0.3 * (hi - lo + 1))
+    ax.tick_params(axis="x", labelrotation=20)
+    ax.set_xlabel("")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if shown:
-        allv = np.concatenate([v for _, v in shown])
-        lo, hi = np.nanmin(allv), np.nanmax(allv)
-        ax.set_ylim(lo - 0.3 * (hi - lo + 1), hi + 0.3 * (hi - lo + 1))
 
 
 def effect_plot(
@@ -139,7 +201,7 @@ def effect_plot(
     y = np.arange(len(labels))[::-1]
     for yi, di, si in zip(y, d, two_s):
         if np.isnan(di):
-            ax.text(0, yi, "missing", ha="center", va="center", fontsize=8, color="#777777")
+            ax.text(0, yi, "missing", ha="center", va="center", fontsize=MIN_FONT, color="#777777")
             continue
         clear = not np.isnan(si) and abs(di) > si
         colour = ("#2a9d8f" if di > 0 else "#e76f51") if clear else "#888888"
@@ -152,7 +214,7 @@ def effect_plot(
                 xytext=(8 if di < xlim[0] else -8, 5),
                 textcoords="offset points",
                 ha="left" if di < xlim[0] else "right",
-                fontsize=8,
+                fontsize=MIN_FONT,
             )
             continue
         if not np.isnan(si):
@@ -173,36 +235,52 @@ def similarity_heatmap(
     title: str = "",
     vmin: float = -1.0,
     vmax: float = 1.0,
-    annotate: bool = False,
-) -> mpl.image.AxesImage:
-    """Draw a (N, N) cosine-similarity matrix with a diverging colour map centred on 0.
+    annotate: bool | None = None,
+    colorbar: bool = False,
+    cbar_label: str = "cosine similarity",
+) -> mpl.collections.QuadMesh:
+    """Draw a (N, N) cosine-similarity matrix (seaborn heatmap, diverging map centred on 0).
 
     Args:
         ax: Axes to draw on.
         sim: (N, N) similarity matrix.
-        labels: Optional N tick labels.
+        labels: Optional N tick labels (default: class indices, every tick when N <= 30).
         title: Axes title.
         vmin: Lower end of the colour scale.
         vmax: Upper end of the colour scale.
-        annotate: Write each value in its cell (only sensible for N <= 12).
+        annotate: Write each value in its cell with one decimal at ``MIN_FONT``; default: only
+            when N <= 8, where the numbers fit their cells.
+        colorbar: Draw a colour bar beside the axes.
+        cbar_label: Its label.
 
     Returns:
-        The image, for a colour bar.
+        The colour mesh, for a shared colour bar (``fig.colorbar(mesh, ax=axes)``).
     """
-    im = ax.imshow(sim, cmap="RdBu_r", vmin=vmin, vmax=vmax)
+    sim = np.asarray(sim, dtype=float)
     n = sim.shape[0]
-    if labels is not None:
-        ax.set_xticks(range(n), labels, rotation=90)
-        ax.set_yticks(range(n), labels)
+    annotate = n <= 8 if annotate is None else annotate
+    ticks = list(labels) if labels is not None else (list(range(n)) if n <= 30 else "auto")
+    sns.heatmap(
+        sim,
+        ax=ax,
+        cmap="RdBu_r",
+        vmin=vmin,
+        vmax=vmax,
+        center=0.0 if vmin < 0 < vmax else None,
+        square=True,
+        annot=annotate,
+        fmt=".1f",
+        annot_kws={"fontsize": MIN_FONT},
+        xticklabels=ticks,
+        yticklabels=ticks,
+        cbar=colorbar,
+        cbar_kws={"label": cbar_label, "shrink": 0.8},
+    )
     ax.set_xlabel("prototype j")
     ax.set_ylabel("prototype i")
-    ax.grid(False)
+    ax.tick_params(axis="y", labelrotation=0)
     ax.set_title(title)
-    if annotate:
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7)
-    return im
+    return ax.collections[0]
 
 
 def paper_label(text: str) -> str:
