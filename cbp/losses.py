@@ -1,13 +1,17 @@
 """Online Centroid Contrastive Loss (OCCL): view centroids (Eq. 3), centroid loss (Eq. 4),
 category loss (Eq. 5) and their weighted sum (Eq. 6). Eq. 7 adds it to the pixel cross-entropy.
 
-How this project reads the equations (``shared/METHOD.md``; the printed ones have typos):
+How this project reads the equations (the book's "Reading the paper" page, ``book/reading_the_paper.md``; the printed ones have typos):
 
 * Features are the decoder's C-dim embedding (B, C, H, W). Labels are resized to (H, W) by
   nearest; ignored pixels (255) count nowhere.
-* Two views split the batch's labels: ``"batch"`` (default) = first half of the images vs the
-  second half; ``"random"`` = each class's pixels split at random into two halves; ``"global"`` =
-  ``"batch"`` on every rank, then centroid sums and counts are summed over all ranks.
+* Two views split the batch's labels: ``"objects"`` (the paper's literal reading, the engine's
+  default: each view "contains the same number of categories as y while the number of objects is
+  half") = each class's objects, the 4-connected regions of its label in each image, split at random
+  into two halves, and the pixels of a class with a single object split at random; ``"batch"`` (this
+  module's default) = first half of the images vs the second half; ``"random"`` = each class's pixels
+  split at random into two halves; ``"global"`` = ``"batch"`` on every rank, then centroid sums and
+  counts are summed over all ranks.
 * View centroid ``v_{l,x}`` = mean unnormalised feature of class l in view x (Eq. 3). Category
   centroid ``s_l = (v_{l,1} + v_{l,2}) / 2`` for a class in both views, else that one view's centroid.
 * Vectors are L2-normalised just before every dot product (``normalize=True``, default).
@@ -27,7 +31,9 @@ How this project reads the equations (``shared/METHOD.md``; the printed ones hav
   ``loss = lam * centroid + phi * category`` (Eq. 6).
 
 All classes are reduced at once: one ``scatter_add`` builds the per-(view, class) sums; there is
-no Python loop over classes or pixels.
+no Python loop over classes or pixels. The object views find the batch's regions with one call of
+``scipy.sparse.csgraph.connected_components`` on the CPU (a graph of the same-label 4-neighbours of
+the whole batch, no loop over images or classes); ``benchmarks/object_views.py`` prints its cost.
 """
 
 from __future__ import annotations
@@ -41,8 +47,8 @@ from torch import Tensor, nn
 
 from cbp.distributed import all_reduce_sum_, get_world_size
 
-Views = Literal["batch", "random", "global"]
-VIEWS = ("batch", "random", "global")
+Views = Literal["batch", "random", "global", "objects"]
+VIEWS = ("batch", "random", "global", "objects")
 ClassReduction = Literal["mean", "sum"]
 CLASS_REDUCTIONS = ("mean", "sum")
 CategoryForm = Literal["prototypes", "printed"]
@@ -87,6 +93,54 @@ def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
 
+def _random_halves(groups: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Split the members of every group at random into two halves: (M,) int64 group ids -> (M,) 0/1.
+
+    Members are ranked by a random key within their group; the first ``floor(n / 2)`` of a group of n
+    get 0 and the rest 1 (so the extra member of an odd group goes to 1). No loop over groups.
+    """
+    keys = torch.rand(groups.shape, generator=generator, device="cpu").to(groups.device)  # (M,)
+    # Sort by (group, random key): each group becomes one contiguous run in random order.
+    order = torch.argsort(groups.double() + keys.double())  # (M,)
+    _, counts = torch.unique_consecutive(groups[order], return_counts=True)  # (K,)
+    starts = torch.cumsum(counts, 0) - counts  # (K,)
+    run = torch.repeat_interleave(torch.arange(len(counts), device=groups.device), counts)  # (M,)
+    rank_in_group = torch.arange(groups.numel(), device=groups.device) - starts[run]  # (M,)
+    half = torch.empty_like(groups)
+    half[order] = (rank_in_group >= counts[run] // 2).long()
+    return half
+
+
+def object_ids(labels: Tensor) -> Tensor:
+    """The objects of a batch: 4-connected regions of equal label in each image.
+
+    Two pixels are in one object when a path of horizontal / vertical steps inside one image joins
+    them through pixels of their label. Ignored pixels form objects too (callers drop them).
+    Computed on the CPU by one ``scipy.sparse.csgraph.connected_components`` over the whole batch.
+
+    Args:
+        labels: (B, H, W) integer labels.
+
+    Returns:
+        (B, H, W) int64 object index in ``[0, K)`` (numbered in raster order of the batch), on
+        ``labels``' device.
+    """
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    y = labels.detach().cpu().numpy()
+    batch, height, width = y.shape
+    index = np.arange(y.size).reshape(batch, height, width)
+    same_row = y[:, :, 1:] == y[:, :, :-1]  # (B, H, W-1) right neighbour has the same label
+    same_col = y[:, 1:, :] == y[:, :-1, :]  # (B, H-1, W) lower neighbour has the same label
+    src = np.concatenate([index[:, :, :-1][same_row], index[:, :-1, :][same_col]])
+    dst = np.concatenate([index[:, :, 1:][same_row], index[:, 1:, :][same_col]])
+    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(y.size, y.size))
+    _, component = connected_components(graph, directed=False)
+    return torch.from_numpy(component.astype(np.int64)).view(batch, height, width).to(labels.device)
+
+
 def assign_views(
     labels: Tensor, views: Views, *, ignore_index: int = 255, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -97,8 +151,13 @@ def assign_views(
         views: ``"batch"`` / ``"global"``: images ``[0, B/2)`` are view 0 and ``[B/2, B)`` view 1
             (B must be even and >= 2). ``"random"``: each class's pixels are split at random into
             two halves (the extra pixel of an odd count goes to view 1), drawn from ``generator``.
+            ``"objects"`` (protocol amendment 5): the objects of each class (:func:`object_ids`, over
+            all images of the batch) are split at random into two halves (the extra object of an
+            odd count goes to view 1), so a class with k >= 2 objects has floor(k/2) objects in view
+            0 and the rest in view 1; a class with a single object has that object's pixels split
+            as ``"random"`` splits them (so it is in both views unless it has one pixel).
         ignore_index: label of ignored pixels (their view does not matter).
-        generator: random generator of the ``"random"`` split.
+        generator: random generator of the ``"random"`` and ``"objects"`` splits.
 
     Returns:
         (B, H, W) int64 view index in {0, 1}.
@@ -108,25 +167,24 @@ def assign_views(
         if batch < 2 or batch % 2:
             raise ValueError(
                 f"OCCL views='{views}' splits the batch into two halves and needs an even batch size >= 2 "
-                f"per process (got {batch}); use an even batch or views='random'"
+                f"per process (got {batch}); use an even batch or views='random' or 'objects'"
             )
         view = torch.zeros(batch, dtype=torch.long, device=labels.device)
         view[batch // 2 :] = 1
         return view[:, None, None].expand_as(labels)
-    if views != "random":
+    if views == "random":
+        return _random_halves(labels.reshape(-1).long(), generator).view_as(labels)
+    if views != "objects":
         raise ValueError(f"unknown OCCL views {views!r}: expected one of {list(VIEWS)}")
-    flat = labels.reshape(-1)  # (P,)
-    keys = torch.rand(flat.shape, generator=generator, device="cpu").to(labels.device)  # (P,)
-    # Sort by (class, random key): each class's pixels become one contiguous run in random order.
-    order = torch.argsort(flat.double() + keys.double())  # (P,)
-    sorted_labels = flat[order]  # (P,)
-    _, counts = torch.unique_consecutive(sorted_labels, return_counts=True)  # (K,)
-    starts = torch.cumsum(counts, 0) - counts  # (K,)
-    run = torch.repeat_interleave(torch.arange(len(counts), device=labels.device), counts)  # (P,)
-    rank_in_class = torch.arange(flat.numel(), device=labels.device) - starts[run]  # (P,)
-    view_sorted = (rank_in_class >= counts[run] // 2).long()  # (P,)
-    view = torch.empty_like(flat)
-    view[order] = view_sorted
+    flat = labels.reshape(-1).long()  # (P,)
+    obj = object_ids(labels).reshape(-1)  # (P,) in [0, K)
+    num_objects = int(obj.max()) + 1 if obj.numel() else 0
+    obj_class = torch.zeros(num_objects, dtype=torch.long, device=flat.device).scatter_(0, obj, flat)  # (K,)
+    objects_of_class = torch.bincount(obj_class)  # (max label + 1,)
+    obj_view = _random_halves(obj_class, generator)  # (K,) halves of each class's objects
+    pixel_view = _random_halves(flat, generator)  # (P,) halves of each class's pixels
+    single = objects_of_class[flat] == 1  # (P,) pixel of a class with one object
+    view = torch.where(single, pixel_view, obj_view[obj])  # (P,)
     return view.view_as(labels)
 
 
@@ -256,7 +314,7 @@ class OCCL(nn.Module):
         tau: temperature of every dot product (paper: 0.07).
         lam: weight lambda of the centroid loss.
         phi: weight phi of the category loss.
-        views: ``"batch"``, ``"random"`` or ``"global"`` (see :func:`assign_views`). With
+        views: ``"batch"``, ``"random"``, ``"global"`` or ``"objects"`` (see :func:`assign_views`). With
             ``"global"`` under DDP, centroid sums and counts are summed over all ranks before the
             loss, so every rank computes the loss of the whole global batch: global view 0 is the
             union of every rank's first half of images. The gradient of the local contribution is
@@ -268,7 +326,8 @@ class OCCL(nn.Module):
         category_form: ``"prototypes"`` (default, cross-entropy over all prototypes) or
             ``"printed"`` (Eq. 5's printed denominator; see :func:`category_loss`).
         ignore_index: label of ignored pixels.
-        seed: seed of the ``"random"`` view split (a private generator, advanced every call).
+        seed: seed of the ``"random"`` and ``"objects"`` view splits (a private generator, advanced every
+            call).
 
     Shapes:
         forward: features (B, C, H, W) float, labels (B, h, w) int64 (resized to (H, W) by nearest),

@@ -379,3 +379,122 @@ def test_reference_agrees_with_itself_under_view_reordering() -> None:
     b = reference_occl(features[[2, 3, 0, 1]], labels[[2, 3, 0, 1]], prototypes)
     for key in ("loss", "centroid", "category"):
         torch.testing.assert_close(a[key], b[key])
+
+
+# ---------------------------------------------------------------------------------------------
+# Object views (protocol amendment 5): half of each class's objects per view
+
+
+def _loop_objects(labels: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
+    """Reference objects: scipy.ndimage.label (4-connectivity) per image and per class, in loops.
+
+    Returns:
+        (image, class, (H, W) bool mask) for every object.
+    """
+    from scipy import ndimage
+
+    out = []
+    for b in range(labels.shape[0]):
+        for c in torch.unique(labels[b]).tolist():
+            regions, n = ndimage.label((labels[b] == c).numpy())  # default structure: 4-connected
+            for k in range(1, n + 1):
+                out.append((b, c, torch.from_numpy(regions == k)))
+    return out
+
+
+def _cells(seed: int, B: int = 4, size: int = 12) -> torch.Tensor:
+    """Labels made of Voronoi cells (as the synthetic set's scenes), with ignored pixels and a class
+    that has one object in the whole batch (class 6) and one with a single pixel (class 5)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.empty(B, size, size, dtype=torch.long)
+    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    for b in range(B):
+        centres = torch.randint(size, (6, 2), generator=g)
+        cls = torch.randint(4, (6,), generator=g)
+        d = (ys[None] - centres[:, 0, None, None]) ** 2 + (xs[None] - centres[:, 1, None, None]) ** 2
+        labels[b] = cls[d.argmin(dim=0)]
+    labels[torch.rand(B, size, size, generator=g) < 0.05] = 255
+    labels[0, :3, :3] = 6
+    labels[1, 5, 5] = 5
+    return labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_object_ids_are_the_connected_regions_of_a_loop_reference(seed: int) -> None:
+    labels = _cells(seed)
+    ids = cbp.losses.object_ids(labels)
+    ref = _loop_objects(labels)
+    assert len(torch.unique(ids)) == len(ref)
+    for b, _c, mask in ref:  # every reference object is exactly one object id and nothing else
+        inside = torch.unique(ids[b][mask])
+        assert len(inside) == 1
+        full = torch.zeros_like(labels, dtype=torch.bool)
+        full[b] = mask
+        assert torch.equal(ids == inside, full)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_object_views_split_each_class_objects_in_half(seed: int) -> None:
+    labels = _cells(seed)
+    g = torch.Generator().manual_seed(seed)
+    view = cbp.losses.assign_views(labels, "objects", generator=g)
+    objects: dict[int, list[tuple[int, torch.Tensor]]] = {}
+    for b, c, mask in _loop_objects(labels):
+        objects.setdefault(c, []).append((b, mask))
+    assert objects[6] == [(0, objects[6][0][1])] and len(objects[5]) == 1  # single-object classes
+    for c, objs in objects.items():
+        if c == 255:
+            continue
+        if len(objs) == 1:  # its pixels split at random: floor(n/2) in view 0, the rest in view 1
+            b, mask = objs[0]
+            n = int(mask.sum())
+            assert int((view[b][mask] == 0).sum()) == n // 2, c
+            continue
+        per_object = []
+        for b, mask in objs:
+            v = torch.unique(view[b][mask])
+            assert len(v) == 1, f"class {c}: an object is split between the views"
+            per_object.append(int(v))
+        assert per_object.count(0) == len(objs) // 2 and per_object.count(1) == len(objs) - len(objs) // 2, c
+    # Every class of the batch is in both views (class 5 has a single pixel, so one view only).
+    for c in objects:
+        if c not in (5, 255):
+            assert {0, 1} <= set(view[labels == c].tolist()), c
+
+
+def test_object_views_are_random_and_reproducible() -> None:
+    labels = _cells(0)
+    a = cbp.losses.assign_views(labels, "objects", generator=torch.Generator().manual_seed(3))
+    b = cbp.losses.assign_views(labels, "objects", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    seen = {
+        tuple(
+            cbp.losses.assign_views(labels, "objects", generator=torch.Generator().manual_seed(s))
+            .flatten()
+            .tolist()
+        )
+        for s in range(8)
+    }
+    assert len(seen) > 4  # the split is drawn, not fixed
+
+
+def test_random_views_split_each_class_pixels_in_half() -> None:
+    """``"random"`` (which shares its splitting code with ``"objects"``): floor(n/2) pixels in view 0."""
+    labels = torch.tensor([[[1, 1, 4, 4, 1, 255]]])
+    view = cbp.losses.assign_views(labels, "random", generator=torch.Generator().manual_seed(0))
+    ones, fours = view[labels == 1], view[labels == 4]
+    assert int(ones.sum()) == 2 and int(fours.sum()) == 1  # 3 pixels of class 1: 1 in view 0, 2 in view 1
+
+
+def test_occl_with_object_views_matches_reference_on_its_split() -> None:
+    """OCCL(views="objects") = the float64 loop reference with the same per-pixel views."""
+    labels = _cells(1, B=2, size=8)  # at feature size: no resize
+    features = torch.randn(2, C, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    prototypes = cbp.category_basis_prototypes(N, C)
+    view = cbp.losses.assign_views(labels, "objects", generator=torch.Generator().manual_seed(4))
+    out = cbp.OCCL(views="objects", seed=4)(features.float(), labels, prototypes)
+    pixels = features.permute(0, 2, 3, 1).reshape(-1, C)[:, :, None, None]  # (P, C, 1, 1)
+    ref = reference_occl(pixels, labels.reshape(-1, 1, 1), prototypes, view_of_image=view.flatten().tolist())
+    for key in ("loss", "centroid", "category"):
+        torch.testing.assert_close(out[key].double(), ref[key], atol=1e-5, rtol=1e-4, msg=key)
+    assert out["centroid"].item() > 0 and bool(out["present"][:4].all())

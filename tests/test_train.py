@@ -312,5 +312,7 @@ def test_batch_split_accumulates_to_total() -> None:
     assert train.batch_split(cfg, 2) == (4, 2)
     cfg.train.grad_accum = 0
     cfg.train.device_batch = 1
+    assert train.batch_split(cfg, 1) == (1, 16)  # the default object views split any batch
+    cfg.loss.views = "batch"  # image halves need two images per forward pass
     with pytest.raises(train.ConfigError, match="even per-device batch"):
         train.batch_split(cfg, 1)

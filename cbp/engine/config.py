@@ -99,7 +99,9 @@ class LossConfig:
     lam: float = 1.0  # lambda, weight of the centroid loss (Eq. 4)
     phi: float = 0.3  # weight of the category loss (Eq. 5)
     tau: float = 0.07
-    views: Literal["batch", "random", "global"] = "batch"
+    # OCCL's two views (cbp.losses.assign_views); "objects" = half of each class's objects per view, the
+    # paper's reading (protocol amendment 5); "batch" (image halves) was the default before it
+    views: Literal["objects", "batch", "random", "global"] = "objects"
     normalize: bool = True
     class_reduction: Literal["mean", "sum"] = "mean"  # over classes in Eq. 4-5 (print: a sum)
     category_form: Literal["prototypes", "printed"] = "prototypes"  # Eq. 5: CE over prototypes / as printed
