@@ -54,6 +54,7 @@ import cbp
 from cbp.book import toy
 from cbp.book.plotting import CLASSIFIER_COLORS, finish, similarity_heatmap, use_style
 from cbp.book.toy import CONFUSABLE  # (frequent, rare) class pairs with nearby means
+from cbp.paper import PAPER_NORM_CORRELATION
 
 use_style()
 torch.set_num_threads(1)
@@ -211,7 +212,12 @@ for name, group, color in [
             alpha=0.9 if r == 0 else 0.35,
             label=f"learnable, {name}" if r == 0 else None,
         )
-ax.axhline(0.27, color=CLASSIFIER_COLORS["paper"], ls=":", label="0.27 (paper, ADE20K, Section 4.3)")
+ax.axhline(
+    PAPER_NORM_CORRELATION,
+    color=CLASSIFIER_COLORS["paper"],
+    ls=":",
+    label=f"{PAPER_NORM_CORRELATION} (paper, ADE20K, Section 4.3)",
+)
 ax.axhline(0, color="black", lw=0.6)
 ax.set_xlabel("epoch")
 ax.set_ylabel(r"Pearson($\|w_l\|$, $\log n_l$)")

@@ -40,6 +40,7 @@ from matplotlib import pyplot as plt
 
 import cbp
 from cbp.book.plotting import CLASSIFIER_COLORS, finish, paper_label, similarity_heatmap, use_style
+from cbp.paper import PAPER_TABLE8
 from cbp.prototypes import cosine_similarity_matrix, equalize, gram_schmidt, kaiming_rows
 
 use_style()
@@ -152,15 +153,17 @@ ours = pd.DataFrame(rows)
 display(ours.round(2))
 print(f"predicted std of CS for random directions: sqrt(N(N-1)/2C) = {expected_std:.2f}")
 
-paper = pd.DataFrame(
-    [
-        ("CBP (frozen, orthogonal + equal)", 0.0, 35.1),
-        ("Equal (no orthogonalisation)", 6.2, 35.0),
-        ("Learnable (1x1 conv)", 75.8, 34.6),
-    ],
-    columns=["classifier", paper_label("CS"), paper_label("mIoU")],
+names = {
+    "cbp": "CBP (frozen, orthogonal + equal)",
+    "equal": "Equal (no orthogonalisation)",
+    "learnable": "Learnable (1x1 conv)",
+}
+paper_rows = [(names[k], cs_, miou) for k, (cs_, miou) in PAPER_TABLE8.items()]
+display(
+    pd.DataFrame(paper_rows, columns=["classifier", paper_label("CS"), paper_label("mIoU")]).set_index(
+        "classifier"
+    )
 )
-display(paper.set_index("classifier"))
 
 # %%
 fig, ax = plt.subplots(figsize=(6.8, 3.6))
@@ -176,7 +179,12 @@ ax.hist(
     cs["random"], bins=bins, histtype="step", color="black", label="Kaiming rows (same draws, unequal norms)"
 )
 ax.axvline(0, color=CLASSIFIER_COLORS["cbp"], lw=2.5, label="CBP: 0 for every seed")
-ax.axvline(6.2, color=CLASSIFIER_COLORS["paper"], ls="--", label=paper_label("Equal: 6.2"))
+ax.axvline(
+    PAPER_TABLE8["equal"][0],
+    color=CLASSIFIER_COLORS["paper"],
+    ls="--",
+    label=paper_label(f"Equal: {PAPER_TABLE8['equal'][0]}"),
+)
 ax.set_xlabel("class separability CS (Eq. 8)")
 ax.set_ylabel("number of seeds")
 ax.set_title(f"CS of {num_classes} random prototypes in {channels} dimensions")

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cbp import analysis
+from cbp import analysis, paper
 from cbp.book import figures, plotting
 from cbp.book.launch import repo_root
 from cbp.experiments import claims, tables
@@ -109,8 +109,9 @@ for regime in ("scratch", "pretrained"):
         if f1.size:
             rows.append({"regime": regime, "classifier": label, "rarest group F1": claims.fmt(f1[:, 0])})
 display(pd.DataFrame(rows))
+f1 = paper.PAPER_RAREST_GROUP_F1
 print(
-    "paper (ADE20K, SegFormer-B0, 40K iters, GPU): rarest group 32.0 (CBP), 24.3 (no equalisation), 29.5 (learnable)"
+    f"{paper.PAPER_ABLATION_LABEL}: rarest group {f1['cbp']:.1f} (CBP), {f1['no_equalisation']:.1f} (no equalisation), {f1['learnable']:.1f} (learnable)"
 )
 
 # %% [markdown]
@@ -139,7 +140,9 @@ for regime in ("scratch", "pretrained"):
             )
         rows.append(row)
 display(pd.DataFrame(rows))
-print("paper (ADE20K, SegFormer-B0, 40K iters, GPU): pixel count vs learnable-prototype norm, 0.27")
+print(
+    f"{paper.PAPER_ABLATION_LABEL}: pixel count vs learnable-prototype norm, {paper.PAPER_NORM_CORRELATION}"
+)
 
 # %% [markdown]
 # ## Tables 6 and 7: per-class changes in the confusable groups and the rare classes
@@ -200,9 +203,7 @@ for c in [*rare, *frequent]:
     )
 display(Markdown(f"Table 7 analogue ({regime}): the six rarest and the two most frequent classes, IoU (%)"))
 display(pd.DataFrame(rows).style.format(precision=2).hide(axis="index"))
-print(
-    "paper (ADE20K, SegFormer-B0, 40K iters, GPU), without equalisation: flag -7.3, radiator -5.3, wall 0.0"
-)
+print(f"{paper.PAPER_ABLATION_LABEL}, without equalisation (IoU change):", paper.PAPER_TABLE7_DELTA)
 
 # %% [markdown]
 # ## Fig. 6: similarity between prototypes
@@ -244,7 +245,10 @@ for regime_ in ("scratch", "pretrained"):
             }
         )
 display(pd.DataFrame(rows))
-print("paper (ADE20K, SegFormer-B0, 40K iters, GPU): CS learnable 75.8, equal only 6.2, CBP 0")
+cs = {k: v[0] for k, v in paper.PAPER_TABLE8.items()}
+print(
+    f"{paper.PAPER_ABLATION_LABEL}: CS learnable {cs['learnable']}, equal only {cs['equal']}, CBP {cs['cbp']:g}"
+)
 
 # %% [markdown]
 # ## Pixel embeddings vs prototypes on one validation image

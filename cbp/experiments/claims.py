@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from cbp.experiments.study import ARM_LABELS
-from cbp.paper import PAPER_ARMS
+from cbp.paper import PAPER_ABLATION_LABEL, PAPER_ARMS
 
 HOLDS, NOISE, FAILS, NOT_RUN, MISSING = "holds", "within noise", "does not hold", "not run", "missing"
 
-PAPER_LABEL = "paper (ADE20K, SegFormer-B0, 40K iters, GPU)"
+PAPER_LABEL = PAPER_ABLATION_LABEL
 
 
 TABLE_ARMS: dict[str, list[str]] = {
