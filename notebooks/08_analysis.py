@@ -203,7 +203,8 @@ for c in [*rare, *frequent]:
     )
 display(Markdown(f"Table 7 analogue ({regime}): the six rarest and the two most frequent classes, IoU (%)"))
 display(pd.DataFrame(rows).style.format(precision=2).hide(axis="index"))
-print(f"{paper.PAPER_ABLATION_LABEL}, without equalisation (IoU change):", paper.PAPER_TABLE7_DELTA)
+delta = ", ".join(f"{k} {v:+.1f}" for k, v in paper.PAPER_TABLE7_DELTA.items())
+print(f"{paper.PAPER_ABLATION_LABEL}, without equalisation: IoU {delta}")
 
 # %% [markdown]
 # ## Fig. 6: similarity between prototypes
