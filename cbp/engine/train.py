@@ -334,16 +334,42 @@ def memory_mb(device: torch.device) -> dict[str, float]:
         return {"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def truncate_log(path: Path, last_iter: int) -> None:
-    """Drop log lines past ``last_iter`` (written after the checkpoint a resume starts from)."""
+RUN_LOGS = ("log.jsonl", "eval.jsonl")
+
+
+def cut_log(path: Path, iteration: int) -> None:
+    """Keep the records of the JSON-lines log ``path`` up to ``iteration`` (rewritten atomically).
+
+    A run killed after a log line but before its next checkpoint wrote lines the resumed run writes
+    again; a run killed mid-write (or out of disk) left a partial line. Both are dropped, the
+    partial one with a warning that names the file.
+    """
     if not path.is_file():
         return
-    keep = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("iter", 0) <= last_iter
-    ]
-    path.write_text("".join(line + "\n" for line in keep))
+    text = path.read_text()
+    keep, bad = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            bad.append(number)
+        elif record.get("iter", 0) <= iteration:
+            keep.append(line + "\n")
+    if bad:
+        warnings.warn(
+            f"{path}: dropped {len(bad)} partial or unreadable line(s) (line {', '.join(map(str, bad))}), "
+            "left by a run that was killed or ran out of disk while writing",
+            stacklevel=2,
+        )
+    if "".join(keep) != text:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(keep))
+        os.chmod(tmp, 0o644)
+        tmp.replace(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,7 +493,9 @@ def resume(state: TrainState) -> None:
             )
         if is_main_process():
             print(f"[cbp.train] resuming {state.out} from iteration {state.iteration}", flush=True)
-            truncate_log(state.out / "log.jsonl", state.iteration)
+    if is_main_process():
+        for name in RUN_LOGS:  # to the checkpoint's iteration, to empty without one
+            cut_log(state.out / name, state.iteration)
     if resumed_rng is not None:
         checkpoint.set_rng_state(resumed_rng, state.generators)
     else:
