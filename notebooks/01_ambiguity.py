@@ -43,18 +43,13 @@ adam_lr = 3e-3  # the same learnable runs with Adam, for comparison (Section 1.3
 # %%
 from functools import partial
 
-import numpy as np
-import pandas as pd
 import torch
 from IPython.display import display
-from matplotlib import pyplot as plt
-from scipy import stats
 
 import cbp
-from cbp.book import toy
-from cbp.book.plotting import CLASSIFIER_COLORS, finish, similarity_heatmap, use_style
+from cbp.book import toy, toy_figures
+from cbp.book.plotting import CLASSIFIER_COLORS, finish, use_style
 from cbp.book.toy import CONFUSABLE  # (frequent, rare) class pairs with nearby means
-from cbp.paper import PAPER_NORM_CORRELATION
 
 use_style()
 torch.set_num_threads(1)
@@ -69,21 +64,8 @@ print(f"cbp {cbp.__version__}, torch {torch.__version__}")
 # towards $w_a$: class $b$ takes pixels that point closer to $a$. Nothing about the pixel changed,
 # only a norm.
 
-# %%
-theta = torch.linspace(0, 90, 361)  # degrees from w_a
-f = torch.stack([torch.cos(torch.deg2rad(theta)), torch.sin(torch.deg2rad(theta))], dim=1)  # (K, 2), |f| = 1
-fig, ax = plt.subplots(figsize=(6.4, 3.6))
-for ratio in [1.0, 1.5, 2.0, 3.0]:
-    w = torch.tensor([[1.0, 0.0], [0.0, ratio]]) * 2.0  # (2, 2): |w_a| = 2, |w_b| = 2 * ratio
-    p_a = torch.softmax(f @ w.T, dim=1)[:, 0]  # Eq. 1
-    boundary = float(theta[(p_a < 0.5).nonzero()[0]])
-    ax.plot(theta, p_a, label=rf"$\|w_b\|/\|w_a\| = {ratio:g}$: boundary at {boundary:.0f}°")
-ax.axvline(45, color="grey", lw=0.8, ls=":")
-ax.set_xlabel(r"angle between $f$ and $w_a$ (degrees)")
-ax.set_ylabel(r"$p(a \mid f)$ (Eq. 1)")
-ax.set_title("A larger prototype norm moves the decision boundary")
-ax.legend(loc="upper right")
-finish(fig)
+# %% mystnb={"image": {"alt": "Line plot of the probability of class a against the angle between the feature and prototype a, for four ratios of prototype norms. With equal norms the curve crosses one half at 45 degrees; the larger the norm of prototype b, the smaller the angle where it crosses."}}
+finish(toy_figures.plot_norm_prior([1.0, 1.5, 2.0, 3.0]))  # |w_b| / |w_a|; |w_a| = 2
 
 # %% [markdown]
 # The feature norm matters too: $\|f\|$ multiplies every logit of a pixel, so it acts as an
@@ -139,45 +121,20 @@ print("done:", {k: len(v) for k, v in runs.items()}, "runs")
 # Pearson and Spearman correlations. The paper reports a correlation of 0.27 between training
 # pixel count and learnable-prototype norm on ADE20K (Section 4.3).
 
-# %%
-log_counts = np.log(data["counts"])
-rows = []
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-for r, run in enumerate(runs["learnable"]):
-    norms = run["history"][-1]["norms"]
-    counts = make_data(seed + r)["counts"]
-    rows.append(
-        {
-            "run (seed)": seed + r,
-            "Pearson(norm, log n)": stats.pearsonr(norms, np.log(counts))[0],
-            "Spearman(norm, n)": stats.spearmanr(norms, counts)[0],
-            "Pearson(bias, log n)": stats.pearsonr(run["bias"], np.log(counts))[0],
-        }
-    )
-    axes[0].scatter(
-        np.log(counts), norms, s=18, color=CLASSIFIER_COLORS["learnable"], alpha=0.35 + 0.6 * (r == 0)
-    )
-    axes[1].scatter(
-        np.log(counts), run["bias"], s=18, color=CLASSIFIER_COLORS["learnable"], alpha=0.35 + 0.6 * (r == 0)
-    )
-cbp_norms = runs["cbp"][0]["history"][-1]["norms"]
-axes[0].scatter(log_counts, cbp_norms, s=18, color=CLASSIFIER_COLORS["cbp"], label="CBP (frozen, T = 2)")
-axes[0].scatter([], [], color=CLASSIFIER_COLORS["learnable"], s=18, label=f"learnable ({n_seeds} runs)")
-axes[0].set_xlabel(r"$\log n_l$ (training samples of class $l$)")
-axes[0].set_ylabel(r"prototype norm $\|w_l\|$")
-axes[0].set_title("Prototype norm vs class frequency")
-axes[0].legend()
-axes[1].set_xlabel(r"$\log n_l$")
-axes[1].set_ylabel(r"learned bias $b_l$")
-axes[1].set_title("The bias of the 1x1 conv learns the prior too")
-finish(fig)
-corr = pd.DataFrame(rows)
-summary = corr.drop(columns="run (seed)").agg(["mean", "std"])
-display(corr.round(3))
-display(summary.round(3))
+# %% mystnb={"image": {"alt": "Scatter plot of the final prototype norm of each of 12 classes against the log of its training samples: the learnable runs' norms rise with class frequency, the frozen CBP norms all sit at 2."}}
+counts = data["counts"]  # the same long tail for every seed
+finish(toy_figures.plot_against_frequency(runs["learnable"], counts, "norms", cbp_run=runs["cbp"][0]))
+
+# %% mystnb={"image": {"alt": "Scatter plot of the learned bias of each class against the log of its training samples, for the learnable runs: the bias tends to rise with class frequency, with a wide scatter (from about -0.6 to 1.1)."}}
+finish(toy_figures.plot_against_frequency(runs["learnable"], counts, "bias"))
 
 # %%
+corr = toy_figures.norm_correlations(runs["learnable"], counts, first_seed=seed)
+summary = corr.drop(columns="run (seed)").agg(["mean", "std"])
+display(corr.round(2))
+display(summary.round(2))
 n_positive = int((corr["Pearson(norm, log n)"] > 0).sum())
+cbp_norms = runs["cbp"][0]["history"][-1]["norms"]
 print(
     f"SGD: Pearson(norm, log n) > 0 on {n_positive} of {n_seeds} runs, "
     f"mean {summary.loc['mean', 'Pearson(norm, log n)']:.2f}; "
@@ -196,34 +153,9 @@ print(
 # reports 0.27 overall, a weak relation: the norm-frequency coupling is real but depends on how
 # the classifier is optimised.
 
-# %%
-fig, ax = plt.subplots(figsize=(6.4, 3.6))
-for name, group, color in [
-    ("SGD", runs["learnable"], CLASSIFIER_COLORS["learnable"]),
-    ("Adam", runs_adam, "#333333"),
-]:
-    for r, run in enumerate(group):
-        counts = make_data(seed + r)["counts"]
-        pearson = [stats.pearsonr(h["norms"], np.log(counts))[0] for h in run["history"]]
-        ax.plot(
-            range(1, epochs + 1),
-            pearson,
-            color=color,
-            alpha=0.9 if r == 0 else 0.35,
-            label=f"learnable, {name}" if r == 0 else None,
-        )
-ax.axhline(
-    PAPER_NORM_CORRELATION,
-    color=CLASSIFIER_COLORS["paper"],
-    ls=":",
-    label=f"{PAPER_NORM_CORRELATION} (paper, ADE20K, Section 4.3)",
-)
-ax.axhline(0, color="black", lw=0.6)
-ax.set_xlabel("epoch")
-ax.set_ylabel(r"Pearson($\|w_l\|$, $\log n_l$)")
-ax.set_title(f"Norm-frequency correlation during training ({n_seeds} runs each)")
-ax.legend(fontsize=8)
-finish(fig)
+# %% mystnb={"image": {"alt": "Line plot of the Pearson correlation between prototype norm and log class frequency after every epoch: the five SGD runs reach about 0.9 within three epochs and stay there; the five Adam runs peak between 0.5 and 0.8 early, then fall and end below zero; a dotted line marks the paper's 0.27."}}
+groups = {"SGD": (runs["learnable"], CLASSIFIER_COLORS["learnable"]), "Adam": (runs_adam, "#333333")}
+finish(toy_figures.plot_norm_correlation_over_epochs(groups, counts, paper=0.27))
 
 # %% [markdown]
 #
@@ -233,47 +165,12 @@ finish(fig)
 # over all other pairs, after every epoch, and the class separability of Eq. 8,
 # $\mathrm{CS} = \tfrac12\sum_i\sum_{j\ne i}\cos(w_i, w_j)$ (`cbp.class_separability`).
 
-# %%
-pair_mask = np.zeros((num_classes, num_classes), dtype=bool)
-for a, b in CONFUSABLE:
-    pair_mask[a, b] = pair_mask[b, a] = True
-other_mask = ~pair_mask & ~np.eye(num_classes, dtype=bool)
+# %% mystnb={"image": {"alt": "Line plot of the mean cosine between prototypes after every epoch: for the learnable head the confusable pairs rise to about 0.8 within five epochs and end near 0.7, while the other pairs settle near -0.1; the CBP lines stay at zero."}}
+finish(toy_figures.plot_pair_cosines(runs, CONFUSABLE))
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-for kind in ["learnable", "cbp"]:
-    for r, run in enumerate(runs[kind]):
-        ep = [h["epoch"] for h in run["history"]]
-        conf = [h["cos"][pair_mask].mean() for h in run["history"]]
-        other = [h["cos"][other_mask].mean() for h in run["history"]]
-        kw = {"color": CLASSIFIER_COLORS[kind], "alpha": 0.9 if r == 0 else 0.3}
-        axes[0].plot(ep, conf, lw=2, label=f"{kind}: confusable pairs" if r == 0 else None, **kw)
-        axes[0].plot(ep, other, lw=1, ls="--", label=f"{kind}: other pairs" if r == 0 else None, **kw)
-        cs = [0.5 * (h["cos"].sum() - np.trace(h["cos"])) for h in run["history"]]
-        axes[1].plot(ep, cs, label=kind if r == 0 else None, **kw)
-axes[0].set_xlabel("epoch")
-axes[0].set_ylabel(r"mean $\cos(w_i, w_j)$")
-axes[0].set_title("Similarity of prototypes during training")
-axes[0].legend(fontsize=8)
-axes[1].set_xlabel("epoch")
-axes[1].set_ylabel("class separability CS (Eq. 8)")
-axes[1].set_title(f"CS, N = {num_classes} classes")
-axes[1].legend()
-finish(fig)
-
-final = []
-for kind in ["learnable", "cbp"]:
-    for run in runs[kind]:
-        cos = run["history"][-1]["cos"]
-        final.append(
-            {
-                "classifier": kind,
-                "cos confusable": cos[pair_mask].mean(),
-                "cos other": cos[other_mask].mean(),
-                "CS (Eq. 8)": cbp.class_separability(run["W"]),
-            }
-        )
-final = pd.DataFrame(final).groupby("classifier").agg(["mean", "std"])
-display(final.round(3))
+# %% mystnb={"image": {"alt": "Line plot of the class separability CS after every epoch: the learnable runs fall to about -5.7 within ten epochs, the CBP runs stay at exactly zero."}}
+finish(toy_figures.plot_separability(runs))
+display(toy_figures.final_geometry(runs, CONFUSABLE).round(2))
 
 # %% [markdown]
 # The learned prototypes of confusable classes become clearly similar (the correlation
@@ -289,16 +186,8 @@ display(final.round(3))
 #
 # A side-by-side cosine map of one run (classes ordered by frequency, confusable pairs marked):
 
-# %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-labels = [f"{c}{'*' if any(c in p for p in CONFUSABLE) else ''}" for c in range(num_classes)]
-im = similarity_heatmap(
-    axes[0], runs["learnable"][0]["history"][-1]["cos"], labels, title="learnable (1x1 conv)"
-)
-similarity_heatmap(axes[1], runs["cbp"][0]["history"][-1]["cos"], labels, title="CBP (frozen)")
-fig.colorbar(im, ax=axes, shrink=0.8, label=r"$\cos(w_i, w_j)$")
-fig.suptitle("Prototype cosine similarity (* = class in a confusable pair; 0 = most frequent)")
-plt.show()
+# %% mystnb={"image": {"alt": "Two 12 by 12 heatmaps of prototype cosines. Left, learnable: red cells off the diagonal for the confusable pairs, faint blue or red elsewhere. Right, CBP: white off the diagonal, all cosines zero."}}
+finish(toy_figures.plot_cosine_maps({kind: runs[kind][0] for kind in runs}, CONFUSABLE))
 
 # %% [markdown]
 # ## Does it cost the rare classes?
@@ -308,35 +197,9 @@ plt.show()
 # one toy and a few runs, not the paper's claim: read it as an illustration of where the two
 # heads differ, with the spread over runs.
 
-# %%
-fig, ax = plt.subplots(figsize=(6.4, 3.8))
-recall_rows = []
-for kind in ["learnable", "cbp"]:
-    rec = np.stack([run["recall"] for run in runs[kind]])  # (runs, N)
-    ax.errorbar(
-        log_counts,
-        rec.mean(0),
-        yerr=rec.std(0),
-        fmt="o-",
-        capsize=3,
-        color=CLASSIFIER_COLORS[kind],
-        label=kind,
-    )
-    recall_rows.append(
-        {
-            "classifier": kind,
-            "mAcc (%)": np.mean([run["mAcc"] for run in runs[kind]]),
-            "mAcc std": np.std([run["mAcc"] for run in runs[kind]]),
-            "recall, 4 rarest (%)": rec[:, -4:].mean(),
-            "recall, 4 most frequent (%)": rec[:, :4].mean(),
-        }
-    )
-ax.set_xlabel(r"$\log n_l$ (training samples)")
-ax.set_ylabel("recall on balanced test set (%)")
-ax.set_title(f"Per-class recall, mean ± std over {n_seeds} runs (synthetic)")
-ax.legend()
-finish(fig)
-display(pd.DataFrame(recall_rows).round(2))
+# %% mystnb={"image": {"alt": "Per-class recall on the balanced test set against log training samples, mean and spread over runs, for the learnable and CBP heads: the rare member of each of the three confusable pairs gets a recall near 0 percent, every other class near 100 percent, and the two heads' curves lie on top of each other."}}
+finish(toy_figures.plot_recall_vs_frequency(runs, counts))
+display(toy_figures.recall_summary(runs).round(2))
 
 # %% [markdown]
 # ## What this notebook showed
