@@ -41,25 +41,17 @@ grid_size = 160  # resolution of the decision-region plots
 # %%
 from functools import partial
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from IPython.display import display
-from matplotlib import pyplot as plt
-from matplotlib.colors import ListedColormap
 
 import cbp
-from cbp.book import toy
-from cbp.book.plotting import CLASS_COLORS, CLASSIFIER_COLORS, finish, use_style
+from cbp.book import toy, toy_figures
+from cbp.book.plotting import finish, use_style
 
 use_style()
 torch.set_num_threads(1)
-HEADS = {
-    "learnable": "learnable (1x1 conv + bias)",
-    "cbp": "CBP (frozen, orthogonal, equal)",
-    "equal": "equal-norm only (frozen)",
-}
+HEADS = {"learnable": "learnable", "cbp": "CBP", "equal": "equal-norm only"}  # short names in figures
 
 # %% [markdown]
 # ## The data
@@ -70,23 +62,10 @@ HEADS = {
 # case where the paper says a learned classifier is most biased. Both are scored on the same
 # balanced test set (1000 points a class) by per-class recall and its mean, mAcc.
 
-# %%
+# %% mystnb={"image": {"alt": "Two scatter plots of the training points in the plane. Balanced set: three classes of 600 points, class 0 far from the overlapping classes 1 and 2. Long-tailed set: 2000, 400 and 40 points, the rare class 2 a small cloud inside class 1's."}}
 COUNTS = toy.TOY_2D_COUNTS  # training points per class of the two sets
 dataset = toy.toy_2d_dataset  # (name, run_seed) -> {"x", "y", "x_test", "y_test"}
-
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharex=True, sharey=True)
-for ax, name in zip(axes, COUNTS):
-    d = dataset(name, seed)
-    for c in range(3):
-        pts = d["x"][d["y"] == c]
-        ax.scatter(
-            pts[:, 0], pts[:, 1], s=4, alpha=0.5, color=CLASS_COLORS[c], label=f"class {c} (n={len(pts)})"
-        )
-    ax.set_title(f"{name} training set")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    ax.legend(markerscale=3, loc="upper right")
-finish(fig)
+finish(toy_figures.plot_2d_sets(dataset, list(COUNTS), seed))
 
 # %% [markdown]
 # ## Training the three classifiers
@@ -107,21 +86,7 @@ runs = {
     for kind in HEADS
     for r in range(n_seeds)
 }
-table = pd.DataFrame(
-    [
-        {
-            "data": name,
-            "classifier": kind,
-            "seed": seed + r,
-            "mAcc (%)": v["mAcc"],
-            "recall class 0": v["recall"][0],
-            "recall class 1": v["recall"][1],
-            "recall class 2 (rare)": v["recall"][2],
-        }
-        for (name, kind, r), v in runs.items()
-    ]
-)
-summary = table.groupby(["data", "classifier"], sort=False).agg(["mean", "std"]).drop(columns="seed")
+summary = toy_figures.summary_2d(runs)
 display(summary.round(1))
 
 # %%
@@ -143,28 +108,17 @@ print("largest mAcc difference between the three heads (percentage points):", sp
 # on top. Compare the boundary between the confusable classes 1 and 2 in the balanced and the
 # long-tailed rows.
 
-# %%
-lim = torch.tensor([[-3.2, 3.2], [-3.0, 4.6]])
-gx, gy = torch.meshgrid(torch.linspace(*lim[0], grid_size), torch.linspace(*lim[1], grid_size), indexing="xy")
-grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)  # (G, 2)
-cmap = ListedColormap(CLASS_COLORS[:3])
-fig, axes = plt.subplots(2, 3, figsize=(12, 7.4), sharex=True, sharey=True)
-for i, name in enumerate(COUNTS):
-    d = dataset(name, seed)
-    for j, kind in enumerate(HEADS):
-        run = runs[(name, kind, 0)]
-        with torch.no_grad():
-            region = run["model"](grid).argmax(1).reshape(grid_size, grid_size)
-        ax = axes[i, j]
-        ax.contourf(gx, gy, region, levels=[-0.5, 0.5, 1.5, 2.5], cmap=cmap, alpha=0.25)
-        ax.scatter(d["x"][:, 0], d["x"][:, 1], c=d["y"], cmap=cmap, s=3, alpha=0.6)
-        ax.set_title(
-            f"{name}: {kind}\nmAcc {run['mAcc']:.1f}%, rare recall {run['recall'][2]:.1f}%", fontsize=9
-        )
-        ax.set_xlabel("$x_1$")
-        ax.set_ylabel("$x_2$")
-        ax.grid(False)
-finish(fig)
+# %% mystnb={"image": {"alt": "Decision regions of the three heads on the balanced set: the plane coloured by predicted class, training points on top; the three boundaries between the confusable classes 1 and 2 look alike."}}
+finish(
+    toy_figures.plot_decision_regions(runs, dataset("balanced", seed), "balanced", HEADS, grid_size=grid_size)
+)
+
+# %% mystnb={"image": {"alt": "Decision regions of the three heads on the long-tailed set: the region of the rare class 2 is smaller than on the balanced set for every head."}}
+finish(
+    toy_figures.plot_decision_regions(
+        runs, dataset("long-tailed", seed), "long-tailed", HEADS, grid_size=grid_size
+    )
+)
 
 # %% [markdown]
 # ## How the learnable prototypes move
@@ -174,75 +128,19 @@ finish(fig)
 # cosine between the prototypes of the confusable pair, $\cos(w_1, w_2)$, and between class 0 and
 # each of them. The frozen heads are flat lines by construction: norm $T$ and, for CBP, cosine 0.
 
-# %%
-fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), sharex=True)
-x_steps = np.arange(0, steps + 1, 10)
-for i, name in enumerate(COUNTS):
-    for r in range(n_seeds):
-        W = runs[(name, "learnable", r)]["trajectory"]  # (S, N, C)
-        norms = W.norm(dim=2)  # (S, N)
-        unit = F.normalize(W, dim=2)
-        cos = unit @ unit.transpose(1, 2)  # (S, N, N)
-        a = 0.9 if r == 0 else 0.3
-        for c in range(3):
-            axes[i, 0].plot(
-                x_steps,
-                norms[:, c],
-                color=CLASS_COLORS[c],
-                alpha=a,
-                label=f"class {c} (n={COUNTS[name][c]})" if r == 0 else None,
-            )
-        for (p, q), ls in [((1, 2), "-"), ((0, 1), "--"), ((0, 2), ":")]:
-            axes[i, 1].plot(
-                x_steps,
-                cos[:, p, q],
-                color="black",
-                ls=ls,
-                alpha=a,
-                label=f"cos(w{p}, w{q})" if r == 0 else None,
-            )
-    axes[i, 0].axhline(
-        length, color=CLASSIFIER_COLORS["cbp"], lw=1, label=f"CBP / equal-norm: T = {length:g}"
-    )
-    axes[i, 1].axhline(0, color=CLASSIFIER_COLORS["cbp"], lw=1, label="CBP: cos = 0")
-    axes[i, 0].set_ylabel(r"$\|w_l\|$")
-    axes[i, 1].set_ylabel(r"$\cos(w_i, w_j)$")
-    axes[i, 0].set_title(f"{name}: learnable prototype norms ({n_seeds} runs)")
-    axes[i, 1].set_title(f"{name}: learnable prototype cosines")
-    axes[i, 0].legend(fontsize=8)
-    axes[i, 1].legend(fontsize=8)
-for ax in axes[1]:
-    ax.set_xlabel("SGD step")
-finish(fig)
+# %% mystnb={"image": {"alt": "Balanced set, learnable head. Left: the three prototype norms grow from near 0 during training. Right: the cosines between the prototypes move below zero, away from the frozen CBP's 0."}}
+finish(toy_figures.plot_prototype_paths(runs, "balanced", COUNTS["balanced"], length=length))
+
+# %% mystnb={"image": {"alt": "Long-tailed set, learnable head. Left: the prototype norms grow during training, the rare class 2's ending lowest in most runs. Right: the cosine between the confusable pair's prototypes goes negative."}}
+finish(toy_figures.plot_prototype_paths(runs, "long-tailed", COUNTS["long-tailed"], length=length))
 
 # %% [markdown]
 # And the final state in the 3-D feature space itself, for the long-tailed set: test features of
 # each class (dots) and the prototypes (arrows from the origin, scaled to a common length for
 # display; the legend gives the true norms).
 
-# %%
-d = dataset("long-tailed", seed)
-fig = plt.figure(figsize=(11, 4.6))
-for j, kind in enumerate(HEADS):
-    run = runs[("long-tailed", kind, 0)]
-    ax = fig.add_subplot(1, 3, j + 1, projection="3d")
-    with torch.no_grad():
-        feats = run["encoder"](d["x_test"])  # (M, 3)
-    feats = feats / feats.norm(dim=1).max()
-    sub = torch.arange(0, len(feats), 7)
-    ax.scatter(*feats[sub].T, c=[CLASS_COLORS[c] for c in d["y_test"][sub]], s=2, alpha=0.4)
-    W = run["head"].prototypes.detach()
-    for c in range(3):
-        v = W[c] / W[c].norm() * 1.2
-        ax.quiver(0, 0, 0, *v, color=CLASS_COLORS[c], lw=2.5, label=f"$w_{c}$, norm {W[c].norm():.2f}")
-    ax.set_title(HEADS[kind], fontsize=9)
-    ax.set(xlim=(-1.3, 1.3), ylim=(-1.3, 1.3), zlim=(-1.3, 1.3))
-    ax.set_box_aspect((1, 1, 1))
-    ax.set_xlabel("$f_1$")
-    ax.set_ylabel("$f_2$")
-    ax.set_zlabel("$f_3$")
-    ax.legend(fontsize=7, loc="upper left")
-finish(fig)
+# %% mystnb={"image": {"alt": "Three 3-D plots of the test features of the long-tailed set and the prototypes as arrows, one per head; the titles give each head's three prototype norms."}}
+finish(toy_figures.plot_feature_space(runs, dataset("long-tailed", seed), "long-tailed", HEADS))
 
 # %% [markdown]
 # ## The length $T$
@@ -254,42 +152,19 @@ finish(fig)
 # long-tailed set for each $T$.
 
 # %%
-rows = []
-for T in lengths:
-    for r in range(n_seeds):
-        run = train("cbp", dataset("long-tailed", seed + r), seed + r, length=T)
-        rows.append(
-            {
-                "T": T,
-                "seed": seed + r,
-                "mAcc (%)": run["mAcc"],
-                "rare recall (%)": run["recall"][2],
-                "final train loss": run["loss"],
-                "mean |f|": run["feat_norm"],
-            }
-        )
-sweep = pd.DataFrame(rows)
+sweep = pd.DataFrame(
+    [
+        {"T": T, "seed": seed + r}
+        | toy_figures.sweep_numbers(train("cbp", dataset("long-tailed", seed + r), seed + r, length=T))
+        for T in lengths
+        for r in range(n_seeds)
+    ]
+)
 agg = sweep.drop(columns="seed").groupby("T").agg(["mean", "std"])
-display(agg.round(3))
+display(agg.round(2))
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-for ax, col in zip(axes, ["mAcc (%)", "final train loss", "mean |f|"]):
-    ax.errorbar(
-        agg.index,
-        agg[(col, "mean")],
-        yerr=agg[(col, "std")],
-        fmt="o-",
-        capsize=3,
-        color=CLASSIFIER_COLORS["cbp"],
-    )
-    ax.set_xscale("log")
-    ax.set_xlabel("prototype length T (log scale)")
-    ax.set_ylabel(col)
-axes[2].set_yscale("log")
-axes[0].set_title(f"CBP on the long-tailed toy, {n_seeds} seeds")
-axes[1].set_title(f"after {steps} SGD steps")
-axes[2].set_title("feature norm the encoder learns")
-finish(fig)
+# %% mystnb={"image": {"alt": "Three stacked panels against the prototype length T on a log scale, for CBP on the long-tailed toy: mAcc is lowest at T = 0.1 (about 66 percent) and flat near 87 percent from T = 1 on; the final training loss falls as T grows; the mean feature norm (log scale) falls from about 50 to a few units."}}
+finish(toy_figures.plot_length_sweep(agg, steps=steps, seeds=n_seeds))
 
 # %% [markdown]
 # A very small $T$ makes every logit small, so the loss stays high unless the encoder blows up

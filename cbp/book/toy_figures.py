@@ -277,7 +277,7 @@ def plot_2d_sets(dataset: Any, names: Sequence[str], seed: int) -> Any:
             )
         ax.set_title(f"{name} training set")
         ax.set_xlabel("$x_1$")
-        ax.legend(markerscale=3, loc="upper right", title="class", handletextpad=0.1)
+        ax.legend(markerscale=3, loc="best", title="class", handletextpad=0.1)
     axes[0, 0].set_ylabel("$x_2$")
     return fig
 
@@ -394,7 +394,7 @@ def plot_feature_space(
             feats = run["encoder"](data["x_test"])  # (M, 3)
         feats = feats / feats.norm(dim=1).max()
         sub = torch.arange(0, len(feats), 7)
-        ax.scatter(*feats[sub].T, c=[CLASS_COLORS[c] for c in data["y_test"][sub]], s=2, alpha=0.4)
+        ax.scatter(*feats[sub].T, c=[CLASS_COLORS[c] for c in data["y_test"][sub]], s=5, alpha=0.6)
         W = run["head"].prototypes.detach()
         for c in range(W.shape[0]):
             ax.quiver(0, 0, 0, *(W[c] / W[c].norm() * 1.2), color=CLASS_COLORS[c], lw=2.5)
