@@ -50,6 +50,7 @@ import cbp
 from cbp.book import toy, toy_figures
 from cbp.book.plotting import CLASSIFIER_COLORS, finish, use_style
 from cbp.book.toy import CONFUSABLE  # (frequent, rare) class pairs with nearby means
+from cbp.paper import PAPER_NORM_CORRELATION
 
 use_style()
 torch.set_num_threads(1)
@@ -155,7 +156,7 @@ print(
 
 # %% mystnb={"image": {"alt": "Line plot of the Pearson correlation between prototype norm and log class frequency after every epoch: the five SGD runs reach about 0.9 within three epochs and stay there; the five Adam runs peak between 0.5 and 0.8 early, then fall and end below zero; a dotted line marks the paper's 0.27."}}
 groups = {"SGD": (runs["learnable"], CLASSIFIER_COLORS["learnable"]), "Adam": (runs_adam, "#333333")}
-finish(toy_figures.plot_norm_correlation_over_epochs(groups, counts, paper=0.27))
+finish(toy_figures.plot_norm_correlation_over_epochs(groups, counts, paper=PAPER_NORM_CORRELATION))
 
 # %% [markdown]
 #
