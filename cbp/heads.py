@@ -33,11 +33,16 @@ class CBPHead(nn.Module):
 
             * ``"frozen"`` (CBP, default): a buffer; no optimizer ever sees it.
             * ``"gradient"``: the same initial prototypes as a learnable Parameter.
-            * ``"ema"``: a buffer moved after every step towards the batch's category centroids,
-              ``w_l <- m w_l + (1 - m) s_l`` for the classes in the batch, then re-equalised.
+            * ``"ema"``: a buffer moved after every step towards the batch's category centroids
+              L2-normalised and scaled to the prototypes' norm T,
+              ``w_l <- m w_l + (1 - m) T s_l / |s_l|`` for the classes in the batch, then
+              re-equalised (protocol amendment 5; before it the unnormalised ``s_l`` was mixed in).
             * ``"penalty"``: learnable, re-equalised after every step, plus
-              ``penalty_weight * mean_{i != j} cos(w_i, w_j)^2`` added to the loss
-              (``penalty_form="absolute"``: ``|cos(w_i, w_j)|``; the paper says neither).
+              ``penalty_weight * (1/N) sum_i sum_{j != i} cos(w_i, w_j)^2`` added to the loss: the
+              sum over the other rows, averaged over rows (protocol amendment 5, weight 1.0;
+              ``penalty_form="absolute"``: ``|cos(w_i, w_j)|``; the paper says neither). Before
+              amendment 5 it was 0.01 x the mean over the pairs, i.e. this form with weight
+              ``0.01 / (N - 1)``.
         seed: seed of the prototype draw.
         momentum: m of the ``"ema"`` update.
         penalty_weight: weight of the orthogonality penalty of the ``"penalty"`` update.
@@ -60,7 +65,7 @@ class CBPHead(nn.Module):
         update: Update = "frozen",
         seed: int = 0,
         momentum: float = 0.99,
-        penalty_weight: float = 0.01,
+        penalty_weight: float = 1.0,
         penalty_form: PenaltyForm = "squared",
         embeddings: Tensor | None = None,
     ) -> None:
@@ -120,16 +125,19 @@ class CBPHead(nn.Module):
                 )
             present = present.to(self.prototypes.device)
             centroids = category_centroids.to(self.prototypes)  # (N, C)
-            moved = self.momentum * self.prototypes + (1.0 - self.momentum) * centroids  # (N, C)
-            # A class whose moved row collapsed to zero keeps its old prototype.
-            ok = present & (moved.norm(dim=1) > 0)  # (N,)
+            # The centroids' directions at the prototypes' length T (features have norms ~5x T).
+            target = self.length * F.normalize(centroids, dim=1)  # (N, C); a zero centroid stays 0
+            moved = self.momentum * self.prototypes + (1.0 - self.momentum) * target  # (N, C)
+            # A class with a zero centroid, or whose moved row collapsed to zero, keeps its prototype.
+            ok = present & (centroids.norm(dim=1) > 0) & (moved.norm(dim=1) > 0)  # (N,)
             self.prototypes[ok] = equalize(moved[ok], self.length)
         elif self.update == "penalty":
             self.prototypes.copy_(equalize(self.prototypes, self.length))
 
     def penalty(self) -> Tensor:
-        """Orthogonality penalty of the ``"penalty"`` update: weight x mean squared (or absolute,
-        ``penalty_form``) off-diagonal cosine.
+        """Orthogonality penalty of the ``"penalty"`` update:
+        ``penalty_weight * (1/N) sum_i sum_{j != i} cos(w_i, w_j)^2`` (``|cos|`` with
+        ``penalty_form="absolute"``).
 
         Returns:
             Scalar tensor; zero (and without graph) for the other updates.
@@ -143,7 +151,7 @@ class CBPHead(nn.Module):
             return self.prototypes.new_zeros(())
         off_diagonal = cos - torch.diag(torch.diagonal(cos))
         size = off_diagonal.pow(2) if self.penalty_form == "squared" else off_diagonal.abs()  # (N, N)
-        return self.penalty_weight * size.sum() / (n * (n - 1))
+        return self.penalty_weight * size.sum() / n
 
     def extra_repr(self) -> str:
         kind = "buffer" if self.update in ("frozen", "ema") else "parameter"

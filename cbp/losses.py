@@ -21,7 +21,8 @@ How this project reads the equations (the book's "Reading the paper" page, ``boo
   j over the classes present in the batch, sg = stop-gradient; mean over such classes.
 * Category loss, Eq. 5 (its denominator ``sum_{j != i} e^{v_j1.w_j/tau}`` is read as a typo): for each
   class i present in view x, cross-entropy of ``v_ix . w_j / tau`` over all N prototypes with
-  target i; mean over the present classes.
+  target i; mean over the present classes. The prototypes are its keys and are detached ("frozen"
+  in the paper), also for a learnable classifier (protocol amendment 5).
 * Alternative readings, kept as options for the book's comparisons ("Reading the paper"):
   ``class_reduction="sum"`` sums the per-class terms of Eq. 4 and Eq. 5 as printed (``Sigma_i``)
   instead of averaging them; ``category_form="printed"`` keeps Eq. 5's printed denominator, a
@@ -282,11 +283,15 @@ def category_loss(
     ``a_j = v_jx . w_j / tau`` of the classes j present in view x, the term of class i is
     ``-log(e^{a_i} / sum_j e^{a_j})``. It never compares a centroid with another class's prototype.
 
+    The prototypes are detached (keys): no gradient reaches them, whatever the classifier.
+
     Returns:
         Scalar tensor.
     """
     v = centroids.view_centroids  # (2, N, C)
-    w = prototypes.float()  # (N, C)
+    # The keys are frozen (the paper; protocol amendment 5): for a learnable classifier (the baseline,
+    # update=gradient / penalty) the category loss moves the features only, never the prototypes.
+    w = prototypes.detach().float()  # (N, C)
     if normalize:
         v, w = F.normalize(v, dim=-1), F.normalize(w, dim=-1)
     present = centroids.present_in_view  # (2, N)

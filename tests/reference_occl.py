@@ -24,6 +24,8 @@ Reading implemented here ("Reading the paper"):
   ``L_c(x)`` = mean over the classes present in view ``x`` (0 for a view with no labelled pixel);
   ``category = (L_c(1) + L_c(2)) / 2``.
 * ``loss = lam * centroid + phi * category`` (Eq. 6).
+* The prototypes are keys only: no gradient reaches them through the category loss, whatever the
+  classifier (the paper calls the keys frozen; protocol amendment 5).
 
 Alternative readings (options of ``cbp.OCCL``): ``class_reduction="sum"`` replaces each per-view
 mean over classes by a sum; ``category_form="printed"`` replaces the category cross-entropy by
@@ -95,7 +97,7 @@ def reference_occl(
     if view_of_image is None:
         view_of_image = [0] * (B // 2) + [1] * (B - B // 2)
     feats = features.to(dtype)
-    protos = prototypes.to(dtype)
+    protos = prototypes.detach().to(dtype)  # the keys are frozen (amendment 5): no gradient to them
     lab = resize_labels_nearest(labels, (H, W))  # (B, H, W)
 
     # View centroids (Eq. 3), one boolean mask per (class, view).

@@ -147,19 +147,27 @@ def test_ema_after_step_moves_toward_centroids_and_re_equalises() -> None:
     present = torch.tensor([True, False, True, True, False, True])
     head.after_step(centroids, present)
     after = head.prototypes.double()
-    expected = m * before + (1 - m) * centroids.double()  # w <- m w + (1 - m) CC   ("Reading the paper")
-    expected = length * expected / expected.norm(dim=1, keepdim=True)  # re-equalised
+    # Amendment 5: w <- m w + (1 - m) T s / |s|, then re-equalised (a float64 loop over the classes).
+    expected = before.clone()
+    for i in range(N):
+        target = length * centroids[i].double() / centroids[i].double().norm()
+        row = m * before[i] + (1 - m) * target
+        expected[i] = length * row / row.norm()
     torch.testing.assert_close(after[present], expected[present], atol=1e-5, rtol=1e-5)
     assert torch.equal(after[~present], before[~present])  # absent classes untouched
     torch.testing.assert_close(after.norm(dim=1), torch.full((N,), length, dtype=torch.float64))
     # Moved toward the centroids: cosine with the centroid grows for every present class.
+    # The step does not depend on the centroids' norms, only on their directions.
+    again = cbp.CBPHead(C, N, update="ema", momentum=m, length=length)
+    again.after_step(centroids * torch.rand(N, 1) * 50, present)
+    torch.testing.assert_close(again.prototypes, head.prototypes, atol=1e-6, rtol=1e-5)
     cos_before = F.cosine_similarity(before, centroids.double(), dim=1)
     cos_after = F.cosine_similarity(after, centroids.double(), dim=1)
     assert (cos_after[present] > cos_before[present]).all()
 
 
-def _penalty_reference(w: torch.Tensor, weight: float = 0.01, form: str = "squared") -> torch.Tensor:
-    """Loop over the ordered pairs i != j in float64."""
+def _penalty_reference(w: torch.Tensor, weight: float = 1.0, form: str = "squared") -> torch.Tensor:
+    """Amendment 5's form: for each row, the sum over the other rows; the mean over rows (float64 loop)."""
     n = w.shape[0]
     w = w.double()
     total = torch.zeros((), dtype=torch.float64)
@@ -168,7 +176,7 @@ def _penalty_reference(w: torch.Tensor, weight: float = 0.01, form: str = "squar
             if i != j:
                 cos = torch.dot(w[i], w[j]) / (w[i].norm() * w[j].norm())
                 total = total + (cos**2 if form == "squared" else cos.abs())
-    return weight * total / (n * (n - 1))
+    return weight * total / n
 
 
 def test_penalty_value_and_re_equalisation() -> None:

@@ -81,14 +81,23 @@ def test_loss_is_lam_centroid_plus_phi_category(lam: float, phi: float) -> None:
     torch.testing.assert_close(out["loss"], lam * out["centroid"] + phi * out["category"])
 
 
-def test_gradient_to_learnable_prototypes_matches_reference() -> None:
-    """For the "gradient" / "penalty" ablations the category loss also trains the prototypes."""
+def test_category_loss_keys_are_detached_for_learnable_prototypes() -> None:
+    """Amendment 5: the keys of Eq. 5 are frozen, so a learnable classifier (baseline, "gradient",
+    "penalty") gets no gradient from OCCL, while the features get the reference's gradient."""
     features, labels, prototypes = _batch(12, 4)
     p_impl = prototypes.clone().requires_grad_(True)
-    p_ref = prototypes.double().clone().requires_grad_(True)
-    cbp.OCCL()(features.float(), labels, p_impl)["loss"].backward()
-    reference_occl(features, labels, p_ref)["loss"].backward()
-    torch.testing.assert_close(p_impl.grad.double(), p_ref.grad, atol=1e-6, rtol=1e-3)
+    f_impl = features.float().requires_grad_(True)
+    out = cbp.OCCL()(f_impl, labels, p_impl)
+    assert out["category"].item() > 0
+    g_f, g_p = torch.autograd.grad(out["loss"], [f_impl, p_impl], allow_unused=True)
+    assert g_p is None or torch.count_nonzero(g_p) == 0
+    # Without the detach the prototypes would get a gradient: the category loss depends on them.
+    f_ref = features.clone().requires_grad_(True)
+    ref = reference_occl(f_ref, labels, prototypes.double())
+    (g_ref,) = torch.autograd.grad(ref["loss"], f_ref)
+    torch.testing.assert_close(g_f.double(), g_ref, atol=1e-6, rtol=1e-3)
+    moved = cbp.OCCL()(features.float(), labels, prototypes + 0.3 * torch.randn(N, C))
+    assert moved["category"].item() != out["category"].item()
 
 
 @pytest.mark.parametrize("category_form", ["prototypes", "printed"])
@@ -153,7 +162,7 @@ def test_one_view_without_labelled_pixels_finite_for_every_form(category_form: s
     w = prototypes.clone().requires_grad_(True)
     with torch.autograd.detect_anomaly():
         cbp.OCCL(category_form=category_form)(f, labels, w)["loss"].backward()
-    assert torch.isfinite(f.grad).all() and torch.isfinite(w.grad).all()
+    assert torch.isfinite(f.grad).all() and w.grad is None  # the keys get no gradient (amendment 5)
 
 
 def test_one_view_without_labelled_pixels_matches_reference() -> None:

@@ -57,7 +57,7 @@ class ModelConfig:
     init: str = "orthogonal+equal"  # orthogonal+equal | orthogonal | equal | random | text | masked ...
     update: Literal["frozen", "gradient", "ema", "penalty"] = "frozen"
     ema_momentum: float = 0.99  # m of update=ema (not given in the paper)
-    penalty_weight: float = 0.01  # weight of update=penalty's orthogonality loss (Section 4.4)
+    penalty_weight: float = 1.0  # update=penalty: weight x (1/N) sum_i sum_{j!=i} cos^2 (amendment 5; was 0.01)
     penalty_form: Literal["squared", "absolute"] = "squared"  # cos^2 or |cos| (not said in the paper)
     proto_seed: int = 0
     embeddings: str = ""  # (N, D) class embeddings, a torch.save'd tensor, for init text/masked* (Table 5)
