@@ -32,14 +32,13 @@ small_n, small_c = 6, 8  # a small case to look at every number
 # %%
 import time
 
-import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from matplotlib import pyplot as plt
 
 import cbp
-from cbp.book.plotting import CLASSIFIER_COLORS, finish, paper_label, similarity_heatmap, use_style
+from cbp.book import prototype_figures as pf
+from cbp.book.plotting import finish, use_style
 from cbp.paper import PAPER_TABLE8
 from cbp.prototypes import cosine_similarity_matrix, equalize, gram_schmidt, kaiming_rows
 
@@ -57,24 +56,13 @@ torch.set_num_threads(1)
 # "Reading the paper"). Here with $N = 6$ classes in $C = 8$ dimensions, each stage's norms and
 # cosines:
 
-# %%
+# %% mystnb={"image": {"alt": "Three 6 by 6 heatmaps of prototype cosines with every value written: the Kaiming draw has non-zero cosines off the diagonal, after Gram-Schmidt and after equalisation every off-diagonal cosine is 0.0."}}
 W0 = kaiming_rows(small_n, small_c, seed=seed)  # line 1, float64 (N, C)
 W1 = gram_schmidt(W0)  # lines 2-11
 W2 = equalize(W1, length)  # line 12
-stages = {"1. Kaiming draw": W0, "2. Gram-Schmidt": W1, "3. equalised (CBP)": W2}
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.9))
-for ax, (name, W) in zip(axes, stages.items()):
-    im = similarity_heatmap(ax, cosine_similarity_matrix(W).numpy(), title=name, annotate=True)
-fig.colorbar(im, ax=axes, shrink=0.8, label=r"$\cos(w_i, w_j)$")
-plt.show()
-display(
-    pd.DataFrame(
-        {name: W.norm(dim=1).numpy() for name, W in stages.items()},
-        index=pd.Index(range(small_n), name="class"),
-    )
-    .round(4)
-    .T.rename_axis("row norms")
-)
+stages = {"1. Kaiming": W0, "2. Gram-Schmidt": W1, "3. equalised": W2}
+finish(pf.plot_stages(stages))
+display(pf.stage_norms(stages).round(2))
 
 # %% [markdown]
 # The Kaiming rows are already far from parallel (in $C$ dimensions two random directions have
@@ -104,6 +92,10 @@ print(
 )
 print(f"Gram-Schmidt took {1e3 * t_gs:.1f} ms, once, before training")
 
+# %% [markdown]
+# The library's `cbp.category_basis_prototypes` runs the three steps and returns float32 prototypes:
+
+# %%
 P = cbp.category_basis_prototypes(num_classes, channels, length, seed=seed)  # the library's CBP, float32
 print(
     f"cbp.category_basis_prototypes: dtype {P.dtype}, shape {tuple(P.shape)}, norms in "
@@ -127,69 +119,17 @@ variants = {
     "equal": "equal-norm only",
     "random": "Kaiming rows (a learnable head's start)",
 }
-cs = {
-    v: np.array(
-        [
-            cbp.class_separability(
-                cbp.category_basis_prototypes(num_classes, channels, length, seed=s, init=v)
-            )
-            for s in range(n_draws)
-        ]
-    )
-    for v in variants
-}
-expected_std = np.sqrt(num_classes * (num_classes - 1) / (2 * channels))
-rows = [
-    {
-        "prototypes": variants[v],
-        "init": v,
-        "CS mean": x.mean(),
-        "CS std": x.std(),
-        "|CS| mean": np.abs(x).mean(),
-    }
-    for v, x in cs.items()
-]
-ours = pd.DataFrame(rows)
-display(ours.round(2))
+cs = pf.separability_draws(num_classes, channels, length, list(variants), n_draws)
+display(pf.separability_table(cs, variants).round(2))
+expected_std = (num_classes * (num_classes - 1) / (2 * channels)) ** 0.5
 print(f"predicted std of CS for random directions: sqrt(N(N-1)/2C) = {expected_std:.2f}")
+display(pf.paper_table8())
 
-names = {
-    "cbp": "CBP (frozen, orthogonal + equal)",
-    "equal": "Equal (no orthogonalisation)",
-    "learnable": "Learnable (1x1 conv)",
-}
-paper_rows = [(names[k], cs_, miou) for k, (cs_, miou) in PAPER_TABLE8.items()]
-display(
-    pd.DataFrame(paper_rows, columns=["classifier", paper_label("CS"), paper_label("mIoU")]).set_index(
-        "classifier"
-    )
+# %% mystnb={"image": {"alt": "Histogram of the class separability CS over 200 seeds for equal-norm-only prototypes and for Kaiming rows, both spread around 0 between about -20 and 20; a solid line marks CBP's 0 and a dashed line the paper's 6.2 for Equal, inside the spread."}}
+paper_equal = PAPER_TABLE8["equal"][0]
+finish(
+    pf.plot_separability_histogram(cs, num_classes=num_classes, channels=channels, paper_equal=paper_equal)
 )
-
-# %%
-fig, ax = plt.subplots(figsize=(6.8, 3.6))
-bins = np.linspace(-25, 25, 41)
-ax.hist(
-    cs["equal"],
-    bins=bins,
-    color=CLASSIFIER_COLORS["equal"],
-    alpha=0.7,
-    label=f"equal-norm only, {n_draws} seeds",
-)
-ax.hist(
-    cs["random"], bins=bins, histtype="step", color="black", label="Kaiming rows (same draws, unequal norms)"
-)
-ax.axvline(0, color=CLASSIFIER_COLORS["cbp"], lw=2.5, label="CBP: 0 for every seed")
-ax.axvline(
-    PAPER_TABLE8["equal"][0],
-    color=CLASSIFIER_COLORS["paper"],
-    ls="--",
-    label=paper_label(f"Equal: {PAPER_TABLE8['equal'][0]}"),
-)
-ax.set_xlabel("class separability CS (Eq. 8)")
-ax.set_ylabel("number of seeds")
-ax.set_title(f"CS of {num_classes} random prototypes in {channels} dimensions")
-ax.legend(fontsize=8)
-finish(fig)
 
 # %% [markdown]
 # The paper's 6.2 for its "Equal" row is what one random draw gives: within about one
@@ -200,25 +140,7 @@ finish(fig)
 # the same way. The sum of $|\cos|$ is a stricter measure of non-orthogonality:
 
 # %%
-abs_cs = {
-    v: np.mean(
-        [
-            0.5
-            * float(
-                (
-                    cosine_similarity_matrix(
-                        cbp.category_basis_prototypes(num_classes, channels, length, seed=s, init=v)
-                    )
-                    - torch.eye(num_classes)
-                )
-                .abs()
-                .sum()
-            )
-            for s in range(10)
-        ]
-    )
-    for v in variants
-}
+abs_cs = pf.abs_separability(num_classes, channels, length, list(variants), draws=10)
 display(
     pd.Series(abs_cs, name="0.5 * sum |cos| (mean of 10 seeds)").rename(index=variants).round(1).to_frame()
 )
@@ -251,39 +173,12 @@ for n, c in [(150, 64), (171, 128)]:
 # groups of similar classes stand in for real ones (notebook 08 uses real backbone features).
 
 # %%
-g = torch.Generator().manual_seed(seed)
-groups = torch.arange(num_classes) // 5  # 30 groups of 5 related classes
-shared = torch.randn(channels, generator=g)  # a direction common to every class (as post-ReLU means are)
-group_dirs = torch.randn(int(groups.max()) + 1, channels, generator=g)
-emb = (
-    1.0 * shared + 1.0 * group_dirs[groups] + 0.7 * torch.randn(num_classes, channels, generator=g)
-)  # (N, C)
-rows = []
-for init in ["masked", "masked+orthogonal", "orthogonal+equal"]:
-    kw = {"embeddings": emb} if init.startswith("masked") else {}
-    Wm = cbp.category_basis_prototypes(num_classes, channels, length, seed=seed, init=init, **kw)
-    cos = cosine_similarity_matrix(Wm)
-    same = (groups[:, None] == groups[None, :]) & ~torch.eye(num_classes, dtype=torch.bool)
-    rows.append(
-        {
-            "init": init,
-            "CS (Eq. 8)": cbp.class_separability(Wm),
-            "mean cos, related": float(cos[same].mean()),
-            "norm min": float(Wm.norm(dim=1).min()),
-            "norm max": float(Wm.norm(dim=1).max()),
-        }
-    )
-display(pd.DataFrame(rows).round(3))
+emb, groups = pf.grouped_embeddings(num_classes, channels, seed)  # (N, C), 30 groups of 5 related classes
+inits = ["masked", "masked+orthogonal", "orthogonal+equal"]
+display(pf.embedding_inits(emb, groups, length=length, seed=seed, inits=inits).round(3))
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-sub = slice(0, 25)
-for ax, init in zip(axes, ["masked", "masked+orthogonal"]):
-    Wm = cbp.category_basis_prototypes(num_classes, channels, length, seed=seed, init=init, embeddings=emb)
-    im = similarity_heatmap(
-        ax, cosine_similarity_matrix(Wm)[sub, sub].numpy(), title=f"init={init!r} (first 25 classes)"
-    )
-fig.colorbar(im, ax=axes, shrink=0.8, label=r"$\cos(w_i, w_j)$")
-plt.show()
+# %% mystnb={"image": {"alt": "Two 25 by 25 heatmaps of prototype cosines. Left, masked: red blocks of related classes along the diagonal on a pink background, every cosine positive. Right, masked plus orthogonal: white off the diagonal, all cosines zero."}}
+finish(pf.plot_embedding_inits(emb, length=length, seed=seed))
 
 # %% [markdown]
 # Orthogonalising the embeddings removes every correlation, whatever the embeddings were; the

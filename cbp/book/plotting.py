@@ -268,7 +268,7 @@ def similarity_heatmap(
         vmax=vmax,
         center=0.0 if vmin < 0 < vmax else None,
         square=True,
-        annot=annotate,
+        annot=np.round(sim, 1) + 0.0 if annotate else False,  # + 0.0: "-0.0" reads "0.0"
         fmt=".1f",
         annot_kws={"fontsize": MIN_FONT},
         xticklabels=ticks,
