@@ -6,7 +6,10 @@ Runs are tiny (tests/tiny_run.py): cnn_tiny on a 12-class synthetic set of 32x32
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,116 @@ def test_resume_cuts_logs_back_to_the_checkpoint(
     b = checkpoint.load(run / "ckpt_last.pt")["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+# --------------------------------------------------------------------------------------------
+# Lock
+
+
+def hold_lock(run: Path, pid: int) -> int:
+    """Lock ``run/.lock`` as another process would (flock is per open file) and write ``pid`` in it."""
+    run.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run / train.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, f"{pid}\n".encode())
+    return fd
+
+
+def test_a_second_process_on_a_locked_run_stops_at_once(synth: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    fd = hold_lock(run, 4242)
+    try:
+        with pytest.raises(train.RunLocked, match=r"process 4242 is training this run"):
+            train.main(tiny_args(synth, run, "--train.iters=2"))
+        assert sorted(p.name for p in run.iterdir()) == [train.LOCK_NAME]  # nothing written
+    finally:
+        os.close(fd)  # the holder ends: its lock goes with it, the file stays (stale)
+    train.main(tiny_args(synth, run, "--train.iters=2"))
+    assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 2
+    assert (run / train.LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+# --------------------------------------------------------------------------------------------
+# A failed set-up writes nothing
+
+
+@pytest.mark.parametrize("bad", ["--model.backbone=nonsense", "--model.pretrained=/no/such/encoder.pt"])
+def test_failed_setup_leaves_nothing_and_the_fixed_command_runs(
+    synth: Path, tmp_path: Path, bad: str
+) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(Exception):  # noqa: B017 (the kind of error is the CLI's business, tested there)
+        train.main(tiny_args(synth, run, "--train.iters=2", bad))
+    assert not run.exists()
+    run.mkdir()  # an existing (empty) folder: still nothing but the lock file
+    with pytest.raises(Exception):  # noqa: B017
+        train.main(tiny_args(synth, run, "--train.iters=2", bad))
+    assert [p.name for p in run.iterdir() if p.name != train.LOCK_NAME] == []
+    train.main(tiny_args(synth, run, "--train.iters=2"))
+    assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 2
+
+
+def test_failed_setup_on_an_existing_run_changes_nothing(synth: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train.main(tiny_args(synth, run, "--train.iters=2"))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(Exception):  # noqa: B017
+        train.main(
+            tiny_args(synth, run, "--train.iters=4", "--data.root=/no/such/folder", "--data.name=ade20k")
+        )
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+# --------------------------------------------------------------------------------------------
+# Partial lines, temporary files, two checkpoints
+
+
+def test_partial_log_line_and_stale_temp_files_are_cleaned(synth: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train.main(tiny_args(synth, run, "--train.iters=4"))
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"iter": 6, "loss": 1.2')  # a kill (or a full disk) in the middle of a line
+    (run / ".ckpt_last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    (run / ".config.json.99.tmp").write_text("{")
+    with pytest.warns(UserWarning, match=r"log\.jsonl: dropped 1 partial or unreadable line\(s\) \(line 3\)"):
+        train.main(tiny_args(synth, run, "--train.iters=6"))
+    assert [r["iter"] for r in rows(run / "log.jsonl")] == [2, 4, 6]
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_two_checkpoints_and_fallback_to_the_previous(
+    synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ("--train.iters=6", "--train.log_every=1")
+    straight = tmp_path / "straight"
+    train.main(tiny_args(synth, straight, *args))
+    assert checkpoint.load(straight / "ckpt_prev.pt")["iter"] == 4  # the one the last save replaced
+    for name in ("ckpt_last.pt", "ckpt_prev.pt"):
+        assert stat.S_IMODE((straight / name).stat().st_mode) == 0o644, name
+
+    run = tmp_path / "run"
+    crash_at(monkeypatch, 5)  # checkpoints at 2 and 4
+    with pytest.raises(Crash):
+        train.main(tiny_args(synth, run, *args))
+    monkeypatch.undo()
+    last = run / "ckpt_last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a truncated ckpt_last.pt
+    with pytest.warns(
+        UserWarning, match=r"ckpt_last\.pt is unreadable.*resumes from.*ckpt_prev\.pt \(iteration 2\)"
+    ):
+        train.main(tiny_args(synth, run, *args))
+    assert [r["iter"] for r in rows(run / "log.jsonl")] == list(range(1, 7))
+    a, b = checkpoint.load(straight / "ckpt_last.pt"), checkpoint.load(run / "ckpt_last.pt")
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
+
+
+def test_no_readable_checkpoint_is_an_error_naming_both(synth: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train.main(tiny_args(synth, run, "--train.iters=4"))
+    for name in ("ckpt_last.pt", "ckpt_prev.pt"):
+        (run / name).write_bytes(b"not a checkpoint")
+    log = (run / "log.jsonl").read_bytes()
+    with pytest.raises(ValueError, match=r"no readable checkpoint in .*ckpt_last\.pt.*ckpt_prev\.pt"):
+        train.main(tiny_args(synth, run, "--train.iters=6"))
+    assert (run / "log.jsonl").read_bytes() == log  # nothing cut, nothing started from scratch

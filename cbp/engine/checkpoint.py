@@ -1,15 +1,21 @@
-"""Atomic checkpoints and the RNG states a bit-exact resume needs.
+"""Atomic checkpoints, the previous one kept, and the RNG states a bit-exact resume needs.
 
-A checkpoint is written to a temporary file in the run directory and moved over the old one
-with ``os.replace`` (atomic on POSIX), so a crash or a kill mid-write never leaves a truncated
-``ckpt_last.pt``.
+A checkpoint is written to a temporary file in the run directory (synced to disk, mode 0644) and
+moved over the old one with ``os.replace`` (atomic on POSIX), so a crash or a kill mid-write never
+leaves a truncated ``ckpt_last.pt``; the temporary file it may leave (``.ckpt_last.pt.*.tmp``) is
+removed by the next start. The checkpoint it replaces stays as ``ckpt_prev.pt`` (a hard link
+made before the move, so ``ckpt_last.pt`` exists at every moment), and :func:`load_latest` falls
+back to it, with a warning, when ``ckpt_last.pt`` cannot be read (a disk that lied about a sync,
+a file copied half-way).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ import torch
 from cbp.io import load_torch
 
 CKPT_NAME = "ckpt_last.pt"
+PREV_NAME = "ckpt_prev.pt"
 
 
 def rng_state(extra_generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
@@ -59,8 +66,14 @@ def set_rng_state(state: dict[str, Any], extra_generators: dict[str, torch.Gener
             g.set_state(state["generators"][k])
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it into place."""
+def save_atomic(obj: Any, path: Path, *, previous: Path | None = None) -> None:
+    """``torch.save`` to a temporary file beside ``path`` (synced, mode 0644), then ``os.replace`` it into place.
+
+    Args:
+        obj: what to save (tensors, numbers, strings, lists, dicts: it loads with ``weights_only=True``).
+        path: the file, e.g. ``RUN/ckpt_last.pt``.
+        previous: where the file being replaced is kept (e.g. ``RUN/ckpt_prev.pt``); None keeps nothing.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -68,11 +81,89 @@ def save_atomic(obj: Any, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        if previous is not None and path.is_file():
+            _keep(path, Path(previous))
         os.replace(tmp, path)
+        _sync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _keep(path: Path, previous: Path) -> None:
+    """Make ``previous`` a copy of ``path`` atomically, ``path`` staying in place (a hard link if possible)."""
+    fd, tmp = tempfile.mkstemp(dir=previous.parent, prefix=f".{previous.name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.link(path, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, previous)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _sync_dir(folder: Path) -> None:
+    """fsync a folder so that a rename in it survives a power cut (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_run_checkpoint(obj: Any, run_dir: Path) -> Path:
+    """Write ``run_dir/ckpt_last.pt`` atomically, keeping the checkpoint it replaces as ``ckpt_prev.pt``."""
+    path = Path(run_dir) / CKPT_NAME
+    save_atomic(obj, path, previous=Path(run_dir) / PREV_NAME)
+    return path
+
+
+def load_latest(
+    run_dir: Path, map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable checkpoint of a run and its path: ``ckpt_last.pt``, else ``ckpt_prev.pt``.
+
+    Returns:
+        None when the run has no checkpoint (a fresh run, or one killed before its first).
+
+    Raises:
+        ValueError (the type :func:`cbp.io.load_torch` raised): neither checkpoint can be read; the
+            message names both files.
+    """
+    errors: list[ValueError] = []
+    for name in (CKPT_NAME, PREV_NAME):
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            ckpt = load(path, map_location=map_location)
+        except ValueError as e:
+            errors.append(e)
+            continue
+        if errors:
+            warnings.warn(
+                f"{Path(run_dir) / CKPT_NAME} is unreadable, so the run resumes from the previous checkpoint "
+                f"{path} (iteration {ckpt['iter']}): {errors[0]}",
+                stacklevel=2,
+            )
+        return ckpt, path
+    if errors:
+        raise type(errors[-1])(
+            f"no readable checkpoint in {run_dir}: {'; '.join(str(e) for e in errors)}. Move the run "
+            "folder aside and start again (or restore a checkpoint into it)"
+        )
+    return None
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

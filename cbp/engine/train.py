@@ -11,16 +11,25 @@ each term switchable (``loss.ce``, ``model.aux_head``, ``loss.occl``, ``model.up
 OCCL reads ``SegOutput.embedding`` and the classifier's prototypes; after every optimizer step
 ``classifier.after_step(category_centroids, present)`` applies the EMA / penalty prototype updates.
 
-Run directory:
+Run directory (``--out``), which only one process uses at a time (``.lock``, an ``flock`` the kernel
+releases when the process ends; a second process stops at once, exit code 2, naming the holder's PID):
 
-* ``config.json``: the resolved config. Running again in the same directory resumes from
-  ``ckpt_last.pt`` and must use the same config; only ``train.iters`` may change (to extend a run;
-  the poly schedule is then recomputed for the new length from the resumed iteration on).
+* ``config.json``: the resolved config, written once the set-up (data, model, pretrained weights,
+  checkpoint, optimiser) has succeeded, so a failed set-up writes nothing and never blocks the
+  corrected command. Running again in the same directory resumes from the checkpoint and must use
+  the same config; only ``train.iters`` may change (to extend a run; the poly schedule is then
+  recomputed for the new length from the resumed iteration on).
 * ``log.jsonl``: one JSON object per logged step (loss terms averaged over ranks, lr, timing, memory).
-* ``ckpt_last.pt``: written atomically every ``train.ckpt_every`` iterations, on SIGTERM / SIGINT and at
-  the end: model, optimizer, AMP scaler, iteration, every rank's RNG states, sampler position, config.
+* ``ckpt_last.pt``: written atomically (mode 0644) every ``train.ckpt_every`` iterations, on SIGTERM /
+  SIGINT and at the end: model, optimizer, AMP scaler, iteration, every rank's RNG states, sampler
+  position, config. The checkpoint it replaces stays as ``ckpt_prev.pt``; an unreadable
+  ``ckpt_last.pt`` falls back to it with a warning.
 * ``metrics.json``: validation metrics at the end (see :mod:`cbp.engine.evaluate`); ``eval.jsonl`` for
   ``train.eval_every``.
+
+Every start cuts ``log.jsonl`` and ``eval.jsonl`` back to the checkpoint's iteration (to empty
+without one; a partial last line is dropped with a warning) and removes the temporary files a
+killed process left, so that after any kill each iteration appears once in each log.
 
 Exact resume: the learning rate is a function of the iteration; the data order is an endless
 stream of ``(seed, epoch)`` permutations indexed by the iteration (:mod:`cbp.engine.sampler`); augmentation
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import functools
 import json
 import math
@@ -82,7 +92,7 @@ from cbp.engine.evaluate import evaluate, metrics_record
 from cbp.engine.optim import build_optimizer, set_lr
 from cbp.engine.process import rank_seed, seed_everything, setup_distributed
 from cbp.engine.sampler import SeededSamples, StreamSampler
-from cbp.io import append_jsonl, write_json
+from cbp.io import append_jsonl, read_json, write_json
 from cbp.losses import OCCL, assign_views, centroids_from_sums, resize_labels, view_centroids
 
 LOSS_TERMS = ("loss", "ce", "aux", "centroid", "category", "penalty")
@@ -164,37 +174,101 @@ def batch_split(cfg: Config, world: int) -> tuple[int, int]:
     return micro, accum
 
 
-def prepare_run_dir(cfg: Config, out: Path) -> bool:
-    """Create ``out`` and write ``config.json``; on an existing run check it is the same config.
+class RunLocked(ConfigError):
+    """Another process is training in the run directory (exit code 2, like any usage error)."""
 
-    Returns:
-        True when the run directory already had a config (a resume).
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``out/.lock`` (rank 0) while this process uses the run directory.
+
+    The kernel releases the lock when the process ends, however it ends, so the file left by a
+    crashed run never blocks the next one. When another process holds it, every rank raises
+    :class:`RunLocked` naming the holder's PID, before anything is built. When this process created
+    ``out`` and fails before writing anything into it (a failed set-up), ``out`` is removed again.
+    """
+    created = not out.exists()
+    fd, holder = _try_lock(out) if is_main_process() else (None, "")
+    if is_distributed():
+        box = [holder]
+        dist.broadcast_object_list(box, src=0)
+        holder = box[0]
+    if holder:
+        raise RunLocked(
+            f"{out} is in use: process {holder} is training this run. Wait for it to finish, or stop it "
+            f"(kill {holder}: it saves a checkpoint, and the same command resumes), or use another --out"
+        )
+    try:
+        yield
+    except BaseException:
+        if created and fd is not None and {p.name for p in out.iterdir()} == {LOCK_NAME}:
+            (out / LOCK_NAME).unlink()
+            out.rmdir()
+        raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _try_lock(out: Path) -> tuple[int | None, str]:
+    """(open locked file descriptor, "") or (None, the holder's PID as its lock file says)."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        for _ in range(20):  # the holder writes its PID just after taking the lock
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            if holder:
+                break
+            time.sleep(0.05)
+        os.close(fd)
+        return None, holder or "(unknown PID)"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd, ""
+
+
+def check_resume_config(cfg: Config, out: Path) -> dict[str, tuple[Any, Any]]:
+    """Compare ``cfg`` with the ``config.json`` of a run in ``out``; the differences, key -> (old, new).
+
+    Raises:
+        ConfigError: a key other than ``train.iters`` differs (resuming would mix two experiments).
     """
     path = out / "config.json"
-    resuming = path.is_file()
-    if resuming:
-        old = from_dict(json.loads(path.read_text()))
-        changed = diff(old, cfg)
-        if set(changed) - {"train.iters"}:
-            lines = "\n".join(
-                f"  {k}: {a!r} (in config.json) -> {b!r} (now)"
-                for k, a, b in ((k, *v) for k, v in changed.items())
-            )
-            raise ConfigError(
-                f"{out} holds a run with a different config; re-running there resumes it, so the config must "
-                f"be the same (only --train.iters may change, to extend the run). Differences:\n{lines}\n"
-                "Use a new --out directory for a different experiment."
-            )
-        if "train.iters" in changed and is_main_process():
-            print(
-                f"[cbp.train] extending the run: train.iters {changed['train.iters'][0]} -> {cfg.train.iters} "
-                "(the poly schedule is recomputed for the new length)",
-                flush=True,
-            )
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(to_dict(cfg), path)
-    return resuming
+    if not path.is_file():
+        return {}
+    changed = diff(from_dict(read_json(path)), cfg)
+    if set(changed) - {"train.iters"}:
+        lines = "\n".join(f"  {k}: {a!r} (in config.json) -> {b!r} (now)" for k, (a, b) in changed.items())
+        raise ConfigError(
+            f"{out} holds a run with a different config; re-running there resumes it, so the config must "
+            f"be the same (only --train.iters may change, to extend the run). Differences:\n{lines}\n"
+            "Use a new --out directory for a different experiment."
+        )
+    return changed
+
+
+def open_run_dir(state: TrainState, changed: dict[str, tuple[Any, Any]]) -> None:
+    """After a successful set-up (rank 0): remove stale temporary files, cut ``log.jsonl`` and
+    ``eval.jsonl`` back to the resumed iteration, write ``config.json``, report config changes."""
+    if not is_main_process():
+        return
+    out = state.out
+    for tmp in out.glob(".*.tmp"):  # left by a process killed while writing (we hold the lock)
+        tmp.unlink(missing_ok=True)
+    for name in RUN_LOGS:  # to the checkpoint's iteration, to empty without one
+        cut_log(out / name, state.iteration)
+    if "train.iters" in changed:
+        print(
+            f"[cbp.train] extending the run: train.iters {changed['train.iters'][0]} -> {state.cfg.train.iters} "
+            "(the poly schedule is recomputed for the new length)",
+            flush=True,
+        )
+    write_json(to_dict(state.cfg), out / "config.json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,11 +547,12 @@ def build_state(cfg: Config, out: Path, device: torch.device) -> TrainState:
 
 
 def resume(state: TrainState) -> None:
-    """Load ``ckpt_last.pt`` (when there is one) into the state, then restore or seed the RNGs."""
+    """Load the run's latest readable checkpoint (when there is one), then restore or seed the RNGs."""
     rank, world = get_rank(), get_world_size()
     resumed_rng = None
-    if state.ckpt_path.is_file():
-        ckpt = checkpoint.load(state.ckpt_path, map_location="cpu")
+    latest = checkpoint.load_latest(state.out, map_location="cpu")
+    if latest is not None:
+        ckpt, path = latest
         state.model.load_state_dict(ckpt["model"])
         state.optimizer.load_state_dict(ckpt["optimizer"])
         if state.scaler is not None and ckpt.get("scaler"):
@@ -492,10 +567,9 @@ def resume(state: TrainState) -> None:
                 stacklevel=1,
             )
         if is_main_process():
-            print(f"[cbp.train] resuming {state.out} from iteration {state.iteration}", flush=True)
-    if is_main_process():
-        for name in RUN_LOGS:  # to the checkpoint's iteration, to empty without one
-            cut_log(state.out / name, state.iteration)
+            print(
+                f"[cbp.train] resuming {state.out} from iteration {state.iteration} ({path.name})", flush=True
+            )
     if resumed_rng is not None:
         checkpoint.set_rng_state(resumed_rng, state.generators)
     else:
@@ -733,7 +807,7 @@ def save(state: TrainState) -> None:
             "world_size": get_world_size(),
             "config": to_dict(cfg),
         }
-        checkpoint.save_atomic(ckpt, state.ckpt_path)
+        checkpoint.save_run_checkpoint(ckpt, state.out)
     if is_distributed():
         dist.barrier()
 
@@ -793,24 +867,30 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def train(cfg: Config, out: Path, device: torch.device) -> Path:
-    """Set up (or resume) the run in ``out``, train to ``train.iters``, evaluate; returns ``out``."""
-    prepare_run_dir(cfg, out)
-    if is_distributed():
-        dist.barrier()
-    state = build_state(cfg, out, device)
-    resume(state)
-    state.ddp_model = wrap_ddp(state.model, device)
-    if state.iteration >= cfg.train.iters:
-        if is_main_process():
-            print(
-                f"[cbp.train] {out} is already trained to {state.iteration} >= train.iters={cfg.train.iters}",
-                flush=True,
-            )
-        if (out / "metrics.json").is_file():
-            return out
-    else:
-        run_loop(state)
-    final_evaluate(state)
+    """Set up (or resume) the run in ``out``, train to ``train.iters``, evaluate; returns ``out``.
+
+    Nothing is written into ``out`` before the set-up (data, model, pretrained weights, optimiser,
+    checkpoint) has succeeded, so a failed set-up never blocks the corrected command.
+    """
+    with run_dir_lock(out):
+        changed = check_resume_config(cfg, out)
+        state = build_state(cfg, out, device)
+        resume(state)
+        open_run_dir(state, changed)
+        if is_distributed():
+            dist.barrier()
+        state.ddp_model = wrap_ddp(state.model, device)
+        if state.iteration >= cfg.train.iters:
+            if is_main_process():
+                print(
+                    f"[cbp.train] {out} is already trained to {state.iteration} >= train.iters={cfg.train.iters}",
+                    flush=True,
+                )
+            if (out / "metrics.json").is_file():
+                return out
+        else:
+            run_loop(state)
+        final_evaluate(state)
     return out
 
 
