@@ -45,13 +45,12 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto wi
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from IPython.display import display
-from matplotlib import pyplot as plt
 
 import cbp
+from cbp.book import occl_figures
 from cbp.book.occl_geometry import batch_views, descent_directions, follow
-from cbp.book.plotting import finish, similarity_heatmap, use_style
+from cbp.book.plotting import finish, use_style
 from cbp.data import ADE20K
 from cbp.data.synthetic import ensure_synthetic, read_meta
 from cbp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
@@ -77,29 +76,15 @@ root = ensure_synthetic(
     root, classes=classes, train=batch_size, val=classes, min_val_images=1, seed=seed, progress=False
 )
 dataset = ADE20K(root, split="training")
-meta = read_meta(root)
-images, labels = zip(*(dataset[i] for i in range(batch_size)))
-images = torch.stack(images)  # (B, 3, 64, 64) uint8
-labels = torch.stack(labels)  # (B, 64, 64) int64, 255 = ignored
-palette = np.asarray(meta["palette"]) / 255.0  # (N, 3)
+images, labels = map(torch.stack, zip(*(dataset[i] for i in range(batch_size))))  # (B, 3, H, W), (B, H, W)
+palette = np.asarray(read_meta(root)["palette"]) / 255.0  # (N, 3)
 names = dataset.class_names
 print(
     f"{len(dataset)} images of {images.shape[-1]}x{images.shape[-2]}, {dataset.num_classes} classes (synthetic)"
 )
 
-fig, axes = plt.subplots(2, batch_size, figsize=(1.6 * batch_size, 3.6))
-for i in range(batch_size):
-    axes[0, i].imshow(images[i].permute(1, 2, 0))
-    axes[0, i].set_title(f"view {1 + 2 * i // batch_size}, image {i}", fontsize=8)
-    axes[1, i].imshow(palette[labels[i].clamp(max=classes - 1)])
-    for ax in axes[:, i]:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
-axes[0, 0].set_ylabel("image")
-axes[1, 0].set_ylabel("label")
-fig.suptitle("One synthetic batch: first half = view 1, second half = view 2")
-finish(fig)
+# %% mystnb={"image": {"alt": "The eight synthetic training images of the batch, four a row, each above its label map; images 0 to 3 form view 1 and images 4 to 7 view 2."}}
+finish(occl_figures.plot_batch(images, labels, palette))
 
 # %% [markdown]
 # ## Features, view centroids and category centroids (Eq. 3)
@@ -115,29 +100,16 @@ finish(fig)
 model = create_model(backbone, classes, classifier="cbp", length=2.0, proto_seed=seed).eval()
 x = torch.stack([normalize(im, IMAGENET_MEAN, IMAGENET_STD) for im in images])  # (B, 3, H, W)
 with torch.no_grad():
-    out = model(x)
-features = out.embedding  # (B, C, h, w)
+    features = model(x).embedding  # (B, C, h, w)
 prototypes = model.classifier.prototypes  # (N, C), frozen
 # labels at (h, w), "batch" views (B, h, w) in {0, 1}, centroids, the K classes in both views
 small, view, cent, idx = batch_views(features, labels, classes)
-counts = cent.counts  # (2, N) labelled pixels of each class in each view
 print(
     f"features {tuple(features.shape)}, prototypes {tuple(prototypes.shape)}, labels resized to {tuple(small.shape)}"
 )
-
-present = cent.present_in_view  # (2, N)
-table = pd.DataFrame(
-    {"class": names, "pixels view 1": counts[0].int().numpy(), "pixels view 2": counts[1].int().numpy()}
-)
-table["in"] = np.select(
-    [present.all(0).numpy(), present[0].numpy(), present[1].numpy()],
-    ["both views", "view 1 only", "view 2 only"],
-    "absent",
-)
-display(table[table["in"] != "absent"].set_index("class"))
-both = cent.in_both_views
+display(occl_figures.view_table(cent, names))
 print(
-    f"{int(cent.present.sum())} classes in the batch, {int(both.sum())} in both views "
+    f"{int(cent.present.sum())} classes in the batch, {int(cent.in_both_views.sum())} in both views "
     "(only these get a centroid-loss term; every present class gets category-loss terms)"
 )
 
@@ -147,22 +119,8 @@ print(
 # embedding is post-ReLU (non-negative), so *all* centroids point roughly the same way: the
 # diagonal (same class, two views) barely stands out. Shaping this is OCCL's job.
 
-# %%
-v1 = F.normalize(cent.view_centroids[0, idx], dim=1)  # (K, C) view-1 centroids of the shared classes
-v2 = F.normalize(cent.view_centroids[1, idx], dim=1)  # (K, C) view-2 centroids
-fig, ax = plt.subplots(figsize=(5.4, 4.4))
-im = similarity_heatmap(
-    ax,
-    (v1 @ v2.T).numpy(),
-    [names[i] for i in idx],
-    vmin=0.0,
-    vmax=1.0,
-    title="cos(v_i1, v_j2), untrained encoder",
-)
-ax.set_xlabel("view-2 centroid of class j")
-ax.set_ylabel("view-1 centroid of class i")
-fig.colorbar(im, ax=ax, label="cosine")
-finish(fig)
+# %% mystnb={"image": {"alt": "Heatmap of the cosines between the view-1 and view-2 centroids of the classes present in both views, untrained encoder: every cell is close to 1, the diagonal hardly stands out."}}
+finish(occl_figures.plot_view_cosines(cent, idx, names))
 
 # %% [markdown]
 # ## The two losses (Eq. 4-6)
@@ -220,14 +178,9 @@ DIRECTIONS = {  # cbp.book.occl_geometry.descent_directions keys -> table column
     "other_view": "towards own other view v_i2",
     "other_classes": "towards other classes s_j",
 }
-directions = {
+directions = {  # each loss alone: (lam, phi) = (1, 0) and (0, 1)
     which: descent_directions(
-        features,
-        labels,
-        prototypes,
-        tau=tau,
-        lam=1.0 if which == "centroid" else 0.0,
-        phi=1.0 if which == "category" else 0.0,
+        features, labels, prototypes, tau=tau, lam=float(which == "centroid"), phi=float(which == "category")
     )
     for which in ["centroid", "category"]
 }
@@ -252,29 +205,22 @@ COSINES = {  # cbp.book.occl_geometry.follow keys -> plot titles
     "cos_classes": "cos(s_i, s_j), i != j",
     "cos_prototype": "cos(s_i, w_i)",
 }
-
-weights = {  # run name -> (lam, phi)
+weights = {
     "centroid loss only": (1.0, 0.0),
     "category loss only": (0.0, 1.0),
-    f"OCCL (lam={lam:g}, phi={phi:g})": (lam, phi),
+    f"OCCL (λ={lam:g}, φ={phi:g})": (lam, phi),
 }
 runs = {
     name: pd.DataFrame(
-        follow(features, labels, prototypes, tau=tau, lam=lam_, phi=phi_, steps=feature_steps, lr=feature_lr)
+        follow(features, labels, prototypes, tau=tau, lam=l_, phi=p_, steps=feature_steps, lr=feature_lr)
     )
     .set_index("step")
     .rename(columns=COSINES)
-    for name, (lam_, phi_) in weights.items()
+    for name, (l_, p_) in weights.items()
 }
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
-for ax, col in zip(axes, runs["centroid loss only"].columns):
-    for (name, log), ls in zip(runs.items(), ["-", "--", ":"]):
-        ax.plot(log.index, log[col], ls=ls, lw=2, label=name)
-    ax.set_title(col)
-    ax.set_xlabel("Adam step on the free features")
-axes[0].set_ylabel("mean cosine over classes in both views")
-axes[0].legend(fontsize=8)
-finish(fig)
+
+# %% mystnb={"image": {"alt": "Three stacked panels of mean cosines over Adam steps on free features, one line per loss. The centroid loss alone raises cos(v_i1, v_i2) from 0.95 to about 0.98, lowers the cosine between classes from 0.9 to about 0 and leaves cos(s_i, w_i) near 0. The category loss alone raises cos(s_i, w_i) to about 0.78. OCCL lowers the cosine between classes to near 0 and raises cos(s_i, w_i) to about 0.6, while its view cosine, after a brief rise, ends near its start of 0.95."}}
+finish(occl_figures.plot_follow(runs))
 
 # %% [markdown]
 # - The **centroid loss** makes the two views of a class agree ($\cos(v_{i1}, v_{i2}) \to 1$) and
@@ -284,8 +230,10 @@ finish(fig)
 #   ($\cos(s_i, w_i)$ rises towards 1); since the prototypes are orthogonal, this also makes the
 #   centroids nearly orthogonal to each other, and it aligns the two views indirectly (both turn
 #   to the same $w_i$). It is what ties OCCL to CBP.
-# - Together they do both. In training these gradients flow into the encoder, not into free
-#   features, and are added to the pixel cross-entropy.
+# - Together (OCCL) they separate the classes and turn each towards its prototype; on this batch
+#   the two views of a class, already at cosine 0.95, end about where they started. In training
+#   these gradients flow into the encoder, not into free features, and are added to the pixel
+#   cross-entropy.
 #
 # ## Why normalise (and what $\tau = 0.07$ does without it)
 #
@@ -296,24 +244,8 @@ finish(fig)
 # batch with the features scaled by 0.1, 1 and 10 (`normalize=True` is the default).
 
 # %%
-rows = []
-for normalize_ in [True, False]:
-    for scale in [0.1, 1.0, 10.0]:
-        feats = (features * scale).requires_grad_(True)
-        res = cbp.OCCL(tau=tau, lam=lam, phi=phi, normalize=normalize_)(feats, labels, prototypes)
-        res["loss"].backward()
-        rows.append(
-            {
-                "normalize": normalize_,
-                "feature scale": scale,
-                "mean |v| (view centroids)": float(cent.view_centroids[present].norm(dim=1).mean() * scale),
-                "centroid loss": res["centroid"].item(),
-                "category loss": res["category"].item(),
-                "grad norm": feats.grad.norm().item(),
-                "finite": bool(torch.isfinite(res["loss"])),
-            }
-        )
-display(pd.DataFrame(rows).set_index(["normalize", "feature scale"]).round(4))
+table = occl_figures.normalisation_table(features, labels, prototypes, cent, tau=tau, lam=lam, phi=phi)
+display(table.round(3))
 
 # %% [markdown]
 # With normalisation the loss does not depend on the feature scale (and its gradient shrinks as
