@@ -50,19 +50,21 @@ jobs = 2
 # %%
 import subprocess
 import sys
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
 
 import pandas as pd
 from IPython.display import Markdown, display
-from matplotlib import pyplot as plt
 
-from cbp.book import findings, plotting
+from cbp.book import figures, findings, plotting
 from cbp.book.launch import repo_root
 from cbp.experiments import claims, tables
 from cbp.experiments.runner import results_dir
 
 plotting.use_style()
 
-
+# %%
 ROOT = repo_root()
 if rerun:
     cmd = [sys.executable, "-m", "cbp.experiments", "run", study, "--profile", profile, "--jobs", str(jobs)]
@@ -116,20 +118,10 @@ def show_table(table: str, title: str) -> None:
 show_table("3", "Table 3: effectiveness of CBP and OCCL (mIoU / mAcc, %)")
 
 
-# %%
+# %% mystnb={"image": {"alt": "Two strip plots, scratch and pretrained regime, of the validation mIoU of every seed of the four Table 3 arms (baseline, +CBP, +OCCL, CBP + OCCL), a bar at each arm's mean."}}
 GROUP = {"linear": "learnable", "linear_occl": "learnable", "cbp": "cbp", "cbp_occl": "cbp"}
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-for ax, regime in zip(axes, ("scratch", "pretrained")):
-    arms = claims.TABLE_ARMS["3"]
-    labels = {arm: tables.short_label(arm) for arm in arms}
-    plotting.seed_strip(
-        ax,
-        {labels[arm]: claims.values(results, regime, arm, "mIoU") for arm in arms},
-        colors={labels[arm]: plotting.CLASSIFIER_COLORS[GROUP[arm]] for arm in arms},
-        title=regime,
-    )
-fig.suptitle(f"Table 3 arms, {OURS}: one dot per seed")
-plotting.finish(fig)
+title = f"Table 3 arms, {OURS}: one dot per seed"
+plotting.finish(figures.plot_arm_seeds(results, claims.TABLE_ARMS["3"], GROUP, title=title))
 
 # %% [markdown]
 # ## Table 4: how the prototypes are updated
@@ -244,7 +236,7 @@ display(occl_df.style.format(precision=2, na_rep="–").hide(axis="index"))
 # processes. The paper claims nothing about these, so the rule of section 8 reads as a direction:
 # **higher** if `d > 2s`, **lower** if `d < -2s`, else within noise.
 
-# %%
+# %% mystnb={"image": {"alt": "Dot plot of the mean mIoU difference of each other reading from the arm it changes, with a bar of plus and minus two pooled seed standard deviations; green where the difference exceeds the bar, red where it is below minus the bar, grey within noise."}}
 reading = pd.DataFrame(tables.reading_rows(results))
 if reading["seeds"].sum() == 0:
     print("amendment 4: no recorded run yet; run `python -m cbp.experiments run ablations --jobs 2`")
@@ -252,17 +244,7 @@ else:
     display(Markdown(f"**Other readings**, mIoU (%) — {OURS}, mean ± std over seeds"))
     shown = ["reading", "ours", "compared with", "reference", "d", "2s", "verdict", "seeds"]
     display(reading[shown].style.format(precision=2, na_rep="–").hide(axis="index"))
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    plotting.effect_plot(
-        ax,
-        [f"{r['reading']} (vs {r['compared with']})" for _, r in reading.iterrows()],
-        reading["d"].to_numpy(),
-        reading["2s"].to_numpy(),
-        xlabel="d = mIoU(reading) − mIoU(compared arm), points; bar = ±2s",
-        xlim=(-15, 12),
-    )
-    ax.set_title(f"Other readings, {OURS}")
-    plotting.finish(fig)
+    plotting.finish(figures.plot_readings(reading, title=f"Other readings, {OURS}"))
 
 # %% [markdown]
 # What the recorded runs of amendment 4 show (synthetic, 500 iterations, 3 seeds):

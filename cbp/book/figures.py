@@ -305,3 +305,59 @@ def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_class
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="cosine (pixel embedding, prototype)")
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 7: the ablation tables, seed by seed
+
+
+def plot_arm_seeds(
+    results: dict[str, Any], arms: Sequence[str], colours: dict[str, str], *, title: str
+) -> Any:
+    """Validation mIoU of every seed (dots) and its mean (bar) for each arm, one panel per regime (stacked).
+
+    Args:
+        results: the study's results.
+        arms: the arms of a table (e.g. ``claims.TABLE_ARMS["3"]``).
+        colours: arm -> colour key of ``CLASSIFIER_COLORS``.
+        title: the figure's title.
+    """
+    from cbp.book.plotting import seed_strip
+    from cbp.experiments import claims, tables
+
+    fig, axes = subplots(len(REGIMES), 1, panel_height=3.0)
+    labels = {arm: tables.short_label(arm) for arm in arms}
+    for ax, regime in zip(axes[:, 0], REGIMES):
+        seed_strip(
+            ax,
+            {labels[arm]: claims.values(results, regime, arm, "mIoU") for arm in arms},
+            colors={labels[arm]: CLASSIFIER_COLORS[colours[arm]] for arm in arms},
+            title=regime,
+        )
+    fig.suptitle(title)
+    return fig
+
+
+def plot_readings(reading: pd.DataFrame, *, title: str, xlim: tuple[float, float] = (-15.0, 12.0)) -> Any:
+    """Mean difference of each other reading from the arm it changes, with its ±2s band (amendment 4).
+
+    Args:
+        reading: :func:`cbp.experiments.tables.reading_rows` as a frame (``reading``, ``compared with``,
+            ``d``, ``2s``).
+        title: the axes title.
+        xlim: x range (a mean outside it is drawn at the edge, labelled with its value).
+    """
+    from cbp.book.plotting import effect_plot
+
+    fig, axes = subplots(width=PAGE_WIDTH, panel_height=0.45 * len(reading) + 1.4)
+    labels = [f"{r['reading']}\n(vs {r['compared with']})" for _, r in reading.iterrows()]
+    effect_plot(
+        axes[0, 0],
+        labels,
+        reading["d"].to_numpy(),
+        reading["2s"].to_numpy(),
+        xlabel="d = mIoU(reading) − mIoU(compared arm), points; bar = ±2s",
+        xlim=xlim,
+    )
+    axes[0, 0].set_title(title)
+    return fig
