@@ -64,14 +64,18 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
         f.flush()
 
 
+class UnreadableFileError(ValueError):
+    """A torch file that :func:`load_torch` refuses (unsafe pickle, another program's objects) or cannot read."""
+
+
 def load_torch(path: str | Path, map_location: str | Any = "cpu") -> Any:
     """``torch.load`` of a file a user may supply, safely: ``weights_only=True``, never unpickling code.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not a plain tensors-and-containers file (a pickle that would run
-            code, or a checkpoint of another program holding objects), or it is truncated; the
-            message names the file.
+        UnreadableFileError: (a ValueError) the file is not a plain tensors-and-containers file (a
+            pickle that would run code, or a checkpoint of another program holding objects), or it is
+            truncated; the message names the file.
     """
     import pickle
     import zipfile
@@ -84,10 +88,18 @@ def load_torch(path: str | Path, map_location: str | Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(
+        # torch's message starts by suggesting weights_only=False; quote only what it refused
+        refused = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line]
+        if not refused:  # not a pickle of objects but bytes the unpickler cannot read at all
+            raise UnreadableFileError(
+                f"{path} is not a readable torch file (truncated or corrupt?)"
+            ) from None
+        raise UnreadableFileError(
             f"{path} was not loaded: it holds Python objects that torch's safe loader refuses "
             f"(loading them could run code from the file). Save plain tensors instead, e.g. "
-            f"torch.save(model.state_dict(), PATH). ({str(e).splitlines()[0]})"
+            f"torch.save(model.state_dict(), PATH). ({refused[0]})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not a readable torch file (truncated or corrupt?): {e}") from None
+        raise UnreadableFileError(
+            f"{path} is not a readable torch file (truncated or corrupt?): {e}"
+        ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from cbp.engine.config import (
     diff,
     from_dict,
     get_preset,
+    read_config_file,
     to_dict,
     valid_keys,
 )
@@ -169,18 +171,80 @@ def test_unknown_preset_lists_presets() -> None:
 
 def test_cli_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as e:
-        train.main(["--preset=nope", f"--out={tmp_path}"])
+        train.cli(["--preset=nope", f"--out={tmp_path}"])
     assert e.value.code == 2
-    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert "[cbp.train] error: unknown preset 'nope'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):  # main raises, cli reports
+        train.main(["--preset=nope", f"--out={tmp_path}"])
     with pytest.raises(SystemExit):
-        train.main([f"--out={tmp_path}", "--optim.lrr=1"])
+        train.cli([f"--out={tmp_path}", "--optim.lrr=1"])
     assert "Did you mean --optim.lr?" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        train.main(["--train.iters=3"])
-    assert "--out RUN_DIR is required" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        train.main(["--list-presets"])
+        train.cli(["--train.iters=3"])
+    assert e.value.code == 2 and "--out RUN_DIR is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(["--list-presets"])
     assert e.value.code == 0 and "ade20k_ablation_segformer_b0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("train.iters", "100", "expected an integer"),
+        ("train.iters", 1.5, "expected an integer"),
+        ("train.iters", True, "expected an integer"),
+        ("optim.lr", "1e-3", "expected a number"),
+        ("optim.lr", False, "expected a number"),
+        ("loss.occl", 1, "expected true or false"),
+        ("loss.ce_resolution", "pixels", "expected one of input, feature"),
+        ("model.backbone", 3, "expected a string"),
+        ("data.crop_size", [64], "expected a list of 2 values"),
+        ("data.crop_size", 64, "expected a list of 2"),
+        ("data.crop_size", [64, "x"], "expected an integer"),
+        ("optim.no_decay_keys", ["norm", 1], "expected a string"),
+    ],
+)
+def test_from_dict_type_checks_like_the_overrides(key: str, value: object, message: str) -> None:
+    data = to_dict(get_preset("synthetic"))
+    section, name = key.split(".")
+    data[section][name] = value
+    with pytest.raises(ConfigError, match=f"run/config.json: {key}=.*{message}"):
+        from_dict(data, source="run/config.json")
+
+
+def test_from_dict_accepts_what_json_gives() -> None:
+    data = to_dict(get_preset("synthetic"))
+    data["optim"]["lr"] = 1  # an int for a float
+    data["train"]["iters"] = 200.0  # an integral float for an int
+    cfg = from_dict(data)
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.train.iters == 200 and isinstance(cfg.train.iters, int)
+    assert cfg.data.crop_size == (64, 64) and isinstance(cfg.data.crop_size, tuple)
+    with pytest.raises(
+        ConfigError, match="unknown config key --model.backbon.*Did you mean --model.backbone"
+    ):
+        from_dict({"model": {"backbon": "x"}})
+    with pytest.raises(ConfigError, match="model is a section"):
+        from_dict({"model": "cnn_tiny"})
+
+
+def test_config_file_is_a_base_with_overrides_on_top(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--config FILE`` (a run's config.json, or a record embedding one) then overrides, as Lightning's CLI."""
+    base = apply_overrides(get_preset("ade20k_swin_b"), ["--train.iters=7", "--seed=3"])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(to_dict(base)))
+    cfg, out = train.parse_args(["--config", str(path), "--out", str(tmp_path / "r"), "--loss.phi=0.5"])
+    assert out == tmp_path / "r"
+    assert diff(base, cfg) == {"loss.phi": (0.2, 0.5)}  # everything else from the file, not a preset
+    record = tmp_path / "metrics.json"
+    record.write_text(json.dumps({"mIoU": 1.0, "config": to_dict(base)}))
+    assert read_config_file(record) == base
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(["--config", str(path), "--print-config", "--train.iters=9"])
+    printed = json.loads(capsys.readouterr().out)
+    assert e.value.code == 0 and printed["train"]["iters"] == 9 and printed["seed"] == 3
 
 
 @pytest.mark.slow

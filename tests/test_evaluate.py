@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 import cbp.engine.evaluate as ev
 import cbp.engine.train as train
-from cbp.engine.config import get_preset
+from cbp.engine.config import ConfigError, get_preset
+from cbp.engine.errors import DataError
 from cbp.engine.sampler import ShardSampler
 
 
@@ -90,7 +91,7 @@ def test_evaluate_cli_reproduces_train_metrics(trained_run: Path, tmp_path: Path
     out = tmp_path / "m.json"
     record = ev.main([str(trained_run), "--out", str(out), "--train.progress=false"])
     again = json.loads(out.read_text())
-    assert again == record
+    assert again == record and again["checkpoint"] == str(trained_run / "ckpt_last.pt")
     for key in (
         "mIoU",
         "mAcc",
@@ -106,6 +107,24 @@ def test_evaluate_cli_reproduces_train_metrics(trained_run: Path, tmp_path: Path
         assert again[key] == trained[key], key
 
 
+def test_evaluate_writes_beside_the_run_never_over_metrics(trained_run: Path, tmp_path: Path) -> None:
+    """Default output ``RUN/eval-<mode>-<iter>.json``; the run's metrics.json (training result) is untouched."""
+    before = (trained_run / "metrics.json").read_bytes()
+    rec = ev.main([str(trained_run), "--train.progress=false"])
+    out = trained_run / "eval-whole-4.json"
+    assert json.loads(out.read_text()) == rec and rec["iters"] == 4 and rec["eval_mode"] == "whole"
+    assert (trained_run / "metrics.json").read_bytes() == before
+    out.unlink()
+    # --config FILE --ckpt FILE without a run directory: the output goes beside the checkpoint
+    ckpt = tmp_path / "copy.pt"
+    ckpt.write_bytes((trained_run / "ckpt_last.pt").read_bytes())
+    ev.main(["--config", str(trained_run / "config.json"), "--ckpt", str(ckpt), "--eval.mode=slide"])
+    assert json.loads((tmp_path / "eval-slide-4.json").read_text())["checkpoint"] == str(ckpt)
+    with pytest.raises(ConfigError, match="the run's metrics.json"):
+        ev.main([str(trained_run), "--out", str(trained_run / "metrics.json")])
+    assert (trained_run / "metrics.json").read_bytes() == before
+
+
 def test_evaluate_cli_slide_mode_and_errors(trained_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "slide.json"
     # a window as large as the 32x32 image: sliding equals whole-image inference
@@ -114,9 +133,9 @@ def test_evaluate_cli_slide_mode_and_errors(trained_run: Path, tmp_path: Path) -
     )
     whole = json.loads((trained_run / "metrics.json").read_text())
     assert rec["eval_mode"] == "slide" and rec["mIoU"] == pytest.approx(whole["mIoU"], abs=1e-6)
-    with pytest.raises(SystemExit):
+    with pytest.raises(DataError, match="missing does not exist"):
         ev.main([str(tmp_path / "missing")])
-    with pytest.raises(FileNotFoundError, match="checkpoint"):
+    with pytest.raises(DataError, match="checkpoint .*none.pt not found"):
         ev.main([str(trained_run), "--ckpt", str(tmp_path / "none.pt"), "--out", str(out)])
 
 

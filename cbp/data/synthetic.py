@@ -96,16 +96,20 @@ never leaves a half set that looks complete).
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import io
 import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from PIL import Image
@@ -673,8 +677,22 @@ def ensure_synthetic(root: str | Path, *, progress: bool = True, **kw) -> Path:
     return root
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line and exit code 2 (as ``cbp.engine.errors.OneLineParser``; ``cbp.data``
+    cannot import the engine, a higher layer)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"[cbp.data.synthetic] error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
+    """``python -m cbp.data.synthetic --out DIR [...]``: generate the set (or check the one in DIR); its folder.
+
+    Exit codes (as ``cbp.train``'s): 2 a bad option or parameter, 4 DIR holds another set or other
+    files, or the disk is full; a bug prints its traceback (``CBP_DEBUG=1`` shows it for every error).
+    """
+    parser = _OneLineParser(
         prog="python -m cbp.data.synthetic",
         description="Generate the synthetic long-tailed scene-parsing set (ADE20K layout + cbp_meta.json).",
     )
@@ -693,18 +711,40 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--groups", type=int, default=None, help="number of confusable groups of three")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    return ensure_synthetic(
-        args.out,
-        progress=not args.quiet,
-        classes=args.classes,
-        train=args.train,
-        val=args.val,
-        size=args.size,
-        seed=args.seed,
-        appearance_seed=args.appearance_seed,
-        pretrain=args.pretrain,
-        num_groups=args.groups,
-    )
+    kw = {
+        "classes": args.classes,
+        "train": args.train,
+        "val": args.val,
+        "size": args.size,
+        "seed": args.seed,
+        "appearance_seed": args.appearance_seed,
+        "pretrain": args.pretrain,
+        "num_groups": args.groups,
+    }
+    try:
+        SyntheticParams(**kw).resolved()
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        return ensure_synthetic(args.out, progress=not args.quiet, **kw)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            _fail(
+                f"disk full: no space left writing the set to {args.out}; free some space or use another --out"
+            )
+        if e.filename and e.strerror:
+            _fail(f"{e.strerror}: {e.filename}; check the --out path (and its permissions)")
+        _fail(" ".join(str(e).split()))  # FileExistsError: --out holds other files
+    except ValueError as e:  # --out holds a set of other parameters or of another generator version
+        _fail(" ".join(str(e).split()))
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr (the traceback first with ``CBP_DEBUG=1``) and exit code 4 (data or file)."""
+    if os.environ.get("CBP_DEBUG", "") not in ("", "0"):
+        traceback.print_exc()
+    print(f"[cbp.data.synthetic] error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(4)
 
 
 if __name__ == "__main__":

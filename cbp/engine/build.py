@@ -7,14 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from cbp.data import build_dataset
-from cbp.data.synthetic import ensure_synthetic
+from cbp.data.synthetic import META_FILE, ensure_synthetic, read_meta
 from cbp.data.transforms import TestTransform, TrainTransform
 from cbp.distributed import barrier, is_main_process
 from cbp.engine import checkpoint
-from cbp.engine.config import Config, from_dict
+from cbp.engine.config import Config, ConfigError, from_dict
+from cbp.engine.errors import DataError
+from cbp.io import load_torch
 from cbp.losses import OCCL
 from cbp.models import create_model
 from cbp.models.builder import get_spec
@@ -22,19 +25,74 @@ from cbp.prototypes import category_basis_prototypes
 
 
 def ensure_data(cfg: Config) -> None:
-    """Generate the synthetic set on rank 0 if it is missing (other ranks wait at a barrier)."""
+    """Make sure the data of ``cfg`` are there: a synthetic set is used as it is, or generated when missing.
+
+    A synthetic root that already holds a set (``cbp_meta.json``) is used as it is, whatever the
+    ``data.synthetic_*`` keys say: its class count and sizes come from its metadata and are printed.
+    Those keys (the preset's generation parameters) apply only when the set is generated, on rank 0
+    (the other ranks wait at a barrier).
+    """
     if cfg.data.name == "synthetic":
+        root = Path(cfg.data.root)
         if is_main_process():
-            ensure_synthetic(
-                Path(cfg.data.root),
-                classes=cfg.data.synthetic_classes,
-                train=cfg.data.synthetic_train,
-                val=cfg.data.synthetic_val,
-                size=cfg.data.synthetic_size,
-                seed=cfg.data.synthetic_seed,
-                progress=cfg.train.progress,
-            )
+            meta = read_meta(root)
+            if meta is None:
+                ensure_synthetic(
+                    root,
+                    classes=cfg.data.synthetic_classes,
+                    train=cfg.data.synthetic_train,
+                    val=cfg.data.synthetic_val,
+                    size=cfg.data.synthetic_size,
+                    seed=cfg.data.synthetic_seed,
+                    progress=cfg.train.progress,
+                )
+            else:
+                p = meta.get("params", {})
+                print(
+                    f"[cbp] using the synthetic set in {root} as it is: {meta.get('num_classes')} classes, "
+                    f"{p.get('train')} training and {p.get('val')} validation images of {p.get('size')} x "
+                    f"{p.get('size')} (from its {META_FILE}; data.synthetic_* apply only when a set is generated)",
+                    flush=True,
+                )
         barrier()
+
+
+def check_inputs(cfg: Config, *, pretrained: bool = True) -> None:
+    """Check, before anything is built or written, the names and files ``cfg`` refers to.
+
+    Args:
+        cfg: the run's config.
+        pretrained: also check ``model.pretrained`` (evaluation does not read it).
+
+    Raises:
+        ConfigError: an unknown backbone, or ``train.device=cuda`` without a CUDA device.
+        DataError: a missing data root (real datasets), pretrained or embeddings file.
+    """
+    try:
+        get_spec(cfg.model.backbone)
+    except KeyError as e:
+        raise ConfigError(f"model.backbone: {e.args[0]}; e.g. --model.backbone=mit_b0") from None
+    if cfg.train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "train.device=cuda but no CUDA device is available here; use --train.device=auto or cpu"
+        )
+    root = Path(cfg.data.root)
+    if cfg.data.name != "synthetic" and not root.is_dir():
+        raise DataError(
+            f"data.root={root}: no such folder; the {cfg.data.name} data are expected there (see the README, "
+            "'Training and evaluation'); pass --data.root=DIR with your copy"
+        )
+    if cfg.data.name == "synthetic" and root.exists() and not root.is_dir():
+        raise DataError(f"data.root={root} is a file; pass a folder (it is generated when missing)")
+    if pretrained and cfg.model.pretrained not in ("", "hub") and not Path(cfg.model.pretrained).is_file():
+        raise DataError(
+            f"model.pretrained={cfg.model.pretrained}: no such file; pass encoder weights saved with "
+            "torch.save(state_dict), 'hub' for the timm / smp weights, or '' to train from scratch"
+        )
+    if cfg.model.embeddings and not Path(cfg.model.embeddings).is_file():
+        raise DataError(
+            f"model.embeddings={cfg.model.embeddings}: no such file; pass an (N, D) tensor saved with torch.save"
+        )
 
 
 def train_transform(cfg: Config) -> Any:
@@ -71,9 +129,7 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
     pretrained: bool | str = {"": False, "hub": True}.get(m.pretrained, m.pretrained)
     init: Any = m.init
     if m.embeddings:  # Table 5's text / masked inits: build the prototypes from the class embeddings here
-        import torch
-
-        embeddings = torch.load(m.embeddings, map_location="cpu", weights_only=True)  # (N, D)
+        embeddings = load_torch(m.embeddings)  # (N, D); weights_only: the file never runs code
         # create_model takes no embeddings=; a (N, C) tensor init is used as it is (then equalised)
         init = category_basis_prototypes(
             num_classes,
@@ -136,7 +192,7 @@ def read_run_config(run_dir: str | Path) -> Config:
         raise FileNotFoundError(
             f"{path} not found: {run_dir} must be a directory written by `python -m cbp.train`"
         )
-    return from_dict(json.loads(path.read_text()))
+    return from_dict(json.loads(path.read_text()), source=str(path))
 
 
 def restore_model(cfg: Config, num_classes: int, ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -39,6 +39,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from cbp.models.builder import get_spec
@@ -57,7 +58,8 @@ class ModelConfig:
     init: str = "orthogonal+equal"  # orthogonal+equal | orthogonal | equal | random | text | masked ...
     update: Literal["frozen", "gradient", "ema", "penalty"] = "frozen"
     ema_momentum: float = 0.99  # m of update=ema (not given in the paper)
-    penalty_weight: float = 1.0  # update=penalty: weight x (1/N) sum_i sum_{j!=i} cos^2 (amendment 5; was 0.01)
+    # update=penalty's loss: weight x (1/N) sum_i sum_{j != i} cos(w_i, w_j)^2 (amendment 5; was 0.01)
+    penalty_weight: float = 1.0
     penalty_form: Literal["squared", "absolute"] = "squared"  # cos^2 or |cos| (not said in the paper)
     proto_seed: int = 0
     embeddings: str = ""  # (N, D) class embeddings, a torch.save'd tensor, for init text/masked* (Table 5)
@@ -180,9 +182,16 @@ def synthetic() -> Config:
     return Config(
         model=ModelConfig(backbone="cnn_tiny", classifier="cbp", length=2.0),
         data=DataConfig(name="synthetic", root="data/synthetic-50", synthetic_classes=50, cat_max_ratio=1.0),
-        loss=LossConfig(ce_resolution="feature", occl=True, lam=1.0, phi=0.3, tau=0.07),
+        loss=LossConfig(ce_resolution="feature", occl=True, lam=1.0, phi=0.3, tau=0.07, views="objects"),
+        # the paper's SegFormer recipe (mmseg): decoder and classifier at 10x the encoder's lr (amendment 5)
         optim=OptimConfig(
-            name="adamw", lr=1e-3, weight_decay=0.01, power=1.0, warmup_iters=100, warmup_ratio=1e-6
+            name="adamw",
+            lr=1e-3,
+            head_lr_mult=10.0,
+            weight_decay=0.01,
+            power=1.0,
+            warmup_iters=100,
+            warmup_ratio=1e-6,
         ),
         train=TrainConfig(iters=3000, batch_size=8, log_every=50, ckpt_every=500, num_workers=1),
         eval=EvalConfig(mode="whole", crop_size=(64, 64), stride=(43, 43)),
@@ -505,6 +514,31 @@ def validate(cfg: Config) -> None:
         raise ConfigError("OCCL with loss.views=batch needs train.batch_size >= 2 (two halves of the batch)")
     if not (cfg.loss.ce or cfg.loss.occl):
         raise ConfigError("both loss.ce and loss.occl are off: nothing to train; turn one on")
+    if cfg.optim.lr < 0:
+        raise ConfigError(f"optim.lr must be >= 0 (got {cfg.optim.lr}); e.g. --optim.lr=6e-5")
+    if cfg.optim.weight_decay < 0 or cfg.optim.min_lr < 0 or cfg.optim.grad_clip < 0:
+        raise ConfigError("optim.weight_decay, optim.min_lr and optim.grad_clip must be >= 0")
+    if not cfg.loss.tau > 0:
+        raise ConfigError(
+            f"loss.tau must be > 0 (got {cfg.loss.tau}): it divides the similarities of Eq. 4-5; the paper "
+            "uses --loss.tau=0.07"
+        )
+    if cfg.loss.lam < 0 or cfg.loss.phi < 0 or cfg.loss.aux_weight < 0:
+        raise ConfigError("loss.lam, loss.phi and loss.aux_weight must be >= 0 (loss weights)")
+    if not cfg.model.length > 0:
+        raise ConfigError(f"model.length (T, the prototypes' norm) must be > 0 (got {cfg.model.length})")
+    if not 0 <= cfg.model.ema_momentum < 1:
+        raise ConfigError(f"model.ema_momentum must be in [0, 1) (got {cfg.model.ema_momentum})")
+    sizes = {
+        "data.crop_size": cfg.data.crop_size,
+        "data.scale": cfg.data.scale,
+        "data.test_scale": cfg.data.test_scale,
+        "eval.crop_size": cfg.eval.crop_size,
+        "eval.stride": cfg.eval.stride,
+    }
+    for key, size in sizes.items():
+        if min(size) < 1:
+            raise ConfigError(f"{key} must be positive (got {','.join(map(str, size))})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,18 +550,101 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def from_dict(data: dict[str, Any]) -> Config:
-    """Inverse of :func:`to_dict`; unknown keys are an error (a config.json from another version)."""
+def _check_value(key: str, value: Any, tp: Any, source: str) -> Any:
+    """``value`` read from JSON for the field ``key`` of type ``tp``, type-checked as an override is.
+
+    JSON lists become tuples; an integral float is accepted for an int and an int for a float; a bool
+    is not a number.
+    """
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}={value!r}: expected {expected}; fix the value in {source}")
+
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if not isinstance(value, str) or value not in choices:
+            raise bad(f"one of {', '.join(map(str, choices))}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise bad(f"a list of {'values' if args[-1] is Ellipsis else len(args)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_check_value(key, v, args[0], source) for v in value)
+        if len(value) != len(args):
+            raise bad(f"a list of {len(args)} values")
+        return tuple(_check_value(key, v, a, source) for v, a in zip(value, args))
+    raise ConfigError(f"{source}: {key}: don't know how to check type {tp}")
+
+
+def from_dict(data: dict[str, Any], *, source: str = "config") -> Config:
+    """Inverse of :func:`to_dict`, type-checked like the overrides; unknown keys are an error.
+
+    Args:
+        data: ``{"model": {...}, "data": {...}, ..., "seed": 0, "preset": "..."}`` (keys left out keep
+            their defaults).
+        source: what the dict was read from (a file name), for the error messages.
+
+    Raises:
+        ConfigError: an unknown key (with the nearest valid one) or a value of the wrong type.
+    """
     cfg = Config()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object of config sections, got {type(data).__name__}")
     for key, value in data.items():
-        if isinstance(value, dict):
-            for sub, v in value.items():
-                obj, name, tp = _locate(cfg, f"{key}.{sub}")
-                setattr(obj, name, tuple(v) if typing.get_origin(tp) is tuple else v)
-        else:
-            obj, name, _ = _locate(cfg, key)
-            setattr(obj, name, value)
+        section = getattr(cfg, key, None)
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        if dataclasses.is_dataclass(section) and not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} is a section and needs a JSON object, got {value!r}")
+        for sub, v in items:
+            dotted = key if sub is None else f"{key}.{sub}"
+            try:
+                obj, name, tp = _locate(cfg, dotted)
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {e} (a config of another version of cbp?)") from None
+            setattr(obj, name, _check_value(dotted, v, tp, source))
     return cfg
+
+
+def read_config_file(path: str | Path) -> Config:
+    """The config stored in ``path``: a run's ``config.json``, or a JSON record that embeds one under
+    ``"config"`` (``metrics.json``, ``eval-*.json``); the base of ``--config FILE``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: not JSON, or not a config (unknown keys, wrong types).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"config file {path} not found: pass a run's config.json (python -m cbp.train writes one in --out)"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); pass a run's config.json") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict) and "model" not in data:
+        data = data["config"]
+    return from_dict(data, source=str(path))
 
 
 def diff(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:

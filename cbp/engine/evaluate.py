@@ -1,11 +1,13 @@
 """Evaluation: whole-image and sliding-window inference, dataset-level metrics, ``metrics.json``.
 
-``python -m cbp.evaluate RUN_DIR [--ckpt PATH] [--out FILE] [--data.root=DIR] [--eval.mode=slide ...]``
+``python -m cbp.evaluate RUN_DIR [--ckpt PATH] [--out FILE] [--config FILE] [--data.root=DIR] [--eval.mode=slide ...]``
 evaluates a checkpoint of a run (default ``RUN_DIR/ckpt_last.pt``) on the validation split with the
-run's ``config.json`` (overridable) and writes the same ``metrics.json`` as training does (default
-``RUN_DIR/metrics.json``). Under ``torchrun`` every rank scores a disjoint shard (no padding
-duplicates, unlike ``DistributedSampler``) and the confusion matrices are summed, so the counts are
-exactly mmseg's.
+run's ``config.json`` (or ``--config FILE``; overridable) and writes a record with the same fields
+as the run's ``metrics.json`` to ``RUN_DIR/eval-<mode>-<iter>.json`` (or ``--out FILE``); the
+run's own ``metrics.json`` (the training result) is never overwritten. Under ``torchrun`` every rank
+scores a disjoint shard (no padding duplicates, unlike ``DistributedSampler``) and the confusion
+matrices are summed, so the counts are exactly mmseg's. Errors are one line with an exit code
+(2 usage or config, 4 data or file; see :mod:`cbp.engine.errors`).
 
 Inference follows mmseg's ``EncoderDecoder``:
 
@@ -18,8 +20,6 @@ Inference follows mmseg's ``EncoderDecoder``:
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 import time
@@ -29,14 +29,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributed.elastic.multiprocessing.errors import record as record_errors
 from torch.utils.data import DataLoader
 
 from cbp.distributed import get_rank, get_world_size, is_main_process
 from cbp.engine import checkpoint
-from cbp.engine.build import build_split, ensure_data, restore_model, test_transform
-from cbp.engine.config import Config, ConfigError, apply_overrides, from_dict, to_dict
+from cbp.engine.build import build_split, check_inputs, ensure_data, restore_model, test_transform
+from cbp.engine.config import Config, ConfigError, apply_overrides, read_config_file, to_dict
+from cbp.engine.errors import DataError, OneLineParser, out_folder, run_cli
 from cbp.engine.process import setup_distributed
 from cbp.engine.sampler import ShardSampler
+from cbp.io import write_json
 from cbp.metrics import ConfusionMatrix
 from cbp.prototypes import class_separability
 
@@ -183,54 +186,96 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads) x{get_world_size()}"
 
 
-def write_json(record: dict[str, Any], path: Path) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
+def parse_args(argv: list[str] | None) -> tuple[Config, Path, Path | None, Path]:
+    """The command line -> (config, checkpoint, ``--out`` file or None, folder of the default output).
+
+    Raises:
+        DataError: no ``config.json`` in RUN_DIR, or no checkpoint.
+        ConfigError: a bad override, or ``--out`` naming the run's ``metrics.json``.
+    """
+    parser = OneLineParser(
+        prog="python -m cbp.evaluate",
+        description="Evaluate a cbp run's checkpoint on the validation split; writes RUN_DIR/eval-<mode>-<iter>.json "
+        "(never the run's metrics.json). Overrides: --section.key=value (e.g. --eval.mode=slide, --data.root=DIR). "
+        "Exit codes: 0 done, 1 bug, 2 usage or config, 4 data or file.",
+    )
+    parser.add_argument(
+        "run_dir", type=Path, nargs="?", help="run directory with config.json and ckpt_last.pt"
+    )
+    parser.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default RUN_DIR/ckpt_last.pt)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output file (default RUN_DIR/eval-<mode>-<iter>.json)"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="base config instead of RUN_DIR/config.json (with --ckpt, RUN_DIR may be left out)",
+    )
+    args, overrides = parser.parse_known_args(argv)
+    if args.run_dir is None and (args.config is None or args.ckpt is None):
+        parser.error("give RUN_DIR (a directory written by python -m cbp.train), or both --config and --ckpt")
+    if args.out is not None and args.run_dir is not None:
+        if args.out.resolve() == (args.run_dir / "metrics.json").resolve():
+            raise ConfigError(
+                f"--out {args.out} is the run's metrics.json (the training result); choose another file"
+            )
+    if args.config is not None:
+        cfg = read_config_file(args.config)
+    else:
+        config_path = args.run_dir / "config.json"
+        if not config_path.is_file():
+            what = "does not exist" if not args.run_dir.exists() else "has no config.json"
+            raise DataError(
+                f"{args.run_dir} {what}: RUN_DIR must be a directory written by `python -m cbp.train` "
+                "(or pass --config FILE --ckpt FILE)"
+            )
+        cfg = read_config_file(config_path)
+    apply_overrides(cfg, overrides)
+    ckpt = args.ckpt or args.run_dir / checkpoint.CKPT_NAME
+    if not ckpt.is_file():
+        raise DataError(
+            f"checkpoint {ckpt} not found: "
+            + (
+                "check the --ckpt path"
+                if args.ckpt
+                else f"{args.run_dir} has no saved checkpoint yet; train it (re-running its "
+                "python -m cbp.train command resumes it) or pass --ckpt FILE"
+            )
+        )
+    return cfg, ckpt, args.out, args.run_dir or ckpt.parent
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``python -m cbp.evaluate RUN_DIR [--ckpt PATH] [--out FILE] [--section.key=value ...]``; returns the metrics."""
+    """``python -m cbp.evaluate RUN_DIR [--ckpt PATH] [--out FILE] [--config FILE] [--section.key=value ...]``.
 
-    parser = argparse.ArgumentParser(
-        prog="python -m cbp.evaluate",
-        description="Evaluate a cbp run's checkpoint on the validation split; writes metrics.json.",
-    )
-    parser.add_argument("run_dir", type=Path, help="run directory with config.json (and ckpt_last.pt)")
-    parser.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default RUN_DIR/ckpt_last.pt)")
-    parser.add_argument("--out", type=Path, default=None, help="metrics file (default RUN_DIR/metrics.json)")
-    args, overrides = parser.parse_known_args(argv)
-    config_path = args.run_dir / "config.json"
-    if not config_path.is_file():
-        parser.error(f"{config_path} not found: RUN_DIR must be a directory written by `python -m cbp.train`")
-    cfg = from_dict(json.loads(config_path.read_text()))
-    try:
-        apply_overrides(cfg, overrides)
-    except ConfigError as e:
-        parser.error(str(e))
-
+    Returns:
+        The record written (the fields of ``metrics.json`` plus ``"checkpoint"``).
+    """
+    cfg, ckpt_path, out, run_dir = parse_args(argv)
+    check_inputs(cfg, pretrained=False)  # the checkpoint holds every weight
     device = setup_distributed(cfg)
     start = time.time()
     ensure_data(cfg)
     dataset = build_split(cfg, "val", test_transform(cfg))
-    model, ckpt = restore_model(cfg, dataset.num_classes, args.ckpt or args.run_dir / checkpoint.CKPT_NAME)
+    model, ckpt = restore_model(cfg, dataset.num_classes, ckpt_path)
     model.to(device)
     cm = evaluate(model, dataset, cfg, device, progress=cfg.train.progress)
-    record = metrics_record(
-        cm, model, dataset, cfg, iters=int(ckpt["iter"]), seconds=time.time() - start, device=device
-    )
+    iters = int(ckpt["iter"])
+    record = metrics_record(cm, model, dataset, cfg, iters=iters, seconds=time.time() - start, device=device)
+    record["checkpoint"] = str(ckpt_path)
     if is_main_process():
-        out = args.out or args.run_dir / "metrics.json"
+        out = out or run_dir / f"eval-{cfg.eval.mode}-{iters}.json"
         write_json(record, out)
         print(f"mIoU {record['mIoU']:.2f}  mAcc {record['mAcc']:.2f}  aAcc {record['aAcc']:.2f}  -> {out}")
     return record
 
 
+@record_errors  # torchrun: the failing rank's error reaches torchrun's summary
 def cli(argv: list[str] | None = None) -> None:
-    """The command line ``python -m cbp.evaluate`` (see :mod:`cbp.evaluate`)."""
-    main(sys.argv[1:] if argv is None else argv)
+    """The command line ``python -m cbp.evaluate`` (see :mod:`cbp.evaluate`); errors as :mod:`cbp.engine.errors`."""
+    argv = sys.argv[1:] if argv is None else argv
+    run_cli("cbp.evaluate", main, argv, folder=out_folder(argv))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@
 
     python -m cbp.train --preset synthetic --out runs/syn [--section.key=value ...]
     torchrun --nproc_per_node=2 -m cbp.train --preset synthetic --out runs/syn2
-    python -m cbp.train --list-presets | --help-keys [--preset NAME]
+    python -m cbp.train --config runs/syn/config.json --out runs/syn-b --seed=1   # a run's config as the base
+    python -m cbp.train --list-presets | --help-keys [--preset NAME] | --print-config ...
+
+A user's mistake is one line on stderr and an exit code: 2 usage or config, 3 diverged, 4 data or
+file, 1 a bug (see :mod:`cbp.engine.errors`; ``CBP_DEBUG=1`` shows the traceback).
 
 Loss (Eq. 7): ``CE(logits, y) + aux_weight CE(aux_logits, y) + OCCL (Eq. 6) + classifier.penalty()``,
 each term switchable (``loss.ce``, ``model.aux_head``, ``loss.occl``, ``model.update=penalty``).
@@ -42,7 +46,6 @@ taken and ``ckpt_last.pt`` keeps the last good state.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import functools
@@ -62,6 +65,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -73,6 +77,7 @@ from cbp.engine.build import (
     build_model,
     build_occl,
     build_split,
+    check_inputs,
     ensure_data,
     test_transform,
     train_transform,
@@ -86,8 +91,10 @@ from cbp.engine.config import (
     format_keys,
     from_dict,
     get_preset,
+    read_config_file,
     to_dict,
 )
+from cbp.engine.errors import EXIT_DIVERGED, OneLineParser, out_folder, run_cli
 from cbp.engine.evaluate import evaluate, metrics_record
 from cbp.engine.optim import build_optimizer, set_lr
 from cbp.engine.process import rank_seed, seed_everything, setup_distributed
@@ -107,35 +114,56 @@ class TrainingDiverged(RuntimeError):
 
 
 def parse_args(argv: list[str] | None) -> tuple[Config, Path]:
-    """``--preset NAME --out RUN_DIR [--section.key=value ...]`` -> (config, run directory)."""
-    parser = argparse.ArgumentParser(
+    """``--preset NAME | --config FILE, --out RUN_DIR [--section.key=value ...]`` -> (config, run directory).
+
+    Raises:
+        ConfigError: an unknown preset or key, a bad value (the message names the key and a fix).
+        FileNotFoundError: ``--config FILE`` does not exist.
+        SystemExit: ``--help``, ``--list-presets``, ``--help-keys``, ``--print-config`` (0) or a bad
+            option (2, one line).
+    """
+    parser = OneLineParser(
         prog="python -m cbp.train",
         description="Train a segmentation model with CBP / OCCL. Any config key is an override: "
-        "--section.key=value (see --help-keys).",
+        "--section.key=value (see --help-keys). Exit codes: 0 done, 1 bug, 2 usage or config, 3 diverged, "
+        "4 data or file.",
     )
-    parser.add_argument(
-        "--preset", default="synthetic", help="preset name (see --list-presets); default synthetic"
+    base = parser.add_mutually_exclusive_group()
+    base.add_argument("--preset", default=None, help="preset name (see --list-presets); default synthetic")
+    base.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="base config from a file instead of a preset, e.g. a run's config.json; overrides apply on top",
     )
     parser.add_argument("--out", type=Path, help="run directory (created; re-running resumes)")
     parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     parser.add_argument(
         "--help-keys", action="store_true", help="print every config key of the preset and exit"
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as JSON and exit (checks the command line; reads no data)",
+    )
     args, overrides = parser.parse_known_args(argv)
     if args.list_presets:
         print("\n".join(f"{k:32s} {v.__doc__ or ''}" for k, v in PRESETS.items()))
         raise SystemExit(0)
-    try:
-        cfg = get_preset(args.preset)
-    except KeyError as e:
-        parser.error(e.args[0])
+    if args.config is not None:
+        cfg = read_config_file(args.config)
+    else:
+        try:
+            cfg = get_preset(args.preset or "synthetic")
+        except KeyError as e:
+            raise ConfigError(e.args[0]) from None
     if args.help_keys:
         print(format_keys(cfg))
         raise SystemExit(0)
-    try:
-        apply_overrides(cfg, overrides)
-    except ConfigError as e:
-        parser.error(str(e))
+    apply_overrides(cfg, overrides)
+    if args.print_config:
+        print(json.dumps(to_dict(cfg), indent=1))
+        raise SystemExit(0)
     if args.out is None:
         parser.error("--out RUN_DIR is required (the run directory for config.json, logs and checkpoints)")
     return cfg, args.out
@@ -872,6 +900,7 @@ def train(cfg: Config, out: Path, device: torch.device) -> Path:
     Nothing is written into ``out`` before the set-up (data, model, pretrained weights, optimiser,
     checkpoint) has succeeded, so a failed set-up never blocks the corrected command.
     """
+    check_inputs(cfg)
     with run_dir_lock(out):
         changed = check_resume_config(cfg, out)
         state = build_state(cfg, out, device)
@@ -954,13 +983,15 @@ def exit_on_signal(state: TrainState, signum: int) -> NoReturn:
     raise SystemExit(128 + (signum or signal.SIGTERM))
 
 
+@record  # torchrun: the entry point; the failing rank's cause reaches torchrun's summary
 def cli(argv: list[str] | None = None) -> None:
-    """The command line ``python -m cbp.train`` / ``torchrun -m cbp.train`` (see :mod:`cbp.train`)."""
-    try:
-        main(sys.argv[1:] if argv is None else argv)
-    except (TrainingDiverged, ConfigError) as e:
-        print(f"[cbp.train] error: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(3 if isinstance(e, TrainingDiverged) else 2) from None
+    """The command line ``python -m cbp.train`` / ``torchrun -m cbp.train`` (see :mod:`cbp.train`).
+
+    A user's mistake is one line on stderr and an exit code (2 usage or config, 3 diverged, 4 data or
+    file; see :mod:`cbp.engine.errors`); ``CBP_DEBUG=1`` adds the traceback.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    run_cli("cbp.train", main, argv, codes={TrainingDiverged: EXIT_DIVERGED}, folder=out_folder(argv))
 
 
 if __name__ == "__main__":

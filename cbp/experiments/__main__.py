@@ -1,10 +1,15 @@
-"""Command line of the study: ``python -m cbp.experiments {run,status,table,plan,record,embed} ...``."""
+"""Command line of the study: ``python -m cbp.experiments {run,status,table,plan,record,embed} ...``.
+
+Errors are one line with an exit code (2 usage or config, e.g. an unknown study or profile; 4 data or
+file; 1 a bug, with its traceback; see :mod:`cbp.engine.errors`). ``run`` returns 1 when a run failed.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from cbp.engine.config import ConfigError
+from cbp.engine.errors import OneLineParser, run_cli
 from cbp.experiments.claims import format_table, load_results, verdict_rows
 from cbp.experiments.record import embed_main, encoder_main, record
 from cbp.experiments.runner import results_dir, run_study, status
@@ -20,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "encoder":  # internal step: encoder weights of the pretraining checkpoint
         encoder_main(argv[1:])
         return 0
-    parser = argparse.ArgumentParser(prog="python -m cbp.experiments", description=__doc__)
+    parser = OneLineParser(prog="python -m cbp.experiments", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name, text in (
         ("run", "run every unfinished run of a study (resumable)"),
@@ -49,11 +54,23 @@ def main(argv: list[str] | None = None) -> int:
             )
             p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args(argv)
+    try:
+        plan(args.study, args.profile)  # an unknown study or profile: one line, exit code 2
+    except KeyError as e:
+        raise ConfigError(f"{e.args[0]}; see python -m cbp.experiments {args.cmd} --help") from None
 
     if args.cmd == "run":
-        failed = run_study(
-            args.study, args.profile, jobs=args.jobs, only=args.only, root=args.results, dry_run=args.dry_run
-        )
+        try:
+            failed = run_study(
+                args.study,
+                args.profile,
+                jobs=args.jobs,
+                only=args.only,
+                root=args.results,
+                dry_run=args.dry_run,
+            )
+        except (ValueError, RuntimeError) as e:  # a history profile, a dirty tree: said before any run
+            raise ConfigError(str(e)) from None
         return 1 if failed else 0
     if args.cmd == "status":
         print(status(args.study, args.profile, args.results))
@@ -95,5 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m cbp.experiments``: :func:`main` with one-line errors and exit codes."""
+
+    def body(args: list[str]) -> None:
+        code = main(args)
+        if code:
+            raise SystemExit(code)
+
+    run_cli("cbp.experiments", body, list(sys.argv[1:] if argv is None else argv))
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli()

@@ -416,6 +416,8 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
             "--train.progress=false",
             "--model.classifier=linear",
             "--loss.occl=false",
+            # the pretraining keeps one lr for all (as before amendment 5, whose head lr x10 is for the arms)
+            "--optim.head_lr_mult=1",
             f"--train.iters={p.pretrain_iters}",
             "--seed=0",
         ),

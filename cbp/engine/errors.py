@@ -1,0 +1,198 @@
+"""What the command lines print and return when something goes wrong.
+
+A user's mistake (a bad key or value, a missing file, a full disk, a diverged run) is one line on
+stderr that says what was wrong, which key / path / file, and what to do; never a traceback. A bug
+(anything else) prints its traceback and returns 1. ``CBP_DEBUG=1`` prints the traceback for every
+error. Exit codes, the same for ``cbp.train``, ``cbp.evaluate``, ``cbp.experiments`` and
+``cbp.data.synthetic``:
+
+====  ==========================================================================
+rc    meaning
+====  ==========================================================================
+0     success
+1     a bug: the traceback is printed; please report it
+2     usage or config: an unknown option or key, a bad value, a run directory
+      that holds another config, a second process on the same run
+3     the run diverged (non-finite loss); the last good checkpoint is kept
+4     data or file: a missing / unreadable / unsafe file or folder, a full disk
+====  ==========================================================================
+
+Under ``torchrun`` rank 0 prints the line (the other ranks stay quiet unless they hit a bug) and
+every rank writes it to torchrun's error file, so torchrun's summary names the cause too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cbp.engine.config import ConfigError
+from cbp.io import UnreadableFileError
+
+EXIT_BUG, EXIT_USAGE, EXIT_DIVERGED, EXIT_DATA = 1, 2, 3, 4
+
+
+class DataError(Exception):
+    """Data or a file the run needs is missing or unusable (exit code 4); the message says which and what to do."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse`` whose errors are one line (``[prog] error: ...``, exit 2) instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        name = self.prog.removeprefix("python -m ")
+        print(f"[{name}] error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USAGE)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: its lines joined by '; ' (a trailing ':' is kept as it is)."""
+    parts = [p.strip() for p in str(text).splitlines() if p.strip()]
+    out = ""
+    for p in parts:
+        out += p if not out else (" " if out.endswith(":") else "; ") + p
+    return out
+
+
+def _free_mb(folder: Path | None) -> str:
+    if folder is None:
+        return ""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return f" ({shutil.disk_usage(p).free / 2**20:.0f} MB free there)"
+    return ""
+
+
+def describe(
+    exc: BaseException, *, codes: Mapping[type, int] | None = None, folder: Path | None = None
+) -> tuple[int, str]:
+    """(exit code, one-line message) of an exception; code 1 (a bug) when it is none of the known kinds.
+
+    Args:
+        exc: the exception.
+        codes: more exception types and their codes (e.g. the engine's TrainingDiverged -> 3).
+        folder: the folder the command writes to (named when the disk is full).
+    """
+    for tp, code in (codes or {}).items():
+        if isinstance(exc, tp):
+            return code, one_line(str(exc))
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = Path(exc.filename).parent if exc.filename else folder
+        return EXIT_DATA, (
+            f"disk full: no space left writing to {where or 'the output folder'}{_free_mb(where)}; free some "
+            "space or write the run elsewhere (--out), then re-run the same command"
+        )
+    if isinstance(exc, RuntimeError) and "inline_container" in str(exc):  # torch.save to a path, short write
+        return EXIT_DATA, (
+            f"writing a torch file in {folder or 'the output folder'} failed{_free_mb(folder)}: is the disk "
+            f"full? ({one_line(str(exc))}); free some space, then re-run the same command"
+        )
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE, one_line(str(exc))
+    if isinstance(exc, (DataError, UnreadableFileError)):
+        return EXIT_DATA, one_line(str(exc))
+    if isinstance(exc, OSError) and isinstance(
+        exc, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+    ):
+        if exc.filename and exc.strerror:  # raised by the OS: "[Errno 2] No such file ..." -> readable
+            return EXIT_DATA, f"{exc.strerror}: {exc.filename}; check the path (and its permissions)"
+        return EXIT_DATA, one_line(str(exc))
+    name = type(exc).__name__
+    if name == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
+        return EXIT_USAGE, (
+            f"out of GPU memory ({one_line(str(exc)).split(';')[0]}); lower --train.device_batch (gradient "
+            "accumulation keeps the total batch) or use --train.amp=bf16"
+        )
+    return EXIT_BUG, f"{name}: {one_line(str(exc))}"
+
+
+def _rank() -> int:
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _write_elastic_error_file(message: str, callstack: str) -> None:
+    """torchrun's per-rank error file (``TORCHELASTIC_ERROR_FILE``): its summary then shows ``message``."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    data = {
+        "message": {
+            "message": message,
+            "extraInfo": {"py_callstack": callstack, "timestamp": str(int(time.time()))},
+        }
+    }
+    try:
+        Path(path).write_text(json.dumps(data))
+    except OSError:
+        pass
+
+
+def run_cli(
+    prog: str,
+    main: Callable[[list[str]], Any],
+    argv: list[str],
+    *,
+    codes: Mapping[type, int] | None = None,
+    folder: Path | None = None,
+) -> None:
+    """Run ``main(argv)``; turn an exception into one line on stderr and its exit code (see the module).
+
+    Args:
+        prog: the name in the message, e.g. ``"cbp.train"``.
+        main: the command's function.
+        argv: its arguments.
+        codes: more exception types and their exit codes.
+        folder: the output folder (named when the disk is full).
+
+    Raises:
+        SystemExit: with the exit code on any error (``main``'s own SystemExit passes through).
+    """
+    try:
+        main(argv)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt as e:
+        print(f"[{prog}] interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    except Exception as e:
+        code, message = describe(e, codes=codes, folder=folder)
+        debug = os.environ.get("CBP_DEBUG", "") not in ("", "0")
+        tb = traceback.format_exc()
+        if code == EXIT_BUG:
+            rank = _rank()
+            where = f" (rank {rank})" if "RANK" in os.environ else ""
+            sys.stderr.write(tb)
+            print(
+                f"[{prog}] internal error{where}: {message}. This is a bug: please report it with the "
+                "traceback above.",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif _rank() == 0:
+            if debug:
+                sys.stderr.write(tb)
+            print(f"[{prog}] error: {message}", file=sys.stderr, flush=True)
+        _write_elastic_error_file(f"[{prog}] error: {message}", tb if code == EXIT_BUG or debug else message)
+        raise SystemExit(code) from None
+
+
+def out_folder(argv: list[str], flag: str = "--out") -> Path | None:
+    """The value of ``--out DIR`` / ``--out=DIR`` in ``argv`` (None when absent), without parsing the rest."""
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if a.startswith(flag + "="):
+            return Path(a.split("=", 1)[1])
+    return None

@@ -1,0 +1,288 @@
+"""A user's mistake on any command line is one line on stderr and a documented exit code, never a traceback.
+
+Every case runs the real command (``python -m ...`` in a subprocess); the cases run a few at a time
+because each one pays the interpreter's and torch's start-up. Exit codes (README, "Exit codes"):
+2 usage or config, 3 diverged, 4 data or file, 1 a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from tiny_run import make_tiny_synthetic, tiny_args
+
+from cbp.engine.config import to_dict
+from cbp.engine.errors import describe, one_line
+from cbp.engine.train import parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` from the repository root, the test's tmp folders passed as absolute paths."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+
+
+def assert_one_line(r: subprocess.CompletedProcess[str], rc: int, *fragments: str) -> str:
+    """rc as expected; stderr exactly one ``[cbp...] error:`` line holding every fragment, no traceback."""
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == rc, f"rc {r.returncode} != {rc}; stderr:\n{r.stderr}"
+    assert len(lines) == 1 and "Traceback" not in r.stderr, f"not one line:\n{r.stderr}"
+    assert lines[0].startswith("[cbp.") and "] error: " in lines[0], lines[0]
+    for f in fragments:
+        assert f in lines[0], f"{f!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny synthetic set, a run directory with a config but no checkpoint, and a file that is not a folder."""
+    base = tmp_path_factory.mktemp("cli")
+    data = make_tiny_synthetic(base / "syn12")
+    untrained = base / "untrained"
+    untrained.mkdir()
+    cfg, _ = parse_args(tiny_args(data, untrained))
+    (untrained / "config.json").write_text(json.dumps(to_dict(cfg)))
+    (base / "notes.txt").write_text("not a data set\n")
+    bad = to_dict(cfg)
+    bad["train"]["iters"] = "ten"
+    (base / "bad.json").write_text(json.dumps(bad))
+    return {"base": base, "data": data, "untrained": untrained}
+
+
+# The mistakes the issue lists, each through its real command line: (name, argv, rc, fragments the
+# line must hold); {base} {data} {untrained} are filled from `world`.
+CASES: list[tuple[str, list[str], int, tuple[str, ...]]] = [
+    ("train-unknown-backbone", ["-m", "cbp.train", "--out", "{base}/r1", "--model.backbone=nonsense"], 2,
+     ("model.backbone", "unknown backbone 'nonsense'", "mit_b0")),
+    ("train-negative-lr", ["-m", "cbp.train", "--out", "{base}/r1", "--optim.lr=-0.1"], 2,
+     ("optim.lr must be >= 0", "-0.1")),
+    ("train-tau-zero", ["-m", "cbp.train", "--out", "{base}/r1", "--loss.tau=0"], 2,
+     ("loss.tau must be > 0", "--loss.tau=0.07")),
+    ("train-missing-ade-root",
+     ["-m", "cbp.train", "--preset", "ade20k_segformer_b0", "--out", "{base}/r1", "--data.root={base}/noADE"], 4,
+     ("data.root={base}/noADE", "no such folder", "--data.root=DIR")),
+    ("train-missing-pretrained", ["-m", "cbp.train", "--out", "{base}/r1", "--model.pretrained={base}/enc.pt"], 4,
+     ("model.pretrained={base}/enc.pt", "no such file")),
+    ("evaluate-no-checkpoint", ["-m", "cbp.evaluate", "{untrained}"], 4,
+     ("checkpoint {untrained}/ckpt_last.pt not found", "has no saved checkpoint")),
+    ("experiments-unknown-study", ["-m", "cbp.experiments", "status", "ablation"], 2,
+     ("unknown study 'ablation'", "'ablations'")),
+    ("synthetic-other-set",
+     ["-m", "cbp.data.synthetic", "--out", "{data}", "--classes", "50", "--quiet"], 4,
+     ("holds a synthetic set with different parameters", "classes: existing 12 vs requested 50")),
+]  # fmt: skip
+
+# More mistakes, through the same entry functions in this process (the interpreter's start-up is
+# the only part left out): (name, module, argv, rc, fragments).
+IN_PROCESS: list[tuple[str, str, list[str], int, tuple[str, ...]]] = [
+    ("train-unknown-preset", "cbp.engine.train", ["--preset", "nope", "--out", "{base}/r1"], 2,
+     ("unknown preset 'nope'", "Valid presets: synthetic")),
+    ("train-unknown-key", "cbp.engine.train", ["--out", "{base}/r1", "--optim.lrr=1"], 2,
+     ("--optim.lrr", "Did you mean --optim.lr?")),
+    ("train-bad-value", "cbp.engine.train", ["--out", "{base}/r1", "--train.iters=ten"], 2,
+     ("--train.iters='ten'", "expected an integer")),
+    ("train-no-out", "cbp.engine.train", ["--preset", "synthetic"], 2, ("--out RUN_DIR is required",)),
+    ("train-missing-config-file", "cbp.engine.train", ["--config", "{base}/none.json", "--out", "{base}/r1"], 4,
+     ("config file {base}/none.json not found",)),
+    ("train-config-not-json", "cbp.engine.train", ["--config", "{base}/notes.txt", "--out", "{base}/r1"], 2,
+     ("{base}/notes.txt is not valid JSON",)),
+    ("train-config-bad-type", "cbp.engine.train", ["--config", "{base}/bad.json", "--out", "{base}/r1"], 2,
+     ("{base}/bad.json: train.iters='ten': expected an integer",)),
+    ("train-preset-and-config", "cbp.engine.train",
+     ["--preset", "synthetic", "--config", "{untrained}/config.json", "--out", "{base}/r1"], 2,
+     ("--config: not allowed with argument --preset",)),
+    ("evaluate-no-run-dir", "cbp.engine.evaluate", ["{base}/no-such-run"], 4,
+     ("{base}/no-such-run does not exist", "python -m cbp.train")),
+    ("evaluate-over-metrics", "cbp.engine.evaluate", ["{untrained}", "--out", "{untrained}/metrics.json"], 2,
+     ("metrics.json (the training result)",)),
+    ("evaluate-bad-override", "cbp.engine.evaluate", ["{untrained}", "--eval.mode=sliding"], 2,
+     ("--eval.mode='sliding'", "whole, slide")),
+    ("evaluate-missing-ckpt-file", "cbp.engine.evaluate", ["{untrained}", "--ckpt", "{base}/x.pt"], 4,
+     ("checkpoint {base}/x.pt not found", "--ckpt")),
+    ("experiments-unknown-command", "cbp.experiments.__main__", ["rnu"], 2, ("invalid choice: 'rnu'",)),
+    ("experiments-unknown-profile", "cbp.experiments.__main__", ["plan", "--profile", "fast"], 2,
+     ("invalid choice: 'fast'",)),
+    ("synthetic-bad-size", "cbp.data.synthetic", ["--out", "{base}/s", "--size", "2"], 2,
+     ("size must be >= 8 pixels",)),
+    ("synthetic-out-is-a-file", "cbp.data.synthetic", ["--out", "{base}/notes.txt", "--quiet"], 4,
+     ("notes.txt",)),
+]  # fmt: skip
+
+
+def _fill(text: str, world: dict[str, Path]) -> str:
+    return text.format(**{k: str(v) for k, v in world.items()})
+
+
+@pytest.fixture(scope="module")
+def results(world: dict[str, Path]) -> dict[str, tuple[subprocess.CompletedProcess[str], tuple[str, ...]]]:
+    """Every case of CASES, run three at a time."""
+    with ThreadPoolExecutor(3) as pool:
+        futures = {
+            name: (
+                pool.submit(run, *(_fill(a, world) for a in argv)),
+                rc,
+                tuple(_fill(f, world) for f in frags),
+            )
+            for name, argv, rc, frags in CASES
+        }
+        return {name: (f.result(), (rc, *frags)) for name, (f, rc, frags) in futures.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [c[0] for c in CASES])
+def test_user_mistake_is_one_line(results: dict, name: str) -> None:
+    r, (rc, *fragments) = results[name]
+    assert_one_line(r, rc, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("name", "module", "argv", "rc", "fragments"), IN_PROCESS, ids=[c[0] for c in IN_PROCESS]
+)
+def test_user_mistake_in_process(
+    world: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    module: str,
+    argv: list[str],
+    rc: int,
+    fragments: tuple[str, ...],
+) -> None:
+    import importlib
+
+    entry = importlib.import_module(module)
+    run_it = getattr(entry, "cli", None) or entry.main
+    with pytest.raises(SystemExit) as e:
+        run_it([_fill(a, world) for a in argv])
+    err = capsys.readouterr().err
+    r = subprocess.CompletedProcess(argv, e.value.code, "", err)
+    assert_one_line(r, rc, *(_fill(f, world) for f in fragments))
+
+
+@pytest.mark.slow
+def test_nothing_is_written_by_a_refused_command(results: dict, world: dict[str, Path]) -> None:
+    assert not (world["base"] / "r1").exists()  # every train case above failed before writing --out
+    assert not any(world["untrained"].glob("eval-*.json"))
+    assert not (world["untrained"] / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_cbp_debug_shows_the_traceback() -> None:
+    r = run("-m", "cbp.train", "--out", "/nonexistent/r", "--loss.tau=0", env={"CBP_DEBUG": "1"})
+    assert r.returncode == 2 and "Traceback" in r.stderr and "ConfigError" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("[cbp.train] error: loss.tau must be > 0")
+
+
+@pytest.mark.slow
+def test_the_issue_flow_uses_an_existing_synthetic_set_as_it_is(tmp_path: Path) -> None:
+    """``cbp.data.synthetic --train 24 --val 8 --size 64`` then ``cbp.train --preset synthetic --data.root=DIR``."""
+    data = tmp_path / "DIR"
+    r = run(
+        "-m",
+        "cbp.data.synthetic",
+        "--out",
+        str(data),
+        "--train",
+        "24",
+        "--val",
+        "8",
+        "--size",
+        "64",
+        "--quiet",
+    )
+    assert r.returncode == 0, r.stderr
+    r = run(
+        "-m", "cbp.train", "--preset", "synthetic", "--out", str(tmp_path / "RUN"), f"--data.root={data}",
+        "--train.iters=2", "--train.log_every=1", "--train.progress=false", "--train.num_workers=0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((data / "cbp_meta.json").read_text())
+    assert (
+        f"using the synthetic set in {data} as it is: 150 classes, 24 training and 8 validation" in r.stdout
+    )
+    assert meta["params"]["train"] == 24 and meta["num_classes"] == 150  # the set was not regenerated
+    metrics = json.loads((tmp_path / "RUN" / "metrics.json").read_text())
+    assert len(metrics["IoU"]) == 150  # the model has the set's classes, not the preset's 50
+
+
+@pytest.mark.slow
+def test_disk_full_names_the_folder(world: dict[str, Path], tmp_path: Path) -> None:
+    """A run whose --out is on a full file system: one line, exit code 4, 'disk full' and the folder."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = mnt / "run"
+        r = run("-m", "cbp.train", *tiny_args(world["data"], out, "--train.iters=2"))
+        line = assert_one_line(r, 4, "disk full")
+        assert str(mnt) in line
+    finally:
+        subprocess.run(["umount", str(mnt)])
+
+
+def test_describe_classifies_exceptions(tmp_path: Path) -> None:
+    """The mapping behind the exit codes, on exceptions raised the way the libraries raise them."""
+    import errno
+
+    from cbp.engine.config import ConfigError
+    from cbp.engine.errors import DataError
+    from cbp.io import UnreadableFileError
+
+    assert (
+        describe(ConfigError("a\n  b"))[0] == 2 and one_line("Differences:\n  x\n  y") == "Differences: x; y"
+    )
+    assert describe(DataError("d")) == (4, "d") and describe(UnreadableFileError("u")) == (4, "u")
+    try:
+        open(tmp_path / "missing.txt")
+    except OSError as e:
+        code, msg = describe(e)
+    assert code == 4 and msg.startswith(f"No such file or directory: {tmp_path / 'missing.txt'}")
+    code, msg = describe(OSError(errno.ENOSPC, "No space left on device"), folder=tmp_path / "run")
+    assert code == 4 and msg.startswith(f"disk full: no space left writing to {tmp_path / 'run'}")
+    code, msg = describe(
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos"), folder=tmp_path
+    )
+    assert code == 4 and "is the disk full?" in msg
+    assert describe(RuntimeError("x"), codes={RuntimeError: 3}) == (3, "x")
+    assert describe(TypeError("oops")) == (1, "TypeError: oops")  # anything else is a bug
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_torchrun_rank0_prints_the_cause(world: dict[str, Path], tmp_path: Path) -> None:
+    """Under torchrun, a failure after the process group is up (an unreadable pretrained file, read by
+    every rank): rank 0 prints one line, torchrun's summary shows each rank's exit code and the cause."""
+    junk = tmp_path / "encoder.pt"
+    junk.write_bytes(b"not a torch file")
+    r = run(
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cbp.train",
+        *tiny_args(world["data"], tmp_path / "run", "--train.iters=2", f"--model.pretrained={junk}"),
+    )  # fmt: skip
+    ours = [line for line in r.stderr.splitlines() if line.startswith("[cbp.train] error:")]
+    assert r.returncode != 0 and len(ours) == 1, r.stderr
+    assert f"{junk} is not a readable torch file" in ours[0]
+    summary = [line for line in r.stderr.splitlines() if "traceback :" in line]
+    assert summary and all(f"{junk} is not a readable torch file" in line for line in summary), r.stderr
+    assert "exitcode  : 4" in r.stderr
+    assert (
+        'File "' + str(ROOT / "cbp") not in r.stderr
+    )  # no traceback from cbp's code (torchrun prints its own)
