@@ -127,7 +127,7 @@ display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.ite
 # + $\phi$ x category loss (Eq. 5); the baseline has cross-entropy only. Each point is the mean
 # over one logging window (`log.jsonl`).
 
-# %%
+# %% mystnb={"image": {"alt": "Four panels, two a row: the total loss, the cross-entropy, the centroid loss and the category loss against the training iteration, one line per run (the baseline has cross-entropy only); each falls over training."}}
 finish(figures.plot_losses(run_dirs))
 
 # %% [markdown]
@@ -136,7 +136,7 @@ finish(figures.plot_losses(run_dirs))
 # Points at the intermediate validations (`eval.jsonl`, `--train.eval_every`) and at the end
 # (`metrics.json`).
 
-# %%
+# %% mystnb={"image": {"alt": "Validation mIoU against the training iteration for each run, with a point at every validation and at the end."}}
 finish(figures.plot_miou(run_dirs))
 
 # %% [markdown]
@@ -146,7 +146,7 @@ finish(figures.plot_miou(run_dirs))
 # equal-norm prototypes should help most on the right of this chart, where classes have few
 # training pixels.
 
-# %%
+# %% mystnb={"image": {"alt": "Bar chart of the per-class IoU of each run, classes ordered from the most to the least frequent in training pixels; bars tend to shrink towards the rare classes on the right."}}
 tables = {label: run_data.per_class_table(m) for label, m in metrics.items()}
 finish(figures.plot_per_class_iou(tables))
 
@@ -156,7 +156,7 @@ finish(figures.plot_per_class_iou(tables))
 # A few validation images, segmented by the final checkpoint (`ckpt_last.pt`) of each run and
 # coloured with the dataset's palette (black: ignored pixels).
 
-# %%
+# %% mystnb={"image": {"alt": "A grid of validation images, one a row: the image, its ground-truth label map and each run's predicted label map, coloured with the data set's palette."}}
 indices = list(range(examples))
 finish(
     figures.plot_predictions({label: run_data.predict_examples(d, indices) for label, d in run_dirs.items()})

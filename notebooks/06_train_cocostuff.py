@@ -141,10 +141,16 @@ display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.ite
 # frequent to rare classes, and a few validation images segmented by each run's final checkpoint
 # (the ADE20K page says what to look for in each).
 
-# %%
+# %% mystnb={"image": {"alt": "Four panels, two a row: the total loss, the cross-entropy, the centroid loss and the category loss against the training iteration, one line per run (the baseline has cross-entropy only); each falls over training."}}
 finish(figures.plot_losses(run_dirs))
+
+# %% mystnb={"image": {"alt": "Validation mIoU against the training iteration for each run, with a point at every validation and at the end."}}
 finish(figures.plot_miou(run_dirs))
+
+# %% mystnb={"image": {"alt": "Bar chart of the per-class IoU of each run, classes ordered from the most to the least frequent in training pixels; bars tend to shrink towards the rare classes on the right."}}
 finish(figures.plot_per_class_iou({label: run_data.per_class_table(m) for label, m in metrics.items()}))
+
+# %% mystnb={"image": {"alt": "A grid of validation images, one a row: the image, its ground-truth label map and each run's predicted label map, coloured with the data set's palette."}}
 indices = list(range(examples))
 finish(
     figures.plot_predictions({label: run_data.predict_examples(d, indices) for label, d in run_dirs.items()})

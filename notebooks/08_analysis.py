@@ -97,7 +97,7 @@ OURS = tables.ours_label(results)
 # rarest group, 32.0 F1 with CBP, +7.7 over no equalisation and +2.5 over the learnable
 # classifier (ADE20K, SegFormer-B0).
 
-# %%
+# %% mystnb={"image": {"alt": "Grouped bar charts, scratch and pretrained regime stacked: the mean F1 of each of 15 frequency groups (rarest first) for the learnable baseline, the arm without equalisation and CBP + OCCL, with the seeds' standard deviation as error bars; F1 rises from near 0 in the rarest groups to about 90 in the most frequent."}}
 arms_fig5 = [("linear", "learnable (baseline)", "learnable"), ("orthogonal", "no equalisation", "orthogonal")]
 arms_fig5 += [("cbp_occl", "CBP + OCCL (ours)", "cbp")]
 finish(figures.plot_frequency_groups(results, arms_fig5, title_suffix=f": {OURS}"))
@@ -122,7 +122,7 @@ print(
 # baseline's row norms against the log pixel count (seed 0 of each regime), and the correlations
 # over seeds, raw and log. The frozen CBP norms are all equal to T = 2 by construction.
 
-# %%
+# %% mystnb={"image": {"alt": "Scatter plots, scratch and pretrained regime stacked: the norm of each class's row of the learnable classifier (seed 0) against the class's training pixels on a log scale; the titles give the Pearson correlation with the log count."}}
 finish(figures.plot_norm_vs_count(results, counts))
 
 rows = []
@@ -214,7 +214,7 @@ print(f"{paper.PAPER_ABLATION_LABEL}, without equalisation: IoU {delta}")
 # the learned classifier's rows have positive similarity almost everywhere, highest for similar
 # classes (oven / microwave); CBP's are exactly 0 off the diagonal.
 
-# %%
+# %% mystnb={"image": {"alt": "Heatmaps of the cosine between every pair of classifier rows (seed 0), two a row, classes of the confusable groups first; the learnable classifier's rows are mostly positively correlated (red), the frozen CBP rows are white off the diagonal; each title gives the class separability CS."}}
 order = [c for g in groups for c in g]
 order += [c for c in np.argsort(-counts, kind="stable") if c not in order]
 show = [("linear", "learnable (baseline)"), ("gradient", "CBP init, learned"), ("cbp_occl", "CBP (frozen)")]
@@ -260,7 +260,7 @@ print(
 # saved by `python -m cbp.experiments snapshot` from the runs' checkpoints (which are not
 # committed).
 
-# %%
+# %% mystnb={"image": {"alt": "For one validation image and each of two runs: the image, its ground truth, the prediction, then maps of the cosine between each pixel's embedding and the prototype of a class present in the image (red: close to the prototype, blue: away from it)."}}
 snap_path = folder / "similarity_snapshot.npz"
 if snap_path.is_file():
     snap = np.load(snap_path)
