@@ -37,26 +37,26 @@ jobs = 2
 regime_for_maps = "pretrained"  # which regime's seed-0 runs the similarity figures show
 
 # %%
-import functools
 import subprocess
 import sys
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
 
 import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
-from cbp import analysis, paper
-from cbp.book import figures, plotting
+from cbp import paper
+from cbp.book import analysis_tables, figures, plotting
 from cbp.book.launch import repo_root
 from cbp.experiments import claims, tables
 from cbp.experiments.runner import results_dir
 from cbp.experiments.study import PROTOCOL_COMMIT
 
 plotting.use_style()
-COLORS = plotting.CLASSIFIER_COLORS
 finish = plotting.finish
 
-
+# %%
 ROOT = repo_root()
 if rerun:
     base = [sys.executable, "-m", "cbp.experiments"]
@@ -66,6 +66,7 @@ if rerun:
         [*base, "snapshot", study, "--profile", profile, "--runs", *runs_for_maps], cwd=ROOT, check=True
     )
 
+# %%
 folder = ROOT / results_dir(study, profile)
 results = claims.load_results(folder)
 runs = results["runs"]
@@ -76,6 +77,9 @@ class_names = first["metrics"]["class_names"]
 counts = np.asarray(first["metrics"]["pixel_counts"], dtype=float)  # (N,) training pixels per class
 groups = meta.get("groups") or first["data"]["groups"]
 N = len(class_names)
+OURS = tables.ours_label(results)
+
+# %%
 iters = sorted({r["config"]["train"]["iters"] for r in train_runs})
 seeds = sorted({r["seed"] for r in train_runs})
 hw = first["hardware"]
@@ -85,7 +89,6 @@ print(
     f"results recorded at {len({r['commit'] for r in train_runs})} commits of the shared tree "
     f"(each run's JSON has its own); protocol {PROTOCOL_COMMIT}"
 )
-OURS = tables.ours_label(results)
 
 
 # %% [markdown]
@@ -102,13 +105,9 @@ arms_fig5 = [("linear", "learnable (baseline)", "learnable"), ("orthogonal", "no
 arms_fig5 += [("cbp_occl", "CBP + OCCL (ours)", "cbp")]
 finish(figures.plot_frequency_groups(results, arms_fig5, title_suffix=f": {OURS}"))
 
-rows = []
-for regime in ("scratch", "pretrained"):
-    for arm, label, _ in arms_fig5:
-        f1 = tables.per_seed(results, regime, arm, "f1_groups")
-        if f1.size:
-            rows.append({"regime": regime, "classifier": label, "rarest group F1": claims.fmt(f1[:, 0])})
-display(pd.DataFrame(rows))
+
+# %%
+display(analysis_tables.rarest_group_f1(results, arms_fig5))
 f1 = paper.PAPER_RAREST_GROUP_F1
 print(
     f"{paper.PAPER_ABLATION_LABEL}: rarest group {f1['cbp']:.1f} (CBP), {f1['no_equalisation']:.1f} (no equalisation), {f1['learnable']:.1f} (learnable)"
@@ -125,21 +124,9 @@ print(
 # %% mystnb={"image": {"alt": "Scatter plots, scratch and pretrained regime stacked: the norm of each class's row of the learnable classifier (seed 0) against the class's training pixels on a log scale; the titles give the Pearson correlation with the log count."}}
 finish(figures.plot_norm_vs_count(results, counts))
 
-rows = []
-for regime in ("scratch", "pretrained"):
-    for arm in ("linear", "linear_occl", "gradient", "penalty"):
-        recs = results["by_arm"].get(regime, {}).get(arm, [])
-        if not recs:
-            continue
-        row = {"regime": regime, "classifier": claims.ARM_LABELS[arm]}
-        for key in ("pearson_raw", "pearson_log", "spearman_log"):
-            row[key] = claims.fmt(claims.values(results, regime, arm, f"norm_correlation.{key}"))
-        if "bias_correlation" in recs[0]["analysis"]:
-            row["bias vs log count (Pearson)"] = claims.fmt(
-                claims.values(results, regime, arm, "bias_correlation.pearson")
-            )
-        rows.append(row)
-display(pd.DataFrame(rows))
+
+# %%
+display(analysis_tables.norm_correlations(results))
 print(
     f"{paper.PAPER_ABLATION_LABEL}: pixel count vs learnable-prototype norm, {paper.PAPER_NORM_CORRELATION}"
 )
@@ -156,53 +143,17 @@ print(
 
 # %%
 regime = regime_for_maps
-
-
-ious = {
-    arm: tables.class_mean(results, regime, arm, "IoU", N)
-    for arm in ("cbp_occl", "equal", "orthogonal", "linear")
-}
-rows = []
-for g, members in enumerate(groups):
-    for role, c in zip(("frequent", "mid", "rare"), members):
-        rows.append(
-            {
-                "group": g,
-                "role": role,
-                "class": class_names[c],
-                "train pixels": int(counts[c]),
-                "CBP + OCCL": ious["cbp_occl"][c],
-                "Δ without orthogonalisation": ious["equal"][c] - ious["cbp_occl"][c],
-                "Δ without equalisation": ious["orthogonal"][c] - ious["cbp_occl"][c],
-                "Δ learnable": ious["linear"][c] - ious["cbp_occl"][c],
-            }
-        )
-group_df = pd.DataFrame(rows)
-display(
-    Markdown(f"**Confusable groups, {regime} regime: IoU (%) and change vs CBP + OCCL, mean over seeds**")
-)
+group_df = analysis_tables.confusable_groups(results, regime, groups, class_names, counts)
+title = f"**Confusable groups, {regime} regime: IoU (%) and change vs CBP + OCCL, mean over seeds**"
+display(Markdown(title))
 display(group_df.style.format(precision=2).hide(axis="index"))
-sums = group_df.groupby("group")[["CBP + OCCL", "Δ without orthogonalisation", "Δ learnable"]].sum(
-    min_count=1
-)
 display(Markdown("Table 6 analogue: the **sum** of the group's IoU, and its change"))
-display(sums.round(2))
+display(analysis_tables.group_sums(group_df).round(2))
 
-rare = analysis.frequency_parts(counts, 3)[0][:6]  # rarest first
-frequent = np.argsort(counts, kind="stable")[-2:]
-rows = []
-for c in [*rare, *frequent]:
-    rows.append(
-        {
-            "class": class_names[c],
-            "train pixels": int(counts[c]),
-            "CBP + OCCL": ious["cbp_occl"][c],
-            "Δ without equalisation": ious["orthogonal"][c] - ious["cbp_occl"][c],
-            "Δ learnable": ious["linear"][c] - ious["cbp_occl"][c],
-        }
-    )
+# %%
+rare_table = analysis_tables.rare_and_frequent(results, regime, class_names, counts)
 display(Markdown(f"Table 7 analogue ({regime}): the six rarest and the two most frequent classes, IoU (%)"))
-display(pd.DataFrame(rows).style.format(precision=2).hide(axis="index"))
+display(rare_table.style.format(precision=2).hide(axis="index"))
 delta = ", ".join(f"{k} {v:+.1f}" for k, v in paper.PAPER_TABLE7_DELTA.items())
 print(f"{paper.PAPER_ABLATION_LABEL}, without equalisation: IoU {delta}")
 
@@ -229,23 +180,7 @@ finish(figures.plot_prototype_cosines(results, regime, show, order))
 # within-group / between-group mean cosines show whether similar classes get similar prototypes.
 
 # %%
-rows = []
-for regime_ in ("scratch", "pretrained"):
-    for arm in ("linear", "linear_occl", "gradient", "penalty", "ema", "equal", "masked", "cbp_occl"):
-        if not results["by_arm"].get(regime_, {}).get(arm):
-            continue
-        v = functools.partial(claims.values, results, regime_, arm)  # metric -> (seeds,) values
-        rows.append(
-            {
-                "regime": regime_,
-                "classifier": claims.ARM_LABELS[arm],
-                "CS (Eq. 8)": claims.fmt(v("cs"), 1),
-                "cosine within groups": claims.fmt(v("group_cosine.within")),
-                "cosine between groups": claims.fmt(v("group_cosine.between")),
-                "mIoU": claims.fmt(v("mIoU")),
-            }
-        )
-display(pd.DataFrame(rows))
+display(analysis_tables.separability(results))
 cs = {k: v[0] for k, v in paper.PAPER_TABLE8.items()}
 print(
     f"{paper.PAPER_ABLATION_LABEL}: CS learnable {cs['learnable']}, equal only {cs['equal']}, CBP {cs['cbp']:g}"
@@ -282,25 +217,7 @@ else:
 # mIoU on 3 of 3 seeds).
 
 # %%
-rows = []
-for regime_ in ("scratch", "pretrained"):
-    for arm in ("linear", "linear_occl"):
-        for r in results["by_arm"].get(regime_, {}).get(arm, []):
-            p = r.get("posthoc_equalisation")
-            if p:
-                rows.append(
-                    {
-                        "regime": regime_,
-                        "classifier": claims.ARM_LABELS[arm],
-                        "seed": r["seed"],
-                        "mIoU raw": p["raw"]["mIoU"],
-                        "mIoU equalised": p["equalised"]["mIoU"],
-                        "Δ mIoU": p["delta"]["mIoU"],
-                        "Δ mAcc": p["delta"]["mAcc"],
-                        "Δ rare-third IoU": p["delta"]["rare_third_IoU"],
-                    }
-                )
-post = pd.DataFrame(rows)
+post = analysis_tables.posthoc_equalisation(results)
 if len(post):
     display(post.round(2))
     display(

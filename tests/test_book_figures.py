@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
@@ -137,3 +138,41 @@ def test_normalised_occl_does_not_depend_on_the_feature_scale() -> None:
         100 * normed["grad norm"].iloc[2], rel=1e-3
     )  # 1 / scale
     assert table.loc[False, "category loss"].iloc[2] > table.loc[False, "category loss"].iloc[0]
+
+
+def test_chapter8_tables_read_the_records() -> None:
+    from cbp.book import analysis_tables
+
+    def rec(seed, f1, posthoc=None):
+        r = {"seed": seed, "analysis": {"f1_groups": f1}, "metrics": {}}
+        if posthoc is not None:
+            raw, eq = posthoc
+            r["posthoc_equalisation"] = {
+                "raw": {"mIoU": raw},
+                "equalised": {"mIoU": eq},
+                "delta": {"mIoU": eq - raw, "mAcc": 0.0, "rare_third_IoU": 0.0},
+            }
+        return r
+
+    results = {"by_arm": {"scratch": {"linear": [rec(0, [1.0, 50.0], (10.0, 12.0)), rec(1, [3.0, 60.0])]}}}
+    f1 = analysis_tables.rarest_group_f1(
+        results, [("linear", "learnable", "learnable"), ("cbp", "CBP", "cbp")]
+    )
+    assert f1.to_dict("records") == [
+        {"regime": "scratch", "classifier": "learnable", "rarest group F1": "2.00 ± 1.41"}
+    ]
+    post = analysis_tables.posthoc_equalisation(results)
+    assert post[["seed", "mIoU raw", "mIoU equalised", "Δ mIoU"]].values.tolist() == [[0, 10.0, 12.0, 2.0]]
+    groups = pd.DataFrame({"group": [0, 0, 1], "CBP + OCCL": [1.0, 2.0, np.nan]})
+    groups["Δ without orthogonalisation"] = [0.5, -1.0, np.nan]
+    groups["Δ learnable"] = [1.0, 1.0, 2.0]
+    sums = analysis_tables.group_sums(groups)
+    assert sums.loc[0].tolist() == [3.0, -0.5, 2.0]
+    assert np.isnan(sums.loc[1, "CBP + OCCL"]) and sums.loc[1, "Δ learnable"] == 2.0  # no IoU: NaN, not 0
+
+
+def test_snapshot_titles_name_runs_in_words() -> None:
+    from cbp.book.figures import _run_words
+
+    assert _run_words("pretrained-cbp_occl-s2") == "CBP + OCCL, seed 2"
+    assert _run_words("not-a-run") == "not-a-run"

@@ -264,7 +264,18 @@ def plot_prototype_cosines(
     return fig
 
 
-def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_classes: int = 4) -> Any:
+def _run_words(name: str) -> str:
+    """ "pretrained-cbp_occl-s0" -> "CBP + OCCL, seed 0" (a study run's name in words; the page says the regime)."""
+    from cbp.experiments.claims import ARM_LABELS
+    from cbp.experiments.tables import short_label
+
+    parts = name.split("-")
+    if len(parts) != 3 or parts[1] not in ARM_LABELS or not parts[2].startswith("s"):
+        return name
+    return f"{short_label(parts[1])}, seed {parts[2][1:]}"
+
+
+def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_classes: int = 3) -> Any:
     """One validation image: image, ground truth, prediction, then cos(pixel embedding, prototype) maps.
 
     Args:
@@ -287,7 +298,7 @@ def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_class
         block = axes[i * per_run : (i + 1) * per_run].ravel()
         gt = np.where(label == 255, np.nan, label.astype(float))
         block[0].imshow(snap[f"{name}/image"].transpose(1, 2, 0))
-        block[0].set_title(f"{name}\nimage {int(snap[f'{name}/index'])}")
+        block[0].set_title(f"{_run_words(name)}\nimage {int(snap[f'{name}/index'])}")
         block[1].imshow(gt, cmap="tab20", vmin=0, vmax=n, interpolation="nearest")
         block[1].set_title("ground truth")
         block[2].imshow(snap[f"{name}/pred"], cmap="tab20", vmin=0, vmax=n, interpolation="nearest")
