@@ -70,14 +70,21 @@ def test_commands_carry_the_arm() -> None:
 def test_reading_arms_change_one_reading_against_an_arm_of_the_plan() -> None:
     runs = {r.name: r for r in plan("ablations", "default")}
     arms = {r.arm for r in runs.values()}
+
+    def settings(command: tuple[str, ...]) -> dict[str, str]:  # key -> value (the last one wins)
+        return dict(c.split("=", 1) for c in _overrides(command))
+
     for arm in reading_arms():
         assert arm.reference in arms, arm.name
+        if 1 not in arm.generators:  # an arm of the generator-2 studies only
+            assert arm.name not in arms
+            continue
         r, ref = runs[f"pretrained-{arm.name}-s1"], runs[f"pretrained-{arm.reference}-s1"]
-        # same seed, data, pretrained encoder and iterations: only the arm's own overrides differ
-        ours, theirs = set(_overrides(r.command)), set(_overrides(ref.command))
-        assert theirs - ours == set(), arm.name
-        assert ours - theirs <= set(arm.overrides), arm.name
-        assert ours != theirs or r.command[:3] != ref.command[:3], arm.name
+        # same seed, data, pretrained encoder and iterations: only the keys of the arm's own overrides differ
+        ours, theirs = settings(r.command), settings(ref.command)
+        changed = {k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)}
+        assert changed <= {o.split("=", 1)[0] for o in arm.overrides}, arm.name
+        assert changed or r.command[:3] != ref.command[:3], arm.name
     ddp = runs["pretrained-ddp2_global-s0"].command
     assert ddp[:5] == ("python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
     assert "--loss.views=global" in ddp
@@ -196,7 +203,9 @@ def test_verdict_table_from_records(tmp_path: Path) -> None:
     rows = {r["claim"]: r for r in claims.verdict_rows(results)}
     assert rows["CBP + OCCL beats baseline"]["verdict pretrained"] == claims.HOLDS
     assert rows["CBP + OCCL beats baseline"]["d pretrained"] == pytest.approx(2.0)
-    tie = rows["+CBP alone ≈ baseline"]["verdict pretrained"]  # a difference within noise: the paper's tie holds
+    tie = rows["+CBP alone ≈ baseline"][
+        "verdict pretrained"
+    ]  # a difference within noise: the paper's tie holds
     assert tie.startswith(claims.HOLDS) and claims.NOISE in tie
     assert rows["frozen beats EMA"]["verdict pretrained"] == claims.FAILS
     assert rows["frozen beats gradient"]["verdict pretrained"] == claims.MISSING
@@ -383,10 +392,131 @@ def test_tune_profile_never_touches_the_study_validation_set() -> None:
     assert data.command[data.command.index("--out") + 1] == "data/synthetic-50-v2-tune"
     assert ("--seed", "1", "--appearance-seed", "0") == data.command[-4:]  # same task, other images
     train = [r for r in runs if r.kind == "train"]
-    assert len(train) == len(study.TUNE_ARMS) == 4 and {r.regime for r in train} == {"pretrained"}
-    lrs = sorted(float(c.split("=")[1]) for r in train for c in r.command if c.startswith("--optim.head_lr"))
-    assert lrs == [3, 10, 30, 100]
+    assert {r.regime for r in train} == {"pretrained"}
     for r in train:
         assert "--data.root=data/synthetic-50-v2-tune" in r.command and "--data.name=ade20k" in r.command
         cfg = get_preset("synthetic")
         apply_overrides(cfg, [c for c in _overrides(r.command) if not c.startswith("--model.pretrained")])
+
+
+# ---------------------------------------------------------------------------------------------
+# Amendment 5: tuning budget, penalty check, end points, the 150-class regime
+
+
+def _value(command: tuple[str, ...], key: str) -> str | None:
+    """The last ``--key=value`` of a command (later overrides win), or None."""
+    values = [c.split("=", 1)[1] for c in command if c.startswith(f"--{key}=")]
+    return values[-1] if values else None
+
+
+def _parse(run: study.Run):
+    """The engine's config of a training run, as ``python -m cbp.train`` parses its command."""
+    from cbp.engine.train import parse_args
+
+    assert run.command[:3] == ("python", "-m", "cbp.train")
+    cfg, out = parse_args(list(run.command[3:]))
+    assert str(out) == run.run_dir
+    return cfg
+
+
+TUNED = {"linear": {"head_lr_mult": 30.0}, "cbp_occl": {"length": 1.0, "head_lr_mult": 10.0}}
+
+
+def test_tune_profile_is_the_equal_budget_and_the_penalty_check() -> None:
+    train = [r for r in plan("ablations", "tune") if r.kind == "train"]
+    tuning = [r for r in train if r.table == "tune"]
+    assert study.TUNE_PENDING == [] and len(tuning) == len(study.TUNE_ARMS) == 8
+    grid = Counter()
+    for r in tuning:
+        cfg = _parse(r)
+        assert (cfg.train.iters, cfg.seed, cfg.data.root) == (2000, 0, "data/synthetic-50-v2-tune")
+        grid[(cfg.model.classifier, cfg.loss.occl, cfg.model.length, cfg.optim.head_lr_mult)] += 1
+        assert cfg.loss.views == "objects"
+    baseline = {k[3] for k in grid if k[:2] == ("linear", False)}
+    cbp_occl = {(k[2], k[3]) for k in grid if k[:2] == ("cbp", True)}
+    assert baseline == {3, 10, 30, 100} and cbp_occl == {(1, 10), (1, 30), (2, 10), (2, 30)}
+    assert sum(grid.values()) == 8  # four runs each
+    checks = [r for r in train if r.table == "check"]
+    assert Counter(r.arm for r in checks) == {"check_gradient": 3, "check_penalty": 3}
+    for r in checks:
+        cfg = _parse(r)
+        assert cfg.train.iters == study.PENALTY_CHECK_ITERS == 500 and cfg.seed == r.seed
+        assert cfg.data.root == "data/synthetic-50-v2-tune"  # the check uses the tuning set
+        assert (cfg.optim.head_lr_mult, cfg.model.length) == (10, 2)  # the paper's values
+        assert cfg.model.update == r.arm.removeprefix("check_")
+        if cfg.model.update == "penalty":
+            assert cfg.model.penalty_weight == study.PENALTY_WEIGHT == 1.0
+
+
+@pytest.mark.parametrize("profile", ["endpoints", "hard150"])
+def test_tuned_profiles_refuse_to_plan_before_tuned_is_fixed(profile: str) -> None:
+    with pytest.raises(ValueError, match="TUNED.*not fixed"):
+        plan("ablations", profile)
+
+
+def test_endpoints_plan_is_amendment_5s(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(study, "TUNED", TUNED)
+    runs = plan("ablations", "endpoints")
+    assert [r.kind for r in runs[:4]] == ["data", "data", "pretrain", "encoder"]
+    train = [r for r in runs if r.kind == "train"]
+    assert len(train) == 21  # Table 3's four arms + Table 4's three variants, 3 seeds
+    assert Counter(r.arm for r in train) == dict.fromkeys(study.ENDPOINT_ARMS, 3)
+    assert {r.seed for r in train} == {0, 1, 2} and {r.regime for r in train} == {"pretrained"}
+    assert [r.seed for r in train] == sorted(r.seed for r in train)  # every arm's seed 0 first
+    pretrain = _parse(runs[2])
+    assert pretrain.optim.head_lr_mult == 1 and pretrain.data.root == "data/synthetic-50-v2-pretrain"
+    expected = {  # (classifier, update, occl, T, head lr): amendment 5's "+CBP uses CBP + OCCL's values" ...
+        "linear": ("linear", "frozen", False, None, 30.0),
+        "cbp": ("cbp", "frozen", False, 1.0, 10.0),
+        "linear_occl": ("linear", "frozen", True, None, 30.0),
+        "cbp_occl": ("cbp", "frozen", True, 1.0, 10.0),
+        "gradient": ("cbp", "gradient", True, 1.0, 30.0),  # ... Table 4: the baseline's lr, CBP + OCCL's T
+        "ema": ("cbp", "ema", True, 1.0, 30.0),
+        "penalty": ("cbp", "penalty", True, 1.0, 30.0),
+    }
+    for r in train:
+        cfg = _parse(r)
+        assert (cfg.train.iters, cfg.train.eval_every, cfg.seed, cfg.model.proto_seed) == (
+            8000,
+            500,
+            r.seed,
+            r.seed,
+        )
+        assert cfg.data.root == "data/synthetic-50-v2" and cfg.loss.views == "objects"
+        assert cfg.model.pretrained == runs[3].artefact and "encoder" in r.deps
+        cls, update, occl, length, lr = expected[r.arm]
+        assert (cfg.model.classifier, cfg.model.update, cfg.loss.occl, cfg.optim.head_lr_mult) == (
+            cls,
+            update,
+            occl,
+            lr,
+        )
+        if length is not None:
+            assert cfg.model.length == length
+        if update == "penalty":
+            assert cfg.model.penalty_weight == study.PENALTY_WEIGHT
+
+
+def test_hard150_plan_is_table_3_on_the_150_class_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(study, "TUNED", TUNED)
+    runs = plan("ablations", "hard150")
+    data = [r for r in runs if r.kind == "data"]
+    assert all(_value(r.command, "classes") is None and "150" in r.command for r in data)
+    assert all(r.command[r.command.index("--size") + 1] == "64" for r in data)
+    assert {str(Path(r.artefact).parent) for r in data} <= set(study.FINGERPRINTS)  # measured in advance
+    train = [r for r in runs if r.kind == "train"]
+    assert Counter(r.arm for r in train) == dict.fromkeys(study.TABLE3_ARMS, 3) and len(train) == 12
+    for r in train:
+        cfg = _parse(r)
+        assert cfg.data.synthetic_classes == 150 and cfg.data.root == "data/synthetic-150-v2"
+        assert (cfg.train.iters, cfg.data.crop_size, r.regime) == (4000, (64, 64), "pretrained")
+
+
+def test_table_r_keeps_the_image_halves_reading() -> None:
+    quick = {r.name: r for r in plan("ablations", "quick")}
+    assert _value(quick["pretrained-views_batch-s0"].command, "loss.views") == "batch"
+    assert _value(quick["pretrained-ddp2_batch-s0"].command, "loss.views") == "batch"
+    assert _value(quick["pretrained-ddp2_global-s0"].command, "loss.views") == "global"
+    assert _value(quick["pretrained-cbp_occl-s0"].command, "loss.views") is None  # the default: objects
+    # the history (generator 1) plans gain no arm
+    assert not any("views_batch" in r.name for r in plan("ablations", "default"))

@@ -30,6 +30,8 @@ GENERATOR = 2
 FINGERPRINTS: dict[str, str] = {
     "data/synthetic-50-v2": "77bdf6cbe707bd78f2ed541f5e7974d7e75bda0276ae637389d149d4604f378f",
     "data/synthetic-50-v2-pretrain": "3bd847a301bb43d24156b973f3f6df19cadfff1ffa09b6acf561b590655f7d11",
+    "data/synthetic-150-v2": "b04c5758f7a40fedefdb4b57652e3dd3dde6f25ddf886ed44a292cff42fbcb91",
+    "data/synthetic-150-v2-pretrain": "83405557a2848e17db5cdd0595456366bbaf9523067fb04f8844b58ec564d592",
 }
 
 REGIMES = ("scratch", "pretrained")
@@ -50,6 +52,7 @@ class Arm:
     regimes: tuple[str, ...] = REGIMES
     launcher: tuple[str, ...] = TRAIN  # argv before the config arguments
     reference: str = ""  # Table "R": the arm this reading is compared with
+    generators: tuple[int, ...] = (1, 2)  # the synthetic generators whose studies have this arm
 
 
 #: Display label of each arm of the paper's tables (Table "R" arms carry theirs in :attr:`Arm.label`);
@@ -128,6 +131,15 @@ def reading_arms() -> list[Arm]:
     ema, penalty = "--model.update=ema", "--model.update=penalty"
     return [
         Arm(
+            "views_batch",
+            "R",
+            ("--loss.views=batch",),
+            "views: image halves (the default before amendment 5)",
+            regimes=pre,
+            reference="cbp_occl",
+            generators=(2,),
+        ),
+        Arm(
             "views_random",
             "R",
             ("--loss.views=random",),
@@ -179,7 +191,7 @@ def reading_arms() -> list[Arm]:
         Arm(
             "ddp2_batch",
             "R",
-            (),
+            ("--loss.views=batch",),  # image halves per process (the default before amendment 5)
             "2 processes, views per process",
             regimes=pre,
             launcher=TORCHRUN2,
@@ -222,9 +234,14 @@ class Profile:
     generator: int = GENERATOR  # version of cbp.data.synthetic; 1 = history (cannot be re-run)
     arm_extra: tuple[str, ...] = ()  # overrides of every arm's run (not the pretraining)
     tune: bool = False  # amendment 5: the tuning runs on the tuning set (TUNE_ARMS), nothing else
+    tuned: bool = False  # amendment 5: every arm gets the tuned head lr / T of TUNED (arm_settings)
     data_args: tuple[str, ...] = ()  # extra generator arguments of the main data step
     description: str = ""
 
+
+#: Table 3's four arms and Table 4's three variants: amendment 5's end points.
+TABLE3_ARMS = ("linear", "cbp", "linear_occl", "cbp_occl")
+ENDPOINT_ARMS = (*TABLE3_ARMS, "gradient", "ema", "penalty")
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
@@ -247,6 +264,39 @@ PROFILES: dict[str, Profile] = {
         data_args=("--seed", "1", "--appearance-seed", "0"),
         tune=True,
         description="amendment 5: equal tuning budget (4 runs each) on the held-out tuning set, 2000 iterations",
+    ),
+    "endpoints": Profile(
+        "endpoints",
+        iters=8000,
+        pretrain_iters=1500,
+        seeds=(0, 1, 2),
+        data_root="data/synthetic-50-v2",
+        pretrain_root="data/synthetic-50-v2-pretrain",
+        only_arms=ENDPOINT_ARMS,
+        only_regimes=("pretrained",),
+        seed_major=True,
+        readings=False,
+        arm_extra=("--train.eval_every=500",),
+        tuned=True,
+        description="amendment 5's end points: Table 3 and Table 4, pretrained regime, 3 seeds, 8000 iterations "
+        "with an evaluation every 500 (best, final and plateau reported)",
+    ),
+    "hard150": Profile(
+        "hard150",
+        iters=4000,
+        pretrain_iters=1500,
+        seeds=(0, 1, 2),
+        preset="synthetic150",
+        classes=150,
+        data_root="data/synthetic-150-v2",
+        pretrain_root="data/synthetic-150-v2-pretrain",
+        only_arms=TABLE3_ARMS,
+        only_regimes=("pretrained",),
+        seed_major=True,
+        readings=False,
+        tuned=True,
+        description="amendment 5's harder regime: Table 3 on the 150-class set (64 x 64), pretrained regime, "
+        "3 seeds, 4000 iterations",
     ),
     # generator 1 (history): the records of results/ablations and results/ablations-long
     "default": Profile(
@@ -298,9 +348,9 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-#: Amendment 5's tuning budget: (arm, label, overrides), four runs for the baseline and four for
-#: CBP + OCCL. CBP + OCCL's runs need the object view reading (``loss.views=objects``), which is not
-#: implemented yet: they are listed in TUNE_PENDING and join the plan when it is.
+#: Amendment 5's tuning budget: (arm, label, overrides), four runs for the baseline (head lr
+#: multipliers {3, 10, 30, 100}) and four for CBP + OCCL ((T, head lr) in {1, 2} x {10, 30}, with the
+#: object views, the new study's default, spelled out).
 TUNE_ARMS: list[tuple[str, str, tuple[str, ...]]] = [
     (
         f"linear_lr{m}",
@@ -308,8 +358,7 @@ TUNE_ARMS: list[tuple[str, str, tuple[str, ...]]] = [
         ("--model.classifier=linear", "--loss.occl=false", f"--optim.head_lr_mult={m}"),
     )
     for m in (3, 10, 30, 100)
-]
-TUNE_PENDING: list[tuple[str, str, tuple[str, ...]]] = [
+] + [
     (
         f"cbp_occl_T{t}_lr{m}",
         f"CBP + OCCL, T = {t}, head lr x{m}",
@@ -318,6 +367,58 @@ TUNE_PENDING: list[tuple[str, str, tuple[str, ...]]] = [
     for t in (1, 2)
     for m in (10, 30)
 ]
+#: Runs of the tuning budget that wait for something not implemented yet (none since the object views).
+TUNE_PENDING: list[tuple[str, str, tuple[str, ...]]] = []
+
+#: Amendment 5's check of the penalty's weight before Table 4 runs: ``gradient`` and ``penalty`` (weight
+#: :data:`PENALTY_WEIGHT`), 500 iterations, seeds 0-2, on the tuning set, at the paper's values (head lr
+#: x10, T = 2). The penalty must lower CS against ``gradient`` by more than the seed spread, or the
+#: weight is raised 10x (a new commit of PENALTY_WEIGHT) and the check repeated.
+PENALTY_CHECK_ITERS = 500
+PENALTY_CHECK_SEEDS = (0, 1, 2)
+
+#: The weight of Table 4's penalty in the end points (amendment 5: 1.0, raised 10x while the check fails).
+PENALTY_WEIGHT = 1.0
+
+#: Amendment 5: the tuned values, fixed by a commit from the ``tune`` profile's records (best tuning
+#: mIoU; within 0.5 mIoU of the paper's value: the paper's value, head lr x10 and T = 2) before any
+#: end-point run. ``None`` = not fixed yet: the ``endpoints`` and ``hard150`` plans refuse to build.
+TUNED: dict[str, dict[str, float | None]] = {
+    "linear": {"head_lr_mult": None},
+    "cbp_occl": {"length": None, "head_lr_mult": None},
+}
+
+
+def arm_settings(arm: str, tuned: dict[str, dict[str, float | None]] | None = None) -> tuple[str, ...]:
+    """The tuned overrides of an arm of the end points (amendment 5).
+
+    The baseline gets its own head lr; ``+CBP`` and CBP + OCCL get CBP + OCCL's (T, head lr); ``+OCCL``
+    and Table 4's variants get the baseline's head lr and CBP + OCCL's T; the penalty also gets
+    :data:`PENALTY_WEIGHT`.
+
+    Raises:
+        ValueError: a value of :data:`TUNED` that the arm needs is not fixed yet.
+    """
+    tuned = TUNED if tuned is None else tuned
+    need = {
+        "linear": (("linear", "head_lr_mult"),),
+        "cbp": (("cbp_occl", "length"), ("cbp_occl", "head_lr_mult")),
+        "cbp_occl": (("cbp_occl", "length"), ("cbp_occl", "head_lr_mult")),
+        "linear_occl": (("linear", "head_lr_mult"),),
+    }.get(arm, (("cbp_occl", "length"), ("linear", "head_lr_mult")))
+    out = []
+    for source, key in need:
+        value = tuned.get(source, {}).get(key)
+        if value is None:
+            raise ValueError(
+                f"amendment 5: TUNED[{source!r}][{key!r}] is not fixed yet; run the tuning budget first "
+                "(python -m cbp.experiments run ablations --profile tune), then commit the chosen values "
+                "in cbp.experiments.study.TUNED before any end-point run"
+            )
+        out.append(f"--{'model' if key == 'length' else 'optim'}.{key}={value:g}")
+    if arm == "penalty":
+        out.append(f"--model.penalty_weight={PENALTY_WEIGHT:g}")
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -506,8 +607,43 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
                     deps=("data", "encoder"),
                 )
             )
+        checks = [("gradient", ("--model.update=gradient",))]
+        checks.append(("penalty", ("--model.update=penalty", f"--model.penalty_weight={PENALTY_WEIGHT:g}")))
+        for seed in PENALTY_CHECK_SEEDS:
+            for name, overrides in checks:
+                run_name = f"check-{name}-s{seed}"
+                run_dir = base / run_name
+                command = (
+                    *TRAIN,
+                    "--preset",
+                    p.preset,
+                    "--out",
+                    str(run_dir),
+                    "--data.name=ade20k",
+                    *common,
+                    f"--train.iters={PENALTY_CHECK_ITERS}",
+                    f"--seed={seed}",
+                    f"--model.proto_seed={seed}",
+                    "--optim.head_lr_mult=10",
+                    "--model.length=2",
+                    *overrides,
+                    f"--model.pretrained={encoder_file}",
+                )
+                runs.append(
+                    Run(
+                        name=run_name,
+                        kind="train",
+                        command=command,
+                        run_dir=str(run_dir),
+                        table="check",
+                        arm=f"check_{name}",
+                        regime="pretrained",
+                        seed=seed,
+                        deps=("data", "encoder"),
+                    )
+                )
         return runs
-    all_arms = arms(p.length_regimes, p.other_regimes)
+    all_arms = [a for a in arms(p.length_regimes, p.other_regimes) if p.generator in a.generators]
     # priority order: Table 3, 4, 5 (init arms), 9, then the embeddings step and the masked arms
     ordered = [a for t in ("3", "4", "5", "9") for a in all_arms if a.table == t and not a.embeddings]
     ordered += [a for a in all_arms if a.embeddings]
@@ -557,6 +693,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
                     f"--seed={seed}",
                     f"--model.proto_seed={seed}",
                     *p.arm_extra,
+                    *(arm_settings(arm.name) if p.tuned else ()),
                     *arm.overrides,
                     *extra,
                 )
