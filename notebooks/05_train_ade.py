@@ -81,6 +81,8 @@ from cbp.book.plotting import finish, use_style
 from cbp.paper import PAPER_MODEL, PAPER_TABLE1_GAINS, paper_label
 
 use_style()
+
+# %%
 if workshop:  # the workshop setting: a short schedule, no intermediate validation
     iters, eval_points = iters or 20, 0
 spec = launch.RunSpec(
@@ -108,9 +110,9 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 # with `--preset NAME --help-keys`): on ADE20K batch 16, crop 512, 160K iterations, AdamW / SGD and
 # the poly schedule of mmsegmentation, and the $\lambda, \phi, T$ the paper chose per model. On the
 # synthetic set the `synthetic` preset (AdamW, 64 x 64, batch 8) is used with the backbone swapped
-# in. The cell below prints each command, then one line per logged window (loss terms, learning
-# rate, seconds per iteration, time left) while the subprocess runs; a failing run stops the page
-# with the last lines of its output.
+# in. The cell below trains each run, or reuses a finished one whose configuration matches, and
+# prints its command and a closing line; the per-iteration log stays in the run's `log.jsonl`
+# (read by the figures below). A failing run stops the page with the last lines of its output.
 
 # %%
 with contextlib.redirect_stdout(io.StringIO()) as log:  # the per-iteration log stays in each run's log.jsonl

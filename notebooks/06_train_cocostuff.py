@@ -93,6 +93,8 @@ from cbp.book.plotting import finish, use_style
 from cbp.paper import PAPER_MODEL, PAPER_TABLE1_GAINS, paper_label
 
 use_style()
+
+# %%
 if workshop:  # the workshop setting: a short schedule, no intermediate validation
     iters, eval_points = iters or 20, 0
 # On the synthetic set this page's runs are the ADE20K page's (same preset, data, seed): share them.
