@@ -3,7 +3,8 @@
 ``record`` turns a finished run directory into ``results/<study>/<run>.json``: the exact
 ``command``, the engine's ``metrics`` (its ``config`` moved to the top level), ``commit``,
 ``hardware``, ``seconds`` and the analysis of :func:`cbp.analysis.run_analysis` (plus post-hoc
-norm equalisation for learnable linear classifiers).
+norm equalisation for learnable linear classifiers, and the validation ``curve`` of a run with
+``train.eval_every``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cbp.engine import checkpoint
 from cbp.experiments import trained_runs
 from cbp.experiments.runner import RESULTS_ROOT, TRACKED_PATHS, dirty_paths, git_commit, hardware, result_path
 from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, Run, plan
+from cbp.io import read_jsonl
 
 
 def _classifier(state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -66,6 +68,12 @@ def record_train(run: Run, seconds: float) -> dict[str, Any]:
     }
     if config["model"]["classifier"] == "linear":
         rec["posthoc_equalisation"] = trained_runs.posthoc_equalisation(run_dir)
+    # Amendment 5's end points: the validation curve of train.eval_every (eval.jsonl) and the final
+    # evaluation, from which best, final and plateau are read.
+    evals = read_jsonl(run_dir / "eval.jsonl")
+    if evals:
+        final = {"iter": metrics["iters"], **{k: metrics[k] for k in ("mIoU", "mAcc", "aAcc")}}
+        rec["curve"] = [e for e in evals if e["iter"] < final["iter"]] + [final]
     return rec
 
 
