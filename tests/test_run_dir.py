@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -190,3 +191,82 @@ def test_no_readable_checkpoint_is_an_error_naming_both(synth: Path, tmp_path: P
     with pytest.raises(ValueError, match=r"no readable checkpoint in .*ckpt_last\.pt.*ckpt_prev\.pt"):
         train.main(tiny_args(synth, run, "--train.iters=6"))
     assert (run / "log.jsonl").read_bytes() == log  # nothing cut, nothing started from scratch
+
+
+# --------------------------------------------------------------------------------------------
+# Which config changes a resume accepts
+
+
+def test_run_time_keys_may_change_on_resume_without_changing_the_weights(
+    synth: Path, straight: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    crash_at(monkeypatch, 6)
+    with pytest.raises(Crash):
+        train.main(tiny_args(synth, run, *EVERY))
+    monkeypatch.undo()
+    staged = tmp_path / "staged"  # e.g. the data copied to a per-job folder on a cluster
+    shutil.copytree(synth, staged)
+    moved = ("--train.log_every=2", "--train.eval_every=2", "--train.ckpt_every=3", "--train.device=cpu")
+    train.main(tiny_args(synth, run, *EVERY, f"--data.root={staged}", *moved))
+    a = checkpoint.load(straight / "ckpt_last.pt")["model"]
+    b = checkpoint.load(run / "ckpt_last.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert [r["iter"] for r in rows(run / "log.jsonl")] == [1, 2, 3, 4, 6, 8]
+    (change,) = rows(run / "changes.jsonl")
+    assert change["iter"] == 4
+    assert set(change["changed"]) == {
+        "data.root",
+        "train.log_every",
+        "train.eval_every",
+        "train.ckpt_every",
+        "train.device",
+    }
+    assert change["changed"]["data.root"] == [str(synth), str(staged)]
+    assert json.loads((run / "config.json").read_text())["data"]["root"] == str(staged)
+
+
+def test_the_divergence_advice_works_a_lower_lr_resumes(
+    synth: Path, straight: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    real = train.compute_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss, terms, occl_out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 6:  # iteration 6, after the checkpoint of iteration 4
+            loss, terms = loss * float("nan"), {**terms, "loss": terms["loss"] * float("nan")}
+        return loss, terms, occl_out
+
+    monkeypatch.setattr(train, "compute_loss", poisoned)
+    with pytest.raises(
+        train.TrainingDiverged, match=r"Re-run the same command with a lower --optim\.lr \(now 0\.001\)"
+    ):
+        train.main(tiny_args(synth, run, *EVERY))
+    monkeypatch.undo()
+    train.main(tiny_args(synth, run, *EVERY, "--optim.lr=0.0005"))  # what the message advises
+    log, want = rows(run / "log.jsonl"), rows(straight / "log.jsonl")
+    assert [r["iter"] for r in log] == list(range(1, 9))
+    assert [r["lr"] for r in log[:4]] == [r["lr"] for r in want[:4]]
+    for r, w in zip(log[4:], want[4:]):  # the resumed iterations run at half the learning rate
+        assert r["lr"] == pytest.approx(w["lr"] / 2, rel=1e-12)
+    assert rows(run / "changes.jsonl") == [{"iter": 4, "changed": {"optim.lr": [0.001, 0.0005]}}]
+
+
+def test_iters_may_grow_but_never_shrink_below_the_checkpoint(synth: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train.main(tiny_args(synth, run, "--train.iters=4"))
+    config = (run / "config.json").read_bytes()
+    with pytest.raises(
+        train.ConfigError, match=r"train\.iters=2 is below the iteration of .*ckpt_last\.pt \(4\)"
+    ):
+        train.main(tiny_args(synth, run, "--train.iters=2"))
+    assert (run / "config.json").read_bytes() == config  # a refused shrink rewrites nothing
+    with pytest.raises(train.ConfigError, match=r"(?s)only run-time keys.*model\.update: 'frozen'"):
+        train.main(tiny_args(synth, run, "--train.iters=6", "--model.update=ema"))
+    train.main(tiny_args(synth, run, "--train.iters=6"))
+    assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 6
+    assert json.loads((run / "config.json").read_text())["train"]["iters"] == 6

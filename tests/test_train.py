@@ -94,8 +94,8 @@ def test_frozen_prototypes_unchanged_and_not_optimised(synth: Path, tmp_path: Pa
 def test_rerun_with_other_config_is_an_error_but_iters_extends(synth: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train.main(tiny_args(synth, run, "--train.iters=2"))
-    with pytest.raises(train.ConfigError, match=r"(?s)only --train.iters may change.*optim.lr: 0.001"):
-        train.main(tiny_args(synth, run, "--train.iters=2", "--optim.lr=0.5"))
+    with pytest.raises(train.ConfigError, match=r"(?s)only run-time keys.*loss.tau: 0.07"):
+        train.main(tiny_args(synth, run, "--train.iters=2", "--loss.tau=0.5"))
     train.main(tiny_args(synth, run, "--train.iters=4"))  # extending is allowed
     assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 4
     assert [r["iter"] for r in read_log(run)] == [2, 4]

@@ -20,9 +20,12 @@ releases when the process ends; a second process stops at once, exit code 2, nam
 
 * ``config.json``: the resolved config, written once the set-up (data, model, pretrained weights,
   checkpoint, optimiser) has succeeded, so a failed set-up writes nothing and never blocks the
-  corrected command. Running again in the same directory resumes from the checkpoint and must use
-  the same config; only ``train.iters`` may change (to extend a run; the poly schedule is then
-  recomputed for the new length from the resumed iteration on).
+  corrected command. Running again in the same directory resumes from the checkpoint with the same
+  config, except for run-time keys that cannot change the weights (:data:`RUN_TIME_KEYS`: data.root,
+  num_workers, progress, log/ckpt/eval intervals, device) and :data:`RECOVERY_KEYS`: ``train.iters``
+  may grow (the poly schedule is then recomputed for the new length from the resumed iteration on),
+  never below the checkpoint; ``optim.lr``, ``optim.grad_clip`` and ``train.amp`` may change to
+  recover from a divergence. Each change is printed and appended to ``changes.jsonl``.
 * ``log.jsonl``: one JSON object per logged step (loss terms averaged over ranks, lr, timing, memory).
 * ``ckpt_last.pt``: written atomically (mode 0644) every ``train.ckpt_every`` iterations, on SIGTERM /
   SIGINT and at the end: model, optimizer, AMP scaler, iteration, every rank's RNG states, sampler
@@ -260,22 +263,44 @@ def _try_lock(out: Path) -> tuple[int | None, str]:
     return fd, ""
 
 
+RUN_TIME_KEYS = frozenset(
+    {
+        "data.root",
+        "train.num_workers",
+        "train.progress",
+        "train.log_every",
+        "train.ckpt_every",
+        "train.eval_every",
+        "train.device",
+    }
+)
+"""Keys that cannot change the trained weights (where the data are staged, how fast and how verbosely
+the run goes): a resume may change them."""
+
+RECOVERY_KEYS = frozenset({"train.iters", "optim.lr", "optim.grad_clip", "train.amp"})
+"""Keys that change the run from the resumed iteration on and that a resume may still change: a longer
+run (``train.iters`` may grow, never below the checkpoint), and the remedies for a divergence that the
+non-finite-loss message advises (a lower lr, clipping, another AMP mode)."""
+
+
 def check_resume_config(cfg: Config, out: Path) -> dict[str, tuple[Any, Any]]:
     """Compare ``cfg`` with the ``config.json`` of a run in ``out``; the differences, key -> (old, new).
 
     Raises:
-        ConfigError: a key other than ``train.iters`` differs (resuming would mix two experiments).
+        ConfigError: a key outside :data:`RUN_TIME_KEYS` and :data:`RECOVERY_KEYS` differs (resuming
+            would mix two experiments).
     """
     path = out / "config.json"
     if not path.is_file():
         return {}
     changed = diff(from_dict(read_json(path)), cfg)
-    if set(changed) - {"train.iters"}:
-        lines = "\n".join(f"  {k}: {a!r} (in config.json) -> {b!r} (now)" for k, (a, b) in changed.items())
+    refused = {k: v for k, v in changed.items() if k not in RUN_TIME_KEYS | RECOVERY_KEYS}
+    if refused:
+        lines = "\n".join(f"  {k}: {a!r} (in config.json) -> {b!r} (now)" for k, (a, b) in refused.items())
         raise ConfigError(
-            f"{out} holds a run with a different config; re-running there resumes it, so the config must "
-            f"be the same (only --train.iters may change, to extend the run). Differences:\n{lines}\n"
-            "Use a new --out directory for a different experiment."
+            f"{out} holds a run with a different config; re-running there resumes it, so only run-time keys "
+            f"({', '.join(sorted(RUN_TIME_KEYS))}) and {', '.join(sorted(RECOVERY_KEYS))} may change. "
+            f"Differences:\n{lines}\nUse a new --out directory for a different experiment."
         )
     return changed
 
@@ -290,12 +315,10 @@ def open_run_dir(state: TrainState, changed: dict[str, tuple[Any, Any]]) -> None
         tmp.unlink(missing_ok=True)
     for name in RUN_LOGS:  # to the checkpoint's iteration, to empty without one
         cut_log(out / name, state.iteration)
-    if "train.iters" in changed:
-        print(
-            f"[cbp.train] extending the run: train.iters {changed['train.iters'][0]} -> {state.cfg.train.iters} "
-            "(the poly schedule is recomputed for the new length)",
-            flush=True,
-        )
+    if changed:
+        what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        print(f"[cbp.train] resuming at iteration {state.iteration} with changed keys: {what}", flush=True)
+        append_jsonl(out / "changes.jsonl", {"iter": state.iteration, "changed": changed})
     write_json(to_dict(state.cfg), out / "config.json")
 
 
@@ -582,10 +605,15 @@ def resume(state: TrainState) -> None:
     if latest is not None:
         ckpt, path = latest
         state.model.load_state_dict(ckpt["model"])
-        state.optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(state.optimizer, ckpt["optimizer"])
         if state.scaler is not None and ckpt.get("scaler"):
             state.scaler.load_state_dict(ckpt["scaler"])
         state.iteration = state.resumed_from = int(ckpt["iter"])
+        if state.cfg.train.iters < state.iteration:
+            raise ConfigError(
+                f"train.iters={state.cfg.train.iters} is below the iteration of {path} ({state.iteration}): a run "
+                f"cannot be shortened; pass --train.iters={state.iteration} or more, or use a new --out"
+            )
         if ckpt.get("world_size") == world and len(ckpt.get("rng", [])) == world:
             resumed_rng = ckpt["rng"][rank]
         elif is_main_process():
@@ -602,6 +630,15 @@ def resume(state: TrainState) -> None:
         checkpoint.set_rng_state(resumed_rng, state.generators)
     else:
         seed_everything(rank_seed(state.cfg.seed, rank) + state.iteration)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load a checkpoint's optimiser state but keep each group's ``base_lr`` from the current config,
+    so that a resume with another ``optim.lr`` trains with it (the schedule scales ``base_lr``)."""
+    base_lrs = [g["base_lr"] for g in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, base_lr in zip(optimizer.param_groups, base_lrs):
+        group["base_lr"] = base_lr
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
@@ -702,8 +739,9 @@ def train_step(state: TrainState, data: Iterator[tuple[Tensor, Tensor]], stop: S
         desc = ", ".join(f"{n}={float(v):.4g}" for n, v in zip(LOSS_TERMS, mean_terms))
         raise TrainingDiverged(
             f"non-finite loss at iteration {state.iteration + 1} ({desc}); no step was taken and "
-            f"{state.ckpt_path} keeps the last good state. Lower optim.lr, check the data, "
-            "or try --train.amp=none / bf16."
+            f"{state.ckpt_path} keeps the last good state. Re-run the same command with a lower "
+            f"--optim.lr (now {cfg.optim.lr:g}) or with --optim.grad_clip=1.0 to resume from it; on a GPU "
+            "--train.amp=bf16 or none may help; if it recurs, check the data."
         )
     optimizer_step(state)
     update_prototypes(state, centroids)
