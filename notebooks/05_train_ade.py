@@ -59,7 +59,9 @@ pretrained = ""
 out_dir = ""
 # eval_points: validations during training. -1 = auto: 3, none for large models on a CPU
 eval_points = -1
-resume = False  # True: continue (or reuse) the runs in their folders; False: train afresh
+# resume: True: reuse a finished run of the same configuration in its folder, resume an unfinished one;
+# False: delete the runs' folders first (the page says what it deleted) and train afresh
+resume = True
 examples = 4  # validation images shown with predictions
 # workshop: True = a short run for a class (20 iterations, no intermediate validation); measured
 # times are in "Teaching with this book"
@@ -116,7 +118,7 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 
 # %%
 with contextlib.redirect_stdout(io.StringIO()) as log:  # the per-iteration log stays in each run's log.jsonl
-    run_dirs = launch.train_runs(spec, baseline=baseline, resume=resume, datasets=("synthetic", "ade20k"))
+    run_dirs = launch.train_runs(spec, baseline=baseline, fresh=not resume, datasets=("synthetic", "ade20k"))
 root = f"{launch.repo_root()}/"
 print("\n".join(line.replace(root, "") for line in log.getvalue().splitlines() if line.startswith("==")))
 metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}

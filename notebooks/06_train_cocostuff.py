@@ -69,8 +69,8 @@ pretrained = ""
 out_dir = ""
 # eval_points: validations during training. -1 = auto: 3, none for large models on a CPU
 eval_points = -1
-# resume: True: continue (or reuse) the runs in their folders; False: train afresh.
-# None = auto: reuse the ADE20K page's runs on the synthetic set, train afresh otherwise
+# resume: True or None: reuse a finished run of the same configuration in its folder, resume an
+# unfinished one; False: delete the runs' folders first (the page says what it deleted) and train afresh.
 resume = None
 examples = 4  # validation images shown with predictions
 # workshop: True = a short run for a class (20 iterations, no intermediate validation); measured
@@ -99,8 +99,6 @@ if workshop:  # the workshop setting: a short schedule, no intermediate validati
     iters, eval_points = iters or 20, 0
 # On the synthetic set this page's runs are the ADE20K page's (same preset, data, seed): share them.
 same_as_ade_page = dataset == "synthetic" and not out_dir
-if resume is None:
-    resume = same_as_ade_page
 spec = launch.RunSpec(
     backbone=backbone,
     dataset=dataset,
@@ -129,7 +127,7 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 # %%
 with contextlib.redirect_stdout(io.StringIO()) as log:  # the per-iteration log stays in each run's log.jsonl
     run_dirs = launch.train_runs(
-        spec, baseline=baseline, resume=resume, datasets=("synthetic", "cocostuff10k")
+        spec, baseline=baseline, fresh=resume is False, datasets=("synthetic", "cocostuff10k")
     )
 root = f"{launch.repo_root()}/"
 print("\n".join(line.replace(root, "") for line in log.getvalue().splitlines() if line.startswith("==")))

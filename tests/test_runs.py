@@ -1,4 +1,5 @@
-"""cbp.runs: training commands from a page's parameters, and reading a run's files (no training here)."""
+"""cbp.book.launch and run_data: training commands from a page's parameters, launching them without
+ever deleting a run, and reading a run's files (no training here)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from cbp.book import captions, figures, launch, run_data
-from cbp.engine.config import PRESETS, apply_overrides, get_preset
+from cbp.engine.config import PRESETS, apply_overrides, get_preset, to_dict
 from cbp.engine.train import parse_args
 from cbp.paper import PAPER_TABLE1_GAINS
 
@@ -28,7 +29,7 @@ def test_synthetic_cpu_command() -> None:
     assert cmd[cmd.index("--out") + 1] == "/repo/runs/05_swin_b_cbp_occl_synthetic_20it_s0"
     o = _overrides(cmd)
     assert o["model.backbone"] == "swin_b" and o["train.iters"] == "20" and o["train.device"] == "cpu"
-    assert o["loss.occl"] == "true" and o["model.classifier"] == "cbp" and o["train.progress"] == "false"
+    assert o["loss.occl"] == "true" and o["model.classifier"] == "cbp" and o["train.progress"] == "true"
     assert o["data.root"] == "/repo/data/synthetic-50-small"
     assert "train.eval_every" not in o  # large model on a CPU: final validation only
     assert launch.format_command(cmd).startswith("python -m cbp.train --preset synthetic")
@@ -211,36 +212,111 @@ def test_synthetic_caveat_and_run_lines(tmp_path: Path, dataset: str, facts: tup
     assert lines[0].startswith("- **CBP + OCCL**: this run: SYNTHETIC") and lines[1].endswith(", 1.5 min")
 
 
-def test_run_streams_log_and_fails_with_tail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run_dir = tmp_path / "r"
-    run_dir.mkdir()
-    script = (
-        "import json, sys\n"
-        f"p = {str(run_dir / 'log.jsonl')!r}\n"
-        "for i in (1, 2):\n"
-        "    open(p, 'a').write(json.dumps({'iter': i, 'loss': 1.0 / i, 'lr': 0.1}) + '\\n')\n"
-        "print('hello from the run')\n"
-    )
-    launch.run([sys.executable, "-c", script], run_dir, total_iters=2)
-    out = capsys.readouterr().out
-    assert "hello from the run" in out and "iter 2/2" in out
+def test_progress_line_reads_the_engines_bar() -> None:
+    """A line tqdm really writes for the engine's bar (desc "train", postfix loss and lr)."""
+    import io
+
+    from tqdm import tqdm
+
+    buf = io.StringIO()
+    bar = tqdm(total=200, initial=89, desc="train", file=buf, mininterval=0, ncols=80)
+    bar.set_postfix(loss="1.234", lr="1.00e-03", refresh=False)
+    bar.update(1)
+    line = buf.getvalue().split("\r")[-1]
+    it, total, summary = launch.progress_line(line)
+    assert (it, total) == (90, 200)
+    assert summary.startswith("iter 90/200  loss 1.234  lr 1.00e-03  ") and "eta " in summary
+    assert launch.progress_line("eval:  50%|#####     | 4/8 [00:01<00:01,  3.0it/s]") is None
+    assert launch.progress_line("[cbp.train] resuming at iteration 3") is None
+
+
+_FAKE_ENGINE = """
+import sys, time
+from tqdm import tqdm
+print("[cbp] set-up line", flush=True)
+bar = tqdm(total=42, desc="train", mininterval=0, file=sys.stderr)
+for i in range(42):
+    bar.update(1)
+    bar.set_postfix(loss=f"{1 / (i + 1):.3f}", lr="1.00e-03", refresh=False)
+bar.close()
+for _ in tqdm(range(3), desc="eval", mininterval=0, leave=False, file=sys.stderr):
+    pass
+print("[cbp.train] run: mIoU 1.00", flush=True)
+"""
+
+
+def test_run_streams_the_output_in_short_form(capsys: pytest.CaptureFixture[str]) -> None:
+    """42 iterations of the engine's bar -> about max_lines summary lines; other lines as they are."""
+    launch.run([sys.executable, "-c", _FAKE_ENGINE], total_iters=42, max_lines=5)
+    out = capsys.readouterr().out.splitlines()
+    progress = [line for line in out if line.startswith("iter ")]
+    assert 5 <= len(progress) <= 7 and progress[-1].startswith("iter 42/42  loss 0.024")
+    assert len({line.split()[1] for line in progress}) == len(progress)  # no iteration twice
+    assert out[0] == "[cbp] set-up line" and out[-1] == "[cbp.train] run: mIoU 1.00"
+    assert not any("eval" in line or "%|" in line for line in out)
     with pytest.raises(launch.RunFailed, match=r"status 3(.|\n)*boom"):
-        launch.run([sys.executable, "-c", "print('boom'); raise SystemExit(3)"], run_dir)
+        launch.run([sys.executable, "-c", "print('boom'); raise SystemExit(3)"])
 
 
-def test_prepare_run_dir(tmp_path: Path) -> None:
-    other = tmp_path / "notes"
-    other.mkdir()
-    (other / "a.txt").write_text("keep")
-    with pytest.raises(FileExistsError, match="not a cbp run"):
-        launch.prepare_run_dir(other, resume=False)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "config.json").write_text("{}")
-    launch.prepare_run_dir(run_dir, resume=True)
-    assert run_dir.exists()
-    launch.prepare_run_dir(run_dir, resume=False)
-    assert not run_dir.exists()
+def _write_run(spec: launch.RunSpec, root: Path, *, finished: bool, **changes: object) -> Path:
+    """A run folder as the engine leaves it for ``spec``'s command (config.json, optionally metrics.json)."""
+    cmd = launch.train_command(spec, root)
+    cfg, out = parse_args(cmd[cmd.index("cbp.train") + 1 :])
+    for key, value in changes.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps(to_dict(cfg)))
+    (out / "log.jsonl").write_text('{"iter": 1}\n')
+    if finished:
+        (out / "metrics.json").write_text(json.dumps({"iters": cfg.train.iters, "mIoU": 1.0}))
+    return out
+
+
+def test_train_runs_reuses_resumes_and_never_deletes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = launch.RunSpec(iters=4, prefix="t")
+    launched: list[list[str]] = []
+    monkeypatch.setattr(launch, "run", lambda cmd, **kw: launched.append(list(cmd)) or 1.0)
+    done = _write_run(spec, tmp_path, finished=True)
+    half = _write_run(spec.baseline(), tmp_path, finished=False)
+    dirs = launch.train_runs(spec, baseline=True, root=tmp_path)
+    assert dirs == {"CBP + OCCL": done, "learnable baseline": half}
+    out = capsys.readouterr().out
+    assert f"== CBP + OCCL: already trained -> {done}" in out and "== learnable baseline (resuming)" in out
+    assert len(launched) == 1 and launched[0][launched[0].index("--out") + 1] == str(half)
+    assert (done / "metrics.json").exists() and (half / "log.jsonl").exists()  # nothing deleted
+
+    # another config in the folder: an error naming the folder and the key, and the run is kept
+    other = tmp_path / "other"
+    _write_run(launch.RunSpec(iters=4, out_dir=str(other)), tmp_path, finished=True, loss__phi=0.5)
+    with pytest.raises(
+        launch.RunDirConflict, match=rf"{other} holds a run of another config.*loss.phi: 0.5 there"
+    ):
+        launch.train_runs(launch.RunSpec(iters=4, out_dir=str(other)), baseline=False, root=tmp_path)
+    assert (other / "metrics.json").exists()
+
+    # fresh=True deletes the folder, says so, and trains again
+    launched.clear()
+    launch.train_runs(launch.RunSpec(iters=4, out_dir=str(other)), baseline=False, fresh=True, root=tmp_path)
+    out = capsys.readouterr().out
+    assert f"== fresh=True: deleted {other} (3 files: config.json, log.jsonl, metrics.json)" in out
+    assert not other.exists() and len(launched) == 1 and "(training)" in out
+
+
+def test_a_folder_that_is_not_a_run_is_never_deleted(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("keep")
+    spec = launch.RunSpec(iters=4, out_dir=str(notes))
+    cmd = launch.train_command(spec, tmp_path)
+    with pytest.raises(launch.RunDirConflict, match="not a cbp run folder; nothing was deleted"):
+        launch.run_dir_state(cmd, notes)
+    with pytest.raises(launch.RunDirConflict, match="not a cbp run folder"):
+        launch.delete_run_dir(notes)
+    assert (notes / "a.txt").read_text() == "keep"
+    assert launch.run_dir_state(cmd, tmp_path / "empty") == "new"
 
 
 def test_colorize() -> None:

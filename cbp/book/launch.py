@@ -1,27 +1,30 @@
 """Launch the engine from a book page: the page's parameters -> a ``python -m cbp.train`` / ``torchrun``
 command -> a subprocess whose progress the page shows (used by chapters 5 and 6).
 
-:func:`train_command` builds the command line, :func:`run` starts it and shows its progress,
-:func:`train_runs` trains (or reuses) the runs of a page.
+:func:`train_command` builds the command line, :func:`run` starts it and streams its output in
+short form, :func:`train_runs` trains, resumes or reuses the runs of a page. Nothing is ever deleted
+unless a page asks for it (``fresh=True``, which says what it deleted).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cbp.engine.config import PAPER_DATASETS, PAPER_PRESETS, get_preset
-from cbp.io import read_jsonl
+from cbp.engine.build import read_run_config
+from cbp.engine.config import PAPER_DATASETS, PAPER_PRESETS, ConfigError, diff, get_preset
+from cbp.engine.train import check_resume_config, parse_args
+from cbp.io import read_json
 from cbp.models.builder import get_spec
 
 #: Training iterations that keep a CPU run of the synthetic set to about a minute per backbone.
@@ -145,7 +148,7 @@ class RunSpec:
     def baseline(self) -> RunSpec:
         """The paper's baseline of this run: learnable 1x1 classifier with bias, no OCCL, same rest."""
         out = f"{self.out_dir.rstrip('/')}_baseline" if self.out_dir else ""
-        return RunSpec(**{**self.__dict__, "classifier": "linear", "occl": False, "out_dir": out})
+        return dataclasses.replace(self, classifier="linear", occl=False, out_dir=out)
 
 
 def train_command(spec: RunSpec, root: Path, *, python: str = sys.executable) -> list[str]:
@@ -154,8 +157,9 @@ def train_command(spec: RunSpec, root: Path, *, python: str = sys.executable) ->
     CPU (``gpus == 0``): one process, ``--train.device=cpu``. One GPU: ``--train.device=cuda``.
     K GPUs: ``python -m torch.distributed.run --standalone --nproc_per_node=K -m cbp.train ...``
     (what ``torchrun`` runs). The total batch stays the preset's; the engine accumulates gradients
-    when K x device batch is smaller. Logging: ``--train.progress=false`` (no tqdm bars in the
-    notebook) and about 50 ``log.jsonl`` records per run (at most every 50 iterations).
+    when K x device batch is smaller. Logging: ``--train.progress=true`` (the engine's bar, which
+    :func:`run` condenses to about 20 lines on the page) and about 50 ``log.jsonl`` records per run
+    (at most every 50 iterations).
     """
     if spec.gpus < 0:
         raise ValueError(f"gpus must be >= 0 (0 = CPU), got {spec.gpus}")
@@ -173,7 +177,7 @@ def train_command(spec: RunSpec, root: Path, *, python: str = sys.executable) ->
     cmd.append(f"--loss.occl={str(spec.occl).lower()}")
     cmd.append(f"--seed={spec.seed}")
     cmd.append(f"--train.device={'cuda' if spec.gpus > 0 else 'cpu'}")
-    cmd.append("--train.progress=false")
+    cmd.append("--train.progress=true")
     iters = spec.resolved_iters
     if spec.dataset == "synthetic":
         syn = NOTEBOOK_SYNTHETIC
@@ -207,22 +211,34 @@ def format_command(cmd: Sequence[str]) -> str:
     return shlex.join(words)
 
 
-def _format_record(rec: dict[str, Any], total: int | None) -> str:
-    """One progress line from a ``log.jsonl`` record."""
-    it = f"{rec['iter']}/{total}" if total else str(rec["iter"])
-    terms = "  ".join(
-        f"{k} {rec[k]:.3f}" for k in ("loss", "ce", "centroid", "category") if rec.get(k) not in (None, 0.0)
-    )
-    eta = rec.get("eta_s")
-    eta_text = f"  eta {eta / 60:.1f} min" if eta is not None else ""
-    return (
-        f"iter {it}  {terms}  lr {rec.get('lr', 0):.2e}  {rec.get('time_per_iter', 0):.2f} s/iter{eta_text}"
-    )
+#: A line of the engine's training bar, e.g.
+#: ``train:  45%|####  | 90/200 [00:10<00:12, 8.90it/s, loss=1.234, lr=1.00e-03]``.
+_TRAIN_BAR = re.compile(r"^train:\s+\d+%\|.*?\|\s*(\d+)/(\d+)\s*\[([^\]]*)\]")
+_EVAL_BAR = re.compile(r"^eval:\s+\d+%\|")
+
+
+def progress_line(line: str) -> tuple[int, int, str] | None:
+    """(iteration, total, summary) of a line of the engine's training bar; None for any other line.
+
+    The summary reads ``iter 90/200  loss 1.234  lr 1.00e-03  8.90 it/s  eta 0.2 min``.
+    """
+    m = _TRAIN_BAR.match(line.strip())
+    if m is None:
+        return None
+    it, total = int(m.group(1)), int(m.group(2))
+    fields = [f.strip() for f in m.group(3).split(",")]
+    times = fields[0].split("<") if fields else []
+    parts = [f"iter {it}/{total}"]
+    parts += [f.replace("=", " ") for f in fields[2:]]  # loss=..., lr=... (the bar's postfix)
+    if len(fields) > 1 and not fields[1].startswith("?"):
+        parts.append(fields[1].replace("it/s", " it/s").replace("s/it", " s/it"))
+    if len(times) == 2 and times[1] != "?" and it < total:
+        parts.append(f"eta {times[1]}")
+    return it, total, "  ".join(parts)
 
 
 def run(
     cmd: Sequence[str],
-    run_dir: Path,
     *,
     cwd: Path | None = None,
     total_iters: int | None = None,
@@ -231,69 +247,55 @@ def run(
     env: dict[str, str] | None = None,
     echo: bool = True,
 ) -> float:
-    """Run a training command, echoing its output and its ``log.jsonl`` progress; the wall time in seconds.
+    """Run a training command, streaming its output in short form; the wall time in seconds.
+
+    The engine's output (stdout and stderr, one stream) is read line by line as it comes: its
+    training bar becomes about ``max_lines`` summary lines over the run (``iter i/N  loss ...  lr
+    ...``, the last iteration always), its evaluation bars are left out, and every other line (set-up
+    messages, warnings, the final mIoU line) is printed as it is.
 
     Args:
-        cmd: the command (from :func:`train_command`).
-        run_dir: its run directory, whose ``log.jsonl`` is followed while it runs.
+        cmd: the command (from :func:`train_command`; it should leave ``train.progress`` on).
         cwd: working directory of the subprocess.
-        total_iters: iterations of the run (for "iter i/N" and the throttling); None prints every record.
-        max_lines: about how many progress lines to print over the run (plus the last record).
+        total_iters: iterations of the run (default: the bar's own total).
+        max_lines: about how many progress lines to print over the run.
         tail: lines of output quoted in the error of a failed run.
         env: extra environment variables.
-        echo: print the subprocess's own output lines (warnings, the final mIoU line).
+        echo: print the other lines of the output (not only the progress summary).
 
     Raises:
         RunFailed: the command exited with a non-zero status (the message quotes its last ``tail`` lines).
     """
-    log_path = Path(run_dir) / "log.jsonl"
-    seen = len(read_jsonl(log_path))  # a resumed run: only new records
     last_lines: collections.deque[str] = collections.deque(maxlen=tail)
-    lines: list[str] = []
-    lock = threading.Lock()
-    proc = subprocess.Popen(
+    start = time.time()
+    printed = next_print = -1
+    with subprocess.Popen(
         list(cmd),
         cwd=cwd,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
+        text=True,  # universal newlines: each '\r' update of a tqdm bar is a line
         bufsize=1,
-    )
-
-    def pump() -> None:
+    ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            with lock:
-                lines.append(line.rstrip("\n"))
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    step = max(1, (total_iters or 0) // max(1, max_lines))
-    next_print = 0
-    start = time.time()
-
-    def drain(final: bool) -> None:
-        nonlocal seen, next_print
-        with lock:
-            out, lines[:] = list(lines), []
-        for line in out:
-            last_lines.append(line)
-            if echo:
-                print(line, flush=True)
-        records = read_jsonl(log_path)[seen:]
-        seen += len(records)
-        for i, rec in enumerate(records):
-            last = final and i == len(records) - 1
-            if rec["iter"] >= next_print or last or total_iters is None:
-                print(_format_record(rec, total_iters), flush=True)
-                next_print = (rec["iter"] // step + 1) * step
-
-    while proc.poll() is None:
-        time.sleep(0.5)
-        drain(final=False)
-    reader.join(timeout=5)
-    drain(final=True)
+        for raw in proc.stdout:
+            line = raw.rstrip()
+            if not line or _EVAL_BAR.match(line):
+                continue
+            progress = progress_line(line)
+            if progress is None:
+                last_lines.append(line)
+                if echo:
+                    print(line, flush=True)
+                continue
+            it, total, summary = progress
+            total = total_iters or total
+            step = max(1, total // max(1, max_lines))
+            if it != printed and (it >= next_print or it == total):
+                print(summary, flush=True)
+                last_lines.append(summary)
+                printed, next_print = it, (it // step + 1) * step
     seconds = time.time() - start
     if proc.returncode != 0:
         quoted = "\n".join(last_lines)
@@ -304,37 +306,90 @@ def run(
     return seconds
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool) -> None:
-    """Delete an earlier run in ``run_dir`` unless ``resume`` (then the engine continues or reuses it).
+class RunDirConflict(ValueError):
+    """A page's run folder holds a run of another config (or other files); nothing is deleted."""
 
-    Only a directory the engine wrote (it has ``config.json``) is deleted; anything else is an error.
+
+def run_dir_state(cmd: Sequence[str], run_dir: Path) -> str:
+    """What :func:`train_runs` finds in the run folder of ``cmd``: ``"new"``, ``"finished"`` or ``"unfinished"``.
+
+    ``"finished"``: a run of the same config (up to the keys the engine lets a resume change, e.g.
+    ``data.root`` or ``train.num_workers``) whose ``metrics.json`` covers ``train.iters``: it is
+    reused. ``"unfinished"``: the same config without a final result (or with ``train.iters``
+    raised): the engine resumes it from its checkpoint.
+
+    Raises:
+        RunDirConflict: the folder holds a run of another config (the message names the folder and
+            the differing keys) or files that are not a run.
     """
     run_dir = Path(run_dir)
-    if resume or not run_dir.exists():
-        return
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "new"
     if not (run_dir / "config.json").is_file():
-        raise FileExistsError(
-            f"{run_dir} exists but is not a cbp run directory (no config.json); choose another out_dir"
+        raise RunDirConflict(
+            f"{run_dir} holds files but no config.json, so it is not a cbp run folder; nothing was deleted. "
+            "Choose another out_dir."
         )
+    cfg, _ = parse_args(list(cmd[list(cmd).index("cbp.train") + 1 :]))
+    old = read_run_config(run_dir)
+    try:
+        check_resume_config(cfg, run_dir)
+    except ConfigError:
+        changed = diff(old, cfg)
+        keys = "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in changed.items())
+        raise RunDirConflict(
+            f"{run_dir} holds a run of another config (differing keys: {keys}); nothing was deleted. "
+            "Pass fresh=True (the page's parameter `fresh`) to delete it and train afresh, or choose "
+            "another out_dir."
+        ) from None
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file() and int(read_json(metrics).get("iters", 0)) >= cfg.train.iters:
+        return "finished"
+    return "unfinished"
+
+
+def delete_run_dir(run_dir: Path) -> list[str]:
+    """Delete the run folder ``run_dir`` (only one the engine wrote: it has ``config.json``); what it deleted.
+
+    Only :func:`train_runs` with ``fresh=True`` calls it; it prints the folder and its files.
+
+    Raises:
+        RunDirConflict: ``run_dir`` holds files but is not a run folder (nothing is deleted).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return []
+    if not (run_dir / "config.json").is_file() and any(run_dir.iterdir()):
+        raise RunDirConflict(
+            f"{run_dir} holds files but no config.json, so it is not a cbp run folder; nothing was deleted. "
+            "Choose another out_dir."
+        )
+    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
     shutil.rmtree(run_dir)
+    print(f"== fresh=True: deleted {run_dir} ({len(files)} files: {', '.join(files)})", flush=True)
+    return files
 
 
 def train_runs(
     spec: RunSpec,
     *,
     baseline: bool | None,
-    resume: bool,
+    fresh: bool = False,
     datasets: Sequence[str] = ("synthetic", "ade20k", "cocostuff10k"),
     root: Path | None = None,
 ) -> dict[str, Path]:
     """Train the page's run (and its learnable baseline), printing each command and its progress.
 
+    Nothing is deleted unless ``fresh``: a finished run of the same config in the run's folder is
+    reused ("already trained"), an unfinished one is resumed by the engine, and a folder holding a run
+    of another config is an error that names the folder and the differing keys.
+
     Args:
         spec: the run.
         baseline: also train :meth:`RunSpec.baseline` (learnable classifier, no OCCL, same rest);
             None = :func:`auto_baseline`.
-        resume: keep an existing run directory (the engine resumes it, or reuses a finished run);
-            False deletes it first so the page shows a run of the current code.
+        fresh: delete the runs' folders first (printing what was deleted) and train afresh, e.g.
+            after a change to the code.
         datasets: the datasets this page accepts.
         root: repository root (default :func:`repo_root`).
 
@@ -343,6 +398,7 @@ def train_runs(
 
     Raises:
         ValueError: ``spec.dataset`` is not one of ``datasets``.
+        RunDirConflict: a run folder holds a run of another config, or files that are not a run.
         RunFailed: a run exited with an error.
     """
     if spec.dataset not in datasets:
@@ -358,11 +414,17 @@ def train_runs(
     out = {}
     for label, s in specs.items():
         run_dir = s.run_dir(root)
-        prepare_run_dir(run_dir, resume=resume)
         cmd = train_command(s, root)
-        print(f"== {label}: {format_command(cmd)}", flush=True)
-        seconds = run(cmd, run_dir, cwd=root, total_iters=total_iters(s))
-        print(f"== {label}: done in {seconds:.0f} s -> {run_dir}\n", flush=True)
+        if fresh:
+            delete_run_dir(run_dir)
+        state = run_dir_state(cmd, run_dir)
+        if state == "finished":
+            print(f"== {label}: already trained -> {run_dir} (fresh=True retrains it)\n", flush=True)
+        else:
+            what = "resuming" if state == "unfinished" else "training"
+            print(f"== {label} ({what}): {format_command(cmd)}", flush=True)
+            seconds = run(cmd, cwd=root, total_iters=total_iters(s))
+            print(f"== {label}: done in {seconds:.0f} s -> {run_dir}\n", flush=True)
         out[label] = run_dir
     return out
 
