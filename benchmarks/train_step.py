@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                 # CPU cases; plus SegFormer-B5 when CUDA is present
     python benchmarks/train_step.py --cases cnn_tiny --reps 30
+    python benchmarks/train_step.py --cases mit_b5 --dry-run   # what would run (ci/gpu_check.sh --dry-run)
 
 Each step is the engine's own (``cbp.engine.train.compute_loss``): zero_grad, forward, loss, backward,
 AdamW step (+ ``classifier.after_step``). The two variants are timed interleaved (A, B, A, B, ...)
@@ -186,7 +187,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast on CUDA")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--dry-run", action="store_true", help="print the cases that would run, run nothing")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.cases or []) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}: expected some of {list(CASES)}")
+    if args.dry_run:
+        for name in args.cases or list(CASES):
+            c = CASES[name]
+            print(
+                f"would run {name}: {c.name} on {c.device}, {args.warmup} warm-up + {args.reps} timed steps "
+                f"per variant, amp {args.amp}"
+                + (
+                    ""
+                    if c.device == "cpu" or torch.cuda.is_available()
+                    else " (skipped here: no CUDA device)"
+                )
+            )
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.cases or [k for k, c in CASES.items() if c.device == "cpu" or torch.cuda.is_available()]
