@@ -24,6 +24,9 @@ from cbp.engine.train import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# torch's @record on the entry points enables faulthandler, which pytest's captured stderr cannot take
+pytestmark = pytest.mark.filterwarnings("ignore:Unable to enable fault handler:UserWarning")
+
 
 def run(
     *args: str, env: dict[str, str] | None = None, timeout: int = 300

@@ -169,6 +169,9 @@ def test_unknown_preset_lists_presets() -> None:
         get_preset("synthetc")
 
 
+@pytest.mark.filterwarnings(
+    "ignore:Unable to enable fault handler:UserWarning"
+)  # torch's @record, captured stderr
 def test_cli_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as e:
         train.cli(["--preset=nope", f"--out={tmp_path}"])
