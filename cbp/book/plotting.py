@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-#: Width of the book's text column in inches at the figures' resolution (``DPI``): a figure this
-#: wide is shown at 100 % on a 1280 px screen, so its fonts keep their point size.
+#: Width in inches of the book's text column at the figures' resolution ``DPI``; a figure this
+#: wide is shown at about 100 % on a 1280 px screen, so its fonts keep their point size.
 PAGE_WIDTH: float = 7.0
-#: Resolution of the PNG outputs (pixels per inch).
+#: Resolution of the PNG outputs, in pixels per inch.
 DPI: int = 100
-#: Smallest font size (points) of any text in a figure: tick labels, legends, annotations.
+#: Smallest font size in points of any text in a figure (tick labels, legends, annotations).
 MIN_FONT: float = 10.0
 #: Most panels in one row of a figure (a phone shows a figure about 350 px wide).
 MAX_COLUMNS: int = 3
@@ -108,7 +108,7 @@ def subplots(
         panel_height: Height of one row of panels in inches.
         width: Figure width in inches (default: 5.2 for one panel, ``PAGE_WIDTH`` for more),
             capped at ``PAGE_WIDTH``.
-        **kwargs: passed to :func:`matplotlib.pyplot.subplots` (``sharex``, ``subplot_kw`` ...).
+        **kwargs: passed to matplotlib's ``pyplot.subplots`` (``sharex``, ``subplot_kw`` ...).
 
     Returns:
         The figure and a (nrows, ncols) array of axes.
