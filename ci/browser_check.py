@@ -50,6 +50,8 @@ from pathlib import Path
 SKIP_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 PHONE_BELOW = 700  # widths below this are emulated as a phone (mobile viewport)
 TILE_HEIGHT = {1280: 2000}  # screenshot tile height by width; others: 2.2 x the width
+MAX_VIEWPORT = 16000  # px: taller pages are screenshot in several scroll positions
+MAX_TILES = 40  # screenshots of one page at one width (the API page is 180,000 px tall)
 
 # Evaluated in the page after its load event; resolves to the measurements.
 CHECK_JS = r"""
@@ -108,7 +110,7 @@ CHECK_JS = r"""
   for (const el of root.querySelectorAll('*')) {
     if (res.clipped.length >= 10) break;
     const r = el.getBoundingClientRect();
-    if (r.right <= vw + 1 || r.width === 0 || !visible(el)) continue;
+    if (r.right <= vw + 1 || r.width === 0 || !visible(el) || el.closest('mjx-assistive-mml')) continue;
     let inScroller = false;
     for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
       const o = getComputedStyle(p).overflowX;
@@ -262,7 +264,7 @@ class Chromium:
 
     def screenshot(self, session: str, y: int, width: int, height: int) -> bytes:
         clip = {"x": 0, "y": y, "width": width, "height": height, "scale": 1}
-        params = {"format": "png", "captureBeyondViewport": True, "clip": clip}
+        params = {"format": "png", "captureBeyondViewport": False, "clip": clip}
         return base64.b64decode(self.call("Page.captureScreenshot", params, session)["data"])
 
     def pdf(self, session: str) -> bytes:
@@ -353,11 +355,30 @@ def problems_of(res: dict, foreign: list[str]) -> list[str]:
 
 
 def save_tiles(browser: Chromium, session: str, res: dict, out: Path, name: str, width: int) -> int:
+    """The page cut into tiles (at most MAX_TILES). The viewport is made as tall as the page (at
+    most MAX_VIEWPORT px; beyond that the page is scrolled) so that every tile is rendered as it
+    lies in the page; clips are in page coordinates."""
     tile_h = TILE_HEIGHT.get(width, int(width * 2.2))
-    n = 0
-    for n, top in enumerate(range(0, res["height"], tile_h), 1):
-        h = min(tile_h, res["height"] - top)
-        (out / f"{name}_w{width}_{n:02d}.png").write_bytes(browser.screenshot(session, top, res["width"], h))
+    viewport = min(res["height"], MAX_VIEWPORT)
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": viewport, "deviceScaleFactor": 1, "mobile": width < PHONE_BELOW},
+        session,
+    )
+    height = browser.evaluate(
+        session, "new Promise((r) => setTimeout(() => r(document.documentElement.scrollHeight), 300))"
+    )
+    scroll_y, n = 0, 0
+    for n, top in enumerate(range(0, height, tile_h), 1):
+        if n > MAX_TILES:
+            return n - 1
+        h = min(tile_h, height - top)
+        if top < scroll_y or top + h > scroll_y + viewport:
+            scroll_y = browser.evaluate(
+                session,
+                f"new Promise((r) => {{ window.scrollTo(0, {top}); setTimeout(() => r(window.scrollY), 200); }})",
+            )
+        (out / f"{name}_w{width}_{n:02d}.png").write_bytes(browser.screenshot(session, top, width, h))
     return n
 
 

@@ -343,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    # The build's kernel has no ipywidgets: tqdm.auto (imported by timm) warns about it with the
+    # absolute path of the building machine, on every page that imports the models. That says
+    # nothing about the page; a reader's own Jupyter does not show it.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
     if args.summary:
         return summary(args.book, args.sphinx_rc, args.seconds, args.executor_rc)
     return run(args.book, args.names, args.force)
