@@ -104,6 +104,7 @@ from cbp.engine.process import rank_seed, seed_everything, setup_distributed
 from cbp.engine.sampler import SeededSamples, StreamSampler
 from cbp.io import append_jsonl, read_json, write_json
 from cbp.losses import OCCL, assign_views, centroids_from_sums, resize_labels, view_centroids
+from cbp.models import SegOutput
 
 LOSS_TERMS = ("loss", "ce", "aux", "centroid", "category", "penalty")
 
@@ -327,7 +328,7 @@ def open_run_dir(state: TrainState, changed: dict[str, tuple[Any, Any]]) -> None
 
 
 def compute_loss(
-    model: nn.Module, out: Any, labels: Tensor, cfg: Config, occl: OCCL | None
+    model: nn.Module, out: SegOutput, labels: Tensor, cfg: Config, occl: OCCL | None
 ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor] | None]:
     """Total loss and its detached terms for one forward pass.
 
