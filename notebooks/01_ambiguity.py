@@ -171,7 +171,7 @@ finish(toy_figures.plot_pair_cosines(runs, CONFUSABLE))
 
 # %% mystnb={"image": {"alt": "Line plot of the class separability CS after every epoch: the learnable runs fall to about -5.7 within ten epochs, the CBP runs stay at exactly zero."}}
 finish(toy_figures.plot_separability(runs))
-display(toy_figures.final_geometry(runs, CONFUSABLE).round(2))
+display(toy_figures.final_geometry(runs, CONFUSABLE))
 
 # %% [markdown]
 # The learned prototypes of confusable classes become clearly similar (the correlation

@@ -120,7 +120,7 @@ variants = {
     "random": "Kaiming rows (a learnable head's start)",
 }
 cs = pf.separability_draws(num_classes, channels, length, list(variants), n_draws)
-display(pf.separability_table(cs, variants).round(2))
+display(pf.separability_table(cs, variants))
 expected_std = (num_classes * (num_classes - 1) / (2 * channels)) ** 0.5
 print(f"predicted std of CS for random directions: sqrt(N(N-1)/2C) = {expected_std:.2f}")
 display(pf.paper_table8())
@@ -175,7 +175,7 @@ for n, c in [(150, 64), (171, 128)]:
 # %%
 emb, groups = pf.grouped_embeddings(num_classes, channels, seed)  # (N, C), 30 groups of 5 related classes
 inits = ["masked", "masked+orthogonal", "orthogonal+equal"]
-display(pf.embedding_inits(emb, groups, length=length, seed=seed, inits=inits).round(3))
+display(pf.embedding_inits(emb, groups, length=length, seed=seed, inits=inits))
 
 # %% mystnb={"image": {"alt": "Two 25 by 25 heatmaps of prototype cosines. Left, masked: red blocks of related classes along the diagonal on a pink background, every cosine positive. Right, masked plus orthogonal: white off the diagonal, all cosines zero."}}
 finish(pf.plot_embedding_inits(emb, length=length, seed=seed))

@@ -53,8 +53,10 @@ def separability_draws(
     }
 
 
-def separability_table(cs: Mapping[str, np.ndarray], names: Mapping[str, str]) -> pd.DataFrame:
-    """Mean, std and mean absolute value of CS over the draws, one row per initialisation."""
+def separability_table(
+    cs: Mapping[str, np.ndarray], names: Mapping[str, str], *, decimals: int = 2
+) -> pd.DataFrame:
+    """Mean, std and mean absolute value of CS over the draws, one row per initialisation (rounded)."""
     rows = [
         {
             "prototypes": names[init],
@@ -65,7 +67,10 @@ def separability_table(cs: Mapping[str, np.ndarray], names: Mapping[str, str]) -
         }
         for init, x in cs.items()
     ]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows).set_index("prototypes")
+    numbers = ["CS mean", "CS std", "|CS| mean"]
+    table[numbers] = table[numbers].round(decimals) + 0.0  # + 0.0: no "-0.00"
+    return table
 
 
 #: Names of the classifiers of the paper's Table 8 (keys of :data:`cbp.paper.PAPER_TABLE8`).
@@ -166,7 +171,7 @@ def embedding_inits(
                 "norm max": float(norms.max()),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index("init").round(decimals) + 0.0  # + 0.0: no "-0.00"
 
 
 def plot_embedding_inits(emb: Tensor, *, length: float, seed: int, shown: int = 25) -> Any:

@@ -185,8 +185,11 @@ def plot_separability(runs: Mapping[str, Sequence[Run]]) -> Any:
     return fig
 
 
-def final_geometry(runs: Mapping[str, Sequence[Run]], pairs: Sequence[tuple[int, int]]) -> pd.DataFrame:
-    """Mean and std over runs of the final cosines (confusable / other pairs) and of CS (Eq. 8), per head."""
+def final_geometry(
+    runs: Mapping[str, Sequence[Run]], pairs: Sequence[tuple[int, int]], *, decimals: int = 2
+) -> pd.DataFrame:
+    """Mean and std over runs of the final cosines (confusable / other pairs) and of CS (Eq. 8), per head,
+    rounded to ``decimals``."""
     from cbp import class_separability
 
     rows = []
@@ -203,7 +206,8 @@ def final_geometry(runs: Mapping[str, Sequence[Run]], pairs: Sequence[tuple[int,
                     "CS (Eq. 8)": cs,
                 }
             )
-    return pd.DataFrame(rows).groupby("classifier", sort=False).agg(["mean", "std"])
+    table = pd.DataFrame(rows).groupby("classifier", sort=False).agg(["mean", "std"])
+    return table.round(decimals) + 0.0  # + 0.0: no "-0.00"
 
 
 def plot_cosine_maps(runs: Mapping[str, Run], pairs: Sequence[tuple[int, int]]) -> Any:
@@ -217,6 +221,7 @@ def plot_cosine_maps(runs: Mapping[str, Run], pairs: Sequence[tuple[int, int]]) 
         mesh = similarity_heatmap(ax, run["history"][-1]["cos"], labels, title=titles.get(kind, kind))
         ax.set_xlabel("class j (0 = most frequent)")
         ax.set_ylabel("class i")
+        ax.tick_params(axis="x", labelrotation=90)
     fig.colorbar(mesh, ax=axes, shrink=0.8, label=r"$\cos(w_i, w_j)$")
     return fig
 
