@@ -107,7 +107,9 @@ def test_stage_norms_and_embedding_inits() -> None:
     assert pf.stage_norms({"a": W}).loc["a"].tolist() == [5.0, 2.0]
     emb, groups = pf.grouped_embeddings(20, 32, seed=0, group_size=5)
     assert emb.shape == (20, 32) and groups.tolist() == [k // 5 for k in range(20)]
-    table = pf.embedding_inits(emb, groups, length=2.0, seed=0, inits=["masked", "masked+orthogonal"], decimals=6)
+    table = pf.embedding_inits(
+        emb, groups, length=2.0, seed=0, inits=["masked", "masked+orthogonal"], decimals=6
+    )
     assert table.loc["masked", "mean cos, related"] > 0.5  # related classes keep their correlation
     assert abs(table.loc["masked+orthogonal", "CS (Eq. 8)"]) < 1e-3
     assert table.loc["masked+orthogonal", ["norm min", "norm max"]].tolist() == pytest.approx([2.0, 2.0])

@@ -152,9 +152,10 @@ def grouped_embeddings(
 
 
 def embedding_inits(
-    emb: Tensor, groups: Tensor, *, length: float, seed: int, inits: Sequence[str]
+    emb: Tensor, groups: Tensor, *, length: float, seed: int, inits: Sequence[str], decimals: int = 2
 ) -> pd.DataFrame:
-    """CS, mean cosine of related classes and the norm range of the prototypes of each initialisation."""
+    """CS, mean cosine of related classes and the norm range of the prototypes of each initialisation
+    (rounded to ``decimals``)."""
     n, c = emb.shape
     same = (groups[:, None] == groups[None, :]) & ~torch.eye(n, dtype=torch.bool)
     rows = []
