@@ -275,13 +275,13 @@ RUN_TIME_KEYS = frozenset(
         "train.device",
     }
 )
-"""Keys that cannot change the trained weights (where the data are staged, how fast and how verbosely
-the run goes): a resume may change them."""
+"""Keys that a resume may change because they cannot change the trained weights (where the data are
+staged, how fast and how verbosely the run goes)."""
 
 RECOVERY_KEYS = frozenset({"train.iters", "optim.lr", "optim.grad_clip", "train.amp"})
-"""Keys that change the run from the resumed iteration on and that a resume may still change: a longer
-run (``train.iters`` may grow, never below the checkpoint), and the remedies for a divergence that the
-non-finite-loss message advises (a lower lr, clipping, another AMP mode)."""
+"""Keys that a resume may change although they change the run from the resumed iteration on. They are a
+longer run (``train.iters`` may grow, never below the checkpoint) and the remedies for a divergence
+that the non-finite-loss message advises (a lower lr, clipping, another AMP mode)."""
 
 
 def check_resume_config(cfg: Config, out: Path) -> dict[str, tuple[Any, Any]]:
@@ -701,7 +701,7 @@ def forward_backward(
     cfg, model = state.cfg, state.model
     no_sync = isinstance(state.ddp_model, DDP) and not sync
     with state.ddp_model.no_sync() if no_sync else contextlib.nullcontext():
-        with autocast(state.amp):
+        with _autocast(state.amp):
             out = state.ddp_model(images, upsample=cfg.loss.ce_resolution == "input")
         loss, terms, occl_out = compute_loss(model, out, labels, cfg, state.occl)
         loss = loss / state.accum
@@ -803,7 +803,7 @@ def update_prototypes(state: TrainState, centroids: list[tuple[Tensor, Tensor]])
     state.model.classifier.after_step(mean, present)
 
 
-def autocast(amp: str) -> contextlib.AbstractContextManager:
+def _autocast(amp: str) -> contextlib.AbstractContextManager:
     """CUDA autocast for ``bf16`` / ``fp16``, nothing for ``none``."""
     if amp == "none":
         return contextlib.nullcontext()
@@ -965,7 +965,7 @@ def train(cfg: Config, out: Path, device: torch.device) -> Path:
 def run_loop(state: TrainState) -> None:
     """Iterate from ``state.iteration`` to ``train.iters``: step, log, checkpoint, evaluate, stop on a signal."""
     cfg = state.cfg
-    bar = progress_bar(state)
+    bar = _progress_bar(state)
     window = LogWindow()
     data = batches(state)
     state.model.train()
@@ -997,7 +997,7 @@ def run_loop(state: TrainState) -> None:
             bar.close()
 
 
-def progress_bar(state: TrainState) -> tqdm | None:
+def _progress_bar(state: TrainState) -> tqdm | None:
     """A tqdm bar on rank 0 when ``train.progress`` is on."""
     if not (is_main_process() and state.cfg.train.progress):
         return None
