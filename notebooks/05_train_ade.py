@@ -127,9 +127,9 @@ display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.ite
 # %% [markdown]
 # ## Losses over training
 #
-# The total loss of Eq. 7 is the pixel cross-entropy plus OCCL, $\lambda$ x centroid loss (Eq. 4)
-# + $\phi$ x category loss (Eq. 5); the baseline has cross-entropy only. Each point is the mean
-# over one logging window (`log.jsonl`).
+# The total loss of Eq. 7 is the pixel cross-entropy plus OCCL, that is $\lambda$ x centroid loss
+# (Eq. 4) plus $\phi$ x category loss (Eq. 5); the baseline has cross-entropy only. Each point is
+# the mean over one logging window (`log.jsonl`).
 
 # %% mystnb={"image": {"alt": "Four panels, two a row: the total loss, the cross-entropy, the centroid loss and the category loss against the training iteration, one line per run (the baseline has cross-entropy only); each falls over training."}}
 finish(figures.plot_losses(run_dirs))
