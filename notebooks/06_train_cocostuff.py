@@ -120,9 +120,9 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 # %% [markdown]
 # ## The run
 #
-# As on the ADE20K page: each command is printed, then one line per logged window while the
-# subprocess runs (on the synthetic default, a finished run of that page is reused and only
-# re-read).
+# As on the ADE20K page: each run's command and a closing line are printed, the per-iteration log
+# stays in the run's `log.jsonl` (on the synthetic default, the finished runs of that page are
+# reused and only re-read).
 
 # %%
 with contextlib.redirect_stdout(io.StringIO()) as log:  # the per-iteration log stays in each run's log.jsonl
