@@ -157,7 +157,7 @@ def test_chapter8_tables_read_the_records() -> None:
     results = {"by_arm": {"scratch": {"linear": [rec(0, [1.0, 50.0], (10.0, 12.0)), rec(1, [3.0, 60.0])]}}}
     f1 = analysis_tables.rarest_group_f1(
         results, [("linear", "learnable", "learnable"), ("cbp", "CBP", "cbp")]
-    )
+    ).reset_index()
     assert f1.to_dict("records") == [
         {"regime": "scratch", "classifier": "learnable", "rarest group F1": "2.00 ± 1.41"}
     ]

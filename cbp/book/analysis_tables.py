@@ -33,7 +33,7 @@ def rarest_group_f1(results: dict[str, Any], arms: Sequence[tuple[str, str, str]
             f1 = tables.per_seed(results, regime, arm, "f1_groups")  # (seeds, groups)
             if f1.size:
                 rows.append({"regime": regime, "classifier": label, "rarest group F1": claims.fmt(f1[:, 0])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index(["regime", "classifier"])
 
 
 def norm_correlations(
@@ -53,7 +53,8 @@ def norm_correlations(
                 bias = claims.values(results, regime, arm, "bias_correlation.pearson")
                 row["bias vs log count (Pearson)"] = claims.fmt(bias)
             rows.append(row)
-    return pd.DataFrame(rows)
+    # an arm without a bias (CBP-initialised ones) has no bias correlation: "–", not NaN
+    return pd.DataFrame(rows).set_index(["regime", "classifier"]).fillna("–")
 
 
 def _class_ious(results: dict[str, Any], regime: str, num_classes: int) -> dict[str, np.ndarray]:
@@ -155,7 +156,7 @@ def separability(
                     "mIoU": claims.fmt(v("mIoU")),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index(["regime", "classifier"])
 
 
 def posthoc_equalisation(
