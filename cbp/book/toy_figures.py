@@ -47,12 +47,12 @@ def plot_norm_prior(ratios: Sequence[float] = (1.0, 1.5, 2.0, 3.0), length: floa
         w = torch.tensor([[1.0, 0.0], [0.0, ratio]]) * length  # (2, 2)
         p_a = torch.softmax(f @ w.T, dim=1)[:, 0]  # Eq. 1
         boundary = float(theta[(p_a < 0.5).nonzero()[0]])
-        ax.plot(theta, p_a, label=rf"$\|w_b\|/\|w_a\| = {ratio:g}$: {boundary:.0f}°")
+        ax.plot(theta, p_a, label=f"{ratio:g}: {boundary:.0f}°")
     ax.axvline(45, color="grey", lw=0.8, ls=":")
     ax.set_xlabel(r"angle between $f$ and $w_a$ (degrees)")
     ax.set_ylabel(r"$p(a \mid f)$ (Eq. 1)")
     ax.set_title("A larger norm moves the boundary")
-    ax.legend(loc="upper right", title="norm ratio: boundary at")
+    ax.legend(loc="upper right", title=r"$\|w_b\| / \|w_a\|$: boundary at")
     return fig
 
 
