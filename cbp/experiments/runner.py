@@ -222,7 +222,7 @@ def check_data(run: Run, runs: list[Run], study: str, profile: str, root: str = 
     """Why the data sets ``run`` reads (its data-step ancestors, or itself) are not the study's; [] if they are.
 
     A set is the study's when its ``cbp_meta.json`` says generator :data:`cbp.experiments.study.GENERATOR`
-    and its fingerprint equals :func:`expected_fingerprint`. A message names the part that differs
+    and its fingerprint equals ``expected_fingerprint``. A message names the part that differs
     (labels, render, decoded JPEGs) and the versions / SIMD extensions of both machines.
     """
     from cbp.data.synthetic import FINGERPRINT_PARTS, VERSION, compare_fingerprints, read_meta

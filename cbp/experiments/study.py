@@ -55,7 +55,7 @@ class Arm:
     generators: tuple[int, ...] = (1, 2)  # the synthetic generators whose studies have this arm
 
 
-#: Display label of each arm of the paper's tables (Table "R" arms carry theirs in :attr:`Arm.label`);
+#: Display label of each arm of the paper's tables (Table "R" arms carry theirs in ``Arm.label``);
 #: the one place arm names become words (:func:`arm_label`).
 ARM_LABELS: dict[str, str] = {
     "linear": "baseline (learnable + bias)",

@@ -33,7 +33,7 @@ def _scores(cm: Any, pixel_counts: np.ndarray | None) -> dict[str, float]:
 
 
 def posthoc_equalisation(run_dir: str | Path, ckpt: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a trained linear-classifier run as it is and after :func:`equalize_linear_classifier`.
+    """Evaluate a trained linear-classifier run as it is and after :func:`cbp.analysis.equalize_linear_classifier`.
 
     Args:
         run_dir: a ``python -m cbp.train`` run directory (``config.json`` + ``ckpt_last.pt``).
