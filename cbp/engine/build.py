@@ -66,7 +66,7 @@ def check_inputs(cfg: Config, *, pretrained: bool = True) -> None:
 
     Raises:
         ConfigError: an unknown backbone, or ``train.device=cuda`` without a CUDA device.
-        DataError: a missing data root (real datasets), pretrained or embeddings file.
+        cbp.engine.errors.DataError: a missing data root (real datasets), pretrained or embeddings file.
     """
     try:
         get_spec(cfg.model.backbone)

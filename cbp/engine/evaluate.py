@@ -190,7 +190,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path, Path | None, Path]
     """The command line -> (config, checkpoint, ``--out`` file or None, folder of the default output).
 
     Raises:
-        DataError: no ``config.json`` in RUN_DIR, or no checkpoint.
+        cbp.engine.errors.DataError: no ``config.json`` in RUN_DIR, or no checkpoint.
         ConfigError: a bad override, or ``--out`` naming the run's ``metrics.json``.
     """
     parser = OneLineParser(
