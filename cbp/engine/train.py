@@ -704,6 +704,8 @@ def forward_backward(
         with _autocast(state.amp):
             out = state.ddp_model(images, upsample=cfg.loss.ce_resolution == "input")
         loss, terms, occl_out = compute_loss(model, out, labels, cfg, state.occl)
+        embedding = out.embedding if ema_prototypes(cfg) and occl_out is None else None  # (B, C, h, w)
+        del out  # backward needs the logits' log-softmax, not the logits: free the (B, N, H, W) map first
         loss = loss / state.accum
         if state.scaler is not None:
             state.scaler.scale(loss).backward()
@@ -714,7 +716,7 @@ def forward_backward(
         return stacked, None
     if occl_out is not None:
         return stacked, (occl_out["category_centroids"], occl_out["present"])
-    return stacked, batch_centroids(out.embedding.float(), labels, state.val_set.num_classes, cfg)
+    return stacked, batch_centroids(embedding.float(), labels, state.val_set.num_classes, cfg)
 
 
 def train_step(state: TrainState, data: Iterator[tuple[Tensor, Tensor]], stop: StopFlag) -> StepResult:
