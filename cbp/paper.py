@@ -94,7 +94,7 @@ PAPER_RAREST_GROUP_F1: dict[str, float] = {
 PAPER_TABLE7_DELTA: dict[str, float] = {"flag": -7.3, "radiator": -5.3, "wall": 0.0}
 
 
-def paper_label(dataset: str) -> str:
+def table1_setting(dataset: str) -> str:
     """E.g. ``"paper: ADE20K, 160K iters, batch 16 on 8 GPUs, ImageNet-pretrained"``."""
     iters = PAPER_ITERS[dataset] // 1000
     return f"paper: {DATASET_NAMES[dataset]}, {iters}K iters, batch 16 on 8 GPUs, ImageNet-pretrained"

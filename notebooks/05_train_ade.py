@@ -80,7 +80,7 @@ from IPython.display import Markdown, display
 
 from cbp.book import captions, figures, launch, run_data
 from cbp.book.plotting import finish, use_style
-from cbp.paper import PAPER_MODEL, PAPER_TABLE1_GAINS, paper_label
+from cbp.paper import PAPER_MODEL, PAPER_TABLE1_GAINS, table1_setting
 
 use_style()
 
@@ -180,7 +180,7 @@ ours = next(iter(metrics.values()))
 base = metrics.get("learnable baseline")
 gains = {PAPER_MODEL[f]: f"+{PAPER_TABLE1_GAINS[('ade20k', f)]:.1f}" for f in PAPER_MODEL}
 display(
-    pd.Series(gains, name="mIoU gain of CBP + OCCL (paper)").rename_axis(paper_label("ade20k")).to_frame()
+    pd.Series(gains, name="mIoU gain of CBP + OCCL (paper)").rename_axis(table1_setting("ade20k")).to_frame()
 )
 table = captions.compare_with_paper("ade20k", backbone, ours, base, run_label=captions.run_label(ours))
 display(table.replace("not in our copy", "Table 1 of the paper").style.hide(axis="index"))

@@ -90,7 +90,7 @@ from IPython.display import Markdown, display
 
 from cbp.book import captions, figures, launch, run_data
 from cbp.book.plotting import finish, use_style
-from cbp.paper import PAPER_MODEL, PAPER_TABLE1_GAINS, paper_label
+from cbp.paper import PAPER_MODEL, PAPER_TABLE1_GAINS, table1_setting
 
 use_style()
 
@@ -171,7 +171,7 @@ base = metrics.get("learnable baseline")
 gains = {PAPER_MODEL[f]: f"+{PAPER_TABLE1_GAINS[('cocostuff10k', f)]:.1f}" for f in PAPER_MODEL}
 display(
     pd.Series(gains, name="mIoU gain of CBP + OCCL (paper)")
-    .rename_axis(paper_label("cocostuff10k"))
+    .rename_axis(table1_setting("cocostuff10k"))
     .to_frame()
 )
 table = captions.compare_with_paper("cocostuff10k", backbone, ours, base, run_label=captions.run_label(ours))

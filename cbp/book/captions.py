@@ -14,7 +14,7 @@ from cbp.paper import (
     PAPER_ITERS,
     PAPER_MODEL,
     PAPER_TABLE1_GAINS,
-    paper_label,
+    table1_setting,
 )
 
 
@@ -58,7 +58,7 @@ def compare_with_paper(
     rows = []
     rows.append(
         {
-            "source": paper_label(paper_dataset),
+            "source": table1_setting(paper_dataset),
             "model": PAPER_MODEL[fam],
             "baseline mIoU": "Table 1 of the paper",
             "method mIoU": "Table 1 of the paper",

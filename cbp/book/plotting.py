@@ -286,6 +286,6 @@ def similarity_heatmap(
     return ax.collections[0]
 
 
-def paper_label(text: str) -> str:
+def from_paper(text: str) -> str:
     """Mark a number or series as quoted from the paper (not measured here)."""
     return f"{text} (paper)"

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from cbp.book.plotting import CLASSIFIER_COLORS, paper_label, similarity_heatmap, subplots
+from cbp.book.plotting import CLASSIFIER_COLORS, from_paper, similarity_heatmap, subplots
 from cbp.prototypes import category_basis_prototypes, class_separability, cosine_similarity_matrix
 
 
@@ -87,7 +87,7 @@ def paper_table8() -> pd.DataFrame:
 
     return pd.DataFrame(
         [(TABLE8_NAMES[k], cs, miou) for k, (cs, miou) in PAPER_TABLE8.items()],
-        columns=["classifier", paper_label("CS"), paper_label("mIoU")],
+        columns=["classifier", from_paper("CS"), from_paper("mIoU")],
     ).set_index("classifier")
 
 
@@ -109,7 +109,7 @@ def plot_separability_histogram(
     ax.hist(cs["random"], bins=bins, histtype="step", color="black", label="Kaiming rows (same seeds)")
     ax.axvline(0, color=CLASSIFIER_COLORS["cbp"], lw=2.5, label="CBP: 0 for every seed")
     ax.axvline(
-        paper_equal, color=CLASSIFIER_COLORS["paper"], ls="--", label=paper_label(f"Equal: {paper_equal:g}")
+        paper_equal, color=CLASSIFIER_COLORS["paper"], ls="--", label=from_paper(f"Equal: {paper_equal:g}")
     )
     ax.set_xlabel("class separability CS (Eq. 8)")
     ax.set_ylabel("number of seeds")
