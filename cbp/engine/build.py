@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from cbp.distributed import barrier, is_main_process
 from cbp.engine import checkpoint
 from cbp.engine.config import Config, ConfigError, from_dict
 from cbp.engine.errors import DataError
-from cbp.io import load_torch
+from cbp.io import load_torch, read_json
 from cbp.losses import OCCL
 from cbp.models import create_model
 from cbp.models.builder import get_spec
@@ -192,7 +191,7 @@ def read_run_config(run_dir: str | Path) -> Config:
         raise FileNotFoundError(
             f"{path} not found: {run_dir} must be a directory written by `python -m cbp.train`"
         )
-    return from_dict(json.loads(path.read_text()), source=str(path))
+    return from_dict(read_json(path), source=str(path))
 
 
 def restore_model(cfg: Config, num_classes: int, ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cbp.io import read_json
 from cbp.models.builder import get_spec
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +212,7 @@ def synthetic150() -> Config:
 _ADE = {"name": "ade20k", "root": "data/ade/ADEChallengeData2016", "iters": 160_000}
 _COCO = {"name": "cocostuff10k", "root": "data/coco_stuff10k", "iters": 80_000}
 
-# (lambda, phi, length) of METHOD.md's table (paper Section 4)
+# (lambda, phi, length) of the paper's Section 4 (the table in the book's "Reading the paper")
 _HPARAMS = {
     ("ade20k", "fcn"): (0.4, 0.1, 2.0),
     ("ade20k", "convnext"): (1.0, 0.2, 2.0),
@@ -639,7 +640,7 @@ def read_config_file(path: str | Path) -> Config:
             f"config file {path} not found: pass a run's config.json (python -m cbp.train writes one in --out)"
         )
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON ({e}); pass a run's config.json") from None
     if isinstance(data, dict) and isinstance(data.get("config"), dict) and "model" not in data:

@@ -12,7 +12,6 @@ computes ours (mean +- std over seeds, per regime) and the verdict:
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from cbp.experiments.study import ARM_LABELS
+from cbp.io import read_json
 from cbp.paper import PAPER_ABLATION_LABEL, PAPER_ARMS
 
 HOLDS, NOISE, FAILS, NOT_RUN, MISSING = "holds", "within noise", "does not hold", "not run", "missing"
@@ -47,7 +47,7 @@ def load_results(folder: str | Path) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     by_arm: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for path in sorted(folder.glob("*.json")):
-        rec = json.loads(path.read_text())
+        rec = read_json(path)
         runs[path.stem] = rec
         if rec.get("kind") == "train":
             by_arm[rec["regime"]][rec["arm"]].append(rec)

@@ -10,7 +10,6 @@ norm equalisation for learnable linear classifiers, and the validation ``curve``
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from cbp.engine import checkpoint
 from cbp.experiments import trained_runs
 from cbp.experiments.runner import RESULTS_ROOT, TRACKED_PATHS, dirty_paths, git_commit, hardware, result_path
 from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, Run, plan
-from cbp.io import read_jsonl
+from cbp.io import read_json, read_jsonl, write_json
 
 
 def _classifier(state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -39,8 +38,8 @@ def _classifier(state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
 def record_train(run: Run, seconds: float) -> dict[str, Any]:
     """Result record of a training run (train / pretrain) from its run directory."""
     run_dir = Path(run.run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = metrics.pop("config", None) or json.loads((run_dir / "config.json").read_text())
+    metrics = read_json(run_dir / "metrics.json")
+    config = metrics.pop("config", None) or read_json(run_dir / "config.json")
     state = checkpoint.load(run_dir / checkpoint.CKPT_NAME)["model"]
     weight, bias = _classifier(state)
     meta = trained_runs.load_meta(config["data"]["root"])
@@ -157,9 +156,7 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
         rec["data"]["environment"] = meta.get("environment")
     path = result_path(run, study, profile, root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_clean(rec), indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
+    write_json(_clean(rec), path)
     return path
 
 

@@ -33,6 +33,7 @@ from cbp.experiments.study import (
     plan,
     study_dir_name,
 )
+from cbp.io import read_json
 
 RESULTS_ROOT = "results"
 
@@ -214,7 +215,7 @@ def expected_fingerprint(data_run: Run, study: str, profile: str, root: str = RE
         return FINGERPRINTS[folder]
     path = result_path(data_run, study, profile, root)
     if path.is_file():
-        return ((json.loads(path.read_text()).get("data") or {}).get("fingerprint") or {}).get("sha256", "")
+        return ((read_json(path).get("data") or {}).get("fingerprint") or {}).get("sha256", "")
     return ""
 
 
@@ -247,7 +248,7 @@ def check_data(run: Run, runs: list[Run], study: str, profile: str, root: str = 
             recorded = {}
             path = result_path(step, study, profile, root)
             if path.is_file():
-                recorded = (json.loads(path.read_text()).get("data") or {}).get("fingerprint") or {}
+                recorded = (read_json(path).get("data") or {}).get("fingerprint") or {}
             parts = compare_fingerprints(recorded, got) if set(FINGERPRINT_PARTS) <= set(recorded) else []
             env = meta.get("environment") or {}
             problems.append(
@@ -332,7 +333,7 @@ def execute(
     if rc != 0:
         return False, f"recording failed (exit {rc}); see {out_log}"
     path = result_path(run, study, profile, root)
-    miou = json.loads(path.read_text()).get("metrics", {}).get("mIoU")
+    miou = read_json(path).get("metrics", {}).get("mIoU")
     score = f"mIoU {miou:.2f}" if isinstance(miou, (int, float)) else "done"
     return True, f"{score} in {seconds:.0f} s"
 
@@ -452,7 +453,7 @@ def status(
         path = result_path(r, study, profile, root)
         if path.is_file():
             n_done += 1
-            rec = json.loads(path.read_text())
+            rec = read_json(path)
             miou = rec.get("metrics", {}).get("mIoU")
             score = f"mIoU {miou:6.2f}" if isinstance(miou, (int, float)) else "done"
             lines.append(f"done     {r.name:32s} {score}  {rec.get('seconds', 0):6.0f} s")
