@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    # One torch thread in the kernels (and the runs they start) unless the caller sets another
+    # number: on a busy machine a thread per core spins against the other load (see cbp.book.launch.run).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     # The build's kernel has no ipywidgets: tqdm.auto (imported by timm) warns about it with the
     # absolute path of the building machine, on every page that imports the models. That says
     # nothing about the page; a reader's own Jupyter does not show it.
