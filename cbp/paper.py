@@ -71,18 +71,18 @@ PAPER_ARMS: dict[str, tuple[float | None, float | None]] = {
 #: Setting of every number of Section 4.3 (the ablations and the analysis).
 PAPER_ABLATION_LABEL = "paper (ADE20K, SegFormer-B0, 40K iters, GPU)"
 
-#: Table 8: classifier -> (class separability CS of Eq. 8, mIoU).
+#: Table 8 of the paper, classifier -> (class separability CS of Eq. 8, mIoU).
 PAPER_TABLE8: dict[str, tuple[float, float]] = {
     "cbp": (0.0, 35.1),
     "equal": (6.2, 35.0),
     "learnable": (75.8, 34.6),
 }
 
-#: Section 4.3: the "relation factor" between a class's training pixel count and the L2 norm of its
+#: The "relation factor" of Section 4.3 between a class's training pixel count and the L2 norm of its
 #: learnable prototype (the text does not say whether the count is raw or log).
 PAPER_NORM_CORRELATION = 0.27
 
-#: Fig. 5: F1 of the rarest of 15 frequency groups; the text gives CBP's 32.0 and its margins
+#: F1 of the rarest of 15 frequency groups (Fig. 5); the text gives CBP's 32.0 and its margins
 #: (+7.7 over no equalisation, +2.5 over the learnable classifier).
 PAPER_RAREST_GROUP_F1: dict[str, float] = {
     "cbp": 32.0,
@@ -90,7 +90,7 @@ PAPER_RAREST_GROUP_F1: dict[str, float] = {
     "learnable": 32.0 - 2.5,
 }
 
-#: Table 7: IoU change of three classes when equalisation is removed.
+#: IoU change of three classes when equalisation is removed (Table 7).
 PAPER_TABLE7_DELTA: dict[str, float] = {"flag": -7.3, "radiator": -5.3, "wall": 0.0}
 
 
