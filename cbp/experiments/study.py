@@ -378,14 +378,20 @@ PENALTY_CHECK_ITERS = 500
 PENALTY_CHECK_SEEDS = (0, 1, 2)
 
 #: The weight of Table 4's penalty in the end points (amendment 5: 1.0, raised 10x while the check fails).
+#: The check passed at 1.0 (results/ablations-v2-tune/check-*): CS at 500 iterations 101.2, 83.8, 98.7
+#: with ``gradient`` against 1.07, 0.76, 1.05 with the penalty, seeds 0-2.
 PENALTY_WEIGHT = 1.0
 
 #: Amendment 5: the tuned values, fixed by a commit from the ``tune`` profile's records (best tuning
 #: mIoU; within 0.5 mIoU of the paper's value: the paper's value, head lr x10 and T = 2) before any
 #: end-point run. ``None`` = not fixed yet: the ``endpoints`` and ``hard150`` plans refuse to build.
 TUNED: dict[str, dict[str, float | None]] = {
-    "linear": {"head_lr_mult": None},
-    "cbp_occl": {"length": None, "head_lr_mult": None},
+    # tuning mIoU (results/ablations-v2-tune/, 2000 iterations, seed 0): head lr x3 76.13, x10 76.13,
+    # x30 76.02, x100 73.64; the best is within 0.5 of the paper's x10, so x10
+    "linear": {"head_lr_mult": 10},
+    # (T, head lr): (1, x10) 76.96, (1, x30) 77.54, (2, x10) 77.10, (2, x30) 77.85; the best is 0.75
+    # above the paper's (2, x10), more than 0.5, so (2, x30)
+    "cbp_occl": {"length": 2, "head_lr_mult": 30},
 }
 
 
