@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cbp.engine.config import ConfigError
+
 #: Commit of ``experiments/protocol.md`` as first written (before any result), cited by the book.
 PROTOCOL_COMMIT = "360138b"
 
@@ -403,7 +405,7 @@ def arm_settings(arm: str, tuned: dict[str, dict[str, float | None]] | None = No
     :data:`PENALTY_WEIGHT`.
 
     Raises:
-        ValueError: a value of :data:`TUNED` that the arm needs is not fixed yet.
+        ConfigError: a value of :data:`TUNED` that the arm needs is not fixed yet (a usage error: exit 2).
     """
     tuned = TUNED if tuned is None else tuned
     need = {
@@ -416,7 +418,7 @@ def arm_settings(arm: str, tuned: dict[str, dict[str, float | None]] | None = No
     for source, key in need:
         value = tuned.get(source, {}).get(key)
         if value is None:
-            raise ValueError(
+            raise ConfigError(
                 f"amendment 5: TUNED[{source!r}][{key!r}] is not fixed yet; run the tuning budget first "
                 "(python -m cbp.experiments run ablations --profile tune), then commit the chosen values "
                 "in cbp.experiments.study.TUNED before any end-point run"
