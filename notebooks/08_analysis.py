@@ -217,7 +217,7 @@ else:
 # mIoU on 3 of 3 seeds).
 
 # %%
-post = analysis_tables.posthoc_equalisation(results)
+post = analysis_tables.posthoc_table(results)
 if len(post):
     display(post.round(2))
     display(

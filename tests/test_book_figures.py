@@ -161,7 +161,7 @@ def test_chapter8_tables_read_the_records() -> None:
     assert f1.to_dict("records") == [
         {"regime": "scratch", "classifier": "learnable", "rarest group F1": "2.00 ± 1.41"}
     ]
-    post = analysis_tables.posthoc_equalisation(results)
+    post = analysis_tables.posthoc_table(results)
     assert post[["seed", "mIoU raw", "mIoU equalised", "Δ mIoU"]].values.tolist() == [[0, 10.0, 12.0, 2.0]]
     groups = pd.DataFrame({"group": [0, 0, 1], "CBP + OCCL": [1.0, 2.0, np.nan]})
     groups["Δ without orthogonalisation"] = [0.5, -1.0, np.nan]

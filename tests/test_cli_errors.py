@@ -102,6 +102,8 @@ IN_PROCESS: list[tuple[str, str, list[str], int, tuple[str, ...]]] = [
     ("train-bad-value", "cbp.engine.train", ["--out", "{base}/r1", "--train.iters=ten"], 2,
      ("--train.iters='ten'", "expected an integer")),
     ("train-no-out", "cbp.engine.train", ["--preset", "synthetic"], 2, ("--out RUN_DIR is required",)),
+    ("train-cuda-without-gpu", "cbp.engine.train", ["--out", "{base}/r1", "--train.device=cuda"], 2,
+     ("train.device=cuda but no CUDA device", "--train.device=cpu")),
     ("train-missing-config-file", "cbp.engine.train", ["--config", "{base}/none.json", "--out", "{base}/r1"], 4,
      ("config file {base}/none.json not found",)),
     ("train-config-not-json", "cbp.engine.train", ["--config", "{base}/notes.txt", "--out", "{base}/r1"], 2,

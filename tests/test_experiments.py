@@ -284,7 +284,7 @@ def test_runner_refuses_a_set_that_is_not_the_studys(tmp_path: Path, monkeypatch
     problems = runner.check_data(target, runs, "ablations", "quick", results)
     assert len(problems) == 1 and "labels: the label maps differ" in problems[0]
     assert "render:" not in problems[0] and "images:" not in problems[0]  # only the labels differ
-    ok, msg = runner.execute(target, "ablations", "quick", results, runs)
+    ok, msg = runner.execute(target, "ablations", "quick", root=results, runs=runs)
     assert not ok and msg.startswith("refused") and not Path(target.run_dir).exists()  # nothing ran
     # a generator-1 set in the folder: refused by version
     (Path(folder) / "cbp_meta.json").write_text(json.dumps(meta | {"version": 1}))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbp.experiments import claims, tables
+from cbp.experiments import claims, study, tables
 from cbp.experiments.study import reading_arms
 
 
@@ -72,11 +72,11 @@ def test_ablation_and_schedule_rows(tmp_path: Path) -> None:
     ]
     results = _results(tmp_path / "short", short)
     rows = {r["arm"]: r for r in tables.ablation_rows(results, "3")}
-    base = rows[claims.ARM_LABELS["linear"]]
+    base = rows[study.ARM_LABELS["linear"]]
     assert base["paper mIoU"] == "33.4" and base["paper mAcc"] == "44.4"
     assert base["ours mIoU, pretrained"] == "21.00 ± 1.00" and base["ours mAcc, pretrained"] == "26.00 ± 1.00"
     assert base["seeds (scratch / pretrained)"] == "0 / 3"
-    assert rows[claims.ARM_LABELS["cbp"]]["ours mIoU, pretrained"] == "–"
+    assert rows[study.ARM_LABELS["cbp"]]["ours mIoU, pretrained"] == "–"
 
     assert tables.schedule_rows(results, {"runs": {}, "by_arm": {}}) == ([], [])
     long = [_record("linear", s, 70 + s, iters=2000) for s in range(2)] + [
@@ -84,8 +84,8 @@ def test_ablation_and_schedule_rows(tmp_path: Path) -> None:
     ]
     arms, verdicts = tables.schedule_rows(results, _results(tmp_path / "long", long))
     by_arm = {r["arm"]: r for r in arms}
-    assert by_arm[claims.ARM_LABELS["linear"]]["ours pretrained, 2000 iters"] == "70.50 ± 0.71"
-    assert by_arm[claims.ARM_LABELS["cbp_occl"]]["seeds, 2000 iters"] == 1
+    assert by_arm[study.ARM_LABELS["linear"]]["ours pretrained, 2000 iters"] == "70.50 ± 0.71"
+    assert by_arm[study.ARM_LABELS["cbp_occl"]]["seeds, 2000 iters"] == 1
     headline = next(v for v in verdicts if v["claim"] == "CBP + OCCL beats baseline")
     assert headline["verdict, 500 iters"] == claims.HOLDS
     assert headline["d, 2000 iters"] == pytest.approx(64 - 70.5)

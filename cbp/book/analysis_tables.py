@@ -17,6 +17,7 @@ import pandas as pd
 
 from cbp.analysis import frequency_parts
 from cbp.experiments import claims, tables
+from cbp.experiments.study import arm_label
 
 REGIMES: tuple[str, ...] = ("scratch", "pretrained")
 
@@ -45,7 +46,7 @@ def norm_correlations(
         for arm in arms:
             if not _has(results, regime, arm):
                 continue
-            row = {"regime": regime, "classifier": claims.ARM_LABELS[arm]}
+            row = {"regime": regime, "classifier": arm_label(arm)}
             for key, name in [("pearson_raw", "Pearson, raw count"), ("pearson_log", "Pearson, log count")]:
                 row[name] = claims.fmt(claims.values(results, regime, arm, f"norm_correlation.{key}"))
             row["Spearman"] = claims.fmt(claims.values(results, regime, arm, "norm_correlation.spearman_log"))
@@ -149,7 +150,7 @@ def separability(
             rows.append(
                 {
                     "regime": regime,
-                    "classifier": claims.ARM_LABELS[arm],
+                    "classifier": arm_label(arm),
                     "CS (Eq. 8)": claims.fmt(v("cs"), 1),
                     "cosine within groups": claims.fmt(v("group_cosine.within")),
                     "cosine between groups": claims.fmt(v("group_cosine.between")),
@@ -159,9 +160,7 @@ def separability(
     return pd.DataFrame(rows).set_index(["regime", "classifier"])
 
 
-def posthoc_equalisation(
-    results: dict[str, Any], arms: Sequence[str] = ("linear", "linear_occl")
-) -> pd.DataFrame:
+def posthoc_table(results: dict[str, Any], arms: Sequence[str] = ("linear", "linear_occl")) -> pd.DataFrame:
     """Per run: mIoU before and after dropping the bias and equalising the row norms, and the changes."""
     rows = []
     for regime in REGIMES:
@@ -172,7 +171,7 @@ def posthoc_equalisation(
                     rows.append(
                         {
                             "regime": regime,
-                            "classifier": claims.ARM_LABELS[arm],
+                            "classifier": arm_label(arm),
                             "seed": r["seed"],
                             "mIoU raw": p["raw"]["mIoU"],
                             "mIoU equalised": p["equalised"]["mIoU"],

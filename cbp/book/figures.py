@@ -11,6 +11,8 @@ import pandas as pd
 
 from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, subplots
 from cbp.book.run_data import read_log, read_metrics
+from cbp.experiments.study import ARM_LABELS
+from cbp.experiments.tables import short_label
 
 
 def colorize(label: np.ndarray, palette: np.ndarray, ignore_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
@@ -266,9 +268,6 @@ def plot_prototype_cosines(
 
 def _run_words(name: str) -> str:
     """ "pretrained-cbp_occl-s0" -> "CBP + OCCL, seed 0" (a study run's name in words; the page says the regime)."""
-    from cbp.experiments.claims import ARM_LABELS
-    from cbp.experiments.tables import short_label
-
     parts = name.split("-")
     if len(parts) != 3 or parts[1] not in ARM_LABELS or not parts[2].startswith("s"):
         return name

@@ -9,14 +9,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cbp.engine.config import Config
+from cbp.engine.config import Config, ConfigError
 
 
 def setup_distributed(cfg: Config) -> torch.device:
     """Initialise the process group when launched by torchrun (nccl on CUDA, gloo on CPU); the device."""
     use_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
     if cfg.train.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is available; use --train.device=cpu")
+        raise ConfigError(
+            "train.device=cuda but no CUDA device is available; use --train.device=cpu (or auto)"
+        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1 and not dist.is_initialized():

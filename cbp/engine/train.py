@@ -1026,7 +1026,7 @@ def exit_on_signal(state: TrainState, signum: int) -> NoReturn:
 
 @record  # torchrun: the entry point; the failing rank's cause reaches torchrun's summary
 def cli(argv: list[str] | None = None) -> None:
-    """The command line ``python -m cbp.train`` / ``torchrun -m cbp.train`` (see :mod:`cbp.train`).
+    """The command line ``python -m cbp.train`` / ``torchrun -m cbp.train`` (the entry module :mod:`cbp.train`).
 
     A user's mistake is one line on stderr and an exit code (2 usage or config, 3 diverged, 4 data or
     file; see :mod:`cbp.engine.errors`); ``CBP_DEBUG=1`` adds the traceback.

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cbp.experiments.study import ARM_LABELS
+from cbp.experiments.study import arm_label
 from cbp.io import read_json
 from cbp.paper import PAPER_ABLATION_LABEL, PAPER_ARMS
 
@@ -298,7 +298,7 @@ def evaluate_claim(claim: Claim, results: dict[str, Any], regime: str) -> dict[s
         means = {n: float(np.nanmean(v)) for n, v in got.items()}
         hi, lo = max(means, key=means.get), min(means, key=means.get)
         verdict, d, s = decide(got[hi], got[lo])
-        text = f"range {means[lo]:.2f}–{means[hi]:.2f} ({ARM_LABELS[lo]} … {ARM_LABELS[hi]})"
+        text = f"range {means[lo]:.2f}–{means[hi]:.2f} ({arm_label(lo)} … {arm_label(hi)})"
         return {"ours": text, "d": d, "s": s, "verdict": verdict}
     if claim.kind == "std":
         m, s = mean_std(get(claim.a))
@@ -362,7 +362,7 @@ def arm_rows(results: dict[str, Any], table: str, metric: str = "mIoU") -> list[
     idx = 0 if metric == "mIoU" else 1
     for arm in TABLE_ARMS[table]:
         paper = PAPER_ARMS.get(arm, (None, None))[idx]
-        row = {"arm": ARM_LABELS.get(arm, arm), "paper": "–" if paper is None else f"{paper:.1f}"}
+        row = {"arm": arm_label(arm), "paper": "–" if paper is None else f"{paper:.1f}"}
         for regime in ("scratch", "pretrained"):
             v = values(results, regime, arm, metric)
             row[regime] = "not run: no offline text encoder" if arm == "text" else fmt(v)

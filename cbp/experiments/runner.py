@@ -292,7 +292,7 @@ def _progress(run: Run) -> str:
 
 
 def execute(
-    run: Run, study: str, profile: str, root: str = RESULTS_ROOT, runs: list[Run] | None = None
+    run: Run, study: str, profile: str, *, runs: list[Run], root: str = RESULTS_ROOT
 ) -> tuple[bool, str]:
     """Run one job (its command, then the recording step); returns (ok, message).
 
@@ -415,7 +415,7 @@ def run_study(
                     break
                 pending.remove(ready)
                 bar.write(f"  start {ready.name}")
-                running[pool.submit(execute, ready, study, profile, root, runs)] = ready
+                running[pool.submit(execute, ready, study, profile, root=root, runs=runs)] = ready
             if not running:
                 break
             done, _ = wait(list(running), timeout=5, return_when=FIRST_COMPLETED)
