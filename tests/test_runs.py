@@ -4,6 +4,7 @@ ever deleting a run, and reading a run's files (no training here)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -317,6 +318,29 @@ def test_a_folder_that_is_not_a_run_is_never_deleted(tmp_path: Path) -> None:
         launch.delete_run_dir(notes)
     assert (notes / "a.txt").read_text() == "keep"
     assert launch.run_dir_state(cmd, tmp_path / "empty") == "new"
+
+
+def test_a_run_another_process_holds_is_never_deleted(tmp_path: Path) -> None:
+    """fresh=True must not pull a run folder from under a process that is training in it."""
+    run_dir = tmp_path / "busy"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    holder = subprocess.Popen(  # takes the run's lock the way the engine does, then waits
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from cbp.engine.train import "
+         "try_lock_run_dir; fd, _ = try_lock_run_dir(Path(sys.argv[1])); print('locked', flush=True); "
+         "time.sleep(60)", str(run_dir)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(launch.RunDirConflict, match=f"in use by process {holder.pid}"):
+            launch.delete_run_dir(run_dir)
+        assert (run_dir / "config.json").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert launch.delete_run_dir(run_dir) == ["config.json"]  # lock released: deleted
+    assert not run_dir.exists()
 
 
 def test_colorize() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cbp.engine.build import read_run_config
 from cbp.engine.config import PAPER_DATASETS, PAPER_PRESETS, ConfigError, diff, get_preset
-from cbp.engine.train import check_resume_config, parse_args
+from cbp.engine.train import LOCK_NAME, check_resume_config, parse_args, try_lock_run_dir
 from cbp.io import read_json
 from cbp.models.builder import get_spec
 
@@ -357,7 +357,8 @@ def delete_run_dir(run_dir: Path) -> list[str]:
     Only :func:`train_runs` with ``fresh=True`` calls it; it prints the folder and its files.
 
     Raises:
-        RunDirConflict: ``run_dir`` holds files but is not a run folder (nothing is deleted).
+        RunDirConflict: ``run_dir`` holds files but is not a run folder, or a process holds its lock
+            (nothing is deleted).
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -367,8 +368,19 @@ def delete_run_dir(run_dir: Path) -> list[str]:
             f"{run_dir} holds files but no config.json, so it is not a cbp run folder; nothing was deleted. "
             "Choose another out_dir."
         )
-    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
-    shutil.rmtree(run_dir)
+    fd, holder = try_lock_run_dir(run_dir)  # never delete a run a process is training right now
+    if fd is None:
+        raise RunDirConflict(
+            f"{run_dir} is in use by process {holder} (it holds the run's lock); nothing was deleted. "
+            "Wait for it to finish or stop it first."
+        )
+    try:
+        files = sorted(
+            str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and p.name != LOCK_NAME
+        )
+        shutil.rmtree(run_dir)
+    finally:
+        os.close(fd)
     print(f"== fresh=True: deleted {run_dir} ({len(files)} files: {', '.join(files)})", flush=True)
     return files
 

@@ -223,7 +223,7 @@ def run_dir_lock(out: Path) -> Iterator[None]:
     ``out`` and fails before writing anything into it (a failed set-up), ``out`` is removed again.
     """
     created = not out.exists()
-    fd, holder = _try_lock(out) if is_main_process() else (None, "")
+    fd, holder = try_lock_run_dir(out) if is_main_process() else (None, "")
     if is_distributed():
         box = [holder]
         dist.broadcast_object_list(box, src=0)
@@ -245,8 +245,12 @@ def run_dir_lock(out: Path) -> Iterator[None]:
             os.close(fd)
 
 
-def _try_lock(out: Path) -> tuple[int | None, str]:
-    """(open locked file descriptor, "") or (None, the holder's PID as its lock file says)."""
+def try_lock_run_dir(out: Path) -> tuple[int | None, str]:
+    """Take the run folder's exclusive lock without waiting (creating the folder if needed).
+
+    Returns (open locked file descriptor, "") or (None, the holder's PID as its lock file says); the
+    lock lasts until the descriptor is closed or the process ends.
+    """
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
