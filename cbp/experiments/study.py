@@ -380,7 +380,7 @@ PENALTY_CHECK_ITERS = 500
 PENALTY_CHECK_SEEDS = (0, 1, 2)
 
 #: The weight of Table 4's penalty in the end points (amendment 5: 1.0, raised 10x while the check fails).
-#: The check passed at 1.0 (results/ablations-v2-tune/check-*): CS at 500 iterations 101.2, 83.8, 98.7
+#: The check passed at 1.0 (``results/ablations-v2-tune/check-*``): CS at 500 iterations 101.2, 83.8, 98.7
 #: with ``gradient`` against 1.07, 0.76, 1.05 with the penalty, seeds 0-2.
 PENALTY_WEIGHT = 1.0
 
