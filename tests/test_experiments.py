@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cbp.data import synthetic
-from cbp.engine.config import apply_overrides, get_preset
+from cbp.engine.config import ConfigError, apply_overrides, get_preset
 from cbp.experiments import claims, runner, study
 from cbp.experiments.study import PROFILES, plan, reading_arms
 
@@ -313,7 +313,7 @@ def test_dirty_paths_and_records_refuse_a_dirty_tree(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     with pytest.raises(RuntimeError, match="refusing to record"):
         record.record("ablations", "data", "quick", 1.0, str(tmp_path / "results"))
-    with pytest.raises(RuntimeError, match="dirty tree"):
+    with pytest.raises(ConfigError, match="dirty tree"):  # a usage error: one line, exit 2
         runner.run_study("ablations", "quick", root=str(tmp_path / "results"))
 
 

@@ -60,17 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"{e.args[0]}; see python -m cbp.experiments {args.cmd} --help") from None
 
     if args.cmd == "run":
-        try:
-            failed = run_study(
-                args.study,
-                args.profile,
-                jobs=args.jobs,
-                only=args.only,
-                root=args.results,
-                dry_run=args.dry_run,
-            )
-        except (ValueError, RuntimeError) as e:  # a history profile, a dirty tree: said before any run
-            raise ConfigError(str(e)) from None
+        # a history profile, an unlocked environment or a dirty tree is a ConfigError (exit 2), said
+        # before any run; anything else is a bug and keeps its traceback
+        failed = run_study(
+            args.study, args.profile, jobs=args.jobs, only=args.only, root=args.results, dry_run=args.dry_run
+        )
         return 1 if failed else 0
     if args.cmd == "status":
         print(status(args.study, args.profile, args.results))

@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from cbp.engine.config import ConfigError
 from cbp.experiments.study import (
     FINGERPRINTS,
     GENERATOR,
@@ -365,18 +366,18 @@ def run_study(
     from tqdm import tqdm
 
     if PROFILES[profile].generator != GENERATOR:
-        raise ValueError(
+        raise ConfigError(
             f"profile {profile!r} holds the records of synthetic generator {PROFILES[profile].generator} "
             "(history: their sets depended on the CPU); it cannot be re-run with this generator. Run a "
             f"generator-{GENERATOR} profile instead: {[n for n, q in PROFILES.items() if q.generator == GENERATOR]}"
         )
     if not dry_run and Path(LOCK_FILE).is_file() and (off := lock_mismatches()):
-        raise RuntimeError(
+        raise ConfigError(
             f"this environment is not the locked one ({', '.join(off)}): install it with "
             f"`make .venv/.test-installed` (pip install -c {LOCK_FILE} -e '.[test]') and run the study with .venv/bin/python"
         )
     if not dry_run and (dirty := dirty_paths()):
-        raise RuntimeError(
+        raise ConfigError(
             f"refusing to run a study from a dirty tree ({len(dirty)} changed files under "
             f"{'/, '.join(TRACKED_PATHS)}/, e.g. {dirty[:3]}): commit them, or run from a clean clone"
         )
