@@ -116,6 +116,7 @@ from PIL import Image
 
 from cbp.data.ade20k import META_FILE
 from cbp.data.classes import ADE20K_CLASSES, ADE20K_PALETTE, ade20k_pixel_counts
+from cbp.io import read_json
 
 FORMAT = "cbp-synthetic"
 VERSION = 2  # 1: seed order and float32 rendering depended on the CPU (see "Portability")
@@ -632,7 +633,7 @@ def environment() -> dict[str, object]:
 def read_meta(root: str | Path) -> dict | None:
     """The parsed ``cbp_meta.json`` of a generated set, or None when there is none."""
     path = Path(root) / META_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def ensure_synthetic(root: str | Path, *, progress: bool = True, **kw) -> Path:

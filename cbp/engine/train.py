@@ -237,8 +237,9 @@ def run_dir_lock(out: Path) -> Iterator[None]:
         yield
     except BaseException:
         if created and fd is not None and {p.name for p in out.iterdir()} == {LOCK_NAME}:
-            (out / LOCK_NAME).unlink()
-            out.rmdir()
+            with contextlib.suppress(OSError):  # the set-up's error is the one to report, not this
+                (out / LOCK_NAME).unlink()
+                out.rmdir()
         raise
     finally:
         if fd is not None:

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from cbp.analysis import equalize_linear_classifier, pixel_prototype_similarity, rare_third_iou
+from cbp.data.synthetic import META_FILE, read_meta
 from cbp.engine import checkpoint
 from cbp.engine.build import build_split, read_run_config, restore_model, test_transform
 from cbp.engine.evaluate import evaluate
-from cbp.io import read_json
 
 
 def _scores(cm: Any, pixel_counts: np.ndarray | None) -> dict[str, float]:
@@ -57,12 +57,12 @@ def posthoc_equalisation(run_dir: str | Path, ckpt: str | Path | None = None) ->
 
 def load_meta(root: str | Path) -> dict[str, Any]:
     """The synthetic set's ``cbp_meta.json`` (class names, pixel counts, confusable groups)."""
-    path = Path(root) / "cbp_meta.json"
-    if not path.is_file():
+    meta = read_meta(root)
+    if meta is None:
         raise FileNotFoundError(
-            f"{path} not found: generate the set with `python -m cbp.data.synthetic --out {root}`"
+            f"{Path(root) / META_FILE} not found: generate the set with `python -m cbp.data.synthetic --out {root}`"
         )
-    return read_json(path)
+    return meta
 
 
 def meta_groups(meta: dict[str, Any]) -> list[list[int]]:
