@@ -80,6 +80,33 @@ def test_resume_cuts_logs_back_to_the_checkpoint(
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
+def test_a_kill_between_a_checkpoint_and_its_evaluation_loses_no_eval_row(
+    synth: Path, straight: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint of iteration 4 is written, then the process dies before evaluating iteration 4:
+    the resumed run evaluates iteration 4 first, so eval.jsonl and the weights equal the straight run's."""
+    run = tmp_path / "run"
+    real = train.maybe_evaluate
+
+    def dies_at_4(state, **kw):
+        if state.iteration == 4 and not kw.get("only_if_missing"):
+            raise Crash("killed after the checkpoint of iteration 4, before its evaluation")
+        return real(state, **kw)
+
+    monkeypatch.setattr(train, "maybe_evaluate", dies_at_4)
+    with pytest.raises(Crash):
+        train.main(tiny_args(synth, run, *EVERY))
+    assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 4
+    assert [r["iter"] for r in rows(run / "eval.jsonl")] == [1, 2, 3]
+    monkeypatch.undo()
+    train.main(tiny_args(synth, run, *EVERY))
+    assert rows(run / "eval.jsonl") == rows(straight / "eval.jsonl")
+    a = checkpoint.load(straight / "ckpt_last.pt")["model"]
+    b = checkpoint.load(run / "ckpt_last.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
 # --------------------------------------------------------------------------------------------
 # Lock
 

@@ -102,7 +102,7 @@ from cbp.engine.evaluate import evaluate, metrics_record
 from cbp.engine.optim import build_optimizer, set_lr
 from cbp.engine.process import rank_seed, seed_everything, setup_distributed
 from cbp.engine.sampler import SeededSamples, StreamSampler
-from cbp.io import append_jsonl, read_json, write_json
+from cbp.io import append_jsonl, read_json, read_jsonl, write_json
 from cbp.losses import OCCL, assign_views, centroids_from_sums, resize_labels, view_centroids
 from cbp.models import SegOutput
 
@@ -886,12 +886,22 @@ def save(state: TrainState) -> None:
         dist.barrier()
 
 
-def maybe_evaluate(state: TrainState) -> None:
+def maybe_evaluate(state: TrainState, *, only_if_missing: bool = False) -> None:
     """Every ``train.eval_every`` iterations (but the last: the final evaluation follows), append the
-    validation mIoU / mAcc / aAcc to ``eval.jsonl``."""
+    validation mIoU / mAcc / aAcc to ``eval.jsonl``.
+
+    ``only_if_missing``: at the start of a resumed run, evaluate the checkpoint's iteration only if
+    its row is not in ``eval.jsonl`` (a kill between that checkpoint and its evaluation).
+    """
     every, done = state.cfg.train.eval_every, state.iteration
-    if not every or done % every or done == state.cfg.train.iters:
+    if not every or not done or done % every or done == state.cfg.train.iters:
         return
+    if only_if_missing:
+        have = [any(r.get("iter") == done for r in read_jsonl(state.out / "eval.jsonl"))]
+        if is_distributed():  # rank 0's file decides for every rank (evaluate is collective)
+            dist.broadcast_object_list(have, src=0)
+        if have[0]:
+            return
     sync_buffers(state.model)
     scores = evaluate(state.model, state.val_set, state.cfg, state.device).compute()
     if is_main_process():
@@ -975,6 +985,7 @@ def run_loop(state: TrainState) -> None:
     bar = _progress_bar(state)
     window = LogWindow()
     data = batches(state)
+    maybe_evaluate(state, only_if_missing=True)  # the checkpoint's own evaluation, if a kill lost it
     state.model.train()
     if state.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(state.device)
