@@ -199,10 +199,19 @@ def test_two_checkpoints_and_fallback_to_the_previous(
     monkeypatch.undo()
     last = run / "ckpt_last.pt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a truncated ckpt_last.pt
+    crash_at(monkeypatch, 5)  # resume from ckpt_prev.pt, save at 4, die again
     with pytest.warns(
         UserWarning, match=r"ckpt_last\.pt is unreadable.*resumes from.*ckpt_prev\.pt \(iteration 2\)"
     ):
-        train.main(tiny_args(synth, run, *args))
+        with pytest.raises(Crash):
+            train.main(tiny_args(synth, run, *args))
+    monkeypatch.undo()
+    # the unreadable file was set aside, so the save at 4 did not keep it as ckpt_prev.pt over the
+    # good checkpoint of iteration 2: both checkpoints are readable again
+    assert (run / "ckpt_last.pt.unreadable").is_file()
+    assert checkpoint.load(run / "ckpt_prev.pt")["iter"] == 2
+    assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 4
+    train.main(tiny_args(synth, run, *args))
     assert [r["iter"] for r in rows(run / "log.jsonl")] == list(range(1, 7))
     a, b = checkpoint.load(straight / "ckpt_last.pt"), checkpoint.load(run / "ckpt_last.pt")
     for k in a["model"]:

@@ -130,9 +130,13 @@ def save_run_checkpoint(obj: Any, run_dir: Path) -> Path:
 
 
 def load_latest(
-    run_dir: Path, map_location: str | torch.device = "cpu"
+    run_dir: Path, map_location: str | torch.device = "cpu", *, set_aside: bool = False
 ) -> tuple[dict[str, Any], Path] | None:
     """The newest readable checkpoint of a run and its path: ``ckpt_last.pt``, else ``ckpt_prev.pt``.
+
+    ``set_aside`` (the training process, which holds the run's lock): an unreadable ``ckpt_last.pt``
+    is renamed ``ckpt_last.pt.unreadable``, so that the next save does not keep it as
+    ``ckpt_prev.pt`` over the good previous checkpoint.
 
     Returns:
         None when the run has no checkpoint (a fresh run, or one killed before its first).
@@ -152,8 +156,13 @@ def load_latest(
             errors.append(e)
             continue
         if errors:
+            bad = Path(run_dir) / CKPT_NAME
+            aside = ""
+            if set_aside and bad.is_file():
+                os.replace(bad, bad.with_name(bad.name + ".unreadable"))
+                aside = f" (renamed {bad.name}.unreadable)"
             warnings.warn(
-                f"{Path(run_dir) / CKPT_NAME} is unreadable, so the run resumes from the previous checkpoint "
+                f"{bad} is unreadable{aside}, so the run resumes from the previous checkpoint "
                 f"{path} (iteration {ckpt['iter']}): {errors[0]}",
                 stacklevel=2,
             )

@@ -607,7 +607,7 @@ def resume(state: TrainState) -> None:
     """Load the run's latest readable checkpoint (when there is one), then restore or seed the RNGs."""
     rank, world = get_rank(), get_world_size()
     resumed_rng = None
-    latest = checkpoint.load_latest(state.out, map_location="cpu")
+    latest = checkpoint.load_latest(state.out, map_location="cpu", set_aside=True)
     if latest is not None:
         ckpt, path = latest
         state.model.load_state_dict(ckpt["model"])
