@@ -1,7 +1,11 @@
-"""The paper's claims, the decision rule of the protocol (section 8), and the verdict table.
+"""The paper's claims, the decision rules of the protocol, and the verdict tables.
 
-Reads the recorded result JSONs of a study (``results/<study>/*.json``) and, for each claim,
-computes ours (mean +- std over seeds, per regime) and the verdict:
+Two rules live here. Section 8's (the study's first version, generator 1) is below; amendment 5's
+(the new study: paired differences per seed, t intervals, Holm's correction, a ±0.5 margin for the
+paper's ties) is :func:`paired_verdict_rows` at the end of the module.
+
+Section 8's rule reads the recorded result JSONs of a study (``results/<study>/*.json``) and, for
+each claim, computes ours (mean +- std over seeds, per regime) and the verdict:
 
 * ``d = mean(a) - mean(b)``, signed so that positive = the paper's direction;
   ``s = sqrt((std(a)^2 + std(b)^2) / 2)`` (ddof = 1);
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +67,8 @@ def value(rec: dict[str, Any], metric: str) -> float:
     if metric in ("mIoU", "mAcc", "aAcc"):
         v = rec["metrics"][metric]
     elif metric == "f1_rarest_group":
-        v = rec["analysis"]["f1_groups"][0]
+        groups = rec.get("analysis", {}).get("f1_groups")
+        v = groups[0] if groups else None
     elif metric == "cs":
         v = rec["analysis"]["class_separability"]
     elif metric.startswith("posthoc."):
@@ -393,15 +399,38 @@ def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -
 
 NOT_RESOLVED = "not resolved"
 
+#: Amendment 5's rule for the paper's ties: "a ≈ b" holds when the whole 95% interval of the paired
+#: difference lies within ± this many points (the same 0.5 mIoU the tuning rule treats as a tie).
+TIE_MARGIN = 0.5
+
+#: An evaluation iteration, or one per claim (e.g. the later of its two arms' plateaus); ``None`` = final.
+At = int | None | Callable[[Claim], int | None]
+
+
+def value_at(rec: dict[str, Any], metric: str, iteration: int | None = None) -> float:
+    """:func:`value` at one evaluation of the run's learning curve (``rec["curve"]``, written with
+    ``train.eval_every``); ``None`` or the run's last iteration = the final value. NaN when the run
+    was not evaluated there or the curve does not hold ``metric`` (only mIoU / mAcc / aAcc)."""
+    if iteration is None or iteration == rec.get("config", {}).get("train", {}).get("iters"):
+        return value(rec, metric)
+    row = next((r for r in rec.get("curve", []) if r["iter"] == iteration), None)
+    return float(row[metric]) if row is not None and metric in row else float("nan")
+
 
 def paired_differences(
-    results: dict[str, Any], regime: str, a: str, b: str, metric: str = "mIoU", sign: float = 1.0
+    results: dict[str, Any],
+    regime: str,
+    a: str,
+    b: str,
+    metric: str = "mIoU",
+    sign: float = 1.0,
+    at: int | None = None,
 ) -> np.ndarray:
     """``sign * (a_s - b_s)`` for every seed ``s`` both arms finished (same seed = same prototype
-    draw, data order and initialisation), in seed order."""
+    draw, data order and initialisation), in seed order, at evaluation ``at`` (``None`` = final)."""
     recs = results["by_arm"].get(regime, {})
-    va = {r["seed"]: value(r, metric) for r in recs.get(a, [])}
-    vb = {r["seed"]: value(r, metric) for r in recs.get(b, [])}
+    va = {r["seed"]: value_at(r, metric, at) for r in recs.get(a, [])}
+    vb = {r["seed"]: value_at(r, metric, at) for r in recs.get(b, [])}
     seeds = sorted(s for s in set(va) & set(vb) if math.isfinite(va[s]) and math.isfinite(vb[s]))
     return np.array([sign * (va[s] - vb[s]) for s in seeds], dtype=np.float64)
 
@@ -437,39 +466,71 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
-def paired_verdict_rows(
-    results: dict[str, Any], regime: str = "pretrained", alpha: float = 0.05
-) -> list[dict[str, Any]]:
-    """Amendment 5's rule for every "diff" / "tie" claim of :data:`CLAIMS` in one regime.
+def paired_verdict(claim: Claim, test: dict[str, float], p_holm: float, alpha: float = 0.05) -> str:
+    """Amendment 5's verdict of one claim from its paired test and Holm-adjusted p-value.
 
-    Each row: the claim, the number of paired seeds, the mean paired difference (paper's direction
-    positive) with its 95% t interval, the raw and Holm-adjusted p-values (family: these claims in
-    this regime) and the verdict: holds / does not hold when the adjusted p < ``alpha`` (by the sign
-    of the mean), else not resolved.
+    * "a beats b" (kind ``diff``): **holds** if ``p_holm < alpha`` and the mean is > 0, **does not
+      hold** if ``p_holm < alpha`` and the mean is < 0, else **not resolved**.
+    * "a ≈ b" (kind ``tie``, the paper's ties): a significant difference either way **does not
+      hold** (it names the direction); the tie **holds** when the whole 95% interval lies within
+      ± :data:`TIE_MARGIN`; otherwise **not resolved** (the data exclude neither a tie nor an effect).
     """
-    chosen = [c for c in CLAIMS if c.kind in ("diff", "tie")]
-    tests = [paired_test(paired_differences(results, regime, c.a, c.b, c.metric, c.sign)) for c in chosen]
+    if test["n"] == 0:
+        return MISSING
+    if test["n"] < 2:
+        return NOT_RESOLVED + " (1 seed)"
+    significant = not math.isnan(p_holm) and p_holm < alpha
+    if claim.kind == "tie":
+        if significant:
+            return FAILS + (" (clear gain; paper: tie)" if test["mean"] > 0 else " (clear loss; paper: tie)")
+        if -TIE_MARGIN <= test["lo"] and test["hi"] <= TIE_MARGIN:
+            return HOLDS + f" (within ±{TIE_MARGIN}, as the paper's tie)"
+        return NOT_RESOLVED
+    if not significant:
+        return NOT_RESOLVED
+    return HOLDS if test["mean"] > 0 else FAILS
+
+
+def _iteration(at: At, claim: Claim) -> int | None:
+    return at(claim) if callable(at) else at
+
+
+def paired_verdict_rows(
+    results: dict[str, Any],
+    regime: str = "pretrained",
+    alpha: float = 0.05,
+    at: At = None,
+    claim_keys: tuple[str, ...] | None = None,
+) -> list[dict[str, Any]]:
+    """Amendment 5's rule for every "diff" / "tie" claim of :data:`CLAIMS` (or those of
+    ``claim_keys``) in one regime at one end point ``at``.
+
+    Each row: the claim, the iteration compared, the number of paired seeds, the mean paired
+    difference (paper's direction positive) with its 95% t interval, the raw and Holm-adjusted
+    p-values (family: the claims of this call that have a test, i.e. one regime and one end point)
+    and the verdict of :func:`paired_verdict`.
+    """
+    chosen = [c for c in CLAIMS if c.kind in ("diff", "tie") and (claim_keys is None or c.key in claim_keys)]
+    iterations = [_iteration(at, c) for c in chosen]
+    tests = [
+        paired_test(paired_differences(results, regime, c.a, c.b, c.metric, c.sign, it))
+        for c, it in zip(chosen, iterations)
+    ]
     adjusted = holm([t["p"] for t in tests])
-    rows = []
-    for c, t, p_adj in zip(chosen, tests, adjusted):
-        if t["n"] == 0:
-            verdict = MISSING
-        elif math.isnan(p_adj) or p_adj >= alpha:
-            verdict = NOT_RESOLVED
-        else:
-            verdict = HOLDS if t["mean"] > 0 else FAILS
-        rows.append(
-            {
-                "source": c.source,
-                "claim": c.text,
-                "metric": c.metric,
-                "paper": c.paper,
-                "n": t["n"],
-                "mean": t["mean"],
-                "ci95": (t["lo"], t["hi"]),
-                "p": t["p"],
-                "p_holm": p_adj,
-                "verdict": verdict,
-            }
-        )
-    return rows
+    return [
+        {
+            "key": c.key,
+            "source": c.source,
+            "claim": c.text,
+            "metric": c.metric,
+            "paper": c.paper,
+            "iteration": it,
+            "n": t["n"],
+            "mean": t["mean"],
+            "ci95": (t["lo"], t["hi"]),
+            "p": t["p"],
+            "p_holm": p_adj,
+            "verdict": paired_verdict(c, t, p_adj, alpha),
+        }
+        for c, it, t, p_adj in zip(chosen, iterations, tests, adjusted)
+    ]

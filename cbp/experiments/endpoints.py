@@ -1,0 +1,356 @@
+"""Amendment 5's read-out of the end points: learning curves, plateaus, best / final values, the
+verdicts at 500 iterations and at the plateau, and the mechanism beside each verdict.
+
+Everything reads the dict of :func:`cbp.experiments.claims.load_results` for a study folder whose
+training runs were evaluated every few hundred iterations (``train.eval_every``; each record's
+``curve`` holds ``{"iter", "mIoU", "mAcc", "aAcc"}`` rows, the last one the final evaluation).
+
+The plateau rule, as the protocol fixed it before the runs: with ``m(t)`` the arm's mean over seeds
+at evaluation ``t`` and ``s(t)`` its seed std (ddof 1), the plateau is the first evaluation ``t``
+after which no later evaluation improves on ``m(t)`` by more than ``s(t)``::
+
+    plateau = min { t : m(t') - m(t) <= s(t) for every evaluation t' > t }
+
+The last evaluation always qualifies, so a plateau *at* the last evaluation means the arm was still
+rising by more than its seed noise there: "not reached".
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from cbp.experiments import claims
+from cbp.experiments.study import ENDPOINT_ARMS, TABLE3_ARMS, TUNE_ARMS, TUNED, arm_label
+from cbp.paper import PAPER_ARMS
+
+#: The end point the first version of the study used (500 iterations, one pass over the data).
+EARLY = 500
+
+#: The claims the end points test: both arms in :data:`ENDPOINT_ARMS` and a metric the learning
+#: curves hold (mIoU, mAcc), so that each can be judged at 500 iterations and at the plateau.
+ENDPOINT_CLAIMS: tuple[str, ...] = tuple(
+    c.key
+    for c in claims.CLAIMS
+    if c.kind in ("diff", "tie")
+    and c.a in ENDPOINT_ARMS
+    and c.b in ENDPOINT_ARMS
+    and c.metric in ("mIoU", "mAcc")
+)
+
+NOT_RUN_YET = "not run yet"
+
+
+def curves(
+    results: dict[str, Any], regime: str, arm: str, metric: str = "mIoU"
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The learning curves of one arm.
+
+    Returns:
+        (iters, values, seeds): ``iters`` (T,) evaluation iterations common to all its seeds,
+        ``values`` (S, T) float64, one row per seed in ``seeds`` order. Empty arrays when the arm
+        has no run with a curve.
+    """
+    recs = [r for r in results["by_arm"].get(regime, {}).get(arm, []) if r.get("curve")]
+    if not recs:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0)), []
+    common = sorted(set.intersection(*({row["iter"] for row in r["curve"]} for r in recs)))
+    values = np.array(
+        [[next(row[metric] for row in r["curve"] if row["iter"] == t) for t in common] for r in recs],
+        dtype=np.float64,
+    )
+    return np.array(common, dtype=np.int64), values, [r["seed"] for r in recs]
+
+
+def plateau_index(values: np.ndarray) -> int | None:
+    """Index of the plateau (module docstring) of a (S, T) curve array; ``None`` for fewer than 2
+    seeds (no seed std) or no evaluation."""
+    if values.ndim != 2 or values.shape[0] < 2 or values.shape[1] == 0:
+        return None
+    mean, std = values.mean(axis=0), values.std(axis=0, ddof=1)
+    for t in range(values.shape[1]):
+        if np.all(mean[t + 1 :] - mean[t] <= std[t]):
+            return t
+    raise AssertionError("unreachable: the last evaluation always qualifies")
+
+
+def plateau(results: dict[str, Any], regime: str, arm: str) -> int | None:
+    """The arm's plateau iteration (mIoU), or ``None`` when it has fewer than 2 seeds."""
+    iters, values, _ = curves(results, regime, arm)
+    i = plateau_index(values)
+    return None if i is None else int(iters[i])
+
+
+def plateau_reached(results: dict[str, Any], regime: str, arm: str) -> bool:
+    """Whether the arm stopped improving before its last evaluation."""
+    iters, _, _ = curves(results, regime, arm)
+    p = plateau(results, regime, arm)
+    return p is not None and p < int(iters[-1])
+
+
+def claim_plateau(results: dict[str, Any], regime: str, claim: claims.Claim) -> int | None:
+    """The iteration a claim is judged at "at the plateau": the later of its two arms' plateaus (both
+    have stopped improving there); ``None`` when either arm has none yet."""
+    pa, pb = plateau(results, regime, claim.a), plateau(results, regime, claim.b)
+    return None if pa is None or pb is None else max(pa, pb)
+
+
+def _fmt(x: np.ndarray) -> str:
+    return claims.fmt(np.asarray(x, dtype=np.float64))
+
+
+def endpoint_rows(
+    results: dict[str, Any], arms: tuple[str, ...] = ENDPOINT_ARMS, regime: str = "pretrained"
+) -> list[dict[str, Any]]:
+    """One row per arm: the paper's mIoU, ours at 500 iterations, at the plateau, the best (each seed's
+    highest evaluation) and the final value, mean ± std over seeds, with the plateau iteration."""
+    rows = []
+    for arm in arms:
+        iters, values, seeds = curves(results, regime, arm)
+        paper = PAPER_ARMS.get(arm, (None,))[0]
+        row: dict[str, Any] = {"arm": arm_label(arm), "paper mIoU": "–" if paper is None else f"{paper:.1f}"}
+        if not seeds:
+            rows.append(
+                {**row, "seeds": 0, f"at {EARLY}": "–", "plateau at": NOT_RUN_YET}
+                | dict.fromkeys(("at plateau", "best", "final", "final iteration"), "–")
+            )
+            continue
+        early = values[:, list(iters).index(EARLY)] if EARLY in iters else np.array([])
+        i = plateau_index(values)
+        if i is None:
+            where, at_plateau = "needs 2 seeds", "–"
+        else:
+            reached = i < values.shape[1] - 1
+            where = f"{iters[i]}" + ("" if reached else " (not reached)")
+            at_plateau = _fmt(values[:, i])
+        rows.append(
+            {
+                **row,
+                "seeds": len(seeds),
+                f"at {EARLY}": _fmt(early),
+                "plateau at": where,
+                "at plateau": at_plateau,
+                "best": _fmt(values.max(axis=1)),
+                "final": _fmt(values[:, -1]),
+                "final iteration": int(iters[-1]),
+            }
+        )
+    return rows
+
+
+def verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> list[dict[str, Any]]:
+    """Each end-point claim judged by amendment 5's rule at 500 iterations and at the plateau (one
+    Holm family per end point), and whether the two verdicts differ."""
+    early = claims.paired_verdict_rows(results, regime, at=EARLY, claim_keys=ENDPOINT_CLAIMS)
+    late = claims.paired_verdict_rows(
+        results,
+        regime,
+        at=lambda c: claim_plateau(results, regime, c),
+        claim_keys=ENDPOINT_CLAIMS,
+    )
+    rows = []
+    for e, p in zip(early, late):
+        no_plateau = p["iteration"] is None
+        rows.append(
+            {
+                "source": e["source"],
+                "claim": e["claim"],
+                "paper": e["paper"],
+                "seeds": e["n"],
+                f"d at {EARLY} [95% CI]": _interval(e),
+                f"verdict at {EARLY}": NOT_RUN_YET if e["verdict"] == claims.MISSING else e["verdict"],
+                "plateau iteration": "–" if no_plateau else p["iteration"],
+                "d at plateau [95% CI]": "–" if no_plateau else _interval(p),
+                "verdict at plateau": "no plateau yet (needs 2 seeds of both arms)"
+                if no_plateau
+                else p["verdict"],
+                "differs": "–" if no_plateau else ("yes" if _word(e) != _word(p) else "no"),
+            }
+        )
+    return rows
+
+
+def _word(row: dict[str, Any]) -> str:
+    """The verdict without its parenthesis (so "holds (within ±0.5 ...)" compares as "holds")."""
+    return row["verdict"].split(" (")[0]
+
+
+def _interval(row: dict[str, Any]) -> str:
+    lo, hi = row["ci95"]
+    if math.isnan(row["mean"]):
+        return "–"
+    if math.isnan(lo):
+        return f"{row['mean']:+.2f}"
+    return f"{row['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+#: The mechanism beside the verdicts: what each of the paper's premises looks like in our runs.
+MECHANISM_METRICS: dict[str, str] = {
+    "norm_correlation.pearson_log": "row norm vs log pixel count (Pearson)",
+    "bias_correlation.pearson": "bias vs log pixel count (Pearson)",
+    "group_cosine.within": "cosine within confusable groups",
+    "group_cosine.between": "cosine between groups",
+    "class_separability": "CS (Eq. 9)",
+    "rare_third_IoU": "rare-third IoU",
+    "confusable_IoU": "confusable-group IoU",
+    "f1_rarest_group": "F1 of the rarest frequency group",
+    "posthoc.delta.mIoU": "post-hoc equalisation Δ mIoU",
+    "posthoc.delta.rare_third_IoU": "post-hoc equalisation Δ rare-third IoU",
+}
+
+
+def mechanism_rows(
+    results: dict[str, Any], arms: tuple[str, ...] = ENDPOINT_ARMS, regime: str = "pretrained"
+) -> list[dict[str, Any]]:
+    """One row per arm with the final run's mechanism measurements (mean ± std over seeds); "–"
+    where a measurement does not apply: a classifier whose rows all have one norm (frozen CBP, EMA
+    re-equalised) has no norm-frequency correlation to speak of (the float noise of equal norms is
+    not shown), one without bias none for the bias, and post-hoc equalisation is measured on
+    learnable classifiers only."""
+    rows = []
+    for arm in arms:
+        recs = results["by_arm"].get(regime, {}).get(arm, [])
+        row: dict[str, Any] = {"arm": arm_label(arm), "seeds": len(recs)}
+        equal_norms = bool(recs) and all(_equal_norms(r) for r in recs)
+        for key, label in MECHANISM_METRICS.items():
+            if equal_norms and key == "norm_correlation.pearson_log":
+                row[label] = "– (equal norms)"
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                row[label] = claims.fmt(claims.values(results, regime, arm, key))
+        rows.append(row)
+    return rows
+
+
+def _equal_norms(rec: dict[str, Any], tol: float = 1e-4) -> bool:
+    """Whether every row of the run's final classifier has the same norm (within ``tol``)."""
+    norms = rec.get("metrics", {}).get("prototype_norms") or []
+    return bool(norms) and max(norms) - min(norms) <= tol
+
+
+def count_line(results: dict[str, Any], regime: str = "pretrained") -> str:
+    """``"9 of 21 end-point runs recorded (Table 3: 9 of 12; Table 4: 0 of 9)"``."""
+    have = {a: len(results["by_arm"].get(regime, {}).get(a, [])) for a in ENDPOINT_ARMS}
+    t3 = sum(have[a] for a in TABLE3_ARMS)
+    t4 = sum(have[a] for a in ENDPOINT_ARMS if a not in TABLE3_ARMS)
+    n3, n4 = 3 * len(TABLE3_ARMS), 3 * (len(ENDPOINT_ARMS) - len(TABLE3_ARMS))
+    return f"{t3 + t4} of {n3 + n4} end-point runs recorded (Table 3: {t3} of {n3}; Table 4 variants: {t4} of {n4})"
+
+
+def tuning_rows(tune_results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Amendment 5's tuning budget (profile ``tune``): one row per tuning run in the order of
+    :data:`~cbp.experiments.study.TUNE_ARMS`, its setting, its mIoU on the tuning set's validation
+    split (never the verdict set's) and whether :data:`~cbp.experiments.study.TUNED` chose it."""
+    rows = []
+    for name, label, overrides in TUNE_ARMS:
+        rec = tune_results["runs"].get(f"pretrained-{name}-s0")
+        setting = dict(o.lstrip("-").split("=", 1) for o in overrides)
+        arm = "linear" if name.startswith("linear") else "cbp_occl"
+        chosen = TUNED.get(arm) or {}
+        picked = float(setting["optim.head_lr_mult"]) == float(chosen.get("head_lr_mult", -1)) and (
+            arm == "linear" or float(setting["model.length"]) == float(chosen.get("length", -1))
+        )
+        rows.append(
+            {
+                "tuned arm": arm_label(arm),
+                "setting": label.split(", ", 1)[1],
+                "tuning mIoU": "not run" if rec is None else f"{rec['metrics']['mIoU']:.2f}",
+                "iterations": "–" if rec is None else rec["config"]["train"]["iters"],
+                "chosen": "yes" if picked else "",
+            }
+        )
+    return rows
+
+
+#: The steps of the paper's argument (Sections 3.1 and 4.3) as measurements on our runs: (step, what
+#: is measured, arm a, arm b or "" for a one-arm quantity, metric). The argument needs each > 0.
+PREMISES: tuple[tuple[str, str, str, str, str], ...] = (
+    (
+        "1. a learnable classifier's norms grow with class frequency",
+        "row norm vs log pixel count, Pearson (paper: 0.27)",
+        "linear",
+        "",
+        "norm_correlation.pearson_log",
+    ),
+    (
+        "1'. ... or its bias does",
+        "bias vs log pixel count, Pearson",
+        "linear",
+        "",
+        "bias_correlation.pearson",
+    ),
+    (
+        "2. that prior costs accuracy: equal norms, no bias would be better",
+        "post-hoc equalisation of the baseline, Δ mIoU",
+        "linear",
+        "",
+        "posthoc.delta.mIoU",
+    ),
+    (
+        "2'. ... above all for rare classes",
+        "post-hoc equalisation of the baseline, Δ rare-third IoU",
+        "linear",
+        "",
+        "posthoc.delta.rare_third_IoU",
+    ),
+    (
+        "3. confusable classes get similar learnable rows",
+        "baseline: cosine within groups − between groups",
+        "linear",
+        "",
+        "group_cosine.within-between",
+    ),
+    (
+        "4. frozen equal-norm, orthogonal rows help rare classes",
+        "+CBP − baseline, rare-third IoU",
+        "cbp",
+        "linear",
+        "rare_third_IoU",
+    ),
+    (
+        "5. ... and confusable classes",
+        "+CBP − baseline, confusable-group IoU",
+        "cbp",
+        "linear",
+        "confusable_IoU",
+    ),
+)
+
+
+def _premise_values(results: dict[str, Any], regime: str, arm: str, metric: str) -> dict[int, float]:
+    out = {}
+    for r in results["by_arm"].get(regime, {}).get(arm, []):
+        if metric == "group_cosine.within-between":
+            v = claims.value(r, "group_cosine.within") - claims.value(r, "group_cosine.between")
+        else:
+            v = claims.value(r, metric)
+        if math.isfinite(v):
+            out[r["seed"]] = v
+    return out
+
+
+def premise_rows(results: dict[str, Any], regime: str = "pretrained") -> list[dict[str, Any]]:
+    """Each step of the paper's argument measured on the final runs: per-seed values (a difference
+    of two arms is paired by seed), their mean ± std, and whether the seed mean has the sign the
+    argument needs ("yes" / "no"; "–" when not measured). A description, not a claim test: with
+    3 seeds it says in which step the argument breaks here, if it breaks."""
+    rows = []
+    for step, measured, a, b, metric in PREMISES:
+        va = _premise_values(results, regime, a, metric)
+        vb = _premise_values(results, regime, b, metric) if b else dict.fromkeys(va, 0.0)
+        seeds = sorted(set(va) & set(vb))
+        d = np.array([va[s] - vb[s] for s in seeds], dtype=np.float64)
+        rows.append(
+            {
+                "step of the argument": step,
+                "measured (final runs)": measured,
+                "ours": claims.fmt(d),
+                "seeds": len(seeds),
+                "as the argument needs": "–" if d.size == 0 else ("yes" if d.mean() > 0 else "no"),
+            }
+        )
+    return rows
