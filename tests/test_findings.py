@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,32 @@ def test_intro_box_matches_the_records() -> None:
     assert findings.replace_block(page, block) == page, (
         "book/intro.md's findings box is not the records' summary: run `python -m cbp.book.findings book/intro.md`"
     )
+    folder = "results/ablations-v2-endpoints"
+    new = findings.endpoint_markdown(claims.load_results(ROOT / folder), folder)
+    assert findings.replace_block(page, new, findings.ENDPOINTS_START, findings.ENDPOINTS_END) == page, (
+        "book/intro.md's end-point box is not the records' summary: run `python -m cbp.book.findings book/intro.md`"
+    )
+
+
+def test_endpoint_box_says_what_is_not_run(tmp_path: Path) -> None:
+    assert "No end-point run" in findings.endpoint_markdown(claims.load_results(tmp_path), "x")
+    rec = {
+        "kind": "train",
+        "regime": "pretrained",
+        "arm": "linear",
+        "seed": 0,
+        "recorded": "2026-11-29 10:00:00",
+        "config": {"train": {"iters": 1000}},
+        "metrics": {"mIoU": 50.0, "mAcc": 55.0},
+        "curve": [{"iter": 500, "mIoU": 40.0, "mAcc": 45.0}, {"iter": 1000, "mIoU": 50.0, "mAcc": 55.0}],
+    }
+    (tmp_path / "pretrained-linear-s0.json").write_text(json.dumps(rec))
+    text = findings.endpoint_markdown(claims.load_results(tmp_path), "x")
+    assert "1 of 21 end-point runs recorded" in text
+    both = next(
+        line for line in text.splitlines() if line.startswith("| CBP + OCCL beats baseline (Table 3, mIoU)")
+    )
+    assert both.endswith("| not run yet | not run yet |")
 
 
 def test_replace_block_needs_its_markers() -> None:

@@ -10,8 +10,10 @@ for a claim that two arms *tie* (the paper's +0.1, 0.0), "within noise" holds an
 difference either way does not.
 
 The intro page carries the same summary between two comment lines
-(``% findings:start`` / ``% findings:end``); ``python -m cbp.book.findings book/intro.md`` rewrites
-it from the records, and a test fails when the page and the records disagree.
+(``% findings:start`` / ``% findings:end``), and the summary of amendment 5's end points
+(:func:`endpoint_markdown`, read out by :mod:`cbp.experiments.endpoints`) between
+``% endpoints:start`` / ``% endpoints:end``; ``python -m cbp.book.findings book/intro.md`` rewrites
+both from the records, and a test fails when the page and the records disagree.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from cbp.experiments import claims, tables
+from cbp.experiments import claims, endpoints, tables
 
 #: The four scores a claim can get (a tie is scored against the paper's tie, see the module doc).
 HOLDS, FAILS, NOISE, NOT_RUN = "holds", "does not hold", "within noise", "not run"
@@ -47,6 +49,9 @@ KIND_METRIC: dict[str, str] = {"order": "class separability (Eq. 8)", "std": "st
 KEY_CLAIMS: tuple[str, ...] = ("t3_both", "t3_cbp", "t3_occl", "t4_gradient", "t4_ema", "t5_equal", "t7_rare")
 
 START, END = "% findings:start", "% findings:end"
+
+#: Markers of the intro's block for the new study (amendment 5's end points).
+ENDPOINTS_START, ENDPOINTS_END = "% endpoints:start", "% endpoints:end"
 
 
 def _claim(key: str) -> claims.Claim:
@@ -200,12 +205,55 @@ def summary_markdown(results: dict[str, Any], folder: str, long_results: dict[st
     return "\n".join(lines)
 
 
-def replace_block(text: str, block: str) -> str:
-    """``text`` with the lines between :data:`START` and :data:`END` replaced by ``block``."""
-    pattern = re.compile(rf"^{re.escape(START)}\n.*?^{re.escape(END)}$", re.S | re.M)
+def replace_block(text: str, block: str, start: str = START, end: str = END) -> str:
+    """``text`` with the lines between ``start`` and ``end`` (default :data:`START` / :data:`END`)
+    replaced by ``block``."""
+    pattern = re.compile(rf"^{re.escape(start)}\n.*?^{re.escape(end)}$", re.S | re.M)
     if not pattern.search(text):
-        raise ValueError(f"no '{START}' ... '{END}' block in the page")
-    return pattern.sub(lambda _: f"{START}\n{block}\n{END}", text)
+        raise ValueError(f"no '{start}' ... '{end}' block in the page")
+    return pattern.sub(lambda _: f"{start}\n{block}\n{end}", text)
+
+
+def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
+    """The intro's box for amendment 5's end points, as Markdown: what it reads, how much of it is
+    recorded, and each end-point claim at 500 iterations and at the plateau
+    (:func:`cbp.experiments.endpoints.verdict_rows`)."""
+    recs = tables.train_records(results)
+    if not recs:
+        return f"No end-point run is recorded in `{folder}` yet."
+    dates = sorted(r["recorded"][:10] for r in recs if r.get("recorded"))
+    span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    fp = (recs[0].get("data") or {}).get("fingerprint", {}).get("sha256", "?")[:12]
+    iters = sorted({r["config"]["train"]["iters"] for r in recs})
+    gpu = any((r.get("hardware") or {}).get("gpu") for r in recs)
+    lines = [
+        f"Computed from the runs recorded in `{folder}` ({span}): {endpoints.count_line(results)}. "
+        f"SYNTHETIC data (50 classes, generator 2, fingerprint {fp}...), `cnn_tiny`, pretrained regime, "
+        f"{'/'.join(map(str, iters))} iterations with an evaluation every 500, {'GPU' if gpu else 'CPU'}. "
+        "Each cell: our paired difference in the paper's direction (points of mIoU or mAcc), its 95% "
+        "interval over seeds, and the verdict of amendment 5's rule (paired t-test, Holm's correction per "
+        "end point; a tie holds when the whole interval is within ±0.5). A verdict needs 2 seeds of both arms.",
+        "",
+        "| the paper's claim | paper | ours at 500 iterations | ours at the plateau |",
+        "|---|---|---|---|",
+    ]
+    by_text = {c.text: c for c in claims.CLAIMS}
+    for row in endpoints.verdict_rows(results):
+        c = by_text[row["claim"]]
+        claim = f"{_claim_text(c)} ({c.source}, {metric_words(c)})"
+        if row["verdict at 500"] == endpoints.NOT_RUN_YET:
+            early = late = "not run yet"
+        else:
+            early = f"{row['d at 500 [95% CI]']}: **{row['verdict at 500']}**"
+            if row["plateau iteration"] == "–":
+                late = row["verdict at plateau"]
+            else:
+                late = (
+                    f"{row['d at plateau [95% CI]']} at {row['plateau iteration']}: "
+                    f"**{row['verdict at plateau']}**"
+                )
+        lines.append(f"| {claim} | {row['paper']} | {early} | {late} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,12 +262,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("page", type=Path)
     parser.add_argument("--results", default="results/ablations")
     parser.add_argument("--long", default="results/ablations-long")
+    parser.add_argument("--endpoints", default="results/ablations-v2-endpoints")
     args = parser.parse_args(argv)
     results = claims.load_results(args.results)
     long_results = claims.load_results(args.long) if Path(args.long).is_dir() else None
     block = summary_markdown(results, args.results, long_results)
-    args.page.write_text(replace_block(args.page.read_text(), block))
-    print(f"{args.page}: findings block rewritten from {args.results}")
+    text = replace_block(args.page.read_text(), block)
+    new = endpoint_markdown(claims.load_results(args.endpoints), args.endpoints)
+    args.page.write_text(replace_block(text, new, ENDPOINTS_START, ENDPOINTS_END))
+    print(f"{args.page}: findings blocks rewritten from {args.endpoints} and {args.results}")
 
 
 if __name__ == "__main__":
