@@ -193,7 +193,7 @@ MECHANISM_METRICS: dict[str, str] = {
     "bias_correlation.pearson": "bias vs log pixel count (Pearson)",
     "group_cosine.within": "cosine within confusable groups",
     "group_cosine.between": "cosine between groups",
-    "class_separability": "CS (Eq. 9)",
+    "class_separability": "CS (Eq. 8)",
     "rare_third_IoU": "rare-third IoU",
     "confusable_IoU": "confusable-group IoU",
     "f1_rarest_group": "F1 of the rarest frequency group",

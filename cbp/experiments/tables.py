@@ -75,7 +75,7 @@ def study_facts(results: dict[str, Any], profile: str) -> dict[str, str]:
         "seeds": f"{_seeds(results)}",
         "hardware": f"{hw.get('cpu')}, {hw.get('cpu_count')} cores, {hw.get('threads_per_run')} thread a run, "
         f"torch {hw.get('torch')}, GPU: {hw.get('gpu')}",
-        "total run time": f"{wall / 3600:.2f} h of runs (2 in parallel)",
+        "total run time": f"{wall / 3600:.2f} h of runs (the sum of the runs' times)",
         "protocol": f"experiments/protocol.md, first commit {PROTOCOL_COMMIT}",
         "code commits of the results": f"{len(commits)} commits of the tree while the study ran "
         f"(each JSON records its own){', e.g. ' + commits[0][:12] if commits else ''}",
