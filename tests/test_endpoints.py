@@ -196,3 +196,17 @@ def test_tuning_rows_mark_the_committed_choice() -> None:
     assert (
         both["setting"] == f"T = {TUNED['cbp_occl']['length']}, head lr x{TUNED['cbp_occl']['head_lr_mult']}"
     )
+
+
+def test_runs_without_a_curve_count_with_their_final_value(tmp_path: Path) -> None:
+    recs = []
+    for s in range(2):
+        r = _curve_record("linear", s, [40, 50, 55, 60 + s])
+        del r["curve"]  # e.g. the quick profile: no periodic evaluation
+        recs.append(r)
+    results = _results(tmp_path, recs)
+    iters, values, seeds = endpoints.curves(results, "pretrained", "linear")
+    assert list(iters) == [2000] and values.tolist() == [[60.0], [61.0]] and seeds == [0, 1]
+    row = endpoints.endpoint_rows(results, arms=("linear",))[0]
+    assert row["final"] == claims.fmt(np.array([60.0, 61.0])) and row["at 500"] == "–"
+    assert row["plateau at"] == "2000 (not reached)"

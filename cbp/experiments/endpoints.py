@@ -52,17 +52,27 @@ def curves(
     Returns:
         (iters, values, seeds): ``iters`` (T,) evaluation iterations common to all its seeds,
         ``values`` (S, T) float64, one row per seed in ``seeds`` order. Empty arrays when the arm
-        has no run with a curve.
+        has no run; a single column (the final values) for runs without periodic evaluation.
     """
-    recs = [r for r in results["by_arm"].get(regime, {}).get(arm, []) if r.get("curve")]
+    recs = results["by_arm"].get(regime, {}).get(arm, [])
     if not recs:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 0)), []
-    common = sorted(set.intersection(*({row["iter"] for row in r["curve"]} for r in recs)))
+    rows = [_curve(r) for r in recs]
+    common = sorted(set.intersection(*({row["iter"] for row in c} for c in rows)))
     values = np.array(
-        [[next(row[metric] for row in r["curve"] if row["iter"] == t) for t in common] for r in recs],
+        [[next(row[metric] for row in c if row["iter"] == t) for t in common] for c in rows],
         dtype=np.float64,
     )
     return np.array(common, dtype=np.int64), values, [r["seed"] for r in recs]
+
+
+def _curve(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A record's evaluations; a run without periodic evaluation (e.g. profile ``quick``) has one,
+    its final metrics at its last iteration."""
+    if rec.get("curve"):
+        return rec["curve"]
+    m = rec["metrics"]
+    return [{"iter": rec["config"]["train"]["iters"]} | {k: m[k] for k in ("mIoU", "mAcc", "aAcc") if k in m}]
 
 
 def plateau_index(values: np.ndarray) -> int | None:
