@@ -93,6 +93,9 @@ tuning = load("tune")
 
 # %%
 print(endpoints.count_line(current))
+if todo := endpoints.missing_runs(current):
+    print(f"not recorded yet ({len(todo)}): {', '.join(todo)}")
+    print(f"they run (and resume) with: python -m cbp.experiments run {study} --profile {profile} --jobs 1")
 if tables.train_records(current):
     facts = tables.study_facts(current, profile)
     display(pd.DataFrame({"": list(facts.values())}, index=list(facts)))
@@ -166,6 +169,24 @@ display(verdicts.drop(columns=["source"]).style.hide(axis="index"))
 display(pd.DataFrame(endpoints.premise_rows(current)).style.hide(axis="index"))
 display(Markdown("**Per arm** (final runs, mean ± std over seeds)"))
 display(pd.DataFrame(endpoints.mechanism_rows(current)).set_index("arm").T)
+
+# %% [markdown]
+# ## A harder regime: 150 classes
+#
+# With 50 classes in 256 dimensions, random rows are already nearly orthogonal, so orthogonality is
+# barely tested above. Amendment 5 adds Table 3 on the 150-class set (the rarest classes in a few
+# images), pretrained regime, 3 seeds, 4000 iterations (profile `hard150`), judged on the final
+# models.
+
+# %%
+hard = load("hard150")
+if not tables.train_records(hard):
+    print(
+        f"not run yet: python -m cbp.experiments run {study} --profile hard150 --jobs 1 (12 runs of 4000 iterations)"
+    )
+else:
+    display(pd.DataFrame(endpoints.endpoint_rows(hard, arms=endpoints.TABLE3_ARMS)).style.hide(axis="index"))
+    display(pd.DataFrame(endpoints.final_verdict_rows(hard)).style.hide(axis="index"))
 
 # %% [markdown]
 # ## History: the first study (generator 1, 500 iterations)

@@ -210,3 +210,15 @@ def test_runs_without_a_curve_count_with_their_final_value(tmp_path: Path) -> No
     row = endpoints.endpoint_rows(results, arms=("linear",))[0]
     assert row["final"] == claims.fmt(np.array([60.0, 61.0])) and row["at 500"] == "–"
     assert row["plateau at"] == "2000 (not reached)"
+
+
+def test_missing_runs_and_final_verdicts(tmp_path: Path) -> None:
+    recs = [_curve_record("linear", s, [40, 50, 55, 60 + s]) for s in range(3)]
+    recs += [_curve_record("cbp_occl", s, [40, 50, 55, 62 + s + 0.1 * s]) for s in range(3)]
+    results = _results(tmp_path, recs)
+    missing = endpoints.missing_runs(results)
+    assert len(missing) == 21 - 6 and "pretrained-ema-s1" in missing and "pretrained-linear-s0" not in missing
+    rows = {r["claim"]: r for r in endpoints.final_verdict_rows(results)}
+    assert len(rows) == 5  # Table 3's claims
+    assert rows["CBP + OCCL beats baseline"]["verdict"] == claims.HOLDS
+    assert rows["+OCCL beats baseline"]["verdict"] == endpoints.NOT_RUN_YET

@@ -364,3 +364,28 @@ def premise_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
             }
         )
     return rows
+
+
+def missing_runs(
+    results: dict[str, Any], regime: str = "pretrained", seeds: tuple[int, ...] = (0, 1, 2)
+) -> list[str]:
+    """Run names of the end points (arm x seed) with no record yet, e.g. ``["pretrained-ema-s1"]``."""
+    have = {(r["arm"], r["seed"]) for recs in results["by_arm"].get(regime, {}).values() for r in recs}
+    return [f"{regime}-{a}-s{s}" for s in seeds for a in ENDPOINT_ARMS if (a, s) not in have]
+
+
+def final_verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> list[dict[str, Any]]:
+    """Table 3's claims judged by amendment 5's rule on the final models only (for a profile without
+    periodic evaluation, e.g. ``hard150``), one Holm family."""
+    keys = tuple(c.key for c in claims.CLAIMS if c.source == "Table 3" and c.key in ENDPOINT_CLAIMS)
+    rows = claims.paired_verdict_rows(results, regime, claim_keys=keys)
+    return [
+        {
+            "claim": r["claim"],
+            "paper": r["paper"],
+            "seeds": r["n"],
+            "d [95% CI]": _interval(r),
+            "verdict": NOT_RUN_YET if r["verdict"] == claims.MISSING else r["verdict"],
+        }
+        for r in rows
+    ]
