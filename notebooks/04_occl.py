@@ -27,7 +27,7 @@
 # %% tags=["parameters"]
 seed = 0
 classes = 50  # synthetic set with 50 of ADE20K's classes (wall ... rare ones)
-batch_size = 8  # B: views "batch" = images [0, B/2) vs [B/2, B)
+batch_size = 8  # B: the figures' "batch" views = images [0, B/2) vs [B/2, B)
 backbone = "cnn_tiny"
 tau = 0.07
 lam, phi = 1.0, 0.3  # the paper's ablation weights (Section 4.3)
@@ -65,9 +65,13 @@ torch.set_num_threads(1)
 #
 # The paper splits the batch's labels $y$ into $y_1$ and $y_2$, "two different views of $y$
 # where [each] contains the same number of categories as $y$ while the number of objects is
-# half", and treats different objects of one class as augmentations of each other. We read this
-# as the default `views="batch"`: the first half of the images is view 1, the second half view 2
-# (see "Reading the paper" for the other options, `"random"` and `"global"`). Each
+# half", and treats different objects of one class as augmentations of each other. The library's
+# default reads this literally, `views="objects"`: each class's objects in the batch (its connected
+# regions) are split at random between the two views, so each view has every class and half of
+# its objects. The figures of this page use the simplest reading to draw, `views="batch"`, which
+# the project's first study used: the first half of the images is view 1, the second half view 2
+# (see "Reading the paper" for all the options, `"objects"`, `"batch"`, `"random"` and
+# `"global"`; the table further down computes the loss with three of them). Each
 # {term}`view centroid` is the mean feature of one class in one view.
 
 # %%
@@ -139,7 +143,7 @@ finish(occl_figures.plot_view_cosines(cent, idx, names))
 
 # %%
 rows = []
-for views in ["batch", "random"]:
+for views in ["objects", "batch", "random"]:
     occl = cbp.OCCL(tau=tau, lam=lam, phi=phi, views=views, seed=seed)
     res = occl(features, labels, prototypes)
     rows.append(
@@ -158,7 +162,10 @@ print(f"chance level of the category loss: log N = {np.log(classes):.3f}")
 # With `"random"` views each class's pixels are split in two at random, so every present class
 # is in both views and the two halves of a class are very alike (same images): the positive pair
 # is easy and the centroid loss lower. With `"batch"` views, the two views of a class come from
-# different images, which is the paper's "different objects as augmentations" reading.
+# different images, and a class seen in one half of the batch only has no positive pair. The
+# default `"objects"` keeps every class in both views (a class with a single object has that
+# object's pixels split) while the two views of a class are mostly different objects: the
+# paper's "same number of categories, half the objects".
 #
 # ## Which way does each loss push the pixels?
 #

@@ -95,6 +95,15 @@ def test_intro_box_matches_the_records() -> None:
     )
 
 
+def test_readme_endpoint_block_matches_the_records() -> None:
+    page = (ROOT / "README.md").read_text(encoding="utf-8")
+    folder = "results/ablations-v2-endpoints"
+    new = findings.endpoint_markdown(claims.load_results(ROOT / folder), folder)
+    assert findings.replace_block(page, new, findings.README_START, findings.README_END) == page, (
+        "README.md's end-point block is not the records' summary: run `python -m cbp.book.findings README.md`"
+    )
+
+
 def test_endpoint_box_says_what_is_not_run(tmp_path: Path) -> None:
     assert "No end-point run" in findings.endpoint_markdown(claims.load_results(tmp_path), "x")
     rec = {

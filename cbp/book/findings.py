@@ -50,8 +50,10 @@ KEY_CLAIMS: tuple[str, ...] = ("t3_both", "t3_cbp", "t3_occl", "t4_gradient", "t
 
 START, END = "% findings:start", "% findings:end"
 
-#: Markers of the intro's block for the new study (amendment 5's end points).
+#: Markers of the block for the current study (amendment 5's end points): MyST comments in the
+#: book's intro, HTML comments in the README (GitHub shows ``%`` lines as text).
 ENDPOINTS_START, ENDPOINTS_END = "% endpoints:start", "% endpoints:end"
+README_START, README_END = "<!-- endpoints:start -->", "<!-- endpoints:end -->"
 
 
 def _claim(key: str) -> claims.Claim:
@@ -257,20 +259,30 @@ def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m cbp.book.findings book/intro.md``: rewrite the page's findings block from results/."""
+    """``python -m cbp.book.findings PAGE``: rewrite the page's findings blocks (either or both of
+    the first study's and the end points') from results/ (the intro and the README have them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("page", type=Path)
     parser.add_argument("--results", default="results/ablations")
     parser.add_argument("--long", default="results/ablations-long")
     parser.add_argument("--endpoints", default="results/ablations-v2-endpoints")
     args = parser.parse_args(argv)
-    results = claims.load_results(args.results)
-    long_results = claims.load_results(args.long) if Path(args.long).is_dir() else None
-    block = summary_markdown(results, args.results, long_results)
-    text = replace_block(args.page.read_text(), block)
-    new = endpoint_markdown(claims.load_results(args.endpoints), args.endpoints)
-    args.page.write_text(replace_block(text, new, ENDPOINTS_START, ENDPOINTS_END))
-    print(f"{args.page}: findings blocks rewritten from {args.endpoints} and {args.results}")
+    text = args.page.read_text()
+    done = []
+    if START in text:
+        results = claims.load_results(args.results)
+        long_results = claims.load_results(args.long) if Path(args.long).is_dir() else None
+        text = replace_block(text, summary_markdown(results, args.results, long_results))
+        done.append(args.results)
+    for start, end in ((ENDPOINTS_START, ENDPOINTS_END), (README_START, README_END)):
+        if start in text:
+            new = endpoint_markdown(claims.load_results(args.endpoints), args.endpoints)
+            text = replace_block(text, new, start, end)
+            done.append(args.endpoints)
+    if not done:
+        raise SystemExit(f"{args.page}: no '{START}' or '{ENDPOINTS_START}' block to rewrite")
+    args.page.write_text(text)
+    print(f"{args.page}: findings blocks rewritten from {' and '.join(done)}")
 
 
 if __name__ == "__main__":
