@@ -544,3 +544,22 @@ def test_table_r_keeps_the_image_halves_reading() -> None:
     assert _value(quick["pretrained-cbp_occl-s0"].command, "loss.views") is None  # the default: objects
     # the history (generator 1) plans gain no arm
     assert not any("views_batch" in r.name for r in plan("ablations", "default"))
+
+
+@pytest.mark.parametrize("profile", ["tune", "endpoints"])
+def test_plan_commands_equal_the_recorded_ones(profile: str) -> None:
+    """Every recorded training run of a generator-2 profile has exactly the command the plan builds
+    today, so a refactor of ``plan`` cannot silently make the runner re-run (or mislabel) a record.
+
+    (Steps are left out: the tune profile's pretraining was recorded before the pretraining command
+    said ``--optim.head_lr_mult=1`` explicitly, when the preset's default was 1; its record and the
+    end points' one have the same mIoU, 43.904079.)"""
+    folder = Path(__file__).resolve().parents[1] / "results" / f"ablations-v2-{profile}"
+    recorded = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    recorded = {k: v for k, v in recorded.items() if v.get("kind") == "train"}
+    if not recorded:
+        pytest.skip(f"nothing recorded in {folder}")
+    planned = {r.name: r for r in plan("ablations", profile)}
+    for name, rec in recorded.items():
+        assert name in planned, f"{name} is recorded but no longer planned"
+        assert list(planned[name].command) == rec["command"], name

@@ -585,71 +585,51 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
 
     runs: list[Run] = [data, data_pre, pretrain, encoder]
     if p.tune:
-        for name, _label, overrides in TUNE_ARMS:
-            run_dir = base / f"pretrained-{name}-s0"
+
+        def tune_run(
+            name: str, arm: str, table: str, seed: int, iters: int, overrides: tuple[str, ...]
+        ) -> Run:
+            """A run on the tuning set (read as a set on disk, as the pretraining does: it has its own
+            seeds), fine-tuned from the study's encoder."""
+            run_dir = base / name
             command = (
                 *TRAIN,
                 "--preset",
                 p.preset,
                 "--out",
                 str(run_dir),
-                # the tuning set has its own seeds: read it as a set on disk (as the pretraining does)
                 "--data.name=ade20k",
                 *common,
-                f"--train.iters={p.iters}",
-                "--seed=0",
-                "--model.proto_seed=0",
+                f"--train.iters={iters}",
+                f"--seed={seed}",
+                f"--model.proto_seed={seed}",
                 *overrides,
                 f"--model.pretrained={encoder_file}",
             )
-            runs.append(
-                Run(
-                    name=f"pretrained-{name}-s0",
-                    kind="train",
-                    command=command,
-                    run_dir=str(run_dir),
-                    table="tune",
-                    arm=name,
-                    regime="pretrained",
-                    seed=0,
-                    deps=("data", "encoder"),
-                )
+            return Run(
+                name=name,
+                kind="train",
+                command=command,
+                run_dir=str(run_dir),
+                table=table,
+                arm=arm,
+                regime="pretrained",
+                seed=seed,
+                deps=("data", "encoder"),
             )
+
+        runs += [tune_run(f"pretrained-{n}-s0", n, "tune", 0, p.iters, o) for n, _label, o in TUNE_ARMS]
+        # the penalty check runs at the paper's values (head lr x10, T = 2)
+        paper_values = ("--optim.head_lr_mult=10", "--model.length=2")
         checks = [("gradient", ("--model.update=gradient",))]
         checks.append(("penalty", ("--model.update=penalty", f"--model.penalty_weight={PENALTY_WEIGHT:g}")))
-        for seed in PENALTY_CHECK_SEEDS:
-            for name, overrides in checks:
-                run_name = f"check-{name}-s{seed}"
-                run_dir = base / run_name
-                command = (
-                    *TRAIN,
-                    "--preset",
-                    p.preset,
-                    "--out",
-                    str(run_dir),
-                    "--data.name=ade20k",
-                    *common,
-                    f"--train.iters={PENALTY_CHECK_ITERS}",
-                    f"--seed={seed}",
-                    f"--model.proto_seed={seed}",
-                    "--optim.head_lr_mult=10",
-                    "--model.length=2",
-                    *overrides,
-                    f"--model.pretrained={encoder_file}",
-                )
-                runs.append(
-                    Run(
-                        name=run_name,
-                        kind="train",
-                        command=command,
-                        run_dir=str(run_dir),
-                        table="check",
-                        arm=f"check_{name}",
-                        regime="pretrained",
-                        seed=seed,
-                        deps=("data", "encoder"),
-                    )
-                )
+        runs += [
+            tune_run(
+                f"check-{n}-s{seed}", f"check_{n}", "check", seed, PENALTY_CHECK_ITERS, (*paper_values, *o)
+            )
+            for seed in PENALTY_CHECK_SEEDS
+            for n, o in checks
+        ]
         return runs
     all_arms = [a for a in arms(p.length_regimes, p.other_regimes) if p.generator in a.generators]
     # priority order: Table 3, 4, 5 (init arms), 9, then the embeddings step and the masked arms
