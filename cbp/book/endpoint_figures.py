@@ -12,8 +12,8 @@ from cbp.book.plotting import CLASSIFIER_COLORS, subplots
 from cbp.experiments import endpoints
 from cbp.experiments.study import TABLE3_ARMS, arm_label
 
-#: (colour key of CLASSIFIER_COLORS, line style) of each end-point arm: colour = classifier family,
-#: dashed = trained with OCCL.
+#: Each end-point arm's colour key in :data:`cbp.book.plotting.CLASSIFIER_COLORS` and line style:
+#: the colour is the classifier family, a dashed line means trained with OCCL.
 ARM_STYLE: dict[str, tuple[str, str]] = {
     "linear": ("learnable", "-"),
     "linear_occl": ("learnable", "--"),

@@ -50,8 +50,8 @@ KEY_CLAIMS: tuple[str, ...] = ("t3_both", "t3_cbp", "t3_occl", "t4_gradient", "t
 
 START, END = "% findings:start", "% findings:end"
 
-#: Markers of the block for the current study (amendment 5's end points): MyST comments in the
-#: book's intro, HTML comments in the README (GitHub shows ``%`` lines as text).
+# Markers of the block for the current study (amendment 5's end points): MyST comments in the
+# book's intro, HTML comments in the README (GitHub shows "%" lines as text).
 ENDPOINTS_START, ENDPOINTS_END = "% endpoints:start", "% endpoints:end"
 README_START, README_END = "<!-- endpoints:start -->", "<!-- endpoints:end -->"
 
