@@ -55,6 +55,7 @@ jobs = 2
 # %%
 import subprocess
 import sys
+import textwrap
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
@@ -94,8 +95,10 @@ tuning = load("tune")
 # %%
 print(endpoints.count_line(current))
 if todo := endpoints.missing_runs(current):
-    print(f"not recorded yet ({len(todo)}): {', '.join(todo)}")
-    print(f"they run (and resume) with: python -m cbp.experiments run {study} --profile {profile} --jobs 1")
+    print(textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88))
+    print(
+        f"they run (and resume) with:\n  python -m cbp.experiments run {study} --profile {profile} --jobs 1"
+    )
 if tables.train_records(current):
     facts = tables.study_facts(current, profile)
     display(pd.DataFrame({"": list(facts.values())}, index=list(facts)))
@@ -137,7 +140,7 @@ plotting.finish(
 # %%
 display(
     Markdown(
-        f"**Tables 3 and 4, val mIoU (%)** — paper: {claims.PAPER_LABEL}; ours: SYNTHETIC, `cnn_tiny`, CPU"
+        f"**Tables 3 and 4, val mIoU (%)** — {claims.PAPER_LABEL}; ours: SYNTHETIC, `cnn_tiny`, CPU"
     )
 )
 display(pd.DataFrame(endpoints.endpoint_rows(current)).style.hide(axis="index"))
@@ -153,7 +156,7 @@ display(pd.DataFrame(endpoints.endpoint_rows(current)).style.hide(axis="index"))
 
 # %%
 verdicts = pd.DataFrame(endpoints.verdict_rows(current))
-display(verdicts.drop(columns=["source"]).style.hide(axis="index"))
+display(verdicts.drop(columns=["source", "plateau iteration"]).style.hide(axis="index"))
 
 # %% [markdown]
 # ## The mechanism beside each verdict

@@ -141,12 +141,12 @@ def test_endpoint_rows_report_best_final_and_plateau(tmp_path: Path) -> None:
     ]
     results = _results(tmp_path, recs)
     rows = {r["arm"]: r for r in endpoints.endpoint_rows(results, arms=("linear", "cbp", "ema"))}
-    lin = rows["baseline (learnable + bias)"]
+    lin = rows["baseline"]
     assert lin["best"] == claims.fmt(np.array([62.0, 63.0, 64.0]))  # each seed's highest evaluation
-    assert lin["final"] == claims.fmt(np.array([61.5, 62.5, 63.5]))
+    assert lin["final (2000)"] == claims.fmt(np.array([61.5, 62.5, 63.5]))
     assert lin["plateau at"] == "1000" and lin["at 500"] == claims.fmt(np.array([40.0, 41.0, 42.0]))
     assert rows["+CBP"]["plateau at"] == "needs 2 seeds"
-    assert rows["ema" if "ema" in rows else next(k for k in rows if "EMA" in k)]["seeds"] == 0
+    assert rows["EMA"]["seeds"] == 0
 
 
 def test_mechanism_rows_average_over_seeds(tmp_path: Path) -> None:
@@ -208,7 +208,7 @@ def test_runs_without_a_curve_count_with_their_final_value(tmp_path: Path) -> No
     iters, values, seeds = endpoints.curves(results, "pretrained", "linear")
     assert list(iters) == [2000] and values.tolist() == [[60.0], [61.0]] and seeds == [0, 1]
     row = endpoints.endpoint_rows(results, arms=("linear",))[0]
-    assert row["final"] == claims.fmt(np.array([60.0, 61.0])) and row["at 500"] == "–"
+    assert row["final (2000)"] == claims.fmt(np.array([60.0, 61.0])) and row["at 500"] == "–"
     assert row["plateau at"] == "2000 (not reached)"
 
 

@@ -250,10 +250,7 @@ def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
             if row["plateau iteration"] == "–":
                 late = row["verdict at plateau"]
             else:
-                late = (
-                    f"{row['d at plateau [95% CI]']} at {row['plateau iteration']}: "
-                    f"**{row['verdict at plateau']}**"
-                )
+                late = f"{row['d at plateau [95% CI]']}: **{row['verdict at plateau']}**"
         lines.append(f"| {claim} | {row['paper']} | {early} | {late} |")
     return "\n".join(lines)
 

@@ -116,16 +116,20 @@ def endpoint_rows(
     results: dict[str, Any], arms: tuple[str, ...] = ENDPOINT_ARMS, regime: str = "pretrained"
 ) -> list[dict[str, Any]]:
     """One row per arm: the paper's mIoU, ours at 500 iterations, at the plateau, the best (each seed's
-    highest evaluation) and the final value, mean ± std over seeds, with the plateau iteration."""
+    highest evaluation) and the final value (its iteration in the column name), mean ± std over
+    seeds, with the plateau iteration."""
     rows = []
     for arm in arms:
         iters, values, seeds = curves(results, regime, arm)
         paper = PAPER_ARMS.get(arm, (None,))[0]
-        row: dict[str, Any] = {"arm": arm_label(arm), "paper mIoU": "–" if paper is None else f"{paper:.1f}"}
+        row: dict[str, Any] = {
+            "arm": arm_label(arm).split(" (")[0],
+            "paper mIoU": "–" if paper is None else f"{paper:.1f}",
+        }
         if not seeds:
             rows.append(
                 {**row, "seeds": 0, f"at {EARLY}": "–", "plateau at": NOT_RUN_YET}
-                | dict.fromkeys(("at plateau", "best", "final", "final iteration"), "–")
+                | dict.fromkeys(("at plateau", "best", "final"), "–")
             )
             continue
         early = values[:, list(iters).index(EARLY)] if EARLY in iters else np.array([])
@@ -144,8 +148,7 @@ def endpoint_rows(
                 "plateau at": where,
                 "at plateau": at_plateau,
                 "best": _fmt(values.max(axis=1)),
-                "final": _fmt(values[:, -1]),
-                "final iteration": int(iters[-1]),
+                f"final ({int(iters[-1])})": _fmt(values[:, -1]),
             }
         )
     return rows
@@ -173,7 +176,7 @@ def verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
                 f"d at {EARLY} [95% CI]": _interval(e),
                 f"verdict at {EARLY}": NOT_RUN_YET if e["verdict"] == claims.MISSING else e["verdict"],
                 "plateau iteration": "–" if no_plateau else p["iteration"],
-                "d at plateau [95% CI]": "–" if no_plateau else _interval(p),
+                "d at plateau [95% CI]": "–" if no_plateau else f"at {p['iteration']}: {_interval(p)}",
                 "verdict at plateau": "no plateau yet (needs 2 seeds of both arms)"
                 if no_plateau
                 else p["verdict"],
