@@ -119,8 +119,11 @@ def endpoint_rows(
     highest evaluation) and the final value (its iteration in the column name), mean ± std over
     seeds, with the plateau iteration."""
     rows = []
+    drawn = {arm: curves(results, regime, arm) for arm in arms}
+    last = max((int(c[0][-1]) for c in drawn.values() if c[2]), default=None)
+    final = "final" if last is None else f"final ({last})"
     for arm in arms:
-        iters, values, seeds = curves(results, regime, arm)
+        iters, values, seeds = drawn[arm]
         paper = PAPER_ARMS.get(arm, (None,))[0]
         row: dict[str, Any] = {
             "arm": arm_label(arm).split(" (")[0],
@@ -129,7 +132,7 @@ def endpoint_rows(
         if not seeds:
             rows.append(
                 {**row, "seeds": 0, f"at {EARLY}": "–", "plateau at": NOT_RUN_YET}
-                | dict.fromkeys(("at plateau", "best", "final"), "–")
+                | dict.fromkeys(("at plateau", "best", final), "–")
             )
             continue
         early = values[:, list(iters).index(EARLY)] if EARLY in iters else np.array([])
@@ -148,7 +151,7 @@ def endpoint_rows(
                 "plateau at": where,
                 "at plateau": at_plateau,
                 "best": _fmt(values.max(axis=1)),
-                f"final ({int(iters[-1])})": _fmt(values[:, -1]),
+                final if int(iters[-1]) == last else f"final ({int(iters[-1])})": _fmt(values[:, -1]),
             }
         )
     return rows
