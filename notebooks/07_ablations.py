@@ -120,7 +120,7 @@ display(pd.DataFrame(endpoints.tuning_rows(tuning)).style.hide(axis="index"))
 # ## Learning curves
 #
 # Each line is an arm's mean over seeds, the band ± one seed standard deviation, the ringed dot its
-# {term}`plateau`. The first study stopped every arm at 500 iterations, the left edge of these
+# {term}`plateau` (no dot: not reached, or fewer than 2 seeds). The first study stopped every arm at 500 iterations, the left edge of these
 # plots.
 
 # %% mystnb={"image": {"alt": "Two stacked line plots of validation mIoU against training iteration, 500 to 8000, for Table 3's four arms (top) and Table 4's update strategies beside frozen CBP + OCCL (bottom): each line a seed mean with a shaded band of one seed standard deviation and a ringed dot at its plateau; arms without runs are named as not run yet."}}
@@ -139,9 +139,7 @@ plotting.finish(
 
 # %%
 display(
-    Markdown(
-        f"**Tables 3 and 4, val mIoU (%)** — {claims.PAPER_LABEL}; ours: SYNTHETIC, `cnn_tiny`, CPU"
-    )
+    Markdown(f"**Tables 3 and 4, val mIoU (%)** — {claims.PAPER_LABEL}; ours: SYNTHETIC, `cnn_tiny`, CPU")
 )
 display(pd.DataFrame(endpoints.endpoint_rows(current)).style.hide(axis="index"))
 
@@ -151,8 +149,9 @@ display(pd.DataFrame(endpoints.endpoint_rows(current)).style.hide(axis="index"))
 # Each claim is judged twice by amendment 5's {term}`decision rule`: at 500 iterations and at the
 # plateau (the later of its two arms' plateaus). The differences are paired by seed (same seed =
 # same data order, initial weights and prototype draw); each cell gives their mean with its 95%
-# interval, in the paper's direction, and the verdict after Holm's correction over the claims of
-# that end point. "differs" says whether the verdict changes between the two.
+# interval and the number of seeds, in the paper's direction, and the verdict after Holm's
+# correction over the claims of that end point. A claim on mAcc is read at the mIoU plateau.
+# "differs" says whether the verdict changes between the two.
 
 # %%
 verdicts = pd.DataFrame(endpoints.verdict_rows(current))
@@ -165,8 +164,9 @@ display(verdicts.drop(columns=["source", "plateau iteration"]).style.hide(axis="
 # frequency; that prior costs accuracy, most of all for rare classes; confusable classes get similar
 # rows; frozen, equal-norm, orthogonal rows remove both and so help rare and confusable classes.
 # Each step is measured on the final runs below (mean ± std over seeds; a difference of two arms is
-# paired by seed), with whether its sign is the one the argument needs. Where a step says "no", the
-# argument breaks there on this benchmark, whatever the verdicts say.
+# paired by seed), with whether its seed mean has the sign the argument needs. These are
+# descriptions, not tests: with 3 seeds a "no" points to the step where the argument is weakest on
+# this benchmark; the seed spread beside it says how firmly.
 
 # %%
 display(pd.DataFrame(endpoints.premise_rows(current)).style.hide(axis="index"))

@@ -85,9 +85,9 @@ def test_tie_rule_needs_the_whole_interval_inside_the_margin() -> None:
     wide = claims.paired_test(np.array([0.1, 1.5, -1.2]))
     assert claims.paired_verdict(tie, wide, p_holm=0.9) == claims.NOT_RESOLVED
     gain = claims.paired_test(np.array([2.0, 2.1, 1.9]))
-    assert claims.paired_verdict(tie, gain, p_holm=0.001) == claims.FAILS + " (clear gain; paper: tie)"
+    assert claims.paired_verdict(tie, gain, p_holm=0.001) == claims.FAILS + " (significant gain; paper: tie)"
     loss = claims.paired_test(np.array([-2.0, -2.1, -1.9]))
-    assert claims.paired_verdict(tie, loss, p_holm=0.001) == claims.FAILS + " (clear loss; paper: tie)"
+    assert claims.paired_verdict(tie, loss, p_holm=0.001) == claims.FAILS + " (significant loss; paper: tie)"
     # a "diff" claim with a significant gain holds (the tie rule is not applied to it)
     diff = next(c for c in claims.CLAIMS if c.key == "t3_both")
     assert claims.paired_verdict(diff, gain, p_holm=0.001) == claims.HOLDS
@@ -113,7 +113,7 @@ def test_verdicts_at_500_and_at_the_plateau_can_differ(tmp_path: Path) -> None:
     # +CBP alone: a clear gain at 500 contradicts the paper's tie; at the plateau the paired
     # differences are exactly 0, so no interval, and the tie is not resolved
     cbp = rows["+CBP alone ≈ baseline"]
-    assert cbp["verdict at 500"] == claims.FAILS + " (clear gain; paper: tie)"
+    assert cbp["verdict at 500"] == claims.FAILS + " (significant gain; paper: tie)"
     # Table 4's variants have no run: missing at both end points, no plateau
     ema = rows["frozen beats EMA"]
     assert ema["verdict at 500"] == endpoints.NOT_RUN_YET and ema["differs"] == "–"
@@ -209,7 +209,7 @@ def test_runs_without_a_curve_count_with_their_final_value(tmp_path: Path) -> No
     assert list(iters) == [2000] and values.tolist() == [[60.0], [61.0]] and seeds == [0, 1]
     row = endpoints.endpoint_rows(results, arms=("linear",))[0]
     assert row["final (2000)"] == claims.fmt(np.array([60.0, 61.0])) and row["at 500"] == "–"
-    assert row["plateau at"] == "2000 (not reached)"
+    assert row["plateau at"] == "no curve (final only)" and row["at plateau"] == "–"
 
 
 def test_missing_runs_and_final_verdicts(tmp_path: Path) -> None:
@@ -222,3 +222,57 @@ def test_missing_runs_and_final_verdicts(tmp_path: Path) -> None:
     assert len(rows) == 5  # Table 3's claims
     assert rows["CBP + OCCL beats baseline"]["verdict"] == claims.HOLDS
     assert rows["+OCCL beats baseline"]["verdict"] == endpoints.NOT_RUN_YET
+
+
+def test_plateau_uses_the_std_at_t_not_at_later_evaluations() -> None:
+    # means 50, 52, 53; std at 0 is 3 (so 53 - 50 <= 3: plateau at 0), but if the rule used the std
+    # of the later evaluation (0) it would have to move on
+    v = np.array([[47.0, 52.0, 53.0], [53.0, 52.0, 53.0]])  # std(t=0) = 4.24, later stds 0
+    assert endpoints.plateau_index(v) == 0
+    v = np.array([[50.0, 51.0, 53.0], [50.0, 53.0, 53.0]])  # std(t=0) = 0: 53 - 50 > 0; t=1: std 1.41
+    assert endpoints.plateau_index(v) == 1
+
+
+def test_pairs_are_matched_by_seed_not_by_position(tmp_path: Path) -> None:
+    recs = [_curve_record("linear", s, [40, 50, 55, 60 + 10 * s]) for s in (0, 1, 2)]
+    recs += [_curve_record("cbp_occl", s, [40, 50, 55, 61 + 10 * s + 0.1 * s]) for s in (1, 2)]
+    results = _results(tmp_path, recs)
+    d = claims.paired_differences(results, "pretrained", "cbp_occl", "linear")
+    np.testing.assert_allclose(d, [1.1, 1.2])  # seeds 1 and 2; by position it would be 11.1, 11.2
+
+
+def test_holm_families_are_separate_per_end_point(tmp_path: Path) -> None:
+    recs = []
+    for s in range(3):
+        lin = _curve_record("linear", s, [40 + s, 50 + s, 55 + s, 55.2 + s])
+        both = _curve_record("cbp_occl", s, [42 + 1.3 * s, 50.5 + 1.1 * s, 55.5 + 1.2 * s, 55.8 + 1.1 * s])
+        for rec, gap in ((lin, 5.0), (both, 7.0 + 0.9 * s)):  # mAcc differences differ from mIoU's
+            for row in rec["curve"]:
+                row["mAcc"] = row["mIoU"] + gap
+            rec["metrics"]["mAcc"] = rec["curve"][-1]["mAcc"]
+        recs += [lin, both]
+    results = _results(tmp_path, recs)
+    for at in (500, lambda c: endpoints.claim_plateau(results, "pretrained", c)):
+        rows = claims.paired_verdict_rows(results, at=at, claim_keys=endpoints.ENDPOINT_CLAIMS)
+        tested = sorted((r for r in rows if not math.isnan(r["p"])), key=lambda r: r["p"])
+        assert len(tested) == 2 and tested[0]["p"] != tested[1]["p"]
+        # Holm over this end point's two tests only: the smaller p doubled, the larger kept (monotone)
+        assert tested[0]["p_holm"] == pytest.approx(min(1.0, 2 * tested[0]["p"]))
+        assert tested[1]["p_holm"] == pytest.approx(max(tested[0]["p_holm"], tested[1]["p"]))
+
+
+def test_a_plateau_at_the_last_evaluation_is_marked_not_reached(tmp_path: Path) -> None:
+    recs = []
+    for s in range(3):
+        recs.append(_curve_record("linear", s, [40 + s, 45 + s, 50 + s, 60 + s]))  # still rising
+        recs.append(_curve_record("cbp_occl", s, [41 + s, 46 + s + 0.1 * s, 51 + s, 61 + s + 0.2 * s]))
+    rows = {r["claim"]: r for r in endpoints.verdict_rows(_results(tmp_path, recs))}
+    cell = rows["CBP + OCCL beats baseline"]["d at plateau [95% CI]"]
+    assert cell.startswith("at 2000 (not reached): ") and cell.endswith("3 seeds")
+
+
+def test_seeds_evaluated_on_other_grids_are_refused(tmp_path: Path) -> None:
+    a, b = _curve_record("linear", 0, [40, 50, 55, 60]), _curve_record("linear", 1, [40, 50, 55, 60])
+    b["curve"] = b["curve"][1:]  # seed 1 lacks the 500 evaluation
+    with pytest.raises(ValueError, match="other iterations"):
+        endpoints.curves(_results(tmp_path, [a, b]), "pretrained", "linear")

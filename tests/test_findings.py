@@ -112,13 +112,15 @@ def test_endpoint_box_says_what_is_not_run(tmp_path: Path) -> None:
         "arm": "linear",
         "seed": 0,
         "recorded": "2026-11-29 10:00:00",
-        "config": {"train": {"iters": 1000}},
+        "config": {"train": {"iters": 1000, "eval_every": 500}, "model": {"backbone": "cnn_tiny"}},
+        "data": {"num_classes": 50, "generator_version": 2, "fingerprint": {"sha256": "ab" * 32}},
         "metrics": {"mIoU": 50.0, "mAcc": 55.0},
         "curve": [{"iter": 500, "mIoU": 40.0, "mAcc": 45.0}, {"iter": 1000, "mIoU": 50.0, "mAcc": 55.0}],
     }
     (tmp_path / "pretrained-linear-s0.json").write_text(json.dumps(rec))
     text = findings.endpoint_markdown(claims.load_results(tmp_path), "x")
-    assert "1 of 21 end-point runs recorded" in text
+    assert "1 of 21 end-point runs recorded" in text and "an evaluation every 500" in text
+    assert "50 classes, generator 2, fingerprint abababababab" in text
     both = next(
         line for line in text.splitlines() if line.startswith("| CBP + OCCL beats baseline (Table 3, mIoU)")
     )

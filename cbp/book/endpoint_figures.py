@@ -40,8 +40,9 @@ def plot_learning_curves(
     ylim: tuple[float, float] | None = None,
 ) -> Any:
     """Validation mIoU against iterations, one line per arm (its seed mean) with a band of ± one seed
-    std, and a marker at the arm's plateau (:func:`cbp.experiments.endpoints.plateau`); one panel per
-    table, stacked. Arms without a recorded run are named in the panel instead of drawn.
+    std, and a ringed dot at the arm's plateau (:func:`cbp.experiments.endpoints.plateau`; none when
+    the plateau is not reached before the last evaluation); one panel per table, stacked. Arms
+    without a recorded run are named in the panel instead of drawn.
 
     Args:
         results: the end points' results (``claims.load_results``).
@@ -67,7 +68,7 @@ def plot_learning_curves(
                 std = values.std(axis=0, ddof=1)
                 ax.fill_between(iters, mean - std, mean + std, color=c, alpha=0.2, linewidth=0)
                 i = endpoints.plateau_index(values)
-                if i is not None:
+                if i is not None and i < len(iters) - 1:  # not reached: no ring
                     ax.plot(iters[i], mean[i], "o", color=c, markersize=7, markeredgecolor="black")
         ax.set_title(panel_title)
         ax.set_xlabel("iteration")

@@ -225,16 +225,29 @@ def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
         return f"No end-point run is recorded in `{folder}` yet."
     dates = sorted(r["recorded"][:10] for r in recs if r.get("recorded"))
     span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
-    fp = (recs[0].get("data") or {}).get("fingerprint", {}).get("sha256", "?")[:12]
+    data = {
+        (d.get("num_classes"), d.get("generator_version"), d.get("fingerprint", {}).get("sha256", "?"))
+        for d in (r.get("data") or {} for r in recs)
+    }
+    if len(data) != 1:
+        raise ValueError(
+            f"{folder}: the records were trained on {len(data)} different data sets: {sorted(map(str, data))}"
+        )
+    classes, generator, fp = data.pop()
     iters = sorted({r["config"]["train"]["iters"] for r in recs})
+    every = sorted({r["config"]["train"].get("eval_every") or 0 for r in recs})
+    evals = "no periodic evaluation" if every == [0] else f"an evaluation every {'/'.join(map(str, every))}"
+    regimes = ", ".join(sorted({r["regime"] for r in recs}))
+    backbones = ", ".join(sorted({f"`{r['config']['model']['backbone']}`" for r in recs}))
     gpu = any((r.get("hardware") or {}).get("gpu") for r in recs)
     lines = [
         f"Computed from the runs recorded in `{folder}` ({span}): {endpoints.count_line(results)}. "
-        f"SYNTHETIC data (50 classes, generator 2, fingerprint {fp}...), `cnn_tiny`, pretrained regime, "
-        f"{'/'.join(map(str, iters))} iterations with an evaluation every 500, {'GPU' if gpu else 'CPU'}. "
-        "Each cell: our paired difference in the paper's direction (points of mIoU or mAcc), its 95% "
-        "interval over seeds, and the verdict of amendment 5's rule (paired t-test, Holm's correction per "
-        "end point; a tie holds when the whole interval is within ±0.5). A verdict needs 2 seeds of both arms.",
+        f"SYNTHETIC data ({classes} classes, generator {generator}, fingerprint {fp[:12]}...), {backbones}, "
+        f"{regimes} regime, {'/'.join(map(str, iters))} iterations with {evals}, {'GPU' if gpu else 'CPU'}. "
+        "Each cell: our mean paired difference in the paper's direction (points of mIoU or mAcc), its 95% "
+        "interval and the number of seeds, and the verdict of amendment 5's rule (paired t-test, Holm's "
+        "correction per end point; a tie holds when the whole interval is within ±0.5). A verdict needs 2 "
+        "seeds that both arms have.",
         "",
         "| the paper's claim | paper | ours at 500 iterations | ours at the plateau |",
         "|---|---|---|---|",
@@ -244,7 +257,7 @@ def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
         c = by_text[row["claim"]]
         claim = f"{_claim_text(c)} ({c.source}, {metric_words(c)})"
         if row["verdict at 500"] == endpoints.NOT_RUN_YET:
-            early = late = "not run yet"
+            early = late = endpoints.NOT_RUN_YET
         else:
             early = f"{row['d at 500 [95% CI]']}: **{row['verdict at 500']}**"
             if row["plateau iteration"] == "–":

@@ -474,6 +474,11 @@ def paired_verdict(claim: Claim, test: dict[str, float], p_holm: float, alpha: f
     * "a ≈ b" (kind ``tie``, the paper's ties): a significant difference either way **does not
       hold** (it names the direction); the tie **holds** when the whole 95% interval lies within
       ± :data:`TIE_MARGIN`; otherwise **not resolved** (the data exclude neither a tie nor an effect).
+      Significance is checked first, so a significant difference smaller than the margin (a
+      tight interval, e.g. [0.08, 0.14]) does not hold: the two arms are measurably different.
+
+    Identical paired differences (zero spread, e.g. [2, 2, 2]) give no p-value and no interval,
+    hence "not resolved"; with float mIoU values this does not happen in practice.
     """
     if test["n"] == 0:
         return MISSING
@@ -482,7 +487,9 @@ def paired_verdict(claim: Claim, test: dict[str, float], p_holm: float, alpha: f
     significant = not math.isnan(p_holm) and p_holm < alpha
     if claim.kind == "tie":
         if significant:
-            return FAILS + (" (clear gain; paper: tie)" if test["mean"] > 0 else " (clear loss; paper: tie)")
+            return FAILS + (
+                " (significant gain; paper: tie)" if test["mean"] > 0 else " (significant loss; paper: tie)"
+            )
         if -TIE_MARGIN <= test["lo"] and test["hi"] <= TIE_MARGIN:
             return HOLDS + f" (within ±{TIE_MARGIN}, as the paper's tie)"
         return NOT_RESOLVED
