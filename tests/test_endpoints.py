@@ -110,6 +110,8 @@ def test_verdicts_at_500_and_at_the_plateau_can_differ(tmp_path: Path) -> None:
     assert both["verdict at 500"] == claims.HOLDS
     assert both["plateau iteration"] == 1500
     assert both["differs"] == "yes" and both["verdict at plateau"] != claims.HOLDS
+    # the final models: paired differences 0, 0.01, 0.02 -> mean +0.01, not significant
+    assert both["d at final [95% CI]"].startswith("+0.01 [") and both["rule at final"] == claims.NOT_RESOLVED
     # +CBP alone: a clear gain at 500 contradicts the paper's tie; at the plateau the paired
     # differences are exactly 0, so no interval, and the tie is not resolved
     cbp = rows["+CBP alone ≈ baseline"]

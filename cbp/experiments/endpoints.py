@@ -180,7 +180,9 @@ def verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
     Columns: source, claim, paper; ``d at 500 [95% CI]`` and ``d at plateau [95% CI]`` (the mean
     paired difference in the paper's direction, its interval and the number of paired seeds; the
     plateau cell names its iteration and says "not reached" when that is the last evaluation);
-    ``verdict at 500``, ``verdict at plateau``; ``plateau iteration`` (int or "–"); ``differs``.
+    ``verdict at 500``, ``verdict at plateau``; ``plateau iteration`` (int or "–"); ``differs``;
+    and, reported beside the protocol's two verdicts (read-out note of 2026-11-29), the same rule on
+    the final models: ``d at final [95% CI]``, ``rule at final`` (its own Holm family).
     A claim whose arm has no run reads "not run yet"; one whose runs were not evaluated at 500
     reads "not evaluated at 500".
     """
@@ -191,10 +193,11 @@ def verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
         at=lambda c: claim_plateau(results, regime, c),
         claim_keys=ENDPOINT_CLAIMS,
     )
+    final = claims.paired_verdict_rows(results, regime, at=None, claim_keys=ENDPOINT_CLAIMS)
     by_arm = results["by_arm"].get(regime, {})
     by_key = {c.key: c for c in claims.CLAIMS}
     rows = []
-    for e, p in zip(early, late):
+    for e, p, f in zip(early, late, final):
         claim = by_key[e["key"]]
         run = bool(by_arm.get(claim.a)) and bool(by_arm.get(claim.b))
         it = p["iteration"]
@@ -220,6 +223,8 @@ def verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
                 "differs": "–"
                 if it is None or not run
                 else ("yes" if early_verdict.split(" (")[0] != late_verdict.split(" (")[0] else "no"),
+                "d at final [95% CI]": _interval(f) if run else "–",
+                "rule at final": (f["verdict"] if run else NOT_RUN_YET),
             }
         )
     return rows
