@@ -23,15 +23,20 @@
 # * **correlation ambiguity** (Table 6, Table 8, Fig. 6): learnable prototypes of similar classes
 #   point in similar directions; orthogonal prototypes should separate them.
 #
-# It reads the recorded results (`results/ablations/*.json`) and a small file of similarity maps
-# of one validation image (`results/ablations/similarity_snapshot.npz`); nothing is trained here
-# unless `rerun = True` (then the study command runs first: 4.0 h of run time, 2 runs at a time on 2 CPU cores).
+# It reads the recorded results of the project's **first study** (`results/ablations/*.json`:
+# synthetic generator 1, 500 iterations, an untuned baseline; history, see the previous page) and a
+# small file of similarity maps of one validation image (`results/ablations/similarity_snapshot.npz`);
+# nothing is trained here. The first study cannot be re-run (its data depended on the CPU), so
+# `rerun = True` only works with `profile = "quick"`. The same measurements on the current study's
+# end points (8000 iterations, tuned baseline) are in the previous page, "The mechanism beside each
+# verdict"; they do not all agree with the ones below (the sign of the norm-frequency correlation,
+# for one).
 # All data are **SYNTHETIC** (the 50-class set of `cbp.data.synthetic`); paper numbers are
 # labelled as such.
 
 # %% tags=["parameters"]
 study = "ablations"
-profile = "default"  # quick | default | gpu
+profile = "default"  # the first study's records: default; quick re-runs a small check
 rerun = False  # True: run the study (and the snapshot) before reading the results
 jobs = 2
 regime_for_maps = "pretrained"  # which regime's seed-0 runs the similarity figures show
