@@ -179,7 +179,7 @@ class Config:
 
 
 def synthetic() -> Config:
-    """The CPU default: 50-class synthetic scene parsing, 64x64, cnn_tiny from scratch (SYNTHETIC-STUDY)."""
+    """The CPU default: 50-class synthetic scene parsing, 64x64, cnn_tiny from scratch (the book's synthetic benchmark)."""
     return Config(
         model=ModelConfig(backbone="cnn_tiny", classifier="cbp", length=2.0),
         data=DataConfig(name="synthetic", root="data/synthetic-50", synthetic_classes=50, cat_max_ratio=1.0),
