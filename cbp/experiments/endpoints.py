@@ -267,7 +267,7 @@ def mechanism_rows(
     rows = []
     for arm in arms:
         recs = results["by_arm"].get(regime, {}).get(arm, [])
-        row: dict[str, Any] = {"arm": arm_label(arm), "seeds": len(recs)}
+        row: dict[str, Any] = {"arm": arm_label(arm).split(" (")[0], "seeds": len(recs)}
         equal_norms = bool(recs) and all(_equal_norms(r) for r in recs)
         for key, label in MECHANISM_METRICS.items():
             if equal_norms and key == "norm_correlation.pearson_log":
