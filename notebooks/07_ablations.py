@@ -186,9 +186,9 @@ display(pd.DataFrame(endpoints.mechanism_rows(current)).set_index("arm").T)
 # %% [markdown]
 # ## Reading the current study
 #
-# What the records showed when this was written (2026-11-29, Table 3 complete with 3 seeds an arm,
-# Table 4's variants not run yet; SYNTHETIC, `cnn_tiny`, CPU). The tables above are recomputed
-# from whatever is recorded; this reading is not.
+# What the records showed when this was written (2026-11-29, Table 3 complete with 3 seeds an arm;
+# of Table 4's variants only seed 0 of gradient and EMA, so no Table 4 verdict yet; SYNTHETIC,
+# `cnn_tiny`, CPU). The tables above are recomputed from whatever is recorded; this reading is not.
 #
 # * **With a tuned baseline, Table 3's four arms end level.** At 8000 iterations the baseline has
 #   81.25 ± 0.14 mIoU, +CBP 80.54 ± 0.26, +OCCL 81.53 ± 0.25 and CBP + OCCL 81.57 ± 0.06: all
