@@ -78,9 +78,8 @@ if rerun:
     subprocess.run(cmd, cwd=ROOT, check=True)  # a failed step fails the page
 
 
-def load(profile_name: str) -> dict:
-    folder = ROOT / results_dir(study, profile_name)
-    return claims.load_results(folder) if folder.is_dir() else {"runs": {}, "by_arm": {}}
+def load(profile_name: str) -> dict:  # a profile never run: no records (an empty folder reads as none)
+    return claims.load_results(ROOT / results_dir(study, profile_name))
 
 
 current = load(profile)
@@ -262,9 +261,8 @@ else:
 
 # %%
 folder = ROOT / results_dir(study, history_profile)
-results = claims.load_results(folder)
-long_folder = ROOT / results_dir(study, "long")
-long_results = claims.load_results(long_folder) if long_folder.is_dir() else {"runs": {}, "by_arm": {}}
+results = load(history_profile)
+long_results = load("long")
 
 # %% [markdown]
 # ### What the first study found

@@ -10,7 +10,8 @@ from typing import Any
 
 from cbp.book.plotting import CLASSIFIER_COLORS, subplots
 from cbp.experiments import endpoints
-from cbp.experiments.study import TABLE3_ARMS, arm_label
+from cbp.experiments.study import TABLE3_ARMS
+from cbp.experiments.tables import short_label
 
 #: Each end-point arm's colour key in :data:`cbp.book.plotting.CLASSIFIER_COLORS` and line style:
 #: the colour is the classifier family, a dashed line means trained with OCCL.
@@ -57,12 +58,12 @@ def plot_learning_curves(
         for arm in arms:
             iters, values, seeds = endpoints.curves(results, regime, arm)
             if not seeds:
-                missing.append(arm_label(arm).split(" (")[0])
+                missing.append(short_label(arm))
                 continue
             colour, style = ARM_STYLE.get(arm, ("paper", "-"))
             c = CLASSIFIER_COLORS[colour]
             mean = values.mean(axis=0)
-            label = f"{arm_label(arm).split(' (')[0]} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
+            label = f"{short_label(arm)} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
             ax.plot(iters, mean, style, color=c, label=label, linewidth=1.8)
             if len(seeds) > 1:
                 std = values.std(axis=0, ddof=1)

@@ -131,13 +131,20 @@ def counts(results: dict[str, Any], regimes: tuple[str, ...] = ("pretrained", "s
     return pd.DataFrame(data).rename_axis("the paper's claims")
 
 
+def date_span(recs: list[dict[str, Any]]) -> str:
+    """``"2026-11-29"`` or ``"2026-11-25 to 2026-11-29"``: the days the records were made ("?" if none says)."""
+    dates = sorted(r["recorded"][:10] for r in recs if r.get("recorded"))
+    if not dates:
+        return "?"
+    return dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+
+
 def records_line(results: dict[str, Any], folder: str) -> str:
     """Which records a summary is computed from: folder, number of runs, dates, generator version."""
     recs = tables.train_records(results)
-    dates = sorted(r.get("recorded", "")[:10] for r in recs if r.get("recorded"))
     data = results["runs"].get("data", {})
     version = (data.get("data") or {}).get("version", 1)
-    span = dates[0] if dates and dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}" if dates else "?"
+    span = date_span(recs)
     return (
         f"{len(recs)} training runs recorded in `{folder}` ({span}), on data made by version "
         f"{version} of the synthetic generator"
@@ -223,8 +230,7 @@ def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
     recs = tables.train_records(results)
     if not recs:
         return f"No end-point run is recorded in `{folder}` yet."
-    dates = sorted(r["recorded"][:10] for r in recs if r.get("recorded"))
-    span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    span = date_span(recs)
     data = {
         (d.get("num_classes"), d.get("generator_version"), d.get("fingerprint", {}).get("sha256", "?"))
         for d in (r.get("data") or {} for r in recs)

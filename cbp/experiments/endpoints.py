@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from cbp.experiments import claims
-from cbp.experiments.study import ENDPOINT_ARMS, TABLE3_ARMS, TUNE_ARMS, TUNED, arm_label
+from cbp.experiments.study import ENDPOINT_ARMS, PROFILES, TABLE3_ARMS, TUNE_ARMS, TUNED, arm_label
+from cbp.experiments.tables import short_label
 from cbp.paper import PAPER_ARMS
 
 #: The end point the first version of the study used (500 iterations, one pass over the data).
@@ -118,10 +119,6 @@ def claim_plateau(results: dict[str, Any], regime: str, claim: claims.Claim) -> 
     return None if pa is None or pb is None else max(pa, pb)
 
 
-def _fmt(x: np.ndarray) -> str:
-    return claims.fmt(np.asarray(x, dtype=np.float64))
-
-
 def endpoint_rows(
     results: dict[str, Any], arms: tuple[str, ...] = ENDPOINT_ARMS, regime: str = "pretrained"
 ) -> list[dict[str, Any]]:
@@ -140,7 +137,7 @@ def endpoint_rows(
         iters, values, seeds = drawn[arm]
         paper = PAPER_ARMS.get(arm, (None,))[0]
         row: dict[str, Any] = {
-            "arm": arm_label(arm).split(" (")[0],
+            "arm": short_label(arm),
             "paper mIoU": "–" if paper is None else f"{paper:.1f}",
         }
         if not seeds:
@@ -158,16 +155,16 @@ def endpoint_rows(
         else:
             reached = i < values.shape[1] - 1
             where = f"{iters[i]}" + ("" if reached else " (not reached)")
-            at_plateau = _fmt(values[:, i])
+            at_plateau = claims.fmt(values[:, i])
         rows.append(
             {
                 **row,
                 "seeds": len(seeds),
-                f"at {EARLY}": _fmt(early),
+                f"at {EARLY}": claims.fmt(early),
                 "plateau at": where,
                 "at plateau": at_plateau,
-                "best": _fmt(values.max(axis=1)),
-                final_key(int(iters[-1])): _fmt(values[:, -1]),
+                "best": claims.fmt(values.max(axis=1)),
+                final_key(int(iters[-1])): claims.fmt(values[:, -1]),
             }
         )
     return rows
@@ -267,7 +264,7 @@ def mechanism_rows(
     rows = []
     for arm in arms:
         recs = results["by_arm"].get(regime, {}).get(arm, [])
-        row: dict[str, Any] = {"arm": arm_label(arm).split(" (")[0], "seeds": len(recs)}
+        row: dict[str, Any] = {"arm": short_label(arm), "seeds": len(recs)}
         equal_norms = bool(recs) and all(_equal_norms(r) for r in recs)
         for key, label in MECHANISM_METRICS.items():
             if equal_norms and key == "norm_correlation.pearson_log":
@@ -291,7 +288,8 @@ def count_line(results: dict[str, Any], regime: str = "pretrained") -> str:
     have = {a: len(results["by_arm"].get(regime, {}).get(a, [])) for a in ENDPOINT_ARMS}
     t3 = sum(have[a] for a in TABLE3_ARMS)
     t4 = sum(have[a] for a in ENDPOINT_ARMS if a not in TABLE3_ARMS)
-    n3, n4 = 3 * len(TABLE3_ARMS), 3 * (len(ENDPOINT_ARMS) - len(TABLE3_ARMS))
+    seeds = len(PROFILES["endpoints"].seeds)
+    n3, n4 = seeds * len(TABLE3_ARMS), seeds * (len(ENDPOINT_ARMS) - len(TABLE3_ARMS))
     return f"{t3 + t4} of {n3 + n4} end-point runs recorded (Table 3: {t3} of {n3}; Table 4 variants: {t4} of {n4})"
 
 
@@ -411,7 +409,7 @@ def premise_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
 
 
 def missing_runs(
-    results: dict[str, Any], regime: str = "pretrained", seeds: tuple[int, ...] = (0, 1, 2)
+    results: dict[str, Any], regime: str = "pretrained", seeds: tuple[int, ...] = PROFILES["endpoints"].seeds
 ) -> list[str]:
     """Run names of the end points (arm x seed) with no record yet, e.g. ``["pretrained-ema-s1"]``."""
     have = {(r["arm"], r["seed"]) for recs in results["by_arm"].get(regime, {}).values() for r in recs}
