@@ -7,7 +7,16 @@ PIP    := $(VENV)/bin/pip
 
 .PHONY: test lint format book notebooks clean
 
+# The pinned torch pair is a CUDA build (it runs on the CPU): .venv takes about 6.5 GB. The disk is
+# checked first, so a full disk fails here with a plain message, not halfway through pip's install.
+VENV_MIN_FREE_GB ?= 8
+
 $(VENV)/bin/activate:
+	@free=$$(df -Pk . | awk 'NR == 2 {print int($$4 / 1048576)}'); \
+	if [ "$$free" -lt "$(VENV_MIN_FREE_GB)" ]; then \
+	  echo "make: $$free GiB free on this disk, and .venv (the pinned torch pair, a CUDA build that also runs on the CPU) needs about $(VENV_MIN_FREE_GB) GiB: free some space, or set VENV_MIN_FREE_GB=0 to try anyway." >&2; \
+	  exit 1; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
