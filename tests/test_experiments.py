@@ -413,8 +413,9 @@ def _parse(run: study.Run):
     """The engine's config of a training run, as ``python -m cbp.train`` parses its command."""
     from cbp.engine.train import parse_args
 
-    assert run.command[:3] == ("python", "-m", "cbp.train")
-    cfg, out = parse_args(list(run.command[3:]))
+    launcher = study.TORCHRUN2 if run.command[: len(study.TORCHRUN2)] == study.TORCHRUN2 else study.TRAIN
+    assert run.command[: len(launcher)] == launcher
+    cfg, out = parse_args(list(run.command[len(launcher) :]))
     assert str(out) == run.run_dir
     return cfg
 
@@ -448,7 +449,7 @@ def test_tune_profile_is_the_equal_budget_and_the_penalty_check() -> None:
             assert cfg.model.penalty_weight == study.PENALTY_WEIGHT == 1.0
 
 
-@pytest.mark.parametrize("profile", ["endpoints", "hard150"])
+@pytest.mark.parametrize("profile", ["endpoints", "hard150", "tables"])
 def test_tuned_profiles_refuse_to_plan_before_tuned_is_fixed(
     profile: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -536,6 +537,46 @@ def test_hard150_plan_is_table_3_on_the_150_class_set(monkeypatch: pytest.Monkey
         assert (cfg.train.iters, cfg.data.crop_size, r.regime) == (4000, (64, 64), "pretrained")
 
 
+def test_tables_plan_gives_each_arm_the_values_of_the_arm_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Amendment 5's tables at 2000 iterations: Table 5, 9 and R with their comparison arms, 3 seeds;
+    each arm gets the tuned values of the arm it changes (with a TUNED whose two sides differ in both
+    values, so a swapped source shows)."""
+    monkeypatch.setattr(study, "TUNED", TUNED)
+    runs = plan("ablations", "tables")
+    train = [r for r in runs if r.kind == "train"]
+    readings = [a.name for a in study.reading_arms()]
+    assert Counter(r.arm for r in train) == dict.fromkeys([*study.TABLES_ARMS, *readings], 3)
+    assert "embed" in {r.kind for r in runs}  # the masked inits need the class-mean embeddings
+    # (T, head lr, penalty weight or None) by the arm each one changes
+    cbp_occl, table4, baseline = (1.0, 10.0), (1.0, 30.0), (None, 30.0)
+    reference = {a.name: a.reference for a in study.reading_arms()}
+    expected = {"linear": baseline, "cbp_occl": cbp_occl, "ema": table4, "penalty": table4}
+    expected |= dict.fromkeys(study.TABLE5_ARMS, cbp_occl)
+    expected |= {f"length{t}": (float(t), 10.0) for t in (1, 3, 4, 5)}
+    expected |= {name: cbp_occl for name, ref in reference.items() if ref in ("cbp_occl", "ddp2_batch")}
+    expected |= {name: table4 for name, ref in reference.items() if ref in ("ema", "penalty")}
+    assert set(expected) == set(Counter(r.arm for r in train))
+    for r in train:
+        cfg = _parse(r)
+        assert (cfg.train.iters, cfg.seed, cfg.model.proto_seed, r.regime) == (
+            2000,
+            r.seed,
+            r.seed,
+            "pretrained",
+        )
+        assert cfg.data.root == "data/synthetic-50-v2" and cfg.model.pretrained == runs[3].artefact
+        length, lr = expected[r.arm]
+        assert cfg.optim.head_lr_mult == lr, r.name
+        if length is not None:
+            assert cfg.model.length == length, r.name
+        if cfg.model.update == "penalty":
+            assert cfg.model.penalty_weight == study.PENALTY_WEIGHT, r.name
+        # one value per option: a command never says --model.length twice
+        keys = [c.split("=", 1)[0] for c in r.command if c.startswith("--") and "=" in c]
+        assert len(keys) == len(set(keys)), r.name
+    assert [r.seed for r in train] == sorted(r.seed for r in train)  # every arm's seed 0 first
+
+
 def test_table_r_keeps_the_image_halves_reading() -> None:
     quick = {r.name: r for r in plan("ablations", "quick")}
     assert _value(quick["pretrained-views_batch-s0"].command, "loss.views") == "batch"
@@ -546,7 +587,7 @@ def test_table_r_keeps_the_image_halves_reading() -> None:
     assert not any("views_batch" in r.name for r in plan("ablations", "default"))
 
 
-@pytest.mark.parametrize("profile", ["tune", "endpoints"])
+@pytest.mark.parametrize("profile", ["tune", "endpoints", "hard150", "tables"])
 def test_plan_commands_equal_the_recorded_ones(profile: str) -> None:
     """Every recorded training run of a generator-2 profile has exactly the command the plan builds
     today, so a refactor of ``plan`` cannot silently make the runner re-run (or mislabel) a record.

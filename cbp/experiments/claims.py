@@ -498,6 +498,18 @@ def paired_verdict(claim: Claim, test: dict[str, float], p_holm: float, alpha: f
     return HOLDS if test["mean"] > 0 else FAILS
 
 
+def interval_text(row: dict[str, Any]) -> str:
+    """A row of :func:`paired_verdict_rows` as ``"+1.20 [+0.40, +2.00], 3 seeds"`` (no interval for
+    1 seed or identical differences; ``"–"`` for none)."""
+    lo, hi = row["ci95"]
+    if math.isnan(row["mean"]):
+        return "–"
+    seeds = f", {row['n']} seed{'s' if row['n'] != 1 else ''}"
+    if math.isnan(lo):
+        return f"{row['mean']:+.2f}{seeds}"
+    return f"{row['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]{seeds}"
+
+
 def _iteration(at: At, claim: Claim) -> int | None:
     return at(claim) if callable(at) else at
 
@@ -508,16 +520,18 @@ def paired_verdict_rows(
     alpha: float = 0.05,
     at: At = None,
     claim_keys: tuple[str, ...] | None = None,
+    claims: list[Claim] | None = None,
 ) -> list[dict[str, Any]]:
-    """Amendment 5's rule for every "diff" / "tie" claim of :data:`CLAIMS` (or those of
-    ``claim_keys``) in one regime at one end point ``at``.
+    """Amendment 5's rule for every "diff" / "tie" claim of ``claims`` (default :data:`CLAIMS`; or
+    those of ``claim_keys``) in one regime at one end point ``at``.
 
     Each row: the claim, the iteration compared, the number of paired seeds, the mean paired
     difference (paper's direction positive) with its 95% t interval, the raw and Holm-adjusted
     p-values (family: the claims of this call that have a test, i.e. one regime and one end point)
     and the verdict of :func:`paired_verdict`.
     """
-    chosen = [c for c in CLAIMS if c.kind in ("diff", "tie") and (claim_keys is None or c.key in claim_keys)]
+    pool = CLAIMS if claims is None else claims
+    chosen = [c for c in pool if c.kind in ("diff", "tie") and (claim_keys is None or c.key in claim_keys)]
     iterations = [_iteration(at, c) for c in chosen]
     tests = [
         paired_test(paired_differences(results, regime, c.a, c.b, c.metric, c.sign, it))

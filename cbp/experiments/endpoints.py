@@ -212,30 +212,19 @@ def verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
                 "source": e["source"],
                 "claim": e["claim"],
                 "paper": e["paper"],
-                f"d at {EARLY} [95% CI]": _interval(e),
+                f"d at {EARLY} [95% CI]": claims.interval_text(e),
                 f"verdict at {EARLY}": early_verdict,
                 "plateau iteration": "–" if it is None else it,
-                "d at plateau [95% CI]": "–" if it is None else where + _interval(p),
+                "d at plateau [95% CI]": "–" if it is None else where + claims.interval_text(p),
                 "verdict at plateau": late_verdict,
                 "differs": "–"
                 if it is None or not run
                 else ("yes" if early_verdict.split(" (")[0] != late_verdict.split(" (")[0] else "no"),
-                "d at final [95% CI]": _interval(f) if run else "–",
+                "d at final [95% CI]": claims.interval_text(f) if run else "–",
                 "rule at final": (f["verdict"] if run else NOT_RUN_YET),
             }
         )
     return rows
-
-
-def _interval(row: dict[str, Any]) -> str:
-    """``"+1.20 [+0.40, +2.00], 3 seeds"`` (no interval for 1 seed or identical differences)."""
-    lo, hi = row["ci95"]
-    if math.isnan(row["mean"]):
-        return "–"
-    seeds = f", {row['n']} seed{'s' if row['n'] != 1 else ''}"
-    if math.isnan(lo):
-        return f"{row['mean']:+.2f}{seeds}"
-    return f"{row['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]{seeds}"
 
 
 #: The mechanism beside the verdicts: what each of the paper's premises looks like in our runs.
@@ -425,7 +414,7 @@ def final_verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> l
         {
             "claim": r["claim"],
             "paper": r["paper"],
-            "d [95% CI]": _interval(r),
+            "d [95% CI]": claims.interval_text(r),
             "verdict": NOT_RUN_YET if r["verdict"] == claims.MISSING else r["verdict"],
         }
         for r in rows

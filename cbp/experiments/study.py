@@ -244,6 +244,13 @@ class Profile:
 #: Table 3's four arms and Table 4's three variants: amendment 5's end points.
 TABLE3_ARMS = ("linear", "cbp", "linear_occl", "cbp_occl")
 ENDPOINT_ARMS = (*TABLE3_ARMS, "gradient", "ema", "penalty")
+#: Amendment 5's other tables at 2000 iterations: Table 5's inits, Table 9's lengths, table "R"'s
+#: readings, and the arms they are compared with (the baseline for Table 8's CS order, CBP + OCCL,
+#: EMA and the penalty), re-run at 2000 iterations so that both sides of a comparison share the
+#: schedule.
+TABLE5_ARMS = ("orthogonal", "equal", "masked", "masked_orthogonal")
+TABLE9_ARMS = ("length1", "length3", "length4", "length5")
+TABLES_ARMS = ("linear", "cbp_occl", "ema", "penalty", *TABLE5_ARMS, *TABLE9_ARMS)
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
@@ -299,6 +306,20 @@ PROFILES: dict[str, Profile] = {
         tuned=True,
         description="amendment 5's harder regime: Table 3 on the 150-class set (64 x 64), pretrained regime, "
         "3 seeds, 4000 iterations",
+    ),
+    "tables": Profile(
+        "tables",
+        iters=2000,
+        pretrain_iters=1500,
+        seeds=(0, 1, 2),
+        data_root="data/synthetic-50-v2",
+        pretrain_root="data/synthetic-50-v2-pretrain",
+        only_arms=(*TABLES_ARMS, *(a.name for a in reading_arms())),
+        only_regimes=("pretrained",),
+        seed_major=True,
+        tuned=True,
+        description="amendment 5's other tables: Table 5, 9 and R with the arms they compare with, pretrained "
+        "regime, 3 seeds, 2000 iterations",
     ),
     # generator 1 (history): the records of results/ablations and results/ablations-long
     "default": Profile(
@@ -402,18 +423,31 @@ def arm_settings(arm: str, tuned: dict[str, dict[str, float | None]] | None = No
 
     The baseline gets its own head lr; ``+CBP`` and CBP + OCCL get CBP + OCCL's (T, head lr); ``+OCCL``
     and Table 4's variants get the baseline's head lr and CBP + OCCL's T; the penalty also gets
-    :data:`PENALTY_WEIGHT`.
+    :data:`PENALTY_WEIGHT`. The ``tables`` profile's arms (amendment 5, tables at 2000 iterations) take
+    the values of the arm they change: Table 5's inits and the readings of CBP + OCCL get CBP + OCCL's
+    (T, head lr), Table 9's lengths CBP + OCCL's head lr (their T is the arm), the readings of EMA
+    and of the penalty Table 4's values (and the penalty's weight).
 
     Raises:
         ConfigError: a value of :data:`TUNED` that the arm needs is not fixed yet (a usage error: exit 2).
     """
     tuned = TUNED if tuned is None else tuned
-    need = {
-        "linear": (("linear", "head_lr_mult"),),
-        "cbp": (("cbp_occl", "length"), ("cbp_occl", "head_lr_mult")),
-        "cbp_occl": (("cbp_occl", "length"), ("cbp_occl", "head_lr_mult")),
-        "linear_occl": (("linear", "head_lr_mult"),),
-    }.get(arm, (("cbp_occl", "length"), ("linear", "head_lr_mult")))
+    cbp_occl = (("cbp_occl", "length"), ("cbp_occl", "head_lr_mult"))
+    table4 = (("cbp_occl", "length"), ("linear", "head_lr_mult"))
+    # a reading of table "R" changes one reading of its reference arm (itself perhaps a reading, as
+    # ddp2_global's ddp2_batch), so it takes the values of the arm at the root of that chain
+    reference = {a.name: a.reference for a in reading_arms()}
+    root = arm
+    while root in reference:
+        root = reference[root]
+    if arm in ("cbp", "cbp_occl", *TABLE5_ARMS) or root == "cbp_occl":
+        need = cbp_occl
+    elif arm in TABLE9_ARMS:
+        need = (("cbp_occl", "head_lr_mult"),)
+    elif arm in ("linear", "linear_occl"):
+        need = (("linear", "head_lr_mult"),)
+    else:  # Table 4's variants and their readings
+        need = table4
     out = []
     for source, key in need:
         value = tuned.get(source, {}).get(key)
@@ -424,7 +458,7 @@ def arm_settings(arm: str, tuned: dict[str, dict[str, float | None]] | None = No
                 "in cbp.experiments.study.TUNED before any end-point run"
             )
         out.append(f"--{'model' if key == 'length' else 'optim'}.{key}={value:g}")
-    if arm == "penalty":
+    if root == "penalty":
         out.append(f"--model.penalty_weight={PENALTY_WEIGHT:g}")
     return tuple(out)
 
