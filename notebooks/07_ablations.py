@@ -65,7 +65,7 @@ from IPython.display import Markdown, display
 
 from cbp.book import endpoint_figures, figures, findings, plotting
 from cbp.book.launch import repo_root
-from cbp.experiments import claims, endpoints, tables
+from cbp.experiments import claims, endpoints, other_tables, tables
 from cbp.experiments.runner import results_dir
 
 plotting.use_style()
@@ -94,7 +94,7 @@ tuning = load("tune")
 # %%
 print(endpoints.count_line(current))
 if todo := endpoints.missing_runs(current):
-    print(textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88))
+    print(textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88, break_on_hyphens=False))
     print(
         f"they run (and resume) with:\n  python -m cbp.experiments run {study} --profile {profile} --jobs 1"
     )
@@ -249,6 +249,37 @@ if not tables.train_records(hard):
 else:
     display(pd.DataFrame(endpoints.endpoint_rows(hard, arms=endpoints.TABLE3_ARMS)).style.hide(axis="index"))
     display(pd.DataFrame(endpoints.final_verdict_rows(hard)).style.hide(axis="index"))
+
+# %% [markdown]
+# ## The other tables at 2000 iterations
+#
+# After the end points, amendment 5 runs the paper's other ablations (Table 5's prototype inits,
+# Table 9's lengths $T$, and table R's readings of what the paper leaves open) at 2000 iterations,
+# 3 seeds, pretrained regime (profile `tables`), with the arms they are compared with re-run at the
+# same length. Each arm takes the tuned values of the arm it changes. They are judged on the final
+# models by the same paired rule, one Holm family per table; Table 9's lengths (against the tuned
+# $T = 2$) and table R's readings (against the arm each changes) are read as ties: **same** when
+# the whole 95% interval lies within ±0.5 points, **higher** / **lower** when the difference is
+# significant, **not resolved** otherwise.
+
+# %%
+other = load("tables")
+print(other_tables.count_line(other))
+if todo := other_tables.missing_runs(other):
+    if tables.train_records(other):
+        print(textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88, break_on_hyphens=False))
+    print(f"they run (and resume) with:\n  python -m cbp.experiments run {study} --profile tables --jobs 1")
+if tables.train_records(other):
+    display(pd.DataFrame(other_tables.arm_rows(other)).style.hide(axis="index"))
+    for table, title in (
+        ("5", "Table 5: prototype inits"),
+        ("9", "Table 9: length T"),
+        ("R", "Table R: readings"),
+    ):
+        display(
+            Markdown(f"**{title}** (paired differences, first arm minus second; SYNTHETIC, 2000 iterations)")
+        )
+        display(pd.DataFrame(other_tables.verdict_rows(other, table)).style.hide(axis="index"))
 
 # %% [markdown]
 # ## History: the first study (generator 1, 500 iterations)
