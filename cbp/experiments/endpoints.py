@@ -287,18 +287,14 @@ def tuning_rows(tune_results: dict[str, Any]) -> list[dict[str, Any]]:
     :data:`~cbp.experiments.study.TUNE_ARMS`, its setting, its mIoU on the tuning set's validation
     split (never the verdict set's) and whether :data:`~cbp.experiments.study.TUNED` chose it."""
     rows = []
-    for name, label, overrides in TUNE_ARMS:
-        rec = tune_results["runs"].get(f"pretrained-{name}-s0")
-        setting = dict(o.lstrip("-").split("=", 1) for o in overrides)
-        arm = "linear" if name.startswith("linear") else "cbp_occl"
-        chosen = TUNED.get(arm) or {}
-        picked = float(setting["optim.head_lr_mult"]) == float(chosen.get("head_lr_mult", -1)) and (
-            arm == "linear" or float(setting["model.length"]) == float(chosen.get("length", -1))
-        )
+    for t in TUNE_ARMS:
+        rec = tune_results["runs"].get(f"pretrained-{t.name}-s0")
+        chosen = TUNED.get(t.arm) or {}
+        picked = t.head_lr_mult == chosen.get("head_lr_mult") and t.length in (None, chosen.get("length"))
         rows.append(
             {
-                "tuned arm": arm_label(arm),
-                "setting": label.split(", ", 1)[1],
+                "tuned arm": arm_label(t.arm),
+                "setting": t.setting,
                 "tuning mIoU": "not run" if rec is None else f"{rec['metrics']['mIoU']:.2f}",
                 "iterations": "–" if rec is None else rec["config"]["train"]["iters"],
                 "chosen": "yes" if picked else "",

@@ -371,27 +371,46 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-#: Amendment 5's tuning budget: (arm, label, overrides), four runs for the baseline (head lr
-#: multipliers {3, 10, 30, 100}) and four for CBP + OCCL ((T, head lr) in {1, 2} x {10, 30}, with the
-#: object views, the new study's default, spelled out).
-TUNE_ARMS: list[tuple[str, str, tuple[str, ...]]] = [
-    (
-        f"linear_lr{m}",
-        f"baseline, head lr x{m}",
-        ("--model.classifier=linear", "--loss.occl=false", f"--optim.head_lr_mult={m}"),
-    )
-    for m in (3, 10, 30, 100)
-] + [
-    (
-        f"cbp_occl_T{t}_lr{m}",
-        f"CBP + OCCL, T = {t}, head lr x{m}",
-        (f"--model.length={t}", f"--optim.head_lr_mult={m}", "--loss.views=objects"),
-    )
-    for t in (1, 2)
-    for m in (10, 30)
+@dataclass(frozen=True)
+class TuneRun:
+    """One run of amendment 5's tuning budget: the arm tuned and the values it tries.
+
+    Attributes:
+        arm: ``"linear"`` (the baseline) or ``"cbp_occl"``.
+        head_lr_mult: the classifier's learning-rate multiplier.
+        length: CBP + OCCL's T (``None`` for the baseline).
+    """
+
+    arm: str
+    head_lr_mult: int
+    length: int | None = None
+
+    @property
+    def name(self) -> str:
+        """``"linear_lr10"``, ``"cbp_occl_T2_lr30"``."""
+        t = "" if self.length is None else f"_T{self.length}"
+        return f"{self.arm}{t}_lr{self.head_lr_mult}"
+
+    @property
+    def setting(self) -> str:
+        """``"head lr x10"``, ``"T = 2, head lr x30"``."""
+        t = "" if self.length is None else f"T = {self.length}, "
+        return f"{t}head lr x{self.head_lr_mult}"
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The run's training overrides (the object views, the new study's default, spelled out)."""
+        lr = f"--optim.head_lr_mult={self.head_lr_mult}"
+        if self.arm == "linear":
+            return ("--model.classifier=linear", "--loss.occl=false", lr)
+        return (f"--model.length={self.length}", lr, "--loss.views=objects")
+
+
+#: Amendment 5's tuning budget: four runs for the baseline (head lr multipliers {3, 10, 30, 100}) and
+#: four for CBP + OCCL ((T, head lr) in {1, 2} x {10, 30}).
+TUNE_ARMS: list[TuneRun] = [TuneRun("linear", m) for m in (3, 10, 30, 100)] + [
+    TuneRun("cbp_occl", m, t) for t in (1, 2) for m in (10, 30)
 ]
-#: Runs of the tuning budget that wait for something not implemented yet (none since the object views).
-TUNE_PENDING: list[tuple[str, str, tuple[str, ...]]] = []
 
 #: Amendment 5's check of the penalty's weight before Table 4 runs: ``gradient`` and ``penalty`` (weight
 #: :data:`PENALTY_WEIGHT`), 500 iterations, seeds 0-2, on the tuning set, at the paper's values (head lr
@@ -652,7 +671,9 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
                 deps=("data", "encoder"),
             )
 
-        runs += [tune_run(f"pretrained-{n}-s0", n, "tune", 0, p.iters, o) for n, _label, o in TUNE_ARMS]
+        runs += [
+            tune_run(f"pretrained-{t.name}-s0", t.name, "tune", 0, p.iters, t.overrides) for t in TUNE_ARMS
+        ]
         # the penalty check runs at the paper's values (head lr x10, T = 2)
         paper_values = ("--optim.head_lr_mult=10", "--model.length=2")
         checks = [("gradient", ("--model.update=gradient",))]
