@@ -249,6 +249,8 @@ if not tables.train_records(hard):
 else:
     display(pd.DataFrame(endpoints.endpoint_rows(hard, arms=endpoints.TABLE3_ARMS)).style.hide(axis="index"))
     display(pd.DataFrame(endpoints.final_verdict_rows(hard)).style.hide(axis="index"))
+    display(Markdown("**The paper's argument, step by step, on 150 classes** (final runs; descriptions)"))
+    display(pd.DataFrame(endpoints.premise_rows(hard)).style.hide(axis="index"))
 
 # %% [markdown]
 # ## The other tables at 2000 iterations
