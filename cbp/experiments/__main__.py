@@ -1,4 +1,5 @@
-"""Command line of the study: ``python -m cbp.experiments {run,status,table,plan,record,embed} ...``.
+"""Command line of the study: ``python -m cbp.experiments {run,status,table,plan,record,snapshot} ...``
+(and the plan's internal steps ``embed`` and ``encoder``).
 
 Errors are one line with an exit code (2 usage or config, e.g. an unknown study or profile; 4 data or
 file; 1 a bug, with its traceback; see :mod:`cbp.engine.errors`). ``run`` returns 1 when a run failed.
