@@ -169,7 +169,11 @@ def frequency_group_table(results: dict[str, Any], arms: Sequence[tuple[str, str
 
 
 def plot_frequency_groups(
-    results: dict[str, Any], arms: Sequence[tuple[str, str, str]], *, title_suffix: str = ""
+    results: dict[str, Any],
+    arms: Sequence[tuple[str, str, str]],
+    *,
+    title_suffix: str = "",
+    regimes: Sequence[str] = REGIMES,
 ) -> Any:
     """Fig. 5 analogue: mean F1 of each frequency group (rarest first), one bar per arm, one row per regime.
 
@@ -179,13 +183,14 @@ def plot_frequency_groups(
         results: :func:`cbp.experiments.claims.load_results` of the study.
         arms: ``(arm, label, colour key of CLASSIFIER_COLORS)`` for each bar.
         title_suffix: appended to each panel's title (e.g. what "ours" is).
+        regimes: the regimes to draw, one panel each.
     """
     import seaborn as sns
 
     table = frequency_group_table(results, arms)
     palette = {label: CLASSIFIER_COLORS.get(colour, "#333333") for _, label, colour in arms}
-    fig, axes = subplots(len(REGIMES), 1, width=PAGE_WIDTH, panel_height=3.4, sharey=True)
-    for ax, regime in zip(axes[:, 0], REGIMES):
+    fig, axes = subplots(len(regimes), 1, width=PAGE_WIDTH, panel_height=3.4, sharey=True)
+    for ax, regime in zip(axes[:, 0], regimes):
         part = table[table["regime"] == regime]
         if len(part):
             sns.barplot(
