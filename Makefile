@@ -8,15 +8,18 @@ PIP    := $(VENV)/bin/pip
 .PHONY: test lint format book notebooks clean
 
 # The pinned torch pair is a CUDA build (it runs on the CPU): .venv takes about 6.5 GB. The disk is
-# checked first, so a full disk fails here with a plain message, not halfway through pip's install.
+# checked before the venv is created and before an install into a venv without torch yet (e.g. a
+# rerun after an install that died halfway), so a full disk fails with a plain message, not halfway
+# through pip's install. pip also unpacks in $TMPDIR, which may be on another disk.
 VENV_MIN_FREE_GB ?= 8
-
-$(VENV)/bin/activate:
-	@free=$$(df -Pk . | awk 'NR == 2 {print int($$4 / 1048576)}'); \
-	if [ "$$free" -lt "$(VENV_MIN_FREE_GB)" ]; then \
+CHECK_DISK = @free=$$(df -Pk . | awk 'NR == 2 {print int($$4 / 1048576)}'); \
+	if ! ls -d $(VENV)/lib/python*/site-packages/torch >/dev/null 2>&1 && [ "$$free" -lt "$(VENV_MIN_FREE_GB)" ]; then \
 	  echo "make: $$free GiB free on this disk, and .venv (the pinned torch pair, a CUDA build that also runs on the CPU) needs about $(VENV_MIN_FREE_GB) GiB: free some space, or set VENV_MIN_FREE_GB=0 to try anyway." >&2; \
 	  exit 1; \
 	fi
+
+$(VENV)/bin/activate:
+	$(CHECK_DISK)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
@@ -26,10 +29,12 @@ $(VENV)/bin/activate:
 LOCK := requirements.lock
 
 $(VENV)/.test-installed: pyproject.toml $(LOCK) | $(VENV)/bin/activate
+	$(CHECK_DISK)
 	$(PIP) install -c $(LOCK) -e ".[test]"
 	touch $@
 
 $(VENV)/.book-installed: pyproject.toml $(LOCK) | $(VENV)/bin/activate
+	$(CHECK_DISK)
 	$(PIP) install -c $(LOCK) -e ".[test,book]"
 	touch $@
 

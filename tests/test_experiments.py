@@ -540,19 +540,21 @@ def test_hard150_plan_is_table_3_on_the_150_class_set(monkeypatch: pytest.Monkey
 def test_tables_plan_gives_each_arm_the_values_of_the_arm_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Amendment 5's tables at 2000 iterations: Table 5, 9 and R with their comparison arms, 3 seeds;
     each arm gets the tuned values of the arm it changes (with a TUNED whose two sides differ in both
-    values, so a swapped source shows)."""
-    monkeypatch.setattr(study, "TUNED", TUNED)
+    values and differ from the preset's defaults, so a swapped or a missing source shows)."""
+    monkeypatch.setattr(
+        study, "TUNED", {"linear": {"head_lr_mult": 30.0}, "cbp_occl": {"length": 1.0, "head_lr_mult": 3.0}}
+    )
     runs = plan("ablations", "tables")
     train = [r for r in runs if r.kind == "train"]
     readings = [a.name for a in study.reading_arms()]
     assert Counter(r.arm for r in train) == dict.fromkeys([*study.TABLES_ARMS, *readings], 3)
     assert "embed" in {r.kind for r in runs}  # the masked inits need the class-mean embeddings
     # (T, head lr, penalty weight or None) by the arm each one changes
-    cbp_occl, table4, baseline = (1.0, 10.0), (1.0, 30.0), (None, 30.0)
+    cbp_occl, table4, baseline = (1.0, 3.0), (1.0, 30.0), (None, 30.0)
     reference = {a.name: a.reference for a in study.reading_arms()}
     expected = {"linear": baseline, "cbp_occl": cbp_occl, "ema": table4, "penalty": table4}
     expected |= dict.fromkeys(study.TABLE5_ARMS, cbp_occl)
-    expected |= {f"length{t}": (float(t), 10.0) for t in (1, 3, 4, 5)}
+    expected |= {f"length{t}": (float(t), 3.0) for t in (1, 3, 4, 5)}
     expected |= {name: cbp_occl for name, ref in reference.items() if ref in ("cbp_occl", "ddp2_batch")}
     expected |= {name: table4 for name, ref in reference.items() if ref in ("ema", "penalty")}
     assert set(expected) == set(Counter(r.arm for r in train))

@@ -46,6 +46,10 @@ CLASSIFIER_COLORS: dict[str, str] = {
     "ema": "#56B4E9",  # sky blue: CBP init, then EMA of category centroids
     "penalty": "#F0E442",  # yellow: learned + re-equalised + orthogonality penalty
     "paper": "#555555",  # grey: numbers quoted from the paper
+    # Table 3's two other arms, as light shades of their classifier's family (bar charts, where a
+    # line style cannot say "with / without OCCL")
+    "learnable_occl": "#F4A582",  # light vermillion: the learnable baseline trained with OCCL
+    "cbp_no_occl": "#92C5DE",  # light blue: frozen CBP trained without OCCL
 }
 
 #: A qualitative palette for class colours in toy problems (Okabe-Ito order).

@@ -70,7 +70,7 @@ def value(rec: dict[str, Any], metric: str) -> float:
         groups = rec.get("analysis", {}).get("f1_groups")
         v = groups[0] if groups else None
     elif metric == "cs":
-        v = rec["analysis"]["class_separability"]
+        v = rec.get("analysis", {}).get("class_separability")
     elif metric.startswith("posthoc."):
         v = rec.get("posthoc_equalisation", {})
         for part in metric.split(".")[1:]:

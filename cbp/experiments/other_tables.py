@@ -11,10 +11,15 @@ One Holm family per table:
 * **Table 9**: each length ``T`` against the tuned ``T = 2`` (CBP + OCCL), read as a tie: the paper
   reports 34.6-35.3 mIoU over ``T``, a spread of 0.7 points.
 * **Table "R"**: each reading against its reference arm, read as a tie ("the reading does not change
-  the result"), since the paper states none of them.
+  the result"), since the paper states none of them. The two-process run with views per process
+  (image halves) is compared with the one-process run with image halves (``views_batch``), so that
+  the comparison changes one thing: in generator 2 the default views are the objects ones.
+* **Table 8** (CS: learnable > equal only > CBP + OCCL = 0) keeps protocol section 8's order rule,
+  every seed (:func:`cs_order_row`).
 
-A tie reads **same** when its whole 95% interval lies within ±0.5 points, **higher** / **lower** when
-the Holm-adjusted p < 0.05, and **not resolved** otherwise.
+A tie reads **higher** / **lower** when the Holm-adjusted p < 0.05 (significance is checked first,
+as in amendment 5's rule), **same** when its whole 95% interval lies within ±0.5 points, and **not
+resolved** otherwise. A run that failed has no record: it reads as not recorded, like one not run.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from cbp.experiments import claims
-from cbp.experiments.study import PROFILES, TABLE9_ARMS, arm_label, plan, reading_arms
+from cbp.experiments.study import PROFILES, TABLE9_ARMS, TUNED, arm_label, plan, reading_arms
 from cbp.experiments.tables import short_label
 
 #: Table 5's claims and the mechanism claims of Fig. 5 / Tables 6-7 between the same init arms.
@@ -38,15 +43,22 @@ TABLE5_CLAIMS: tuple[str, ...] = (
 
 #: What a tie's verdict says when the paper states no tie (Table 9 beside T = 2, the readings).
 SAME, HIGHER, LOWER = "same (within ±0.5)", "higher", "lower"
+#: A claim with an arm that has no record: not run yet, still running, or failed (see the runner's log).
+NOT_RECORDED = "not recorded yet"
 
 
 def length_claims() -> list[claims.Claim]:
-    """Table 9: ``T = t`` against the tuned ``T = 2`` (CBP + OCCL), one tie claim per length."""
+    """Table 9: ``T = t`` against the tuned ``T`` (CBP + OCCL's, 2), one tie claim per length."""
+    tuned = TUNED["cbp_occl"]["length"]
+    if f"length{tuned:g}" in TABLE9_ARMS:
+        raise ValueError(
+            f"the tuned T = {tuned:g} is also one of Table 9's arms {TABLE9_ARMS}: it would be run twice"
+        )
     return [
         claims.Claim(
             f"t9_{arm}",
             "Table 9",
-            f"T = {arm.removeprefix('length')} vs T = 2",
+            f"T = {arm.removeprefix('length')} vs T = {tuned:g}",
             "34.6–35.3 over T",
             "tie",
             arm,
@@ -56,12 +68,36 @@ def length_claims() -> list[claims.Claim]:
     ]
 
 
+#: Table R's references in generator 2 where they differ from :attr:`~cbp.experiments.study.Arm.reference`
+#: (which stays as amendment 4 ran it): with the object views as the default, the two-process run with
+#: image halves is compared with the one-process run with image halves.
+REFERENCE_V2: dict[str, str] = {"ddp2_batch": "views_batch"}
+
+
 def reading_claims() -> list[claims.Claim]:
     """Table "R": each reading against the arm it changes, one tie claim per reading."""
     return [
-        claims.Claim(f"r_{a.name}", "Table R", a.label, "– (not in the paper)", "tie", a.name, a.reference)
+        claims.Claim(
+            f"r_{a.name}",
+            "Table R",
+            a.label,
+            "– (not in the paper)",
+            "tie",
+            a.name,
+            REFERENCE_V2.get(a.name, a.reference),
+        )
         for a in reading_arms()
     ]
+
+
+def cs_order_row(results: dict[str, Any], regime: str = "pretrained") -> dict[str, Any]:
+    """Table 8 on the final models: the class separability (Eq. 8) of the baseline, equal only and CBP
+    + OCCL, mean ± std over seeds, and protocol section 8's order rule (every seed: learnable > equal
+    only > CBP + OCCL, with CBP + OCCL's CS ~0)."""
+    c = next(c for c in claims.CLAIMS if c.key == "t8_cs")
+    r = claims.evaluate_claim(c, results, regime)
+    verdict = NOT_RECORDED if r["verdict"] == claims.MISSING else r["verdict"]
+    return {"claim": c.text, "paper": c.paper, "ours": r["ours"], "verdict": verdict}
 
 
 def _effect(verdict: str, mean: float) -> str:
@@ -91,7 +127,7 @@ def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained"
         c = chosen[r["key"]]
         verdict = r["verdict"]
         if verdict == claims.MISSING:
-            verdict = "not run yet"
+            verdict = NOT_RECORDED
         elif table != "5":
             verdict = _effect(verdict, r["mean"])
         if table == "5":
@@ -99,7 +135,7 @@ def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained"
                 f" ({c.metric})" if c.metric != "mIoU" else ""
             )
         else:  # the claim names the first arm
-            one_process = c.b == "cbp_occl" and c.a.startswith("ddp2")
+            one_process = c.a.startswith("ddp2") and not c.b.startswith("ddp2")
             arms = f"vs {short_label(c.b)}" + (", 1 process" if one_process else "")
         out.append(
             {
@@ -114,7 +150,7 @@ def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained"
 
 
 def arm_rows(results: dict[str, Any], regime: str = "pretrained") -> list[dict[str, Any]]:
-    """Every arm of the profile: label, seeds recorded, mIoU and mAcc (mean ± std over seeds)."""
+    """Every arm of the profile: label, seeds recorded, mIoU, mAcc and CS (Eq. 8), mean ± std over seeds."""
     arms = dict.fromkeys(r.arm for r in plan("ablations", "tables") if r.kind == "train")
     recs = results["by_arm"].get(regime, {})
     return [
@@ -123,6 +159,7 @@ def arm_rows(results: dict[str, Any], regime: str = "pretrained") -> list[dict[s
             "seeds": len(recs.get(arm, [])),
             "mIoU": claims.fmt(claims.values(results, regime, arm, "mIoU")),
             "mAcc": claims.fmt(claims.values(results, regime, arm, "mAcc")),
+            "CS": claims.fmt(claims.values(results, regime, arm, "cs"), 1),
         }
         for arm in arms
     ]
@@ -136,7 +173,7 @@ def missing_runs(results: dict[str, Any]) -> list[str]:
 
 
 def count_line(results: dict[str, Any]) -> str:
-    """``"23 of 66 runs recorded at 2000 iterations (3 seeds)"``."""
+    """``"23 of 66 runs recorded at 2000 iterations (3 seeds an arm)"``."""
     planned = [r for r in plan("ablations", "tables") if r.kind == "train"]
     have = sum(1 for r in planned if r.name in results["runs"])
     p = PROFILES["tables"]
