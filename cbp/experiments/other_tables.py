@@ -68,7 +68,7 @@ def length_claims() -> list[claims.Claim]:
     ]
 
 
-#: Table R's references in generator 2 where they differ from :attr:`~cbp.experiments.study.Arm.reference`
+#: Table R's references in generator 2 where they differ from the arms' ``reference``
 #: (which stays as amendment 4 ran it): with the object views as the default, the two-process run with
 #: image halves is compared with the one-process run with image halves.
 REFERENCE_V2: dict[str, str] = {"ddp2_batch": "views_batch"}
