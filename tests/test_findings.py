@@ -93,6 +93,11 @@ def test_intro_box_matches_the_records() -> None:
     assert findings.replace_block(page, new, findings.ENDPOINTS_START, findings.ENDPOINTS_END) == page, (
         "book/intro.md's end-point box is not the records' summary: run `python -m cbp.book.findings book/intro.md`"
     )
+    folder = "results/ablations-v2-hard150"
+    new = findings.hard150_markdown(claims.load_results(ROOT / folder), folder)
+    assert findings.replace_block(page, new, findings.HARD_START, findings.HARD_END) == page, (
+        "book/intro.md's 150-class box is not the records' summary: run `python -m cbp.book.findings book/intro.md`"
+    )
 
 
 def test_readme_endpoint_block_matches_the_records() -> None:
@@ -102,6 +107,43 @@ def test_readme_endpoint_block_matches_the_records() -> None:
     assert findings.replace_block(page, new, findings.README_START, findings.README_END) == page, (
         "README.md's end-point block is not the records' summary: run `python -m cbp.book.findings README.md`"
     )
+    folder = "results/ablations-v2-hard150"
+    new = findings.hard150_markdown(claims.load_results(ROOT / folder), folder)
+    assert findings.replace_block(page, new, findings.README_HARD_START, findings.README_HARD_END) == page, (
+        "README.md's 150-class block is not the records' summary: run `python -m cbp.book.findings README.md`"
+    )
+
+
+def test_hard150_box_reads_the_final_models(tmp_path: Path) -> None:
+    assert "No run of the 150-class regime" in findings.hard150_markdown(claims.load_results(tmp_path), "x")
+
+    def rec(arm: str, seed: int, miou: float, f1: float) -> dict:
+        return {
+            "kind": "train",
+            "regime": "pretrained",
+            "arm": arm,
+            "seed": seed,
+            "recorded": f"2026-11-30 0{seed}:00:00",
+            "config": {"train": {"iters": 4000, "eval_every": 0}, "model": {"backbone": "cnn_tiny"}},
+            "data": {"num_classes": 150, "generator_version": 2, "fingerprint": {"sha256": "cd" * 32}},
+            "metrics": {"mIoU": miou, "mAcc": miou + 10},
+            "analysis": {"f1_groups": [f1, 90.0]},
+        }
+
+    # CBP + OCCL 2 points above the baseline on each of 3 seeds (spread 0.1): holds after Holm
+    for s, (base, both) in enumerate([(40.0, 42.0), (41.0, 43.1), (40.5, 42.4)]):
+        (tmp_path / f"pretrained-linear-s{s}.json").write_text(json.dumps(rec("linear", s, base, 10.0 + s)))
+        (tmp_path / f"pretrained-cbp_occl-s{s}.json").write_text(json.dumps(rec("cbp_occl", s, both, 20.0)))
+    text = findings.hard150_markdown(claims.load_results(tmp_path), "x")
+    assert "6 of 12 runs recorded" in text and "Provisional while runs are missing" in text
+    assert "150 classes, generator 2, fingerprint cdcdcdcdcdcd" in text and "4000 iterations" in text
+    both = next(
+        line for line in text.splitlines() if line.startswith("| CBP + OCCL beats baseline (Table 3, mIoU)")
+    )
+    assert both.endswith("+2.00 [+1.75, +2.25], 3 seeds: **holds** |")
+    cbp = next(line for line in text.splitlines() if line.startswith("| +CBP alone"))
+    assert cbp.endswith("| not run yet |")
+    assert "baseline 11.0 ± 1.0" in text and "CBP + OCCL 20.0 ± 0.0" in text and "+CBP –" in text
 
 
 def test_endpoint_box_says_what_is_not_run(tmp_path: Path) -> None:

@@ -54,6 +54,9 @@ START, END = "% findings:start", "% findings:end"
 # book's intro, HTML comments in the README (GitHub shows "%" lines as text).
 ENDPOINTS_START, ENDPOINTS_END = "% endpoints:start", "% endpoints:end"
 README_START, README_END = "<!-- endpoints:start -->", "<!-- endpoints:end -->"
+# ... and of the block for amendment 5's harder regime (Table 3 on 150 classes)
+HARD_START, HARD_END = "% hard150:start", "% hard150:end"
+README_HARD_START, README_HARD_END = "<!-- hard150:start -->", "<!-- hard150:end -->"
 
 
 def _claim(key: str) -> claims.Claim:
@@ -223,14 +226,10 @@ def replace_block(text: str, block: str, start: str = START, end: str = END) -> 
     return pattern.sub(lambda _: f"{start}\n{block}\n{end}", text)
 
 
-def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
-    """The intro's box for amendment 5's end points, as Markdown: what it reads, how much of it is
-    recorded, and each end-point claim at 500 iterations and at the plateau
-    (:func:`cbp.experiments.endpoints.verdict_rows`)."""
-    recs = tables.train_records(results)
-    if not recs:
-        return f"No end-point run is recorded in `{folder}` yet."
-    span = date_span(recs)
+def _setup_words(recs: list[dict[str, Any]], folder: str) -> str:
+    """``"SYNTHETIC data (50 classes, generator 2, fingerprint ...), `cnn_tiny`, pretrained regime, 8000
+    iterations with an evaluation every 500, CPU"``: what defines a study's records (they must share
+    one data set)."""
     data = {
         (d.get("num_classes"), d.get("generator_version"), d.get("fingerprint", {}).get("sha256", "?"))
         for d in (r.get("data") or {} for r in recs)
@@ -246,10 +245,22 @@ def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
     regimes = ", ".join(sorted({r["regime"] for r in recs}))
     backbones = ", ".join(sorted({f"`{r['config']['model']['backbone']}`" for r in recs}))
     gpu = any((r.get("hardware") or {}).get("gpu") for r in recs)
-    lines = [
-        f"Computed from the runs recorded in `{folder}` ({span}): {endpoints.count_line(results)}. "
+    return (
         f"SYNTHETIC data ({classes} classes, generator {generator}, fingerprint {fp[:12]}...), {backbones}, "
-        f"{regimes} regime, {'/'.join(map(str, iters))} iterations with {evals}, {'GPU' if gpu else 'CPU'}. "
+        f"{regimes} regime, {'/'.join(map(str, iters))} iterations with {evals}, {'GPU' if gpu else 'CPU'}"
+    )
+
+
+def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
+    """The intro's box for amendment 5's end points, as Markdown: what it reads, how much of it is
+    recorded, and each end-point claim at 500 iterations and at the plateau
+    (:func:`cbp.experiments.endpoints.verdict_rows`)."""
+    recs = tables.train_records(results)
+    if not recs:
+        return f"No end-point run is recorded in `{folder}` yet."
+    lines = [
+        f"Computed from the runs recorded in `{folder}` ({date_span(recs)}): {endpoints.count_line(results)}. "
+        f"{_setup_words(recs, folder)}. "
         "Each cell: our mean paired difference in the paper's direction (points of mIoU or mAcc), its 95% "
         "interval and the number of seeds, and the verdict of amendment 5's rule (paired t-test, Holm's "
         "correction per end point; a tie holds when the whole interval is within ±0.5). A verdict needs 2 "
@@ -274,6 +285,45 @@ def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
     return "\n".join(lines)
 
 
+def hard150_markdown(results: dict[str, Any], folder: str) -> str:
+    """The box for amendment 5's harder regime (Table 3 on the 150-class set), as Markdown: what it
+    reads, how much is recorded, Table 3's claims on the final models
+    (:func:`cbp.experiments.endpoints.final_verdict_rows`, one Holm family) and the rarest frequency
+    group's F1 per arm (Fig. 5)."""
+    recs = tables.train_records(results)
+    have, todo = endpoints.profile_runs(results, "hard150")
+    if not recs:
+        return f"No run of the 150-class regime is recorded in `{folder}` yet ({len(todo)} planned)."
+    lines = [
+        f"Computed from the runs recorded in `{folder}` ({date_span(recs)}): {len(have)} of "
+        f"{len(have) + len(todo)} runs recorded. {_setup_words(recs, folder)}. Each cell: our mean paired "
+        "difference in the paper's direction on the final models, its 95% interval and the number of "
+        "seeds, and the verdict of amendment 5's rule (Holm's correction over these claims)."
+        + (" Provisional while runs are missing." if todo else ""),
+        "",
+        "| the paper's claim | paper | ours, 150 classes |",
+        "|---|---|---|",
+    ]
+    by_text = {c.text: c for c in claims.CLAIMS}
+    for row in endpoints.final_verdict_rows(results):
+        c = by_text[row["claim"]]
+        ours = (
+            row["verdict"]
+            if row["verdict"] == endpoints.NOT_RUN_YET
+            else f"{row['d [95% CI]']}: **{row['verdict']}**"
+        )
+        lines.append(f"| {_claim_text(c)} ({c.source}, {metric_words(c)}) | {row['paper']} | {ours} |")
+    f1 = [
+        f"{tables.short_label(arm)} {claims.fmt(claims.values(results, 'pretrained', arm, 'f1_rarest_group'), 1)}"
+        for arm in endpoints.TABLE3_ARMS
+    ]
+    lines += [
+        "",
+        f"F1 of the rarest of the 15 frequency groups (Fig. 5; mean ± std over seeds): {', '.join(f1)}.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m cbp.book.findings PAGE``: rewrite the page's findings blocks (either or both of
     the first study's and the end points') from results/ (the intro and the README have them)."""
@@ -282,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", default="results/ablations")
     parser.add_argument("--long", default="results/ablations-long")
     parser.add_argument("--endpoints", default="results/ablations-v2-endpoints")
+    parser.add_argument("--hard150", default="results/ablations-v2-hard150")
     args = parser.parse_args(argv)
     text = args.page.read_text()
     done = []
@@ -295,6 +346,11 @@ def main(argv: list[str] | None = None) -> None:
             new = endpoint_markdown(claims.load_results(args.endpoints), args.endpoints)
             text = replace_block(text, new, start, end)
             done.append(args.endpoints)
+    for start, end in ((HARD_START, HARD_END), (README_HARD_START, README_HARD_END)):
+        if start in text:
+            new = hard150_markdown(claims.load_results(args.hard150), args.hard150)
+            text = replace_block(text, new, start, end)
+            done.append(args.hard150)
     if not done:
         raise SystemExit(f"{args.page}: no '{START}' or '{ENDPOINTS_START}' block to rewrite")
     args.page.write_text(text)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cbp.experiments import claims
-from cbp.experiments.study import ENDPOINT_ARMS, PROFILES, TABLE3_ARMS, TUNE_ARMS, TUNED, arm_label
+from cbp.experiments.study import ENDPOINT_ARMS, PROFILES, TABLE3_ARMS, TUNE_ARMS, TUNED, arm_label, plan
 from cbp.experiments.tables import short_label
 from cbp.paper import PAPER_ARMS
 
@@ -391,6 +391,12 @@ def premise_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
             }
         )
     return rows
+
+
+def profile_runs(results: dict[str, Any], profile: str) -> tuple[list[str], list[str]]:
+    """The training runs a profile plans, in the runner's order, split into (recorded, not recorded)."""
+    planned = [r.name for r in plan("ablations", profile) if r.kind == "train"]
+    return [n for n in planned if n in results["runs"]], [n for n in planned if n not in results["runs"]]
 
 
 def missing_runs(

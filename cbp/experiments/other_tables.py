@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from cbp.experiments import claims
+from cbp.experiments.endpoints import profile_runs
 from cbp.experiments.study import PROFILES, TABLE9_ARMS, TUNED, arm_label, plan, reading_arms
 from cbp.experiments.tables import short_label
 
@@ -167,14 +168,11 @@ def arm_rows(results: dict[str, Any], regime: str = "pretrained") -> list[dict[s
 
 def missing_runs(results: dict[str, Any]) -> list[str]:
     """Training runs of the ``tables`` profile with no record yet, in the runner's order."""
-    return [
-        r.name for r in plan("ablations", "tables") if r.kind == "train" and r.name not in results["runs"]
-    ]
+    return profile_runs(results, "tables")[1]
 
 
 def count_line(results: dict[str, Any]) -> str:
     """``"23 of 66 runs recorded at 2000 iterations (3 seeds an arm)"``."""
-    planned = [r for r in plan("ablations", "tables") if r.kind == "train"]
-    have = sum(1 for r in planned if r.name in results["runs"])
+    have, todo = profile_runs(results, "tables")
     p = PROFILES["tables"]
-    return f"{have} of {len(planned)} runs recorded at {p.iters} iterations ({len(p.seeds)} seeds an arm)"
+    return f"{len(have)} of {len(have) + len(todo)} runs recorded at {p.iters} iterations ({len(p.seeds)} seeds an arm)"
