@@ -254,11 +254,17 @@ display(pd.DataFrame(endpoints.mechanism_rows(current)).set_index("arm").T)
 
 # %%
 hard = load("hard150")
-if not tables.train_records(hard):
-    print(
-        f"not run yet: python -m cbp.experiments run {study} --profile hard150 --jobs 1 (12 runs of 4000 iterations)"
-    )
-else:
+have, todo = endpoints.profile_runs(hard, "hard150")
+print(f"{len(have)} of {len(have) + len(todo)} runs recorded")
+if todo:
+    if have:
+        print(textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88, break_on_hyphens=False))
+    print(f"they run (and resume) with:\n  python -m cbp.experiments run {study} --profile hard150 --jobs 1")
+if have:
+    if todo:
+        display(
+            Markdown("**Provisional**: not every run is recorded yet, so the verdicts below use fewer seeds.")
+        )
     display(pd.DataFrame(endpoints.endpoint_rows(hard, arms=endpoints.TABLE3_ARMS)).style.hide(axis="index"))
     display(pd.DataFrame(endpoints.final_verdict_rows(hard)).style.hide(axis="index"))
     display(Markdown("**The paper's argument, step by step, on 150 classes** (final runs; descriptions)"))
