@@ -16,8 +16,9 @@ Architecture: four layers, and imports run one way only, from a higher layer to 
 
 1. the method, pure (torch, numpy, scipy only): :mod:`cbp.prototypes`, :mod:`cbp.heads`,
    :mod:`cbp.losses`, :mod:`cbp.metrics`, :mod:`cbp.analysis`, the paper's numbers
-   :mod:`cbp.paper`, and two primitives they use, :mod:`cbp.distributed` (no-op-in-one-process
-   collectives) and :mod:`cbp.io` (atomic JSON, JSON lines);
+   :mod:`cbp.paper`, and three primitives, :mod:`cbp.distributed` (no-op-in-one-process
+   collectives), :mod:`cbp.io` (atomic JSON, JSON lines) and :mod:`cbp.cli` (exit codes, the
+   one-line argument parser of every command);
 2. :mod:`cbp.models` (encoders, decoders, segmentors) and :mod:`cbp.data` (datasets, transforms);
 3. :mod:`cbp.engine` (config, build, train, evaluate, checkpoint, ...), started by the thin entry
    modules :mod:`cbp.train` and :mod:`cbp.evaluate`;

@@ -19,7 +19,7 @@ ROOT = Path(cbp.__file__).parent
 #: Layer of each top-level module / sub-package of cbp (higher may import lower, never the reverse).
 LAYERS: dict[str, int] = {
     **dict.fromkeys(["__init__", "prototypes", "heads", "losses", "metrics", "analysis", "paper"], 1),
-    **dict.fromkeys(["distributed", "io"], 1),
+    **dict.fromkeys(["distributed", "io", "cli"], 1),
     "models": 2,
     "data": 2,
     "engine": 3,

@@ -95,7 +95,6 @@ never leaves a half set that looks complete).
 
 from __future__ import annotations
 
-import argparse
 import errno
 import hashlib
 import io
@@ -114,6 +113,7 @@ from typing import NoReturn
 import numpy as np
 from PIL import Image
 
+from cbp.cli import EXIT_DATA, OneLineParser
 from cbp.data.ade20k import META_FILE
 from cbp.data.classes import ADE20K_CLASSES, ADE20K_PALETTE, ade20k_pixel_counts
 from cbp.io import read_json
@@ -678,22 +678,13 @@ def ensure_synthetic(root: str | Path, *, progress: bool = True, **kw) -> Path:
     return root
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line and exit code 2 (as ``cbp.engine.errors.OneLineParser``; ``cbp.data``
-    cannot import the engine, a higher layer)."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"[cbp.data.synthetic] error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
-        raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> Path:
     """``python -m cbp.data.synthetic --out DIR [...]``: generate the set (or check the one in DIR); its folder.
 
     Exit codes (as ``cbp.train``'s): 2 a bad option or parameter, 4 DIR holds another set or other
     files, or the disk is full; a bug prints its traceback (``CBP_DEBUG=1`` shows it for every error).
     """
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="python -m cbp.data.synthetic",
         description="Generate the synthetic long-tailed scene-parsing set (ADE20K layout + cbp_meta.json).",
     )
@@ -745,7 +736,7 @@ def _fail(message: str) -> NoReturn:
     if os.environ.get("CBP_DEBUG", "") not in ("", "0"):
         traceback.print_exc()
     print(f"[cbp.data.synthetic] error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(4)
+    raise SystemExit(EXIT_DATA)
 
 
 if __name__ == "__main__":

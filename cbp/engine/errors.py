@@ -23,7 +23,6 @@ every rank writes it to torchrun's error file, so torchrun's summary names the c
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
@@ -33,25 +32,29 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from cbp.cli import EXIT_BUG, EXIT_DATA, EXIT_DIVERGED, EXIT_USAGE, OneLineParser
 from cbp.engine.config import ConfigError
 from cbp.io import UnreadableFileError
 
-EXIT_BUG, EXIT_USAGE, EXIT_DIVERGED, EXIT_DATA = 1, 2, 3, 4
+# the exit codes and the parser live in cbp.cli (cbp.data uses them too) and are re-exported here
+__all__ = [
+    "EXIT_BUG",
+    "EXIT_DATA",
+    "EXIT_DIVERGED",
+    "EXIT_USAGE",
+    "DataError",
+    "OneLineParser",
+    "describe",
+    "one_line",
+    "out_folder",
+    "run_cli",
+]
 
 
 class DataError(Exception):
     """Data or a file the run needs is missing or unusable (exit code 4); the message says which and what to do."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """``argparse`` whose errors are one line (``[prog] error: ...``, exit 2) instead of usage + message."""
-
-    def error(self, message: str) -> NoReturn:
-        name = self.prog.removeprefix("python -m ")
-        print(f"[{name}] error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_USAGE)
 
 
 def one_line(text: str) -> str:
