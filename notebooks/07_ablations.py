@@ -61,6 +61,7 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
 
 import pandas as pd
+import seaborn as sns
 from IPython.display import Markdown, display
 
 from cbp.book import endpoint_figures, figures, findings, plotting
@@ -284,14 +285,17 @@ if have:
 if tables.train_records(hard):
     fig5_arms = [("linear", "baseline", "learnable"), ("linear_occl", "+OCCL", "learnable_occl")]
     fig5_arms += [("cbp", "+CBP", "cbp_no_occl"), ("cbp_occl", "CBP + OCCL", "cbp")]
-    plotting.finish(
-        figures.plot_frequency_groups(
-            hard,
-            fig5_arms,
-            regimes=("pretrained",),
-            title_suffix=": SYNTHETIC, 150 classes, 4000 iterations, CPU",
-        )
+    fig = figures.plot_frequency_groups(
+        hard,
+        fig5_arms,
+        regimes=("pretrained",),
+        title_suffix=": SYNTHETIC, 150 classes, 4000 iterations, CPU",
     )
+    # one row of legend under the axis: inside it, it would cover the frequent groups' bars
+    sns.move_legend(
+        fig.axes[0], "upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, title=None, frameon=False
+    )
+    plotting.finish(fig)
 else:
     print("not run yet")
 
