@@ -110,7 +110,7 @@ def verdict_table(
         if paper_only and not _from_paper(c):
             continue
         res = {r: claims.evaluate_claim(c, results, r) for r in regimes}
-        row: dict[str, str] = {"claim": f"{_claim_text(c)} ({c.source}, {metric_words(c)})"}
+        row: dict[str, str] = {"claim": claim_label(c)}
         row |= {f"verdict, {r}": verdict_words(c, res[r]) for r in regimes}
         row["paper"] = c.paper
         row |= {f"ours, {r}": ours_words(c, res[r]) for r in regimes}
@@ -158,6 +158,11 @@ def _claim_text(c: claims.Claim) -> str:
     return re.sub(r" \(.*\)$", "", c.text)
 
 
+def claim_label(c: claims.Claim) -> str:
+    """A claim as the tables name it: ``"CBP + OCCL beats baseline (Table 3, mAcc)"``."""
+    return f"{_claim_text(c)} ({c.source}, {metric_words(c)})"
+
+
 def summary_line(results: dict[str, Any], folder: str) -> str:
     """What the summary reads and how many of the paper's claims hold, per regime (Markdown)."""
     n = counts(results)
@@ -179,7 +184,7 @@ def key_claims(results: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for key in KEY_CLAIMS:
         c = _claim(key)
-        row = {"the paper's claim": f"{_claim_text(c)} ({c.source}, {metric_words(c)})", "paper": c.paper}
+        row = {"the paper's claim": claim_label(c), "paper": c.paper}
         for r, name in (("pretrained", "ours, pretrained"), ("scratch", "ours, from scratch")):
             res = claims.evaluate_claim(c, results, r)
             row[name] = f"{ours_words(c, res)}: {verdict_words(c, res)}"
@@ -272,7 +277,7 @@ def endpoint_markdown(results: dict[str, Any], folder: str) -> str:
     by_text = {c.text: c for c in claims.CLAIMS}
     for row in endpoints.verdict_rows(results):
         c = by_text[row["claim"]]
-        claim = f"{_claim_text(c)} ({c.source}, {metric_words(c)})"
+        claim = claim_label(c)
         if row["verdict at 500"] == endpoints.NOT_RUN_YET:
             early = late = endpoints.NOT_RUN_YET
         else:
@@ -312,7 +317,7 @@ def hard150_markdown(results: dict[str, Any], folder: str) -> str:
             if row["verdict"] == endpoints.NOT_RUN_YET
             else f"{row['d [95% CI]']}: **{row['verdict']}**"
         )
-        lines.append(f"| {_claim_text(c)} ({c.source}, {metric_words(c)}) | {row['paper']} | {ours} |")
+        lines.append(f"| {claim_label(c)} | {row['paper']} | {ours} |")
     f1 = [
         f"{tables.short_label(arm)} {claims.fmt(claims.values(results, 'pretrained', arm, 'f1_rarest_group'), 1)}"
         for arm in endpoints.TABLE3_ARMS
