@@ -394,17 +394,20 @@ def premise_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
 
 
 def profile_runs(results: dict[str, Any], profile: str) -> tuple[list[str], list[str]]:
-    """The training runs a profile plans, in the runner's order, split into (recorded, not recorded)."""
-    planned = [r.name for r in plan("ablations", profile) if r.kind == "train"]
-    return [n for n in planned if n in results["runs"]], [n for n in planned if n not in results["runs"]]
+    """The training runs a profile plans, in the runner's order, split into (recorded, not recorded);
+    a run is recorded when a record has its regime, arm and seed."""
+    by_arm = results["by_arm"]
+    have = {
+        (regime, arm, r["seed"]) for regime in by_arm for arm, recs in by_arm[regime].items() for r in recs
+    }
+    planned = [r for r in plan("ablations", profile) if r.kind == "train"]
+    done = [r.name for r in planned if (r.regime, r.arm, r.seed) in have]
+    return done, [r.name for r in planned if (r.regime, r.arm, r.seed) not in have]
 
 
-def missing_runs(
-    results: dict[str, Any], regime: str = "pretrained", seeds: tuple[int, ...] = PROFILES["endpoints"].seeds
-) -> list[str]:
+def missing_runs(results: dict[str, Any]) -> list[str]:
     """Run names of the end points (arm x seed) with no record yet, e.g. ``["pretrained-ema-s1"]``."""
-    have = {(r["arm"], r["seed"]) for recs in results["by_arm"].get(regime, {}).values() for r in recs}
-    return [f"{regime}-{a}-s{s}" for s in seeds for a in ENDPOINT_ARMS if (a, s) not in have]
+    return profile_runs(results, "endpoints")[1]
 
 
 def final_verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> list[dict[str, Any]]:
