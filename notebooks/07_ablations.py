@@ -55,7 +55,6 @@ jobs = 2
 # %%
 import subprocess
 import sys
-import textwrap
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
@@ -93,12 +92,7 @@ tuning = load("tune")
 # the records.
 
 # %%
-print(endpoints.count_line(current))
-if todo := endpoints.missing_runs(current):
-    print(textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88, break_on_hyphens=False))
-    print(
-        f"they run (and resume) with:\n  python -m cbp.experiments run {study} --profile {profile} --jobs 1"
-    )
+print(endpoints.progress_text(current, profile, count=endpoints.count_line(current), study=study))
 if tables.train_records(current):
     facts = tables.study_facts(current, profile)
     display(pd.DataFrame({"": list(facts.values())}, index=list(facts)))
@@ -260,11 +254,11 @@ display(pd.DataFrame(endpoints.mechanism_rows(current)).set_index("arm").T)
 # %%
 hard = load("hard150")
 have, todo = endpoints.profile_runs(hard, "hard150")
-print(f"{len(have)} of {len(have) + len(todo)} runs recorded")
-if todo:
-    if have:
-        print(textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88, break_on_hyphens=False))
-    print(f"they run (and resume) with:\n  python -m cbp.experiments run {study} --profile hard150 --jobs 1")
+print(
+    endpoints.progress_text(
+        hard, "hard150", count=f"{len(have)} of {len(have) + len(todo)} runs recorded", study=study
+    )
+)
 if have:
     if todo:
         display(
@@ -343,11 +337,8 @@ else:
 
 # %%
 other = load("tables")
-print(other_tables.count_line(other))
-if todo := other_tables.missing_runs(other):
-    if tables.train_records(other):
-        print(textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88, break_on_hyphens=False))
-    print(f"they run (and resume) with:\n  python -m cbp.experiments run {study} --profile tables --jobs 1")
+print(endpoints.progress_text(other, "tables", count=other_tables.count_line(other), study=study))
+todo = other_tables.missing_runs(other)
 if tables.train_records(other):
     display(pd.DataFrame(other_tables.arm_rows(other)).style.hide(axis="index"))
     if todo:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbp.experiments import claims, endpoints
+from cbp.experiments import claims, endpoints, study
 
 ITERS = [500, 1000, 1500, 2000]
 
@@ -278,3 +278,24 @@ def test_seeds_evaluated_on_other_grids_are_refused(tmp_path: Path) -> None:
     b["curve"] = b["curve"][1:]  # seed 1 lacks the 500 evaluation
     with pytest.raises(ValueError, match="other iterations"):
         endpoints.curves(_results(tmp_path, [a, b]), "pretrained", "linear")
+
+
+def test_progress_text_lists_missing_runs_and_the_resume_command(tmp_path: Path) -> None:
+    planned = [r.name for r in study.plan("ablations", "endpoints") if r.kind == "train"]
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    none = endpoints.progress_text(_results(tmp_path / "a", []), "endpoints", count="C")
+    assert none.splitlines()[0] == "C" and "not recorded yet" not in none  # the list would be the plan
+    assert none.endswith("python -m cbp.experiments run ablations --profile endpoints --jobs 1")
+    some = endpoints.progress_text(
+        _results(tmp_path / "b", [_curve_record("linear", 1, [40, 50])]), "endpoints", count="C"
+    )
+    listed = " ".join(some.split("not recorded yet (")[1].split("they run")[0].split())
+    assert listed.startswith(f"{len(planned) - 1}): ") and "pretrained-linear-s1" not in listed
+    assert listed.split("): ")[1].split(", ") == [n for n in planned if n != "pretrained-linear-s1"]
+    every = [
+        _curve_record(arm, s, [40, 50])
+        for arm in study.ENDPOINT_ARMS
+        for s in study.PROFILES["endpoints"].seeds
+    ]
+    assert endpoints.progress_text(_results(tmp_path / "c", every), "endpoints", count="C") == "C"

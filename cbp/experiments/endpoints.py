@@ -18,6 +18,7 @@ rising by more than its seed noise there: "not reached".
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from typing import Any
 
@@ -403,6 +404,23 @@ def profile_runs(results: dict[str, Any], profile: str) -> tuple[list[str], list
     planned = [r for r in plan("ablations", profile) if r.kind == "train"]
     done = [r.name for r in planned if (r.regime, r.arm, r.seed) in have]
     return done, [r.name for r in planned if (r.regime, r.arm, r.seed) not in have]
+
+
+def progress_text(results: dict[str, Any], profile: str, count: str, study: str = "ablations") -> str:
+    """What a chapter prints above a profile's tables: ``count`` (the profile's count line), then,
+    while runs are missing, their names (only when some are recorded: otherwise that is the whole
+    plan) and the command that runs and resumes them."""
+    have, todo = profile_runs(results, profile)
+    lines = [count]
+    if todo and have:
+        lines.append(
+            textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88, break_on_hyphens=False)
+        )
+    if todo:
+        lines.append(
+            f"they run (and resume) with:\n  python -m cbp.experiments run {study} --profile {profile} --jobs 1"
+        )
+    return "\n".join(lines)
 
 
 def missing_runs(results: dict[str, Any]) -> list[str]:
