@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.stats
 
 from cbp.book import findings
 from cbp.experiments import claims
@@ -112,6 +115,57 @@ def test_readme_endpoint_block_matches_the_records() -> None:
     assert findings.replace_block(page, new, findings.README_HARD_START, findings.README_HARD_END) == page, (
         "README.md's 150-class block is not the records' summary: run `python -m cbp.book.findings README.md`"
     )
+
+
+def test_pages_tables_blocks_match_the_records() -> None:
+    folder = "results/ablations-v2-tables"
+    new = findings.tables_markdown(claims.load_results(ROOT / folder), folder)
+    for page, (start, end) in (
+        ("book/intro.md", (findings.TABLES_START, findings.TABLES_END)),
+        ("README.md", (findings.README_TABLES_START, findings.README_TABLES_END)),
+    ):
+        text = (ROOT / page).read_text(encoding="utf-8")
+        assert findings.replace_block(text, new, start, end) == text, (
+            f"{page}'s block of the other tables is not the records' summary: run `python -m cbp.book.findings {page}`"
+        )
+
+
+def test_tables_box_reads_each_table_with_its_own_rule(tmp_path: Path) -> None:
+    assert "No run of the other tables" in findings.tables_markdown(claims.load_results(tmp_path), "x")
+
+    def rec(arm: str, seed: int, miou: float) -> dict:
+        return {
+            "kind": "train",
+            "regime": "pretrained",
+            "arm": arm,
+            "seed": seed,
+            "recorded": f"2026-11-30 0{seed}:00:00",
+            "config": {"train": {"iters": 2000, "eval_every": 0}, "model": {"backbone": "cnn_tiny"}},
+            "data": {"num_classes": 50, "generator_version": 2, "fingerprint": {"sha256": "ef" * 32}},
+            "metrics": {"mIoU": miou, "mAcc": miou + 10},
+            "analysis": {},
+        }
+
+    # T = 1 about 2 points below T = 2 on every seed (diffs -1.9, -2.1, -1.95): "lower" after Holm
+    for s, (ref, t1) in enumerate([(80.0, 78.1), (81.0, 78.9), (79.5, 77.55)]):
+        (tmp_path / f"pretrained-cbp_occl-s{s}.json").write_text(json.dumps(rec("cbp_occl", s, ref)))
+        (tmp_path / f"pretrained-length1-s{s}.json").write_text(json.dumps(rec("length1", s, t1)))
+    text = findings.tables_markdown(claims.load_results(tmp_path), "x")
+    assert "6 of 66 runs recorded at 2000 iterations" in text and "Provisional while runs are missing" in text
+    assert "fingerprint efefefefefef" in text
+    lines = text.splitlines()
+    t1 = next(line for line in lines if line.startswith("| 9 | T = 1 vs T = 2 |"))
+    d = np.array([-1.9, -2.1, -1.95])
+    half = scipy.stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert t1.endswith(
+        f"| {d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}], 3 seeds: **lower** |"
+    )
+    assert next(line for line in lines if line.startswith("| 9 | T = 3")).endswith("| not recorded yet |")
+    # a "|" inside a cell (penalty with |cos|) is escaped, so every row has the header's 5 cells
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| table")]
+    assert all(len(re.split(r"(?<!\\)\|", line)) == 7 for line in rows)
+    assert any("\\|cos\\|" in line for line in rows)
+    assert lines[-1].startswith("| 8 | CS: ") and lines[-1].endswith("| not recorded yet |")
 
 
 def test_hard150_box_reads_the_final_models(tmp_path: Path) -> None:

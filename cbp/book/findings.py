@@ -12,8 +12,10 @@ difference either way does not.
 The intro page carries the same summary between two comment lines
 (``% findings:start`` / ``% findings:end``), and the summary of amendment 5's end points
 (:func:`endpoint_markdown`, read out by :mod:`cbp.experiments.endpoints`) between
-``% endpoints:start`` / ``% endpoints:end``; ``python -m cbp.book.findings book/intro.md`` rewrites
-both from the records, and a test fails when the page and the records disagree.
+``% endpoints:start`` / ``% endpoints:end``, of the 150-class regime (:func:`hard150_markdown`,
+``% hard150:...``) and of the other tables (:func:`tables_markdown`, ``% tables:...``; the README
+has the same blocks between HTML comments); ``python -m cbp.book.findings PAGE`` rewrites them all
+from the records, and a test fails when a page and the records disagree.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from cbp.experiments import claims, endpoints, tables
+from cbp.experiments import claims, endpoints, other_tables, tables
 
 #: The four scores a claim can get (a tie is scored against the paper's tie, see the module doc).
 HOLDS, FAILS, NOISE, NOT_RUN = "holds", "does not hold", "within noise", "not run"
@@ -57,6 +59,9 @@ README_START, README_END = "<!-- endpoints:start -->", "<!-- endpoints:end -->"
 # ... and of the block for amendment 5's harder regime (Table 3 on 150 classes)
 HARD_START, HARD_END = "% hard150:start", "% hard150:end"
 README_HARD_START, README_HARD_END = "<!-- hard150:start -->", "<!-- hard150:end -->"
+# ... and of the block for amendment 5's other tables (Tables 5, 9, R and 8 at 2000 iterations)
+TABLES_START, TABLES_END = "% tables:start", "% tables:end"
+README_TABLES_START, README_TABLES_END = "<!-- tables:start -->", "<!-- tables:end -->"
 
 
 def _claim(key: str) -> claims.Claim:
@@ -329,6 +334,43 @@ def hard150_markdown(results: dict[str, Any], folder: str) -> str:
     return "\n".join(lines)
 
 
+def tables_markdown(results: dict[str, Any], folder: str) -> str:
+    """The box for amendment 5's other tables (profile ``tables``), as Markdown: what it reads, how
+    much is recorded, and one row per claim of Tables 5, 9 and R
+    (:func:`cbp.experiments.other_tables.verdict_rows`, one Holm family per table) and Table 8's
+    order rule (:func:`~cbp.experiments.other_tables.cs_order_row`)."""
+    recs = tables.train_records(results)
+    have, todo = endpoints.profile_runs(results, "tables")
+    if not recs:
+        return f"No run of the other tables is recorded in `{folder}` yet ({len(todo)} planned)."
+    lines = [
+        f"Computed from the runs recorded in `{folder}` ({date_span(recs)}): {other_tables.count_line(results)}. "
+        f"{_setup_words(recs, folder)}. Each row: our mean paired difference on the final models (first arm "
+        "minus second), its 95% interval and the number of seeds, and the verdict of amendment 5's rule "
+        "(Holm's correction per table); Tables 9 and R read as ties: **higher** / **lower** when "
+        "significant, **same** when the whole interval is within ±0.5, **not resolved** otherwise."
+        + (" Provisional while runs are missing." if todo else ""),
+        "",
+        "| table | claim | arms | paper | ours |",
+        "|---|---|---|---|---|",
+    ]
+    for table in ("5", "9", "R"):
+        for row in other_tables.verdict_rows(results, table):
+            ours = (
+                row["verdict"]
+                if row["verdict"] == other_tables.NOT_RECORDED
+                else f"{row['d [95% CI]']}: **{row['verdict']}**"
+            )
+            cells = (table, row["claim"], row["arms"], row["paper"], ours)
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    cs = other_tables.cs_order_row(results)
+    ours = (
+        cs["verdict"] if cs["verdict"] == other_tables.NOT_RECORDED else f"{cs['ours']}: **{cs['verdict']}**"
+    )
+    lines.append(f"| 8 | {cs['claim']} | baseline, equal only, CBP + OCCL | {cs['paper']} | {ours} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m cbp.book.findings PAGE``: rewrite the page's findings blocks (either or both of
     the first study's and the end points') from results/ (the intro and the README have them)."""
@@ -338,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long", default="results/ablations-long")
     parser.add_argument("--endpoints", default="results/ablations-v2-endpoints")
     parser.add_argument("--hard150", default="results/ablations-v2-hard150")
+    parser.add_argument("--tables", default="results/ablations-v2-tables")
     args = parser.parse_args(argv)
     text = args.page.read_text()
     done = []
@@ -356,6 +399,11 @@ def main(argv: list[str] | None = None) -> None:
             new = hard150_markdown(claims.load_results(args.hard150), args.hard150)
             text = replace_block(text, new, start, end)
             done.append(args.hard150)
+    for start, end in ((TABLES_START, TABLES_END), (README_TABLES_START, README_TABLES_END)):
+        if start in text:
+            new = tables_markdown(claims.load_results(args.tables), args.tables)
+            text = replace_block(text, new, start, end)
+            done.append(args.tables)
     if not done:
         raise SystemExit(f"{args.page}: no '{START}' or '{ENDPOINTS_START}' block to rewrite")
     args.page.write_text(text)
