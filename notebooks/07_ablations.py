@@ -63,7 +63,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from cbp.book import endpoint_figures, figures, findings, plotting
+from cbp.book import endpoint_figures, figures, findings, plotting, table_figures
 from cbp.book.launch import repo_root
 from cbp.experiments import claims, endpoints, other_tables, tables
 from cbp.experiments.runner import results_dir
@@ -349,15 +349,33 @@ if tables.train_records(other):
         )
     display(Markdown("**Table 8: class separability (CS, Eq. 8), section 8's order rule on every seed**"))
     display(pd.DataFrame([other_tables.cs_order_row(other)]).style.hide(axis="index"))
+    panels = []
     for table, title in (
         ("5", "Table 5: prototype inits"),
         ("9", "Table 9: length T"),
         ("R", "Table R: readings"),
     ):
+        rows = other_tables.verdict_rows(other, table)
+        panels.append((title, rows))
         display(
             Markdown(f"**{title}** (paired differences, first arm minus second; SYNTHETIC, 2000 iterations)")
         )
-        display(pd.DataFrame(other_tables.verdict_rows(other, table)).style.hide(axis="index"))
+        shown = ["claim", "arms", "paper", "d [95% CI]", "verdict"]
+        display(pd.DataFrame(rows)[shown].style.hide(axis="index"))
+
+# %% [markdown]
+# The same differences drawn: each claim's mean paired difference (dot) and its 95% interval
+# (line), coloured by its verdict; the shaded band is the ±0.5 within which a tie reads "same".
+
+# %% mystnb={"image": {"alt": "Three panels (Tables 5, 9 and R): for each claim a dot at its mean paired difference in mIoU points with a line for its 95% interval, coloured by the verdict, beside a shaded band of plus or minus 0.5 points around zero."}}
+if tables.train_records(other):
+    plotting.finish(
+        table_figures.plot_paired_intervals(
+            panels, title="Other tables: SYNTHETIC, cnn_tiny, 2000 iterations, CPU"
+        )
+    )
+else:
+    print("not run yet")
 
 # %% [markdown]
 # ## History: the first study (generator 1, 500 iterations)

@@ -176,3 +176,47 @@ def test_snapshot_titles_name_runs_in_words() -> None:
 
     assert _run_words("pretrained-cbp_occl-s2") == "CBP + OCCL, seed 2"
     assert _run_words("not-a-run") == "not-a-run"
+
+
+def test_paired_intervals_draw_each_claim_at_its_interval_in_its_verdict_colour() -> None:
+    from cbp.book import table_figures
+    from cbp.experiments import claims, other_tables
+
+    nan = float("nan")
+    rows = [  # top to bottom: a significant loss, a tie, one seed (no interval), not recorded
+        {"claim": "a", "arms": "vs x", "d": -2.0, "ci95": (-3.0, -1.0), "verdict": other_tables.LOWER},
+        {"claim": "b", "arms": "vs x", "d": 0.1, "ci95": (-0.2, 0.4), "verdict": other_tables.SAME},
+        {
+            "claim": "c",
+            "arms": "x vs y (rare_third_IoU)",
+            "d": 1.0,
+            "ci95": (nan, nan),
+            "verdict": "not resolved",
+        },
+        {"claim": "d", "arms": "vs x", "d": nan, "ci95": (nan, nan), "verdict": other_tables.NOT_RECORDED},
+    ]
+    fig = table_figures.plot_paired_intervals([("T", rows)])
+    ax = fig.axes[0]
+    segments = [ln for ln in ax.lines if len(ln.get_xdata()) == 2 and ln.get_xdata()[0] != ln.get_xdata()[1]]
+    assert [(tuple(ln.get_xdata()), tuple(ln.get_ydata())) for ln in segments] == [
+        ((-3.0, -1.0), (3, 3)),
+        ((-0.2, 0.4), (2, 2)),
+    ]
+    assert [matplotlib.colors.to_hex(ln.get_color()) for ln in segments] == [
+        table_figures.VERDICT_COLORS[other_tables.LOWER].lower(),
+        table_figures.VERDICT_COLORS[other_tables.SAME].lower(),
+    ]
+    dots = [
+        (ln.get_xdata()[0], ln.get_ydata()[0])
+        for ln in ax.lines
+        if ln.get_marker() == "o" and len(ln.get_xdata())
+    ]
+    assert dots == [(-2.0, 3), (0.1, 2), (1.0, 1)]
+    assert [t.get_text() for t in ax.texts] == [other_tables.NOT_RECORDED]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[2] == "c (x vs y)"  # the metric's code name is dropped: the claim says it
+    assert (
+        table_figures.verdict_color("does not hold (significant loss; paper: tie)")
+        == table_figures.VERDICT_COLORS[claims.FAILS]
+    )
+    plt.close(fig)

@@ -113,7 +113,8 @@ def _effect(verdict: str, mean: float) -> str:
 def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained") -> list[dict[str, Any]]:
     """One table's claims (``"5"``, ``"9"`` or ``"R"``) by the paired rule on the final models, one Holm
     family: claim, the two arms, the paper's figure, ``d [95% CI]`` (paired, first arm minus second)
-    and the verdict (for Tables 9 and R: same / higher / lower / not resolved)."""
+    and the verdict (for Tables 9 and R: same / higher / lower / not resolved); ``d`` and ``ci95``
+    hold the same numbers as floats, for figures."""
     if table == "5":
         rows = claims.paired_verdict_rows(results, regime, claim_keys=TABLE5_CLAIMS)
         chosen = {c.key: c for c in claims.CLAIMS}
@@ -145,6 +146,8 @@ def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained"
                 "paper": r["paper"],
                 "d [95% CI]": claims.interval_text(r),
                 "verdict": verdict,
+                "d": r["mean"],  # NaN: not recorded
+                "ci95": r["ci95"],  # (lo, hi); NaN for 1 seed
             }
         )
     return out
