@@ -92,7 +92,11 @@ tuning = load("tune")
 # the records.
 
 # %%
-print(endpoints.progress_text(current, profile, count=endpoints.count_line(current), study=study))
+print(
+    endpoints.progress_text(
+        current, profile, endpoints.count_line(current) if profile == "endpoints" else None
+    )
+)
 if tables.train_records(current):
     facts = tables.study_facts(current, profile)
     display(pd.DataFrame({"": list(facts.values())}, index=list(facts)))
@@ -254,11 +258,7 @@ display(pd.DataFrame(endpoints.mechanism_rows(current)).set_index("arm").T)
 # %%
 hard = load("hard150")
 have, todo = endpoints.profile_runs(hard, "hard150")
-print(
-    endpoints.progress_text(
-        hard, "hard150", count=f"{len(have)} of {len(have) + len(todo)} runs recorded", study=study
-    )
-)
+print(endpoints.progress_text(hard, "hard150"))
 if have:
     if todo:
         display(
@@ -337,7 +337,7 @@ else:
 
 # %%
 other = load("tables")
-print(endpoints.progress_text(other, "tables", count=other_tables.count_line(other), study=study))
+print(endpoints.progress_text(other, "tables", other_tables.count_line(other)))
 todo = other_tables.missing_runs(other)
 if tables.train_records(other):
     display(pd.DataFrame(other_tables.arm_rows(other)).style.hide(axis="index"))
@@ -365,9 +365,11 @@ if tables.train_records(other):
 
 # %% [markdown]
 # The same differences drawn: each claim's mean paired difference (dot) and its 95% interval
-# (line), coloured by its verdict; the shaded band is the ±0.5 within which a tie reads "same".
+# (line), coloured by the effect its verdict states; the shaded band is the ±0.5 within which a tie
+# reads "same". The units are mIoU points, except Table 5's three mechanism claims (F1 of the rarest
+# frequency group, IoU of the rare third and of the confusable groups).
 
-# %% mystnb={"image": {"alt": "Three panels (Tables 5, 9 and R): for each claim a dot at its mean paired difference in mIoU points with a line for its 95% interval, coloured by the verdict, beside a shaded band of plus or minus 0.5 points around zero."}}
+# %% mystnb={"image": {"alt": "Three panels (Tables 5, 9 and R): for each claim a dot at its mean paired difference (points of mIoU; of F1 or IoU for Table 5's three mechanism claims) with a line for its 95% interval, coloured by the effect its verdict states, beside a shaded band of plus or minus 0.5 points around zero."}}
 if tables.train_records(other):
     plotting.finish(
         table_figures.plot_paired_intervals(

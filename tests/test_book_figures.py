@@ -178,7 +178,7 @@ def test_snapshot_titles_name_runs_in_words() -> None:
     assert _run_words("not-a-run") == "not-a-run"
 
 
-def test_paired_intervals_draw_each_claim_at_its_interval_in_its_verdict_colour() -> None:
+def test_paired_intervals_draw_each_claim_at_its_interval_in_its_effects_colour() -> None:
     from cbp.book import table_figures
     from cbp.experiments import claims, other_tables
 
@@ -203,8 +203,8 @@ def test_paired_intervals_draw_each_claim_at_its_interval_in_its_verdict_colour(
         ((-0.2, 0.4), (2, 2)),
     ]
     assert [matplotlib.colors.to_hex(ln.get_color()) for ln in segments] == [
-        table_figures.VERDICT_COLORS[other_tables.LOWER].lower(),
-        table_figures.VERDICT_COLORS[other_tables.SAME].lower(),
+        table_figures.EFFECT_COLORS[other_tables.LOWER].lower(),
+        table_figures.EFFECT_COLORS[other_tables.SAME].lower(),
     ]
     dots = [
         (ln.get_xdata()[0], ln.get_ydata()[0])
@@ -215,8 +215,18 @@ def test_paired_intervals_draw_each_claim_at_its_interval_in_its_verdict_colour(
     assert [t.get_text() for t in ax.texts] == [other_tables.NOT_RECORDED]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[2] == "c (x vs y)"  # the metric's code name is dropped: the claim says it
+    assert labels[0] == "a (against x)"
+    # the colour is the effect, whatever the claim's kind: a tie of Table 5 that holds is "same", a
+    # significant gain on it "higher"; a directional claim that holds with d > 0 is "higher"
+    effect = table_figures.effect
     assert (
-        table_figures.verdict_color("does not hold (significant loss; paper: tie)")
-        == table_figures.VERDICT_COLORS[claims.FAILS]
+        effect(claims.HOLDS + f" (within ±{claims.TIE_MARGIN}, as the paper's tie)", 0.1) == other_tables.SAME
     )
+    assert effect(claims.FAILS + " (significant gain; paper: tie)", 0.8) == other_tables.HIGHER
+    assert effect(claims.FAILS + " (significant loss; paper: tie)", -0.8) == other_tables.LOWER
+    assert (
+        effect(claims.HOLDS, 2.0) == other_tables.HIGHER and effect(claims.FAILS, -2.0) == other_tables.LOWER
+    )
+    assert effect(claims.NOT_RESOLVED + " (1 seed)", 3.0) == claims.NOT_RESOLVED
+    assert effect(other_tables.NOT_RECORDED, float("nan")) == claims.NOT_RESOLVED
     plt.close(fig)

@@ -299,3 +299,7 @@ def test_progress_text_lists_missing_runs_and_the_resume_command(tmp_path: Path)
         for s in study.PROFILES["endpoints"].seeds
     ]
     assert endpoints.progress_text(_results(tmp_path / "c", every), "endpoints", count="C") == "C"
+    assert (
+        endpoints.progress_text(_results(tmp_path / "c", every), "endpoints")
+        == f"{len(planned)} of {len(planned)} runs recorded"
+    )

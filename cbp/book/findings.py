@@ -334,6 +334,11 @@ def hard150_markdown(results: dict[str, Any], folder: str) -> str:
     return "\n".join(lines)
 
 
+def _table_row(cells: tuple[str, ...]) -> str:
+    """One Markdown table row; a "|" inside a cell (e.g. "penalty with |cos|") is escaped."""
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
 def tables_markdown(results: dict[str, Any], folder: str) -> str:
     """The box for amendment 5's other tables (profile ``tables``), as Markdown: what it reads, how
     much is recorded, and one row per claim of Tables 5, 9 and R
@@ -361,19 +366,19 @@ def tables_markdown(results: dict[str, Any], folder: str) -> str:
                 if row["verdict"] == other_tables.NOT_RECORDED
                 else f"{row['d [95% CI]']}: **{row['verdict']}**"
             )
-            cells = (table, row["claim"], row["arms"], row["paper"], ours)
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            lines.append(_table_row((table, row["claim"], row["arms"], row["paper"], ours)))
     cs = other_tables.cs_order_row(results)
     ours = (
         cs["verdict"] if cs["verdict"] == other_tables.NOT_RECORDED else f"{cs['ours']}: **{cs['verdict']}**"
     )
-    lines.append(f"| 8 | {cs['claim']} | baseline, equal only, CBP + OCCL | {cs['paper']} | {ours} |")
+    lines.append(_table_row(("8", cs["claim"], "baseline, equal only, CBP + OCCL", cs["paper"], ours)))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m cbp.book.findings PAGE``: rewrite the page's findings blocks (either or both of
-    the first study's and the end points') from results/ (the intro and the README have them)."""
+    """``python -m cbp.book.findings PAGE``: rewrite the page's findings blocks (those it has of the
+    first study's, the end points', the 150-class regime's and the other tables') from results/ (the
+    intro and the README have them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("page", type=Path)
     parser.add_argument("--results", default="results/ablations")
@@ -405,7 +410,10 @@ def main(argv: list[str] | None = None) -> None:
             text = replace_block(text, new, start, end)
             done.append(args.tables)
     if not done:
-        raise SystemExit(f"{args.page}: no '{START}' or '{ENDPOINTS_START}' block to rewrite")
+        raise SystemExit(
+            f"{args.page}: no findings block to rewrite (none of the markers '{START}', '{ENDPOINTS_START}', "
+            f"'{HARD_START}', '{TABLES_START}' or their README forms)"
+        )
     args.page.write_text(text)
     print(f"{args.page}: findings blocks rewritten from {' and '.join(done)}")
 

@@ -1,5 +1,5 @@
 """Chapter 7's figure of amendment 5's other tables: each claim's paired difference with its 95%
-interval, coloured by its verdict.
+interval, coloured by the effect its verdict states.
 
 The numbers and verdicts come from :func:`cbp.experiments.other_tables.verdict_rows`; this module
 only draws them.
@@ -13,33 +13,45 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from matplotlib.lines import Line2D
+
 from cbp.book.plotting import MIN_FONT, PAGE_WIDTH, subplots
 from cbp.experiments import claims, other_tables
 
-#: A verdict's colour (colour-blind safe): the paper's direction / higher, against it / lower,
-#: the same within the tie margin, and not resolved.
-VERDICT_COLORS: dict[str, str] = {
-    claims.HOLDS: "#009E73",
+#: The colour of each effect a verdict states (colour-blind safe): the first arm significantly
+#: higher, significantly lower, the same within the tie margin, or not resolved.
+EFFECT_COLORS: dict[str, str] = {
     other_tables.HIGHER: "#009E73",
-    claims.FAILS: "#D55E00",
     other_tables.LOWER: "#D55E00",
     other_tables.SAME: "#0072B2",
     claims.NOT_RESOLVED: "#888888",
 }
 
 
-def verdict_color(verdict: str) -> str:
-    """The colour of a verdict of :func:`~cbp.experiments.other_tables.verdict_rows` (a "does not
-    hold (...)" reads as "does not hold")."""
-    for key, colour in VERDICT_COLORS.items():
-        if verdict == key or verdict.startswith(key + " "):
-            return colour
-    return VERDICT_COLORS[claims.NOT_RESOLVED]
+def effect(verdict: str, d: float) -> str:
+    """The effect a verdict of :func:`~cbp.experiments.other_tables.verdict_rows` states, whatever
+    the claim's kind: a tie that holds is "same", any significant verdict ("holds", "does not hold
+    (significant gain; ...)", "higher", "lower") is higher or lower by the sign of ``d`` (the
+    first arm minus the second), anything else is "not resolved"."""
+    if verdict == other_tables.SAME or verdict.startswith(claims.HOLDS + " (within"):
+        return other_tables.SAME
+    if verdict.split(" (")[0] in (claims.HOLDS, claims.FAILS, other_tables.HIGHER, other_tables.LOWER):
+        return other_tables.HIGHER if d > 0 else other_tables.LOWER
+    return claims.NOT_RESOLVED
+
+
+def _arms_words(arms: str) -> str:
+    """``arms`` of a verdict row for a label: a trailing metric name (e.g. "(rare_third_IoU)")
+    repeats the claim's words and is dropped; "vs X" (the claim names the first arm) reads "against X"."""
+    arms = re.sub(r" [(][A-Za-z0-9_]+[)]$", "", arms)
+    return "against " + arms.removeprefix("vs ") if arms.startswith("vs ") else arms
 
 
 def plot_paired_intervals(panels: Sequence[tuple[str, list[dict[str, Any]]]], *, title: str = "") -> Any:
-    """One panel per table: each claim's mean paired difference (first arm minus second, points) as a
-    dot with its 95% interval, coloured by its verdict, and the tie margin (±0.5) shaded.
+    """One panel per table: each claim's mean paired difference (first arm minus second, in points of
+    the claim's metric: mIoU, or F1 / IoU for Table 5's mechanism claims) as a dot with its 95%
+    interval, coloured by the effect its verdict states (:func:`effect`), and the tie margin (±0.5)
+    shaded.
 
     Args:
         panels: ``(panel title, rows of verdict_rows)`` per table, top to bottom.
@@ -47,8 +59,7 @@ def plot_paired_intervals(panels: Sequence[tuple[str, list[dict[str, Any]]]], *,
     """
     # the claim and its arms; a trailing metric name (e.g. "(rare_third_IoU)") repeats the claim's words
     labels = [
-        [textwrap.fill(f"{r['claim']} ({re.sub(r' [(][A-Za-z0-9_]+[)]$', '', r['arms'])})", 40) for r in rows]
-        for _, rows in panels
+        [textwrap.fill(f"{r['claim']} ({_arms_words(r['arms'])})", 40) for r in rows] for _, rows in panels
     ]
     lines = [max(sum(label.count("\n") + 1 for label in panel), 1) for panel in labels]  # text lines a panel
     height = (
@@ -69,7 +80,7 @@ def plot_paired_intervals(panels: Sequence[tuple[str, list[dict[str, Any]]]], *,
             if math.isnan(row["d"]):
                 ax.text(0, yi, row["verdict"], ha="center", va="center", fontsize=MIN_FONT, color="#777777")
                 continue
-            colour = verdict_color(row["verdict"])
+            colour = EFFECT_COLORS[effect(row["verdict"], row["d"])]
             lo, hi = row["ci95"]
             if not math.isnan(lo):
                 ax.plot([lo, hi], [yi, yi], color=colour, lw=2.5, alpha=0.7)
@@ -80,12 +91,12 @@ def plot_paired_intervals(panels: Sequence[tuple[str, list[dict[str, Any]]]], *,
         ax.set_title(name, loc="left")
     axes[-1, 0].set_xlabel("paired difference, first arm minus second (points); line: 95% interval")
     handles = [
-        axes[0, 0].plot([], [], "o-", color=c, label=v)[0]
-        for v, c in (
-            ("holds / higher", VERDICT_COLORS[claims.HOLDS]),
-            ("does not hold / lower", VERDICT_COLORS[claims.FAILS]),
-            ("same (within ±0.5, shaded)", VERDICT_COLORS[other_tables.SAME]),
-            ("not resolved", VERDICT_COLORS[claims.NOT_RESOLVED]),
+        Line2D([], [], color=colour, marker="o", lw=2.5, label=words)
+        for words, colour in (
+            ("first arm significantly higher", EFFECT_COLORS[other_tables.HIGHER]),
+            ("first arm significantly lower", EFFECT_COLORS[other_tables.LOWER]),
+            ("same (interval within ±0.5, shaded)", EFFECT_COLORS[other_tables.SAME]),
+            ("not resolved", EFFECT_COLORS[claims.NOT_RESOLVED]),
         )
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False)

@@ -406,19 +406,19 @@ def profile_runs(results: dict[str, Any], profile: str) -> tuple[list[str], list
     return done, [r.name for r in planned if (r.regime, r.arm, r.seed) not in have]
 
 
-def progress_text(results: dict[str, Any], profile: str, count: str, study: str = "ablations") -> str:
-    """What a chapter prints above a profile's tables: ``count`` (the profile's count line), then,
-    while runs are missing, their names (only when some are recorded: otherwise that is the whole
-    plan) and the command that runs and resumes them."""
+def progress_text(results: dict[str, Any], profile: str, count: str | None = None) -> str:
+    """What a chapter prints above a profile's tables: ``count`` (default ``"K of N runs recorded"``),
+    then, while runs are missing, their names (only when some are recorded: otherwise that is the
+    whole plan) and the command that runs and resumes them."""
     have, todo = profile_runs(results, profile)
-    lines = [count]
+    lines = [count or f"{len(have)} of {len(have) + len(todo)} runs recorded"]
     if todo and have:
         lines.append(
             textwrap.fill(f"not recorded yet ({len(todo)}): {', '.join(todo)}", 88, break_on_hyphens=False)
         )
     if todo:
         lines.append(
-            f"they run (and resume) with:\n  python -m cbp.experiments run {study} --profile {profile} --jobs 1"
+            f"they run (and resume) with:\n  python -m cbp.experiments run ablations --profile {profile} --jobs 1"
         )
     return "\n".join(lines)
 

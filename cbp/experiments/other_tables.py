@@ -112,7 +112,8 @@ def _effect(verdict: str, mean: float) -> str:
 
 def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained") -> list[dict[str, Any]]:
     """One table's claims (``"5"``, ``"9"`` or ``"R"``) by the paired rule on the final models, one Holm
-    family: claim, the two arms, the paper's figure, ``d [95% CI]`` (paired, first arm minus second)
+    family: claim, the two arms, the paper's figure, ``d [95% CI]`` (paired, first arm minus second:
+    every claim of these tables is stated with ``sign = 1``)
     and the verdict (for Tables 9 and R: same / higher / lower / not resolved); ``d`` and ``ci95``
     hold the same numbers as floats, for figures."""
     if table == "5":
@@ -147,7 +148,7 @@ def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained"
                 "d [95% CI]": claims.interval_text(r),
                 "verdict": verdict,
                 "d": r["mean"],  # NaN: not recorded
-                "ci95": r["ci95"],  # (lo, hi); NaN for 1 seed
+                "ci95": r["ci95"],  # (lo, hi); NaN with < 2 seeds or identical differences
             }
         )
     return out
