@@ -57,14 +57,12 @@ def plot_paired_intervals(panels: Sequence[tuple[str, list[dict[str, Any]]]], *,
         panels: ``(panel title, rows of verdict_rows)`` per table, top to bottom.
         title: the figure's title.
     """
-    # the claim and its arms; a trailing metric name (e.g. "(rare_third_IoU)") repeats the claim's words
     labels = [
         [textwrap.fill(f"{r['claim']} ({_arms_words(r['arms'])})", 40) for r in rows] for _, rows in panels
     ]
     lines = [max(sum(label.count("\n") + 1 for label in panel), 1) for panel in labels]  # text lines a panel
-    height = (
-        0.26 * sum(lines) + 0.8 * len(panels) + 0.8
-    )  # inches: a line of labels, a title and axis per panel
+    # inches: 0.26 a line of labels, 0.8 a panel's title and axis, 0.8 the legend
+    height = 0.26 * sum(lines) + 0.8 * len(panels) + 0.8
     fig, axes = subplots(
         len(panels),
         1,

@@ -113,9 +113,9 @@ def _effect(verdict: str, mean: float) -> str:
 def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained") -> list[dict[str, Any]]:
     """One table's claims (``"5"``, ``"9"`` or ``"R"``) by the paired rule on the final models, one Holm
     family: claim, the two arms, the paper's figure, ``d [95% CI]`` (paired, first arm minus second:
-    every claim of these tables is stated with ``sign = 1``)
-    and the verdict (for Tables 9 and R: same / higher / lower / not resolved); ``d`` and ``ci95``
-    hold the same numbers as floats, for figures."""
+    every claim of these tables is stated with ``sign = 1``) and the verdict (for Tables 9 and R:
+    same / higher / lower / not resolved); ``d`` and ``ci95`` hold the same numbers as floats, for
+    figures."""
     if table == "5":
         rows = claims.paired_verdict_rows(results, regime, claim_keys=TABLE5_CLAIMS)
         chosen = {c.key: c for c in claims.CLAIMS}
