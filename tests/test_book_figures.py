@@ -216,6 +216,17 @@ def test_paired_intervals_draw_each_claim_at_its_interval_in_its_effects_colour(
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[2] == "c (x vs y)"  # the metric's code name is dropped: the claim says it
     assert labels[0] == "a (against x)"
+    assert ax.get_xlim() != (-12.0, 12.0)  # nothing beyond the clip: the axis fits the data
+    # a mean beyond ±clip: the panel is drawn on [-clip, clip], the mean as a labelled edge marker
+    far = dict(rows[0], d=-75.5, ci95=(-77.2, -73.8))
+    fig2 = table_figures.plot_paired_intervals([("R", [far, rows[1]])], clip=12.0)
+    ax2 = fig2.axes[0]
+    assert ax2.get_xlim() == (-12.0, 12.0)
+    edge = [ln for ln in ax2.lines if ln.get_marker() == "<"]
+    assert len(edge) == 1 and edge[0].get_xdata()[0] == -12.0 and edge[0].get_ydata()[0] == 1
+    assert [t.get_text() for t in ax2.texts] == ["-75.5"]
+    assert all(-12.0 <= x <= 12.0 for ln in ax2.lines for x in ln.get_xdata())  # no interval drawn past it
+    plt.close(fig2)
     # the colour is the effect, whatever the claim's kind: a tie of Table 5 that holds is "same", a
     # significant gain on it "higher"; a directional claim that holds with d > 0 is "higher"
     effect = table_figures.effect

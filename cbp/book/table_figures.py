@@ -47,7 +47,9 @@ def _arms_words(arms: str) -> str:
     return "against " + arms.removeprefix("vs ") if arms.startswith("vs ") else arms
 
 
-def plot_paired_intervals(panels: Sequence[tuple[str, list[dict[str, Any]]]], *, title: str = "") -> Any:
+def plot_paired_intervals(
+    panels: Sequence[tuple[str, list[dict[str, Any]]]], *, title: str = "", clip: float = 12.0
+) -> Any:
     """One panel per table: each claim's mean paired difference (first arm minus second, in points of
     the claim's metric: mIoU, or F1 / IoU for Table 5's mechanism claims) as a dot with its 95%
     interval, coloured by the effect its verdict states (:func:`effect`), and the tie margin (±0.5)
@@ -56,6 +58,8 @@ def plot_paired_intervals(panels: Sequence[tuple[str, list[dict[str, Any]]]], *,
     Args:
         panels: ``(panel title, rows of verdict_rows)`` per table, top to bottom.
         title: the figure's title.
+        clip: a panel with a mean beyond ±``clip`` is drawn on [−clip, clip], that mean as a triangle
+            at the edge labelled with its value (one collapsed run would otherwise squash the rest).
     """
     labels = [
         [textwrap.fill(f"{r['claim']} ({_arms_words(r['arms'])})", 40) for r in rows] for _, rows in panels
@@ -74,15 +78,32 @@ def plot_paired_intervals(panels: Sequence[tuple[str, list[dict[str, Any]]]], *,
         y = list(range(len(rows)))[::-1]
         ax.axvspan(-claims.TIE_MARGIN, claims.TIE_MARGIN, color="#0072B2", alpha=0.12, lw=0)
         ax.axvline(0, color="#333333", lw=0.8)
+        clipped = any(abs(r["d"]) > clip for r in rows)  # NaN compares False
         for yi, row in zip(y, rows):
             if math.isnan(row["d"]):
                 ax.text(0, yi, row["verdict"], ha="center", va="center", fontsize=MIN_FONT, color="#777777")
                 continue
             colour = EFFECT_COLORS[effect(row["verdict"], row["d"])]
+            if abs(row["d"]) > clip:
+                edge = math.copysign(clip, row["d"])
+                ax.plot(edge, yi, "<" if edge < 0 else ">", color=colour, ms=8, clip_on=False)
+                ax.annotate(
+                    f"{row['d']:+.1f}",
+                    (edge, yi),
+                    xytext=(10 if edge < 0 else -10, 0),
+                    textcoords="offset points",
+                    ha="left" if edge < 0 else "right",
+                    va="center",
+                    fontsize=MIN_FONT,
+                    color=colour,
+                )
+                continue
             lo, hi = row["ci95"]
             if not math.isnan(lo):
                 ax.plot([lo, hi], [yi, yi], color=colour, lw=2.5, alpha=0.7)
             ax.plot(row["d"], yi, "o", color=colour, ms=6)
+        if clipped:
+            ax.set_xlim(-clip, clip)
         ax.set_yticks(y, panel_labels)
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.grid(axis="y", visible=False)
