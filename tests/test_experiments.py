@@ -606,3 +606,63 @@ def test_plan_commands_equal_the_recorded_ones(profile: str) -> None:
     for name, rec in recorded.items():
         assert name in planned, f"{name} is recorded but no longer planned"
         assert list(planned[name].command) == rec["command"], name
+
+
+# ---------------------------------------------------------------------------------------------
+# Amendment 6: calibration profiles, derived protocol commit, CPU model
+
+
+@pytest.mark.parametrize("name", sorted(study.CALIBRATION_CANDIDATES))
+def test_calibration_profile_trains_the_baseline_on_the_candidates_tuning_set(name: str) -> None:
+    runs = plan("ablations", f"calib-{name}")
+    knobs = study.CALIBRATION_CANDIDATES[name]
+    data, data_pre = (next(r for r in runs if r.name == n) for n in ("data", "data-pretrain"))
+    for step in (data, data_pre):  # both sets share the candidate's knobs
+        i = step.command.index(knobs[0])
+        assert step.command[i : i + len(knobs)] == knobs and "--classes" in step.command
+    assert data.command[-4:] == ("--seed", "1", "--appearance-seed", "0")  # the tuning set, never seed 0
+    assert data_pre.command[-1] == "--pretrain"
+    (train,) = [r for r in runs if r.kind == "train"]
+    cfg = _parse(train)
+    assert cfg.model.classifier == "linear" and not cfg.loss.occl and cfg.optim.head_lr_mult == 10
+    assert (
+        cfg.train.iters == study.CALIBRATION_ITERS and cfg.train.eval_every == study.CALIBRATION_ITERS // 10
+    )
+    assert cfg.data.root == f"data/synthetic-150-{name}-tune"
+
+
+def test_protocol_commit_is_the_last_commit_that_touched_the_protocol(tmp_path: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def commit(path: str, text: str) -> str:
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text(text)
+        git("add", path)
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", path)
+        return git("rev-parse", "--short", "HEAD")
+
+    git("init", "-q")
+    first = commit("experiments/protocol.md", "v1\n")
+    code = commit("cbp/a.py", "x = 1\n")
+    second = commit("experiments/protocol.md", "v2\n")
+    later = commit("cbp/a.py", "x = 2\n")
+    assert runner.protocol_commit(code, tmp_path) == first  # a run at `code` followed the first protocol
+    assert runner.protocol_commit(later, tmp_path) == second
+    assert runner.protocol_commit(later + "-dirty", tmp_path) == second
+    assert runner.protocol_commit("0" * 40, tmp_path) == "unknown"
+
+
+def test_cpu_model_names_family_model_and_avx512() -> None:
+    model = runner.cpu_model()
+    assert model == runner.cpu_model() == runner.hardware()["cpu_model"]
+    if Path("/proc/cpuinfo").is_file():
+        info = Path("/proc/cpuinfo").read_text()
+        family = next(
+            line.split(":")[1].strip() for line in info.splitlines() if line.startswith("cpu family")
+        )
+        assert f"family {family}," in model
+        assert ("; AVX-512)" in model) == (" avx512f " in f" {info.split('flags', 1)[1].splitlines()[0]} ")

@@ -279,3 +279,43 @@ def test_ensure_synthetic_refuses_a_version_1_set(tmp_path: Path) -> None:
     kw = {k: v for k, v in SMALL_SET.items() if k != "progress"}
     with pytest.raises(ValueError, match="version 1"):
         syn.ensure_synthetic(root, progress=False, **kw)
+
+
+def test_difficulty_knobs_scale_the_same_draws(tmp_path: Path, set150: Path) -> None:
+    """Amendment 6's knobs act on the draws generator 2 makes anyway: noise and amplitude scale exactly,
+    group members step by the new angle, and the layout (labels) is untouched."""
+    kw = dict(classes=150, train=300, val=160, progress=False)
+    hard = syn.generate(
+        tmp_path / "hard", **kw, num_groups=16, lookalike_deg=10.0, noise_scale=2.0, amplitude_scale=0.5
+    )
+    a, b = (json.loads((s / "cbp_meta.json").read_text()) for s in (set150, hard))
+    np.testing.assert_allclose(
+        b["appearance"]["noise"], np.multiply(a["appearance"]["noise"], 2.0), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        b["appearance"]["amplitude"], np.multiply(a["appearance"]["amplitude"], 0.5), atol=1e-5
+    )
+    assert (
+        b["fingerprint"]["labels"] == a["fingerprint"]["labels"]
+        and b["fingerprint"]["render"] != a["fingerprint"]["render"]
+    )
+    theta = np.array(b["appearance"]["theta_deg"])
+    for group in b["groups"]:  # the members are base + 0, 10, 20 degrees (mod 180), in some order
+        v = theta[group]
+        assert any(np.allclose(np.sort((v - base) % 180.0), [0.0, 10.0, 20.0], atol=1e-3) for base in v)
+    with pytest.raises(ValueError, match="lookalike_deg"):
+        syn.SyntheticParams(lookalike_deg=0.0).resolved()
+    with pytest.raises(ValueError, match="noise_scale"):
+        syn.SyntheticParams(noise_scale=float("nan")).resolved()
+
+
+def test_a_set_written_before_the_knobs_existed_is_still_recognised(tmp_path: Path, set150: Path) -> None:
+    root = tmp_path / "old"
+    shutil.copytree(set150, root)
+    meta = json.loads((root / "cbp_meta.json").read_text())
+    for knob in ("lookalike_deg", "noise_scale", "amplitude_scale"):
+        del meta["params"][knob]
+    (root / "cbp_meta.json").write_text(json.dumps(meta))
+    assert syn.ensure_synthetic(root, classes=150, train=300, val=160, progress=False) == root
+    with pytest.raises(ValueError, match="noise_scale"):
+        syn.ensure_synthetic(root, classes=150, train=300, val=160, noise_scale=2.0, progress=False)

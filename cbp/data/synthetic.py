@@ -25,6 +25,12 @@ frequent member's colour (up to ``±0.015`` a channel), period, amplitude and no
 orientation, by 30° steps (offsets 0/30/60° assigned at random). This is the ambiguity the paper
 targets: a frequent class next to rare look-alikes.
 
+**Difficulty knobs** (amendment 6 of the study's protocol). ``lookalike_deg`` sets the orientation
+step inside a group (30°), ``noise_scale`` and ``amplitude_scale`` multiply every :math:`\sigma_c` and
+:math:`a_c`; with ``num_groups`` (up to ``classes / 3``: every class has two look-alikes) and the image
+counts they set how hard the set is. They scale draws that are made whatever their value, so their
+defaults give generator 2's sets bit for bit (same fingerprints).
+
 **Layout** (``seed``). Each image is a Voronoi partition of :math:`n \sim U\{4, \dots, 9\}` distinct
 random seed pixels; each cell takes a class drawn i.i.d. from :math:`p`. So pixel frequencies follow
 :math:`p` and rare classes appear in few images (150 classes, 4000 training images: the rarest in
@@ -140,6 +146,10 @@ class SyntheticParams:
     max_cells: int = 9
     min_val_images: int = 6
     jpeg_quality: int = 98
+    # difficulty knobs (amendment 6's calibration); the defaults give generator 2's sets bit for bit
+    lookalike_deg: float = 30.0  # orientation step between the members of a confusable group
+    noise_scale: float = 1.0  # multiplies every class's pixel noise std
+    amplitude_scale: float = 1.0  # multiplies every class's texture amplitude
 
     def resolved(self) -> SyntheticParams:
         """Fill the None defaults and validate."""
@@ -167,6 +177,14 @@ class SyntheticParams:
             app = self.seed + (PRETRAIN_SEED_OFFSET if self.pretrain else 0)
         if not 50 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 50..100, got {self.jpeg_quality}")
+        if not 0.0 < self.lookalike_deg <= 60.0:
+            raise ValueError(
+                f"lookalike_deg must be in (0, 60] degrees (3 members x step <= 180), got {self.lookalike_deg}"
+            )
+        for name in ("noise_scale", "amplitude_scale"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
         return SyntheticParams(**(asdict(self) | {"num_groups": groups, "appearance_seed": app}))
 
 
@@ -193,15 +211,26 @@ def class_table(classes: int) -> tuple[np.ndarray, list[str], np.ndarray]:
     return ade_ids, [ADE20K_CLASSES[i] for i in ade_ids], ratios / math.fsum(ratios)  # fsum: exact
 
 
-def draw_appearance(probs: np.ndarray, num_groups: int, rng: np.random.Generator) -> Appearance:
-    """Draw class appearances and confusable groups (see module docstring)."""
+def draw_appearance(
+    probs: np.ndarray,
+    num_groups: int,
+    rng: np.random.Generator,
+    lookalike_deg: float = 30.0,
+    noise_scale: float = 1.0,
+    amplitude_scale: float = 1.0,
+) -> Appearance:
+    """Draw class appearances and confusable groups (see module docstring).
+
+    The knobs scale draws that are made the same way whatever their value (a factor of 1.0 leaves
+    every float unchanged), so the defaults reproduce generator 2's sets bit for bit.
+    """
     n = len(probs)
     colour = rng.uniform(0.15, 0.85, size=(n, 3))
     theta = rng.uniform(0.0, np.pi, size=n)
     # math.exp / math.log, not numpy's: numpy's AVX-512 kernels round them differently (v1)
     period = np.array([math.exp(u) for u in rng.uniform(math.log(3.0), math.log(12.0), size=n)])
-    amplitude = rng.uniform(0.06, 0.22, size=n)
-    noise = rng.uniform(0.02, 0.10, size=n)
+    amplitude = rng.uniform(0.06, 0.22, size=n) * amplitude_scale
+    noise = rng.uniform(0.02, 0.10, size=n) * noise_scale
     order = np.argsort(-probs, kind="stable")  # most frequent first
     thirds = np.array_split(order, 3)
     groups = np.stack([rng.choice(t, size=num_groups, replace=False) for t in thirds], axis=1)  # (G, 3)
@@ -213,7 +242,9 @@ def draw_appearance(probs: np.ndarray, num_groups: int, rng: np.random.Generator
         )
         for arr in (period, amplitude, noise):
             arr[members] = arr[lead][:, None]
-        offsets = rng.permuted(np.tile(np.arange(3), (num_groups, 1)), axis=1) * np.deg2rad(30.0)  # (G, 3)
+        offsets = rng.permuted(np.tile(np.arange(3), (num_groups, 1)), axis=1) * np.deg2rad(
+            lookalike_deg
+        )  # (G, 3)
         theta[groups] = (theta[lead][:, None] + offsets) % np.pi
     return Appearance(colour, theta, period, amplitude, noise, groups.astype(np.int64))
 
@@ -486,6 +517,9 @@ def generate(
     max_cells: int = 9,
     min_val_images: int = 6,
     jpeg_quality: int = 98,
+    lookalike_deg: float = 30.0,
+    noise_scale: float = 1.0,
+    amplitude_scale: float = 1.0,
     progress: bool = True,
 ) -> Path:
     """Generate a synthetic set into ``out`` (which must not exist, or be an empty folder).
@@ -502,6 +536,8 @@ def generate(
         min_cells, max_cells: Voronoi cells per image (uniform).
         min_val_images: every class is forced into this many validation images.
         jpeg_quality: JPEG quality (4:4:4 chroma always).
+        lookalike_deg: orientation step between the members of a confusable group (30 degrees).
+        noise_scale, amplitude_scale: factors on every class's pixel noise std and texture amplitude.
         progress: show a tqdm bar and a summary line.
 
     Returns:
@@ -523,6 +559,9 @@ def generate(
         max_cells=max_cells,
         min_val_images=min_val_images,
         jpeg_quality=jpeg_quality,
+        lookalike_deg=lookalike_deg,
+        noise_scale=noise_scale,
+        amplitude_scale=amplitude_scale,
     ).resolved()
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -550,7 +589,8 @@ def generate(
 
 def _generate_into(root: Path, p: SyntheticParams, progress: bool) -> None:
     ade_ids, names, probs = class_table(p.classes)
-    app = draw_appearance(probs, p.num_groups, np.random.default_rng([p.appearance_seed, 7, 20240]))
+    rng = np.random.default_rng([p.appearance_seed, 7, 20240])
+    app = draw_appearance(probs, p.num_groups, rng, p.lookalike_deg, p.noise_scale, p.amplitude_scale)
     bar = None
     if progress:
         from tqdm import tqdm  # not tqdm.auto: it warns in kernels without ipywidgets
@@ -667,7 +707,10 @@ def ensure_synthetic(root: str | Path, *, progress: bool = True, **kw) -> Path:
             f"version {VERSION} (see 'Portability' in cbp.data.synthetic). Use another folder, or delete "
             "this one to regenerate it."
         )
-    existing = meta.get("params", {})
+    # a set written before a knob existed was made with the knob's default
+    existing = (
+        asdict(SyntheticParams()) | {"num_groups": None, "appearance_seed": None} | meta.get("params", {})
+    )
     diff = {k: (existing.get(k), v) for k, v in asdict(params).items() if existing.get(k) != v}
     if diff:
         shown = ", ".join(f"{k}: existing {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
@@ -701,6 +744,13 @@ def main(argv: list[str] | None = None) -> Path:
         "--pretrain", action="store_true", help="disjoint pretraining task (appearance seed+1000)"
     )
     parser.add_argument("--groups", type=int, default=None, help="number of confusable groups of three")
+    parser.add_argument(
+        "--lookalike-deg", type=float, default=30.0, help="orientation step inside a confusable group"
+    )
+    parser.add_argument("--noise-scale", type=float, default=1.0, help="factor on every class's pixel noise")
+    parser.add_argument(
+        "--amplitude-scale", type=float, default=1.0, help="factor on every class's texture amplitude"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     kw = {
@@ -712,6 +762,9 @@ def main(argv: list[str] | None = None) -> Path:
         "appearance_seed": args.appearance_seed,
         "pretrain": args.pretrain,
         "num_groups": args.groups,
+        "lookalike_deg": args.lookalike_deg,
+        "noise_scale": args.noise_scale,
+        "amplitude_scale": args.amplitude_scale,
     }
     try:
         SyntheticParams(**kw).resolved()

@@ -19,8 +19,16 @@ import torch
 from cbp import analysis
 from cbp.engine import checkpoint
 from cbp.experiments import trained_runs
-from cbp.experiments.runner import RESULTS_ROOT, TRACKED_PATHS, dirty_paths, git_commit, hardware, result_path
-from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, Run, plan
+from cbp.experiments.runner import (
+    RESULTS_ROOT,
+    TRACKED_PATHS,
+    dirty_paths,
+    git_commit,
+    hardware,
+    protocol_commit,
+    result_path,
+)
+from cbp.experiments.study import PROFILES, Run, plan
 from cbp.io import read_json, read_jsonl, write_json
 
 
@@ -129,8 +137,8 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
         "command": list(run.command),
         "env": {"OMP_NUM_THREADS": "1", "cwd": "repository root"},
         "depends_on": {d: list(runs[d].command) for d in _ancestors(run, runs)},
-        "commit": git_commit(),
-        "protocol_commit": PROTOCOL_COMMIT,
+        "commit": (commit := git_commit()),
+        "protocol_commit": protocol_commit(commit),
         "hardware": hardware(),
         "seconds": seconds,
         "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),

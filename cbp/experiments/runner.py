@@ -101,6 +101,28 @@ def dirty_paths(cwd: str | Path = ".") -> list[str]:
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
+PROTOCOL_FILE = "experiments/protocol.md"
+
+
+def protocol_commit(commit: str, cwd: str | Path = ".") -> str:
+    """The last commit that touched :data:`PROTOCOL_FILE` at ``commit`` (short hash): the protocol a run
+    followed, derived from the history rather than typed (amendment 6). "unknown" outside a git checkout.
+    """
+    try:
+        return (
+            subprocess.run(
+                ["git", "log", "-1", "--format=%h", commit.removesuffix("-dirty"), "--", PROTOCOL_FILE],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            or "unknown"
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def git_commit(cwd: str | Path = ".") -> str:
     """``git rev-parse HEAD`` (+ ``-dirty`` when files under cbp/ or experiments/ differ), or "unknown"."""
     try:
@@ -174,6 +196,31 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def cpu_model() -> str:
+    """The CPU model as one string: vendor, model name, family / model / stepping (a virtual machine may
+    show only "AMD EPYC" as its name, so the numbers tell two generations apart) and whether it has
+    AVX-512 (numpy and torch pick other kernels with it). Two records made on one model give the same
+    string (amendment 6: the two runs of a pair must share it)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("vendor_id", "model name", "cpu family", "model", "stepping") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break  # the first processor's block is enough
+    except OSError:
+        pass
+    if not fields:
+        return platform.processor() or platform.machine()
+    isa = "AVX-512" if "avx512f" in cpu_flags() else "no AVX-512"
+    return (
+        f"{fields.get('vendor_id', '?')} {fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, "
+        f"model {fields.get('model', '?')}, stepping {fields.get('stepping', '?')}; {isa})"
+    )
+
+
 def hardware() -> dict[str, Any]:
     """CPU model, cores, threads a run uses, torch version and device."""
     import torch
@@ -191,6 +238,7 @@ def hardware() -> dict[str, Any]:
 
     return {
         "cpu": cpu,
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads_per_run": int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or torch.get_num_threads(),
         "torch": torch.__version__,
@@ -468,6 +516,8 @@ def status(
 __all__ = [
     "PROTOCOL_COMMIT",
     "check_data",
+    "cpu_model",
+    "protocol_commit",
     "dirty_paths",
     "package_versions",
     "execute",

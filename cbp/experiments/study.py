@@ -212,6 +212,48 @@ def reading_arms() -> list[Arm]:
 
 
 @dataclass(frozen=True)
+class TuneRun:
+    """One run of amendment 5's tuning budget: the arm tuned and the values it tries.
+
+    Attributes:
+        arm: ``"linear"`` (the baseline) or ``"cbp_occl"``.
+        head_lr_mult: the classifier's learning-rate multiplier.
+        length: CBP + OCCL's T (``None`` for the baseline).
+    """
+
+    arm: str
+    head_lr_mult: int
+    length: int | None = None
+
+    @property
+    def name(self) -> str:
+        """``"linear_lr10"``, ``"cbp_occl_T2_lr30"``."""
+        t = "" if self.length is None else f"_T{self.length}"
+        return f"{self.arm}{t}_lr{self.head_lr_mult}"
+
+    @property
+    def setting(self) -> str:
+        """``"head lr x10"``, ``"T = 2, head lr x30"``."""
+        t = "" if self.length is None else f"T = {self.length}, "
+        return f"{t}head lr x{self.head_lr_mult}"
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The run's training overrides (the object views, the new study's default, spelled out)."""
+        lr = f"--optim.head_lr_mult={self.head_lr_mult}"
+        if self.arm == "linear":
+            return ("--model.classifier=linear", "--loss.occl=false", lr)
+        return (f"--model.length={self.length}", lr, "--loss.views=objects")
+
+
+#: Amendment 5's tuning budget: four runs for the baseline (head lr multipliers {3, 10, 30, 100}) and
+#: four for CBP + OCCL ((T, head lr) in {1, 2} x {10, 30}).
+TUNE_ARMS: list[TuneRun] = [TuneRun("linear", m) for m in (3, 10, 30, 100)] + [
+    TuneRun("cbp_occl", m, t) for t in (1, 2) for m in (10, 30)
+]
+
+
+@dataclass(frozen=True)
 class Profile:
     """Size of a study: iterations, seeds, which arms, data and device overrides."""
 
@@ -235,7 +277,9 @@ class Profile:
     readings: bool = True  # amendment 4: table "R" (CPU processes; off for the one-GPU profile)
     generator: int = GENERATOR  # version of cbp.data.synthetic; 1 = history (cannot be re-run)
     arm_extra: tuple[str, ...] = ()  # overrides of every arm's run (not the pretraining)
-    tune: bool = False  # amendment 5: the tuning runs on the tuning set (TUNE_ARMS), nothing else
+    tune_runs: tuple[TuneRun, ...] = ()  # amendments 5, 6: only these runs, on a tuning set
+    penalty_check: bool = False  # amendment 5: and the check of the penalty's weight
+    set_args: tuple[str, ...] = ()  # generator knobs of both sets (amendment 6's benchmark regime)
     tuned: bool = False  # amendment 5: every arm gets the tuned head lr / T of TUNED (arm_settings)
     data_args: tuple[str, ...] = ()  # extra generator arguments of the main data step
     description: str = ""
@@ -271,7 +315,8 @@ PROFILES: dict[str, Profile] = {
         data_root="data/synthetic-50-v2-tune",
         pretrain_root="data/synthetic-50-v2-pretrain",
         data_args=("--seed", "1", "--appearance-seed", "0"),
-        tune=True,
+        tune_runs=tuple(TUNE_ARMS),
+        penalty_check=True,
         description="amendment 5: equal tuning budget (4 runs each) on the held-out tuning set, 2000 iterations",
     ),
     "endpoints": Profile(
@@ -371,46 +416,39 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-@dataclass(frozen=True)
-class TuneRun:
-    """One run of amendment 5's tuning budget: the arm tuned and the values it tries.
-
-    Attributes:
-        arm: ``"linear"`` (the baseline) or ``"cbp_occl"``.
-        head_lr_mult: the classifier's learning-rate multiplier.
-        length: CBP + OCCL's T (``None`` for the baseline).
-    """
-
-    arm: str
-    head_lr_mult: int
-    length: int | None = None
-
-    @property
-    def name(self) -> str:
-        """``"linear_lr10"``, ``"cbp_occl_T2_lr30"``."""
-        t = "" if self.length is None else f"_T{self.length}"
-        return f"{self.arm}{t}_lr{self.head_lr_mult}"
-
-    @property
-    def setting(self) -> str:
-        """``"head lr x10"``, ``"T = 2, head lr x30"``."""
-        t = "" if self.length is None else f"T = {self.length}, "
-        return f"{t}head lr x{self.head_lr_mult}"
-
-    @property
-    def overrides(self) -> tuple[str, ...]:
-        """The run's training overrides (the object views, the new study's default, spelled out)."""
-        lr = f"--optim.head_lr_mult={self.head_lr_mult}"
-        if self.arm == "linear":
-            return ("--model.classifier=linear", "--loss.occl=false", lr)
-        return (f"--model.length={self.length}", lr, "--loss.views=objects")
+#: Amendment 6's calibration: candidate regimes of the generator (150 classes as ADE20K, 64 x 64), as
+#: ``python -m cbp.data.synthetic`` arguments, in the order they are judged. Each is the profile
+#: ``calib-<name>``: its tuning set (layout seed 1) and pretraining set, the pretraining, and one baseline
+#: run with the study's recipe (head lr x10, :data:`CALIBRATION_ITERS` iterations, an evaluation every
+#: 10 %). The first candidate whose baseline meets the targets of amendment 6 is the study's regime.
+CALIBRATION_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "c1": ("--groups", "50", "--lookalike-deg", "15", "--noise-scale", "2"),
+    "c2": ("--groups", "50", "--lookalike-deg", "10", "--noise-scale", "3", "--amplitude-scale", "0.7"),
+}
+CALIBRATION_ITERS = 4000
 
 
-#: Amendment 5's tuning budget: four runs for the baseline (head lr multipliers {3, 10, 30, 100}) and
-#: four for CBP + OCCL ((T, head lr) in {1, 2} x {10, 30}).
-TUNE_ARMS: list[TuneRun] = [TuneRun("linear", m) for m in (3, 10, 30, 100)] + [
-    TuneRun("cbp_occl", m, t) for t in (1, 2) for m in (10, 30)
-]
+def calibration_profile(name: str, set_args: tuple[str, ...]) -> Profile:
+    """The profile ``calib-<name>`` of a candidate regime (see :data:`CALIBRATION_CANDIDATES`)."""
+    return Profile(
+        f"calib-{name}",
+        iters=CALIBRATION_ITERS,
+        pretrain_iters=1500,
+        seeds=(0,),
+        preset="synthetic150",
+        classes=150,
+        data_root=f"data/synthetic-150-{name}-tune",
+        pretrain_root=f"data/synthetic-150-{name}-pretrain",
+        data_args=("--seed", "1", "--appearance-seed", "0"),
+        set_args=set_args,
+        tune_runs=(TuneRun("linear", 10),),
+        arm_extra=(f"--train.eval_every={CALIBRATION_ITERS // 10}",),
+        description=f"amendment 6's calibration, candidate {name} ({' '.join(set_args)}): the baseline on the "
+        f"tuning set, {CALIBRATION_ITERS} iterations",
+    )
+
+
+PROFILES.update({f"calib-{n}": calibration_profile(n, a) for n, a in CALIBRATION_CANDIDATES.items()})
 
 #: Amendment 5's check of the penalty's weight before Table 4 runs: ``gradient`` and ``penalty`` (weight
 #: :data:`PENALTY_WEIGHT`), 500 iterations, seeds 0-2, on the tuning set, at the paper's values (head lr
@@ -542,7 +580,9 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
 
     def data_run(name: str, root: str, pretrain: bool) -> Run:
         command = ("python", "-m", "cbp.data.synthetic", "--out", root, "--classes", str(p.classes))
-        command += ("--size", str(p.size), "--quiet") + (("--pretrain",) if pretrain else p.data_args)
+        command += ("--size", str(p.size), "--quiet", *p.set_args) + (
+            ("--pretrain",) if pretrain else p.data_args
+        )
         return Run(
             name=name,
             kind="data",
@@ -637,7 +677,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
     )
 
     runs: list[Run] = [data, data_pre, pretrain, encoder]
-    if p.tune:
+    if p.tune_runs:
 
         def tune_run(
             name: str, arm: str, table: str, seed: int, iters: int, overrides: tuple[str, ...]
@@ -656,6 +696,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
                 f"--train.iters={iters}",
                 f"--seed={seed}",
                 f"--model.proto_seed={seed}",
+                *p.arm_extra,
                 *overrides,
                 f"--model.pretrained={encoder_file}",
             )
@@ -672,8 +713,10 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
             )
 
         runs += [
-            tune_run(f"pretrained-{t.name}-s0", t.name, "tune", 0, p.iters, t.overrides) for t in TUNE_ARMS
+            tune_run(f"pretrained-{t.name}-s0", t.name, "tune", 0, p.iters, t.overrides) for t in p.tune_runs
         ]
+        if not p.penalty_check:
+            return runs
         # the penalty check runs at the paper's values (head lr x10, T = 2)
         paper_values = ("--optim.head_lr_mult=10", "--model.length=2")
         checks = [("gradient", ("--model.update=gradient",))]
