@@ -666,3 +666,47 @@ def test_cpu_model_names_family_model_and_avx512() -> None:
         )
         assert f"family {family}," in model
         assert ("; AVX-512)" in model) == (" avx512f " in f" {info.split('flags', 1)[1].splitlines()[0]} ")
+
+
+@pytest.mark.parametrize("cbp_lr", [10.0, 30.0])
+def test_amendment6_plans_keep_the_arms_alike_but_for_the_thing_tested(
+    monkeypatch: pytest.MonkeyPatch, cbp_lr: float
+) -> None:
+    tuned = {"head_lr_mult": 10.0, "length": 1.0, "cbp_head_lr_mult": cbp_lr}
+    profiles = study.amendment6_profiles("c1", tuned, 6000)
+    assert study.amendment6_profiles(None) == {} and set(study.amendment6_profiles("c1")) == {"a6-tune"}
+    monkeypatch.setattr(study, "PROFILES", {**study.PROFILES, **profiles})
+    for name, set_folder in (("a6-tune", "-tune"), ("a6-schedule", "-tune"), ("a6", "")):
+        runs = plan("ablations", name)
+        data = next(r for r in runs if r.name == "data")
+        assert data.command[data.command.index("--out") + 1] == f"data/synthetic-150-c1{set_folder}"
+        assert ("--seed" in data.command) == (set_folder == "-tune")  # the verdict set is layout seed 0
+    train = [r for r in plan("ablations", "a6") if r.kind == "train"]
+    cfgs = {r.name: _parse(r) for r in train}
+    by_arm: dict[str, list[int]] = {}
+    for r in train:
+        by_arm.setdefault(r.arm, []).append(r.seed)
+        cfg = cfgs[r.name]
+        assert cfg.train.iters == 6000 and cfg.data.root == "data/synthetic-150-c1"
+        assert cfg.train.eval_every == (600 if r.seed in (0, 1, 2) else _default_eval_every())
+        swap = r.arm.endswith("_lrswap")
+        assert cfg.optim.head_lr_mult == (cbp_lr if swap else 10.0)  # one head lr for every arm of a claim
+        if cfg.model.classifier != "linear":
+            assert cfg.model.length == 1.0
+    assert {a: s for a, s in by_arm.items() if a in study.TABLE3_ARMS} == dict.fromkeys(
+        study.TABLE3_ARMS, list(range(8))
+    )
+    for arm in ("gradient", "ema", "penalty", "orthogonal", "equal"):
+        assert by_arm[arm] == list(range(5))
+    swaps = {a for a in by_arm if a.endswith("_lrswap")}
+    assert swaps == ({f"{a}_lrswap" for a in study.TABLE3_ARMS} if cbp_lr != 10.0 else set())
+    # the schedule check: Table 3 at the tuned values, seeds 0-2, on the tuning set, curves every 10 %
+    check = [r for r in plan("ablations", "a6-schedule") if r.kind == "train"]
+    assert sorted((r.arm, r.seed) for r in check) == sorted(
+        (a, s) for a in study.TABLE3_ARMS for s in (0, 1, 2)
+    )
+    assert all(_parse(r).train.eval_every == study.CALIBRATION_ITERS // 10 for r in check)
+
+
+def _default_eval_every() -> int:
+    return get_preset("synthetic150").train.eval_every

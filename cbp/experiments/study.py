@@ -212,6 +212,22 @@ def reading_arms() -> list[Arm]:
 
 
 @dataclass(frozen=True)
+class ArmRun:
+    """One training run of a profile given as data (amendments 5 and 6): ``pretrained-<arm>-s<seed>``,
+    fine-tuned from the profile's encoder on the profile's set, with these overrides after the shared ones."""
+
+    arm: str
+    table: str
+    seed: int
+    overrides: tuple[str, ...] = ()
+    iters: int | None = None  # None: the profile's
+
+    @property
+    def name(self) -> str:
+        return f"pretrained-{self.arm}-s{self.seed}"
+
+
+@dataclass(frozen=True)
 class TuneRun:
     """One run of amendment 5's tuning budget: the arm tuned and the values it tries.
 
@@ -277,7 +293,7 @@ class Profile:
     readings: bool = True  # amendment 4: table "R" (CPU processes; off for the one-GPU profile)
     generator: int = GENERATOR  # version of cbp.data.synthetic; 1 = history (cannot be re-run)
     arm_extra: tuple[str, ...] = ()  # overrides of every arm's run (not the pretraining)
-    tune_runs: tuple[TuneRun, ...] = ()  # amendments 5, 6: only these runs, on a tuning set
+    arm_runs: tuple[ArmRun, ...] = ()  # amendments 5, 6: only these runs (the profile as data)
     penalty_check: bool = False  # amendment 5: and the check of the penalty's weight
     set_args: tuple[str, ...] = ()  # generator knobs of both sets (amendment 6's benchmark regime)
     tuned: bool = False  # amendment 5: every arm gets the tuned head lr / T of TUNED (arm_settings)
@@ -315,7 +331,7 @@ PROFILES: dict[str, Profile] = {
         data_root="data/synthetic-50-v2-tune",
         pretrain_root="data/synthetic-50-v2-pretrain",
         data_args=("--seed", "1", "--appearance-seed", "0"),
-        tune_runs=tuple(TUNE_ARMS),
+        arm_runs=tuple(ArmRun(t.name, "tune", 0, t.overrides) for t in TUNE_ARMS),
         penalty_check=True,
         description="amendment 5: equal tuning budget (4 runs each) on the held-out tuning set, 2000 iterations",
     ),
@@ -441,7 +457,7 @@ def calibration_profile(name: str, set_args: tuple[str, ...]) -> Profile:
         pretrain_root=f"data/synthetic-150-{name}-pretrain",
         data_args=("--seed", "1", "--appearance-seed", "0"),
         set_args=set_args,
-        tune_runs=(TuneRun("linear", 10),),
+        arm_runs=(ArmRun("linear_lr10", "tune", 0, TuneRun("linear", 10).overrides),),
         arm_extra=(f"--train.eval_every={CALIBRATION_ITERS // 10}",),
         description=f"amendment 6's calibration, candidate {name} ({' '.join(set_args)}): the baseline on the "
         f"tuning set, {CALIBRATION_ITERS} iterations",
@@ -449,6 +465,112 @@ def calibration_profile(name: str, set_args: tuple[str, ...]) -> Profile:
 
 
 PROFILES.update({f"calib-{n}": calibration_profile(n, a) for n, a in CALIBRATION_CANDIDATES.items()})
+
+#: Amendment 6's regime: the calibration candidate whose baseline met the targets, fixed by a commit
+#: after the calibration runs and before any tuning run. None until then: the amendment-6 profiles
+#: (``a6-tune``, ``a6-schedule``, ``a6``) do not exist before the values they need are fixed.
+REGIME6: str | None = None
+#: Amendment 6's tuned values, fixed from the ``a6-tune`` records before the schedule check: the
+#: baseline's head lr multiplier (every arm's), CBP + OCCL's T and its own best head lr (the lr-swap
+#: control runs Table 3 at it when it differs).
+TUNED6: dict[str, float] | None = None  # {"head_lr_mult": L, "length": T, "cbp_head_lr_mult": L'}
+#: Amendment 6's schedule (item 3), fixed from the ``a6-schedule`` records before any verdict run.
+ITERS6: int | None = None
+#: Amendment 6, item 4: seeds of Table 3's arms and of the other arms; learning curves for the first three.
+SEEDS6 = {"3": tuple(range(8)), "other": tuple(range(5)), "curves": (0, 1, 2)}
+A6_ARMS = (*TABLE3_ARMS, "gradient", "ema", "penalty", "orthogonal", "equal")
+
+
+def a6_overrides(arm: str, tuned: dict[str, float], head_lr_mult: float | None = None) -> tuple[str, ...]:
+    """An amendment-6 arm's overrides: one head lr for every arm (the baseline's, unless given), CBP +
+    OCCL's T for every CBP classifier, the penalty's weight, then the arm's own change."""
+    lr = tuned["head_lr_mult"] if head_lr_mult is None else head_lr_mult
+    out = [f"--optim.head_lr_mult={lr:g}"]
+    if arm not in ("linear", "linear_occl"):
+        out.append(f"--model.length={tuned['length']:g}")
+    if arm == "penalty":
+        out.append(f"--model.penalty_weight={PENALTY_WEIGHT:g}")
+    return (*out, *next(a.overrides for a in arms() if a.name == arm))
+
+
+def amendment6_profiles(
+    regime: str | None = None, tuned: dict[str, float] | None = None, iters: int | None = None
+) -> dict[str, Profile]:
+    """Amendment 6's profiles on the calibrated regime, each as soon as the values it needs are fixed.
+
+    ``a6-tune``: the equal tuning budget on the tuning set. ``a6-schedule``: Table 3's arms at the tuned
+    values, seeds 0-2, on the tuning set (the schedule check and the power statement). ``a6``: the verdict
+    runs on the verdict set (layout seed 0): Table 3 with 8 seeds, Table 4's variants and Table 5's two
+    inits with 5, the lr-swap control when CBP + OCCL's head lr differs; curves for seeds 0-2.
+    """
+    if regime is None:
+        return {}
+    knobs = CALIBRATION_CANDIDATES[regime]
+    every = CALIBRATION_ITERS // 10
+    shared = dict(
+        pretrain_iters=1500,
+        seeds=(0,),
+        preset="synthetic150",
+        classes=150,
+        pretrain_root=f"data/synthetic-150-{regime}-pretrain",
+        set_args=knobs,
+    )
+    tune_set = dict(
+        data_root=f"data/synthetic-150-{regime}-tune", data_args=("--seed", "1", "--appearance-seed", "0")
+    )
+    curve = (f"--train.eval_every={every}",)
+    out = {
+        "a6-tune": Profile(
+            "a6-tune",
+            iters=CALIBRATION_ITERS,
+            **shared,
+            **tune_set,
+            arm_runs=tuple(ArmRun(t.name, "tune", 0, (*curve, *t.overrides)) for t in TUNE_ARMS),
+            description=f"amendment 6: the equal tuning budget on regime {regime}'s tuning set, {CALIBRATION_ITERS} iterations",
+        )
+    }
+    if tuned is None:
+        return out
+    out["a6-schedule"] = Profile(
+        "a6-schedule",
+        iters=CALIBRATION_ITERS,
+        **shared,
+        **tune_set,
+        arm_runs=tuple(
+            ArmRun(arm, "3", seed, (*curve, *a6_overrides(arm, tuned)))
+            for seed in SEEDS6["curves"]
+            for arm in TABLE3_ARMS
+        ),
+        description="amendment 6: Table 3 at the tuned values, seeds 0-2, on the tuning set (schedule check, power)",
+    )
+    if iters is None:
+        return out
+    runs = []
+    for seed in SEEDS6["3"]:
+        extra = (f"--train.eval_every={iters // 10}",) if seed in SEEDS6["curves"] else ()
+        for arm in A6_ARMS:
+            table = "3" if arm in TABLE3_ARMS else ("4" if arm in ENDPOINT_ARMS else "5")
+            if table == "3" or seed in SEEDS6["other"]:
+                runs.append(ArmRun(arm, table, seed, (*extra, *a6_overrides(arm, tuned))))
+        if tuned["cbp_head_lr_mult"] != tuned["head_lr_mult"] and seed in SEEDS6["other"]:
+            lr = tuned["cbp_head_lr_mult"]
+            runs += [
+                ArmRun(f"{arm}_lrswap", "3swap", seed, (*extra, *a6_overrides(arm, tuned, lr)))
+                for arm in TABLE3_ARMS
+            ]
+    out["a6"] = Profile(
+        "a6",
+        iters=iters,
+        **shared,
+        data_root=f"data/synthetic-150-{regime}",
+        arm_runs=tuple(runs),
+        description=f"amendment 6, the third study: regime {regime}, {iters} iterations, Table 3 with 8 seeds, "
+        "Tables 4 and 5 with 5",
+    )
+    return out
+
+
+PROFILES.update(amendment6_profiles(REGIME6, TUNED6, ITERS6))
 
 #: Amendment 5's check of the penalty's weight before Table 4 runs: ``gradient`` and ``penalty`` (weight
 #: :data:`PENALTY_WEIGHT`), 500 iterations, seeds 0-2, on the tuning set, at the paper's values (head lr
@@ -677,13 +799,13 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
     )
 
     runs: list[Run] = [data, data_pre, pretrain, encoder]
-    if p.tune_runs:
+    if p.arm_runs:
 
         def tune_run(
             name: str, arm: str, table: str, seed: int, iters: int, overrides: tuple[str, ...]
         ) -> Run:
-            """A run on the tuning set (read as a set on disk, as the pretraining does: it has its own
-            seeds), fine-tuned from the study's encoder."""
+            """A run on the profile's set (read as a set on disk, as the pretraining does: the data step
+            made it, with its own seeds and knobs), fine-tuned from the profile's encoder."""
             run_dir = base / name
             command = (
                 *TRAIN,
@@ -713,7 +835,7 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
             )
 
         runs += [
-            tune_run(f"pretrained-{t.name}-s0", t.name, "tune", 0, p.iters, t.overrides) for t in p.tune_runs
+            tune_run(r.name, r.arm, r.table, r.seed, r.iters or p.iters, r.overrides) for r in p.arm_runs
         ]
         if not p.penalty_check:
             return runs
