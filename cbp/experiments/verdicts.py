@@ -1,0 +1,220 @@
+"""Amendment 6's read-out: seed-paired verdicts in Holm families, each beside the smallest effect it could resolve.
+
+One record model (:func:`records`: a DataFrame, one row per training record), one comparison
+(:func:`compare`) and a :class:`Verdict` enum; the claims are data (:data:`CLAIMS`). A verdict is
+never a string to be parsed back: pages format the enum's value.
+
+The rule (``experiments/protocol.md``, amendment 6, items 5-7): for a claim "a vs b", the paired
+differences ``a_s - b_s`` over the seeds both arms finished **on one CPU model** (a pair whose two runs
+ran on different models is left out and listed), their mean, two-sided 95 % t interval (unadjusted) and
+one-sample t-test p-value; Holm's correction within the claim's family.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from cbp.experiments.claims import holm, paired_test
+from cbp.io import read_json
+
+#: A tie holds when the whole 95 % interval lies within ± this many points (amendments 5 and 6).
+TIE_MARGIN = 0.5
+ALPHA = 0.05
+POWER = 0.8
+
+
+class Verdict(str, Enum):
+    """The outcome of one claim."""
+
+    HOLDS = "holds"
+    DOES_NOT_HOLD = "does not hold"
+    NOT_RESOLVED = "not resolved"
+    NO_RECORD = "no record"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the paper as amendment 6 tests it: ``a`` beats (``diff``) or equals (``tie``) ``b``."""
+
+    key: str
+    family: str  # the Holm family: "T3", "T4", "T5", "mechanism"
+    a: str
+    b: str
+    kind: str  # "diff" | "tie"
+    text: str
+    paper: str  # the paper's number, as the paper gives it
+    metric: str = "mIoU"
+
+
+#: Amendment 6, item 5.
+CLAIMS: tuple[Claim, ...] = (
+    Claim("t3_cbp", "T3", "cbp", "linear", "tie", "+CBP ≈ baseline", "+0.1 (Table 3)"),
+    Claim("t3_occl", "T3", "linear_occl", "linear", "diff", "+OCCL > baseline", "+0.9 (Table 3)"),
+    Claim("t3_both", "T3", "cbp_occl", "linear", "diff", "CBP + OCCL > baseline", "+1.7 (Table 3)"),
+    Claim("t3_adds", "T3", "cbp_occl", "linear_occl", "diff", "CBP adds to OCCL", "+0.8 (Table 3)"),
+    Claim("t4_gradient", "T4", "cbp_occl", "gradient", "diff", "frozen > gradient", "+0.5 (Table 4)"),
+    Claim("t4_ema", "T4", "cbp_occl", "ema", "diff", "frozen > EMA", "+5.2 (Table 4)"),
+    Claim("t4_penalty", "T4", "cbp_occl", "penalty", "diff", "frozen > penalty", "> +0.5 (Table 4)"),
+    Claim("t5_equal", "T5", "cbp_occl", "orthogonal", "diff", "equalisation matters", "+1.8 (Table 5)"),
+    Claim("t5_ortho", "T5", "cbp_occl", "equal", "tie", "orthogonalisation ≈ tie", "+0.1 (Table 5)"),
+    Claim("m_f1_base", "mechanism", "cbp_occl", "linear", "diff", "rarest-group F1 > baseline", "+2.5 (Fig. 5)",
+          "f1_rarest_group"),
+    Claim("m_f1_orth", "mechanism", "cbp_occl", "orthogonal", "diff", "rarest-group F1 > no equalisation",
+          "+7.7 (Fig. 5)", "f1_rarest_group"),
+    Claim("m_rare_base", "mechanism", "cbp_occl", "linear", "diff", "rare-third IoU > baseline", "(Table 7)",
+          "rare_third_IoU"),
+    Claim("m_rare_orth", "mechanism", "cbp_occl", "orthogonal", "diff", "rare-third IoU > no equalisation",
+          "flag +7.3, radiator +5.3 (Table 7)", "rare_third_IoU"),
+)  # fmt: skip
+
+METRICS = ("mIoU", "mAcc", "f1_rarest_group", "rare_third_IoU", "frequent_third_IoU")
+
+
+def record_row(rec: dict) -> dict:
+    """One training record as a flat row (NaN where the record lacks a value)."""
+    analysis = rec.get("analysis") or {}
+    groups = analysis.get("f1_groups") or [math.nan]
+    return {
+        "run": rec["run"],
+        "arm": rec["arm"],
+        "seed": int(rec["seed"]),
+        "cpu_model": (rec.get("hardware") or {}).get("cpu_model")
+        or (rec.get("hardware") or {}).get("cpu", ""),
+        "iters": (rec.get("config") or {}).get("train", {}).get("iters"),
+        "mIoU": float(rec["metrics"]["mIoU"]),
+        "mAcc": float(rec["metrics"]["mAcc"]),
+        "f1_rarest_group": float(groups[0]),
+        "rare_third_IoU": float(analysis.get("rare_third_IoU", math.nan)),
+        "frequent_third_IoU": float(analysis.get("frequent_third_IoU", math.nan)),
+        "curve": rec.get("curve") or [],
+    }
+
+
+def records(folder: str | Path) -> pd.DataFrame:
+    """Every training record of a results folder, one row each (columns of :func:`record_row`)."""
+    rows = [
+        record_row(r)
+        for p in sorted(Path(folder).glob("*.json"))
+        if (r := read_json(p)).get("kind") == "train"
+    ]
+    columns = ["run", "arm", "seed", "cpu_model", "iters", *METRICS, "curve"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def pairs(df: pd.DataFrame, a: str, b: str, metric: str = "mIoU") -> tuple[np.ndarray, list[int], list[int]]:
+    """``a_s - b_s`` for every seed both arms finished on one CPU model, in seed order; those seeds; and the
+    seeds whose two runs ran on different CPU models (left out, amendment 6 item 7)."""
+    va = df[df.arm == a].set_index("seed")
+    vb = df[df.arm == b].set_index("seed")
+    common = sorted(set(va.index) & set(vb.index))
+    mixed = [s for s in common if va.at[s, "cpu_model"] != vb.at[s, "cpu_model"]]
+    seeds = [s for s in common if s not in mixed and math.isfinite(va.at[s, metric] - vb.at[s, metric])]
+    d = np.array([va.at[s, metric] - vb.at[s, metric] for s in seeds], dtype=np.float64)
+    return d, seeds, mixed
+
+
+def smallest_effect(sd: float, k: int, m: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest mean paired difference a two-sided paired t-test on ``k`` seeds detects with probability
+    ``power`` at Holm's first step in a family of ``m`` claims (level ``alpha / m``), given the sd of the
+    paired differences: ``(t(1 - alpha / 2m, k - 1) + t(power, k - 1)) sd / sqrt(k)`` (NaN for k < 2)."""
+    if k < 2 or not math.isfinite(sd):
+        return math.nan
+    t = scipy.stats.t
+    return float((t.ppf(1 - alpha / (2 * m), k - 1) + t.ppf(power, k - 1)) * sd / math.sqrt(k))
+
+
+def verdict(kind: str, test: dict[str, float], p_holm: float, alpha: float = ALPHA) -> Verdict:
+    """Amendment 6's verdict: significance (Holm) first; a tie holds when the interval lies within the margin."""
+    if test["n"] == 0:
+        return Verdict.NO_RECORD
+    significant = math.isfinite(p_holm) and p_holm < alpha
+    if kind == "tie":
+        if significant:
+            return Verdict.DOES_NOT_HOLD
+        inside = -TIE_MARGIN <= test["lo"] and test["hi"] <= TIE_MARGIN
+        return Verdict.HOLDS if inside else Verdict.NOT_RESOLVED
+    if not significant:
+        return Verdict.NOT_RESOLVED
+    return Verdict.HOLDS if test["mean"] > 0 else Verdict.DOES_NOT_HOLD
+
+
+def compare(
+    df: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS, planned_sd: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """Every claim's paired test, Holm-adjusted p within its family, verdict and smallest resolvable effect.
+
+    Args:
+        df: :func:`records` of the verdict runs.
+        claims: the claims (families as declared).
+        planned_sd: the sd of each claim's paired differences fixed before the verdict runs (item 6,
+            :func:`planned_sds`); ``planned_effect`` uses it with the number of pairs the data hold.
+
+    Returns:
+        One row per claim: key, family, text, paper, metric, n, seeds, mixed, mean, lo, hi, p, p_holm,
+        verdict (:class:`Verdict`), planned_effect (from ``planned_sd``) and observed_effect (from the
+        pairs' own sd, computed after the fact).
+    """
+    rows = []
+    for c in claims:
+        d, seeds, mixed = pairs(df, c.a, c.b, c.metric)
+        test = paired_test(d)
+        sd = float(d.std(ddof=1)) if d.size > 1 else math.nan
+        rows.append({**c.__dict__, **test, "seeds": seeds, "mixed": mixed, "sd": sd})
+    out = pd.DataFrame(rows)
+    out["p_holm"] = np.nan
+    for _, idx in out.groupby("family").groups.items():
+        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"].tolist())
+    size = out.groupby("family")["key"].transform("size")
+    # object dtype: pandas would turn the str-enum into plain strings
+    out["verdict"] = pd.Series(
+        [verdict(r.kind, r._asdict(), r.p_holm) for r in out.itertuples(index=False)], dtype=object
+    )
+    planned = planned_sd or {}
+    out["planned_effect"] = [
+        smallest_effect(planned.get(k, math.nan), n, m) for k, n, m in zip(out.key, out.n, size)
+    ]
+    out["observed_effect"] = [smallest_effect(s, n, m) for s, n, m in zip(out.sd, out.n, size)]
+    return out
+
+
+def planned_sds(tuning: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> dict[str, float]:
+    """Item 6: each claim's sd of paired differences on the tuning set's seeds (the ``a6-schedule`` records);
+    a claim whose arms have no tuning seeds takes the largest sd of the claims of the same metric that do."""
+    own = {
+        c.key: float(d.std(ddof=1)) for c in claims if (d := pairs(tuning, c.a, c.b, c.metric)[0]).size > 1
+    }
+    out = {}
+    for c in claims:
+        same_metric = [own[o.key] for o in claims if o.metric == c.metric and o.key in own]
+        out[c.key] = own.get(c.key, max(same_metric, default=math.nan))
+    return out
+
+
+def schedule_check(tuning: pd.DataFrame) -> pd.DataFrame:
+    """Item 3: per arm, the seed-mean mIoU gain over the last quarter of training and the seed std at the end.
+
+    The quarter starts at the last evaluation at or before 75 % of the iterations (with an evaluation every
+    10 %: at 70 %, the stricter reading; the protocol's note of 2026-12-06).
+
+    Returns:
+        One row per arm: arm, seeds, at_75 (that evaluation's iteration), gain, std, long_enough (gain < std).
+    """
+    rows = []
+    for arm, g in tuning.groupby("arm", sort=False):
+        iters = int(g.iters.iloc[0])
+        points = sorted({p["iter"] for curve in g.curve for p in curve if p["iter"] <= 0.75 * iters})
+        at = points[-1] if points else 0
+        at_75 = [next((p["mIoU"] for p in curve if p["iter"] == at), math.nan) for curve in g.curve]
+        gain = float(g.mIoU.mean() - np.mean(at_75))
+        std = float(g.mIoU.std(ddof=1)) if len(g) > 1 else math.nan
+        rows.append(
+            {"arm": arm, "seeds": len(g), "at_75": at, "gain": gain, "std": std, "long_enough": gain < std}
+        )
+    return pd.DataFrame(rows)

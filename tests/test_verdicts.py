@@ -1,0 +1,133 @@
+"""Amendment 6's read-out (cbp.experiments.verdicts) against hand cases and scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from cbp.experiments import verdicts as v
+
+CPU_A, CPU_B = "AuthenticAMD AMD EPYC (family 25, model 1, stepping 1; no AVX-512)", "other (AVX-512)"
+
+
+def rec(
+    arm: str, seed: int, miou: float, cpu: str = CPU_A, curve: list | None = None, **analysis: float
+) -> dict:
+    """A training record as the runner writes it (only the fields the read-out uses)."""
+    return {
+        "run": f"pretrained-{arm}-s{seed}",
+        "kind": "train",
+        "arm": arm,
+        "seed": seed,
+        "hardware": {"cpu_model": cpu},
+        "config": {"train": {"iters": 1000}},
+        "metrics": {"mIoU": miou, "mAcc": miou + 10},
+        "analysis": {"f1_groups": [analysis.get("f1", 30.0)], "rare_third_IoU": analysis.get("rare", 20.0)},
+        "curve": curve or [],
+    }
+
+
+def frame(recs: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([v.record_row(r) for r in recs])
+
+
+def test_pairs_leave_out_seeds_run_on_two_cpu_models() -> None:
+    df = frame([rec("a", 0, 10), rec("b", 0, 9), rec("a", 1, 12), rec("b", 1, 10, CPU_B), rec("a", 2, 11)])
+    d, seeds, mixed = v.pairs(df, "a", "b")
+    assert seeds == [0] and mixed == [1] and d.tolist() == [1.0]
+
+
+def test_compare_matches_scipy_and_a_hand_holm() -> None:
+    base = [30.0, 31.0, 29.5, 30.5]
+    gains = {
+        "cbp_occl": [2.0, 2.5, 1.5, 2.2],
+        "linear_occl": [0.3, -0.4, 0.9, 0.1],
+        "cbp": [0.05, -0.05, 0.1, 0.0],
+    }
+    recs = [rec("linear", s, b) for s, b in enumerate(base)]
+    recs += [rec(arm, s, b + g) for arm, gs in gains.items() for s, (b, g) in enumerate(zip(base, gs))]
+    t3 = tuple(c for c in v.CLAIMS if c.family == "T3")
+    out = v.compare(frame(recs), t3).set_index("key")
+    ps = {}
+    for key, arm, ref in (
+        ("t3_both", "cbp_occl", "linear"),
+        ("t3_occl", "linear_occl", "linear"),
+        ("t3_cbp", "cbp", "linear"),
+    ):
+        d = np.array(gains[arm]) if ref == "linear" else None
+        res = scipy.stats.ttest_1samp(d, 0.0)
+        lo, hi = res.confidence_interval(0.95)
+        assert out.at[key, "mean"] == pytest.approx(d.mean()) and out.at[key, "p"] == pytest.approx(
+            res.pvalue
+        )
+        assert (out.at[key, "lo"], out.at[key, "hi"]) == (pytest.approx(lo), pytest.approx(hi))
+        ps[key] = res.pvalue
+    d_adds = np.array(gains["cbp_occl"]) - np.array(gains["linear_occl"])
+    ps["t3_adds"] = scipy.stats.ttest_1samp(d_adds, 0.0).pvalue
+    order = sorted(ps, key=ps.get)  # Holm by hand: (m - rank) p, running maximum
+    running = 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (4 - rank) * ps[key]))
+        assert out.at[key, "p_holm"] == pytest.approx(running)
+    assert out.at["t3_both", "verdict"] is v.Verdict.HOLDS
+    assert out.at["t3_cbp", "verdict"] is v.Verdict.HOLDS  # interval inside ±0.5 and not significant
+    assert out.at["t3_occl", "verdict"] is v.Verdict.NOT_RESOLVED
+    missing = v.compare(frame(recs), tuple(c for c in v.CLAIMS if c.family == "T4")).set_index("key")
+    assert (missing.verdict == v.Verdict.NO_RECORD).all() and (missing.n == 0).all()
+
+
+def test_a_significant_difference_fails_a_tie() -> None:
+    test = {"n": 8, "mean": 0.12, "lo": 0.08, "hi": 0.16}
+    assert v.verdict("tie", test, 0.001) is v.Verdict.DOES_NOT_HOLD
+    assert v.verdict("tie", test, 0.2) is v.Verdict.HOLDS
+    assert v.verdict("diff", {**test, "mean": -1.0}, 0.01) is v.Verdict.DOES_NOT_HOLD
+
+
+@pytest.mark.parametrize(("k", "m"), [(8, 4), (5, 3), (5, 4)])
+def test_smallest_effect_has_the_stated_power(k: int, m: int) -> None:
+    """The exact power of the two-sided paired t-test (noncentral t) at the smallest effect is near 80 %."""
+    sd = 0.7
+    delta = v.smallest_effect(sd, k, m)
+    crit = scipy.stats.t.ppf(1 - 0.05 / (2 * m), k - 1)
+    nc = delta / (sd / math.sqrt(k))
+    power = scipy.stats.nct.sf(crit, k - 1, nc) + scipy.stats.nct.cdf(-crit, k - 1, nc)
+    assert 0.75 < power < 0.85
+    assert math.isnan(v.smallest_effect(sd, 1, m)) and v.smallest_effect(2 * sd, k, m) == pytest.approx(
+        2 * delta
+    )
+
+
+def test_planned_sds_fall_back_to_the_largest_of_the_same_metric() -> None:
+    recs = [rec("linear", s, 30.0 + s) for s in range(3)]
+    recs += [rec("cbp_occl", s, 32.0 + s + (0.5, -0.5, 0.0)[s]) for s in range(3)]
+    recs += [rec("cbp", s, 30.0 + s + (0.1, 0.3, -0.1)[s]) for s in range(3)]
+    sds = v.planned_sds(frame(recs))
+    assert sds["t3_both"] == pytest.approx(np.std([2.5, 1.5, 2.0], ddof=1))
+    assert sds["t3_cbp"] == pytest.approx(np.std([0.1, 0.3, -0.1], ddof=1))
+    assert sds["t4_ema"] == pytest.approx(max(sds["t3_both"], sds["t3_cbp"], sds["t3_adds"]))
+
+
+def test_schedule_check_reads_the_last_quarter() -> None:
+    def curve(at70: float) -> list[dict]:
+        return [
+            {"iter": 600, "mIoU": at70 - 1},
+            {"iter": 700, "mIoU": at70},
+            {"iter": 800, "mIoU": at70 + 0.1},
+        ]
+
+    recs = [
+        rec("a", 0, 30.0, curve=curve(29.9)),
+        rec("a", 1, 31.0, curve=curve(30.8)),
+    ]  # gain 0.15 < std 0.71
+    recs += [
+        rec("b", 0, 30.0, curve=curve(28.0)),
+        rec("b", 1, 30.2, curve=curve(28.0)),
+    ]  # gain 2.1 > std 0.14
+    out = v.schedule_check(frame(recs)).set_index("arm")
+    assert out.at["a", "at_75"] == 700 and out.at["a", "gain"] == pytest.approx(30.5 - 30.35)
+    assert out.at["a", "std"] == pytest.approx(np.std([30.0, 31.0], ddof=1)) and out.at["a", "long_enough"]
+    assert not out.at["b", "long_enough"]
