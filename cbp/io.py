@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
+
+#: The temporaries this project's writers leave while they work: ``.<name>.<pid>.tmp`` (:func:`write_json`)
+#: and ``.<name>.tmp-<pid>-<random>`` (the synthetic generator's folder); the pid is the writer's.
+TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$|^\..+\.tmp-(\d+)-[^/]*$")
 
 
 def read_json(path: str | Path) -> Any:
@@ -33,6 +39,36 @@ def write_json(obj: Any, path: str | Path, *, indent: int | None = 1) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one we may not signal counts as existing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporaries (:data:`TEMPORARY`) in ``folder`` whose writer is no longer running.
+
+    A writer killed mid-write (kill -9, a power cut) leaves its temporary behind; one still writing keeps
+    it, whoever calls this. Returns the paths removed.
+    """
+    removed = []
+    for path in Path(folder).glob(".*"):
+        m = TEMPORARY.match(path.name)
+        if m is None or pid_alive(int(m.group(1) or m.group(2))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -710,3 +711,32 @@ def test_amendment6_plans_keep_the_arms_alike_but_for_the_thing_tested(
 
 def _default_eval_every() -> int:
     return get_preset("synthetic150").train.eval_every
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_only_that_matches_nothing_is_a_usage_error_naming_close_runs(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"--only pretrained-lineer matches no run.*close: .*pretrained-linear-s0"
+    ):
+        runner.run_study("ablations", "quick", only=["pretrained-lineer"], root=str(tmp_path), dry_run=True)
+
+
+def test_a_killed_recording_steps_temporary_is_removed_at_the_next_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = runner.results_dir("ablations", "quick", str(tmp_path))
+    folder.mkdir(parents=True)
+    dead = folder / f".pretrained-linear-s0.json.{_dead_pid()}.tmp"
+    live = folder / f".pretrained-cbp-s0.json.{os.getpid()}.tmp"  # a writer still at work keeps its file
+    dead.write_text("{")
+    live.write_text("{")
+    runner.run_study("ablations", "quick", root=str(tmp_path), dry_run=True)
+    assert not dead.exists() and live.exists()
+    assert f"removed {dead}" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -319,3 +320,16 @@ def test_a_set_written_before_the_knobs_existed_is_still_recognised(tmp_path: Pa
     assert syn.ensure_synthetic(root, classes=150, train=300, val=160, progress=False) == root
     with pytest.raises(ValueError, match="noise_scale"):
         syn.ensure_synthetic(root, classes=150, train=300, val=160, noise_scale=2.0, progress=False)
+
+
+def test_a_killed_generators_half_set_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    half = tmp_path / f".s.tmp-{proc.pid}-abc"
+    (half / "images").mkdir(parents=True)
+    busy = tmp_path / f".s.tmp-{os.getpid()}-def"  # a generator still at work keeps its folder
+    busy.mkdir()
+    syn.generate(tmp_path / "s", classes=10, train=8, val=8, size=16, num_groups=1, progress=False)
+    assert not half.exists() and busy.exists() and (tmp_path / "s" / "cbp_meta.json").is_file()

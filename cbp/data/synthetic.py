@@ -122,7 +122,7 @@ from PIL import Image
 from cbp.cli import EXIT_DATA, OneLineParser
 from cbp.data.ade20k import META_FILE
 from cbp.data.classes import ADE20K_CLASSES, ADE20K_PALETTE, ade20k_pixel_counts
-from cbp.io import read_json
+from cbp.io import read_json, remove_stale_temporaries
 
 FORMAT = "cbp-synthetic"
 VERSION = 2  # 1: seed order and float32 rendering depended on the CPU (see "Portability")
@@ -569,7 +569,8 @@ def generate(
             f"{out} exists and is not empty: remove it, choose another --out, or call ensure_synthetic() to reuse it"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    remove_stale_temporaries(out.parent)  # half sets of killed generators (their pid is in the name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     t0 = time.perf_counter()
     try:
         _generate_into(tmp, params, progress)

@@ -34,7 +34,7 @@ from cbp.experiments.study import (
     plan,
     study_dir_name,
 )
-from cbp.io import read_json
+from cbp.io import read_json, remove_stale_temporaries
 
 RESULTS_ROOT = "results"
 
@@ -431,10 +431,25 @@ def run_study(
         )
     runs = plan(study, profile, runs_root)
     if only:
+        unmatched = [s for s in only if not any(s in r.name for r in runs)]
+        if unmatched:
+            import difflib
+
+            names = [r.name for r in runs]
+            close = sorted(
+                {c for s in unmatched for c in difflib.get_close_matches(s, names, n=3, cutoff=0.5)}
+            )
+            raise ConfigError(
+                f"--only {' '.join(unmatched)} matches no run of {study} [{profile}]"
+                + (f"; close: {', '.join(close)}" if close else "")
+                + f"; list them with: python -m cbp.experiments plan {study} --profile {profile}"
+            )
         keep = with_dependencies(runs, {r.name for r in runs if any(s in r.name for s in only)})
         runs = [r for r in runs if r.name in keep]
     todo = to_do(runs, study, profile, root)
     results_dir(study, profile, root).mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(results_dir(study, profile, root)):
+        print(f"removed {stale}, left by a recording step that was killed")
     done_before = len(runs) - len([r for r in todo if not finished(r, study, profile, root)])
     if dry_run:
         for r in todo:
