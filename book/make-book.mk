@@ -59,6 +59,7 @@ book: $(VENV)/.book-installed $(KERNEL_JSON) $(MATHJAX_DIR)/tex-chtml.js
 	@start=$$(date +%s); mkdir -p $(BOOK_DIR)/_build; \
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYDEVD_DISABLE_FILE_VALIDATION=1; \
 	$(PY) ci/execute_notebooks.py --book $(BOOK_DIR); nb=$$?; \
+	if [ $$nb -eq 130 ]; then echo "make book: interrupted (Ctrl-C); the notebooks finished before it stay cached"; exit 130; fi; \
 	$(VENV)/bin/jupyter-book build $(BOOK_DIR) $(JB_FLAGS); jb=$$?; \
 	$(PY) ci/execute_notebooks.py --book $(BOOK_DIR) --summary --executor-rc $$nb --sphinx-rc $$jb \
 	  --seconds $$(( $$(date +%s) - start ))

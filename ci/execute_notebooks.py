@@ -187,6 +187,8 @@ def execute(path: Path, cwd: Path) -> tuple[object, float, str | None]:
     error = None
     try:
         client.execute()
+    except KeyboardInterrupt:
+        raise  # Ctrl-C: the caller stops the build (run() turns it into exit 130)
     except Exception as exc:  # CellExecutionError, CellTimeoutError, DeadKernelError, ...
         _, first = _first_error(nb)
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
@@ -243,6 +245,7 @@ def run(book: Path, names: list[str], force: bool) -> int:
     results = {k: v for k, v in results.items() if k in {p.stem for p in notebooks}}
     current_keys = set()
     failed = 0
+    interrupted = False
     for i, path in enumerate(notebooks, 1):
         name = path.stem
         nb = read_notebook(path)
@@ -273,7 +276,18 @@ def run(book: Path, names: list[str], force: bool) -> int:
             print(f"[{i}/{len(notebooks)}] {name}: not selected, left as it is")
             continue
         print(f"[{i}/{len(notebooks)}] {name}: executing ...", flush=True)
-        nb, seconds, error = execute(path, path.resolve().parent)
+        try:
+            nb, seconds, error = execute(path, path.resolve().parent)
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted or (error or "").startswith("KeyboardInterrupt"):
+            # Ctrl-C (the kernel, in our process group, may have got it first and failed a cell): nothing
+            # of this notebook goes into the cache, the ones done so far keep theirs, and the build stops
+            print(
+                f"[{i}/{len(notebooks)}] {name}: interrupted (Ctrl-C); not cached, build stopped", flush=True
+            )
+            interrupted = True
+            break
         if error:
             cell_no, _ = _first_error(nb)
             _mark_failed(nb, failure_marker(name, cell_no, error))
@@ -297,6 +311,9 @@ def run(book: Path, names: list[str], force: bool) -> int:
             "error": error,
             "docname": path.relative_to(book).with_suffix("").as_posix(),
         }
+    if interrupted:
+        status_path.write_text(json.dumps({"dependencies": old_deps, "notebooks": results}, indent=1) + "\n")
+        return INTERRUPTED
     # Drop cached versions of our notebooks that no longer match their code.
     ours = {str(p.absolute()) for p in notebooks}
     for record in cache.list_cache_records():
@@ -330,6 +347,10 @@ def summary(book: Path, sphinx_rc: int, seconds: int | None, executor_rc: int = 
         return 1
     print(f"make book: OK{took}, {len(results)} notebooks: open file://{site.resolve()}")
     return 0
+
+
+#: The exit code of a build stopped by Ctrl-C (128 + SIGINT, as a shell reports it); make-book.mk stops on it.
+INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:

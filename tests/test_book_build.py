@@ -95,3 +95,67 @@ def test_failed_page_is_marked_at_its_first_shown_output() -> None:
     assert "code cell 3 raised ZeroDivisionError: division by zero" in text
     assert "make book" in text and "notebooks/05_train_ade.ipynb" in text
     nbformat.validate(nb)
+
+
+NOTEBOOK = """# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %%
+import pathlib
+import time
+
+pathlib.Path({marker!r}).write_text("started")
+time.sleep({sleep})
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_build_and_caches_nothing_half_done(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the executor's process group, as a terminal sends it) during the first notebook:
+    exit 130, the second notebook never starts, and the interrupted one is not cached as executed or
+    failed, so the next `make book` executes it again."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("jupyter_cache")
+    pytest.importorskip("ipykernel")
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: a\n- file: b\n")
+    started = tmp_path / "started"
+    (book / "a.py").write_text(NOTEBOOK.format(marker=str(started), sleep=60))
+    (book / "b.py").write_text(NOTEBOOK.format(marker=str(tmp_path / "b-started"), sleep=0))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "ci" / "execute_notebooks.py"), "--book", str(book)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert started.exists(), proc.communicate()[0] if proc.poll() is not None else "the kernel did not start"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == execute_notebooks.INTERRUPTED == 130, out
+    assert "a: interrupted" in out and "[2/2]" not in out and not (tmp_path / "b-started").exists()
+    status = json.loads((book / "_build" / execute_notebooks.STATUS_NAME).read_text())
+    assert "a" not in status["notebooks"]  # neither "executed" nor "failed": the next build runs it again
+    from jupyter_cache import get_cache
+
+    assert get_cache(str(book / "_build" / ".jupyter_cache")).list_cache_records() == []
