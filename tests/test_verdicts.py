@@ -131,3 +131,16 @@ def test_schedule_check_reads_the_last_quarter() -> None:
     assert out.at["a", "at_75"] == 700 and out.at["a", "gain"] == pytest.approx(30.5 - 30.35)
     assert out.at["a", "std"] == pytest.approx(np.std([30.0, 31.0], ddof=1)) and out.at["a", "long_enough"]
     assert not out.at["b", "long_enough"]
+
+
+@pytest.mark.parametrize(
+    ("miou", "f1", "rare", "frequent", "meets"),
+    [(33.4, 30.0, 20.0, 40.0, True), (38.4, 40.0, 20.0, 35.0, True), (38.5, 30.0, 20.0, 40.0, False),
+     (33.4, 19.9, 20.0, 40.0, False), (33.4, 30.0, 25.1, 40.0, False)],
+)  # fmt: skip
+def test_calibration_targets_are_the_amendments(
+    miou: float, f1: float, rare: float, frequent: float, meets: bool
+) -> None:
+    row = {"mIoU": miou, "f1_rarest_group": f1, "rare_third_IoU": rare, "frequent_third_IoU": frequent}
+    out = v.calibration_row(row)
+    assert out["meets"] is meets and out["rare_gap"] == pytest.approx(frequent - rare)
