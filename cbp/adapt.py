@@ -35,8 +35,10 @@ Rules: the classifier must be a ``Conv2d`` with groups 1 and stride 1 that keeps
 with N >= 2 outputs and C >= N inputs (Algorithm 1 needs N orthogonal rows in C dimensions). Nothing
 is patched globally: the hook sits on the new head only (``Adapted.remove()`` takes it off). Adapt
 *after* loading pretrained weights and *before* building the optimizer or wrapping the model (DDP,
-``torch.compile``); to reload, build the model, adapt it, then ``load_state_dict`` (the head's state
-is its ``prototypes`` buffer, ``<path>.prototypes``). If the model calls its classifier more than
+``torch.compile``). To reload, build the model, adapt it, then ``load_state_dict`` (the head's
+state is its ``prototypes`` buffer, ``<path>.prototypes``); or, after transformers'
+``save_pretrained``, ``from_pretrained`` then ``adapt`` with the same ``length`` and ``seed``: the
+prototypes are a function of (N, C, T, seed), so they come back bit for bit. If the model calls its classifier more than
 once in a forward, the handle keeps the last call's embedding.
 """
 

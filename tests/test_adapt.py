@@ -315,6 +315,22 @@ def test_state_dict_round_trip(family: Family) -> None:
     assert torch.equal(fresh_handle.embedding, source_handle.embedding)  # the hook survives the load
 
 
+def test_transformers_save_pretrained_then_adapt_again(tmp_path, monkeypatch) -> None:
+    """from_pretrained of an adapted checkpoint + adapt with the same T and seed: the same model, since
+    the prototypes are a function of (N, C, T, seed) (the loader reports the classifier's keys)."""
+    from transformers import SegformerForSemanticSegmentation
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, _ = _adapted(FAMILIES[0], length=1.0, seed=3)
+    model.save_pretrained(tmp_path)
+    again = SegformerForSemanticSegmentation.from_pretrained(tmp_path)
+    adapt(again, length=1.0, seed=3)
+    model.eval(), again.eval()
+    images, _ = _batch(32)
+    with torch.no_grad():
+        assert torch.equal(again(pixel_values=images).logits, model(pixel_values=images).logits)
+
+
 @pytest.mark.parametrize("family", [FAMILIES[0], FAMILIES[3]], ids=["segformer", "smp-fpn"])
 def test_occl_helper_resizes_labels_and_leaves_out_ignored_pixels(family: Family) -> None:
     model, handle = _adapted(family)
