@@ -19,7 +19,8 @@ Architecture: four layers, and imports run one way only, from a higher layer to 
    :mod:`cbp.paper`, and three primitives, :mod:`cbp.distributed` (no-op-in-one-process
    collectives), :mod:`cbp.io` (atomic JSON, JSON lines) and :mod:`cbp.cli` (exit codes, the
    one-line argument parser of every command);
-2. :mod:`cbp.models` (encoders, decoders, segmentors) and :mod:`cbp.data` (datasets, transforms);
+2. :mod:`cbp.models` (encoders, decoders, segmentors), :mod:`cbp.data` (datasets, transforms) and
+   :mod:`cbp.adapt` (CBP and OCCL put into a transformers / smp / torchvision model);
 3. :mod:`cbp.engine` (config, build, train, evaluate, checkpoint, ...), started by the thin entry
    modules :mod:`cbp.train` and :mod:`cbp.evaluate`;
 4. :mod:`cbp.experiments` (the reproduction study), then :mod:`cbp.book` (helpers of the book's

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["distributed", "io", "cli"], 1),
     "models": 2,
     "data": 2,
+    "adapt": 2,  # cbp.adapt: puts the method's head and loss into other libraries' models
     "engine": 3,
     "train": 3,  # entry modules: python -m cbp.train / cbp.evaluate
     "evaluate": 3,
