@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cbp.paper import PAPER_ABLATION
 from cbp.prototypes import category_basis_prototypes, cosine_similarity_matrix, equalize
 
 Update = Literal["frozen", "gradient", "ema", "penalty"]
@@ -27,7 +28,7 @@ class CBPHead(nn.Module):
     Args:
         channels: C, width of the embedding the head reads.
         num_classes: N, the number of classes.
-        length: T, the common L2 norm of the prototypes.
+        length: T, the common L2 norm of the prototypes (default 2.0, the paper's ablations).
         init: prototype initialisation, see :func:`cbp.category_basis_prototypes`.
         update: how the prototypes change during training (Table 4 of the paper):
 
@@ -60,7 +61,7 @@ class CBPHead(nn.Module):
         channels: int,
         num_classes: int,
         *,
-        length: float = 2.0,
+        length: float = PAPER_ABLATION.length,
         init: str | Tensor = "orthogonal+equal",
         update: Update = "frozen",
         seed: int = 0,

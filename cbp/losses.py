@@ -5,12 +5,12 @@ How this project reads the equations (the book's "Reading the paper" page, ``boo
 
 * Features are the decoder's C-dim embedding (B, C, H, W). Labels are resized to (H, W) by
   nearest; ignored pixels (255) count nowhere.
-* Two views split the batch's labels: ``"objects"`` (the paper's literal reading, the engine's
-  default: each view "contains the same number of categories as y while the number of objects is
-  half") = each class's objects, the 4-connected regions of its label in each image, split at random
-  into two halves, and the pixels of a class with a single object split at random; ``"batch"`` (this
-  module's default) = first half of the images vs the second half; ``"random"`` = each class's pixels
-  split at random into two halves; ``"global"`` = ``"batch"`` on every rank, then centroid sums and
+* Two views split the batch's labels: ``"objects"`` (the paper's literal reading, the default of
+  :class:`OCCL` and of the engine: each view "contains the same number of categories as y while the
+  number of objects is half") = each class's objects, the 4-connected regions of its label in each
+  image, split at random into two halves, and the pixels of a class with a single object split at
+  random; ``"batch"`` (the default before protocol amendment 5) = first half of the images vs the
+  second half; ``"random"`` = each class's pixels split at random into two halves; ``"global"`` = ``"batch"`` on every rank, then centroid sums and
   counts are summed over all ranks.
 * View centroid ``v_{l,x}`` = mean unnormalised feature of class l in view x (Eq. 3). Category
   centroid ``s_l = (v_{l,1} + v_{l,2}) / 2`` for a class in both views, else that one view's centroid.
@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cbp.distributed import all_reduce_sum_, get_world_size
+from cbp.paper import PAPER_ABLATION, PAPER_TAU
 
 Views = Literal["batch", "random", "global", "objects"]
 VIEWS = ("batch", "random", "global", "objects")
@@ -315,16 +316,19 @@ def category_loss(
 class OCCL(nn.Module):
     """Online Centroid Contrastive Loss (Eq. 3-6).
 
+    The defaults are the engine's (:class:`cbp.engine.config.LossConfig`): the paper's tau and the
+    lambda, phi of its ablations (:mod:`cbp.paper`), and the object views of protocol amendment 5.
+
     Args:
         tau: temperature of every dot product (paper: 0.07).
-        lam: weight lambda of the centroid loss.
-        phi: weight phi of the category loss.
-        views: ``"batch"``, ``"random"``, ``"global"`` or ``"objects"`` (see :func:`assign_views`). With
-            ``"global"`` under DDP, centroid sums and counts are summed over all ranks before the
-            loss, so every rank computes the loss of the whole global batch: global view 0 is the
-            union of every rank's first half of images. The gradient of the local contribution is
-            scaled by the world size so that DDP's gradient averaging yields the gradient of the
-            global loss. In one process ``"global"`` equals ``"batch"``.
+        lam: weight lambda of the centroid loss (default 1.0).
+        phi: weight phi of the category loss (default 0.3).
+        views: ``"objects"`` (default), ``"batch"``, ``"random"`` or ``"global"`` (see
+            :func:`assign_views`). With ``"global"`` under DDP, centroid sums and counts are summed
+            over all ranks before the loss, so every rank computes the loss of the whole global
+            batch: global view 0 is the union of every rank's first half of images. The gradient of
+            the local contribution is scaled by the world size so that DDP's gradient averaging
+            yields the gradient of the global loss. In one process ``"global"`` equals ``"batch"``.
         normalize: L2-normalise centroids and prototypes before every dot product.
         class_reduction: ``"mean"`` (default) or ``"sum"`` of the per-class terms of Eq. 4-5 (the
             print's ``Sigma_i``; scales the loss with the number of classes in the batch).
@@ -347,10 +351,10 @@ class OCCL(nn.Module):
     def __init__(
         self,
         *,
-        tau: float = 0.07,
-        lam: float = 1.0,
-        phi: float = 0.3,
-        views: Views = "batch",
+        tau: float = PAPER_TAU,
+        lam: float = PAPER_ABLATION.lam,
+        phi: float = PAPER_ABLATION.phi,
+        views: Views = "objects",
         normalize: bool = True,
         class_reduction: ClassReduction = "mean",
         category_form: CategoryForm = "prototypes",

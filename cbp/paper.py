@@ -1,4 +1,7 @@
-"""Numbers quoted from the paper, for the book's side-by-side tables (never measured here).
+"""Numbers quoted from the paper (never measured here): the settings the engine's presets and the
+library's defaults take (:data:`PAPER_HPARAMS`, :data:`PAPER_TAU`, :data:`PAPER_ABLATION`, the
+iteration counts), and the results of the book's side-by-side tables. This is the one place they are
+written; :mod:`cbp.engine.config` imports them.
 
 Table 1 of the paper (ADE20K and COCO-Stuff-10K, baseline vs CBP + OCCL) gives each model's
 absolute mIoU; the book quotes the *gain* of CBP + OCCL over each model's own baseline that the
@@ -12,6 +15,8 @@ each), crop 512 x 512, 160K iterations on ADE20K and 80K on COCO-Stuff-10K, sing
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 #: The paper's model (Table 1 row) of each recipe, as the text names it; a backbone's recipe is
 #: :attr:`cbp.models.BackboneSpec.paper_model`.
@@ -36,6 +41,37 @@ PAPER_TABLE1_GAINS: dict[tuple[str, str], float] = {
 
 #: Training iterations of Table 1 per dataset.
 PAPER_ITERS: dict[str, int] = {"ade20k": 160_000, "cocostuff10k": 80_000}
+
+
+class Hparams(NamedTuple):
+    """OCCL's weights and the prototypes' norm of one setting of the paper."""
+
+    lam: float  # lambda, weight of the centroid loss (Eq. 4)
+    phi: float  # weight of the category loss (Eq. 5)
+    length: float  # T, the common L2 norm of the prototypes (Algorithm 1)
+
+
+#: (dataset, paper model) -> lambda, phi, T of Section 4 (the presets of :mod:`cbp.engine.config`).
+#: COCO-Stuff-10K Swin's T = 2 is not stated in the text (the project's choice).
+PAPER_HPARAMS: dict[tuple[str, str], Hparams] = {
+    ("ade20k", "fcn"): Hparams(0.4, 0.1, 2.0),
+    ("ade20k", "convnext"): Hparams(1.0, 0.2, 2.0),
+    ("ade20k", "swin"): Hparams(1.0, 0.2, 1.0),
+    ("ade20k", "segformer"): Hparams(1.0, 0.1, 1.0),
+    ("cocostuff10k", "fcn"): Hparams(1.0, 0.3, 0.3),
+    ("cocostuff10k", "convnext"): Hparams(1.0, 0.3, 3.0),
+    ("cocostuff10k", "swin"): Hparams(1.0, 0.3, 2.0),
+    ("cocostuff10k", "segformer"): Hparams(1.0, 0.1, 1.0),
+}
+
+#: Temperature tau of every dot product of OCCL (Eq. 4-5), in every setting.
+PAPER_TAU = 0.07
+
+#: Section 4.3's setting (the ablations and the analysis: SegFormer-B0, ADE20K): lambda, phi, T and
+#: iterations. The library's defaults (:class:`cbp.OCCL`, :class:`cbp.CBPHead`,
+#: :func:`cbp.models.create_model`) and the engine config's are this setting.
+PAPER_ABLATION = Hparams(lam=1.0, phi=0.3, length=2.0)
+PAPER_ABLATION_ITERS = 40_000
 
 #: Training images and classes of each dataset of Table 1, as Section 4.1 gives them.
 DATASET_SIZES: dict[str, tuple[str, int]] = {"ade20k": ("20K", 150), "cocostuff10k": ("9K", 171)}

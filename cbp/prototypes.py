@@ -24,6 +24,8 @@ import math
 import torch
 from torch import Tensor
 
+from cbp.paper import PAPER_ABLATION
+
 KAIMING_INITS = ("orthogonal+equal", "orthogonal", "equal", "random")
 EMBEDDING_INITS = ("text", "masked", "text+orthogonal", "masked+orthogonal")
 INITS = KAIMING_INITS + EMBEDDING_INITS
@@ -122,7 +124,7 @@ def project_embeddings(embeddings: Tensor, channels: int, *, seed: int = 0) -> T
 def category_basis_prototypes(
     num_classes: int,
     channels: int,
-    length: float = 2.0,
+    length: float = PAPER_ABLATION.length,
     *,
     seed: int = 0,
     init: str | Tensor = "orthogonal+equal",

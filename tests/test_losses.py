@@ -14,6 +14,12 @@ import cbp
 N, C = 7, 16
 
 
+def batch_occl(**kwargs) -> cbp.OCCL:
+    """``cbp.OCCL`` with the reference's views, first half of the images vs the second half
+    (``views="batch"``; OCCL's default is ``"objects"``), unless a test names other views."""
+    return cbp.OCCL(**{"views": "batch", **kwargs})
+
+
 def _batch(
     seed: int, B: int, *, scale: float = 1.0, ignore_frac: float = 0.2, absent: tuple[int, ...] = (5,)
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -35,7 +41,7 @@ def _batch(
 def _compare(features, labels, prototypes, *, normalize, tau=0.07, lam=1.0, phi=0.3, atol=1e-5, **readings):
     f_impl = features.detach().float().requires_grad_(True)
     f_ref = features.detach().clone().requires_grad_(True)
-    out = cbp.OCCL(tau=tau, lam=lam, phi=phi, normalize=normalize, **readings)(f_impl, labels, prototypes)
+    out = batch_occl(tau=tau, lam=lam, phi=phi, normalize=normalize, **readings)(f_impl, labels, prototypes)
     ref = reference_occl(
         f_ref, labels, prototypes, tau=tau, lam=lam, phi=phi, normalize=normalize, **readings
     )
@@ -87,7 +93,7 @@ def test_category_loss_keys_are_detached_for_learnable_prototypes() -> None:
     features, labels, prototypes = _batch(12, 4)
     p_impl = prototypes.clone().requires_grad_(True)
     f_impl = features.float().requires_grad_(True)
-    out = cbp.OCCL()(f_impl, labels, p_impl)
+    out = batch_occl()(f_impl, labels, p_impl)
     assert out["category"].item() > 0
     g_f, g_p = torch.autograd.grad(out["loss"], [f_impl, p_impl], allow_unused=True)
     assert g_p is None or torch.count_nonzero(g_p) == 0
@@ -96,7 +102,7 @@ def test_category_loss_keys_are_detached_for_learnable_prototypes() -> None:
     ref = reference_occl(f_ref, labels, prototypes.double())
     (g_ref,) = torch.autograd.grad(ref["loss"], f_ref)
     torch.testing.assert_close(g_f.double(), g_ref, atol=1e-6, rtol=1e-3)
-    moved = cbp.OCCL()(features.float(), labels, prototypes + 0.3 * torch.randn(N, C))
+    moved = batch_occl()(features.float(), labels, prototypes + 0.3 * torch.randn(N, C))
     assert moved["category"].item() != out["category"].item()
 
 
@@ -119,8 +125,8 @@ def test_alternative_readings_match_reference(seed: int, class_reduction: str, c
 def test_sum_reduction_is_mean_times_class_count_per_view() -> None:
     """Sum over classes = mean x the number of classes counted, per view (the views differ, see _batch)."""
     features, labels, prototypes = _batch(3, 4)
-    mean = cbp.OCCL(class_reduction="mean")(features.float(), labels, prototypes)
-    total = cbp.OCCL(class_reduction="sum")(features.float(), labels, prototypes)
+    mean = batch_occl(class_reduction="mean")(features.float(), labels, prototypes)
+    total = batch_occl(class_reduction="sum")(features.float(), labels, prototypes)
     small = resize_labels_nearest(labels, (8, 8))
     in_view = [set(small[:2].unique().tolist()) - {255}, set(small[2:].unique().tolist()) - {255}]
     both = len(in_view[0] & in_view[1])
@@ -131,7 +137,7 @@ def test_sum_reduction_is_mean_times_class_count_per_view() -> None:
     for x in (0, 1):
         only_x = labels.clone()
         only_x[(2 - 2 * x) : (4 - 2 * x)] = 255  # blank the other view
-        per_view.append(2 * cbp.OCCL()(features.float(), only_x, prototypes)["category"])
+        per_view.append(2 * batch_occl()(features.float(), only_x, prototypes)["category"])
     expected = (len(in_view[0]) * per_view[0] + len(in_view[1]) * per_view[1]) / 2
     torch.testing.assert_close(total["category"], expected)
 
@@ -140,14 +146,14 @@ def test_printed_category_form_ignores_other_prototypes() -> None:
     """Eq. 5 as printed scores each centroid against its own prototype only: moving the prototype of
     a class absent from the batch leaves it unchanged, while the cross-entropy reading changes."""
     features, labels, prototypes = _batch(4, 4)
-    printed = cbp.OCCL(category_form="printed")(features.float(), labels, prototypes)["category"]
-    crossed = cbp.OCCL()(features.float(), labels, prototypes)["category"]
+    printed = batch_occl(category_form="printed")(features.float(), labels, prototypes)["category"]
+    crossed = batch_occl()(features.float(), labels, prototypes)["category"]
     moved = prototypes.clone()
     moved[5] = prototypes[0]  # class 5 is absent; now it points where class 0's prototype does
     assert torch.allclose(
-        cbp.OCCL(category_form="printed")(features.float(), labels, moved)["category"], printed
+        batch_occl(category_form="printed")(features.float(), labels, moved)["category"], printed
     )
-    assert not torch.allclose(cbp.OCCL()(features.float(), labels, moved)["category"], crossed)
+    assert not torch.allclose(batch_occl()(features.float(), labels, moved)["category"], crossed)
 
 
 @pytest.mark.filterwarnings("ignore:Anomaly Detection")
@@ -161,7 +167,7 @@ def test_one_view_without_labelled_pixels_finite_for_every_form(category_form: s
     f = features.float().requires_grad_(True)
     w = prototypes.clone().requires_grad_(True)
     with torch.autograd.detect_anomaly():
-        cbp.OCCL(category_form=category_form)(f, labels, w)["loss"].backward()
+        batch_occl(category_form=category_form)(f, labels, w)["loss"].backward()
     assert torch.isfinite(f.grad).all() and w.grad is None  # the keys get no gradient (amendment 5)
 
 
@@ -197,7 +203,7 @@ def test_labels_resized_by_nearest() -> None:
     lab = torch.zeros(2, 16, 16, dtype=torch.long)
     lab[:, 1::2, :] = 3
     lab[:, :, 1::2] = 3
-    out = cbp.OCCL()(torch.randn(2, C, 8, 8), lab, cbp.category_basis_prototypes(N, C))
+    out = batch_occl()(torch.randn(2, C, 8, 8), lab, cbp.category_basis_prototypes(N, C))
     assert out["present"].tolist() == [True] + [False] * (N - 1)
 
 
@@ -232,7 +238,7 @@ def test_hand_computed_three_pixel_case() -> None:
     lc1 = (ce(a, 0) + ce(b, 1)) / 2
     lc2 = ce(c, 0)
     category = (lc1 + lc2) / 2
-    out = cbp.OCCL(tau=tau, lam=0.7, phi=0.3)(features, labels, torch.tensor(w))
+    out = batch_occl(tau=tau, lam=0.7, phi=0.3)(features, labels, torch.tensor(w))
     assert out["centroid"].item() == pytest.approx(centroid, rel=1e-5)
     assert out["category"].item() == pytest.approx(category, rel=1e-5)
     assert out["loss"].item() == pytest.approx(0.7 * centroid + 0.3 * category, rel=1e-5)
@@ -248,12 +254,12 @@ def test_no_shared_class_gives_exact_zero_centroid_and_zero_gradient() -> None:
     labels[0, 4:] = 2
     labels[1, :, :5] = 3  # no class in both views
     prototypes = cbp.category_basis_prototypes(N, C)
-    out = cbp.OCCL(lam=1.0, phi=0.0)(features, labels, prototypes)
+    out = batch_occl(lam=1.0, phi=0.0)(features, labels, prototypes)
     assert out["centroid"].item() == 0.0
     assert out["loss"].item() == 0.0
     (grad,) = torch.autograd.grad(out["loss"], features, allow_unused=True)
     assert grad is None or (torch.isfinite(grad).all() and (grad == 0).all())
-    out = cbp.OCCL(lam=1.0, phi=0.3)(features, labels, prototypes)
+    out = batch_occl(lam=1.0, phi=0.3)(features, labels, prototypes)
     assert out["centroid"].item() == 0.0 and out["category"].item() > 0
     out["loss"].backward()
     assert torch.isfinite(features.grad).all()
@@ -263,7 +269,7 @@ def test_no_shared_class_gives_exact_zero_centroid_and_zero_gradient() -> None:
 def test_all_pixels_ignored_gives_zero_loss_finite_grads() -> None:
     features = torch.randn(4, C, 8, 8, requires_grad=True)
     labels = torch.full((4, 16, 16), 255)
-    out = cbp.OCCL()(features, labels, cbp.category_basis_prototypes(N, C))
+    out = batch_occl()(features, labels, cbp.category_basis_prototypes(N, C))
     for key in ("loss", "centroid", "category"):
         assert out[key].item() == 0.0, key
     assert not out["present"].any()
@@ -274,7 +280,7 @@ def test_all_pixels_ignored_gives_zero_loss_finite_grads() -> None:
 
 def test_feature_scale_invariance_when_normalized() -> None:
     features, labels, prototypes = _batch(11, 4)
-    occl = cbp.OCCL()
+    occl = batch_occl()
     a = occl(features.float(), labels, prototypes)
     b = occl(3.0 * features.float(), labels, 5.0 * prototypes)
     torch.testing.assert_close(a["loss"], b["loss"], rtol=1e-5, atol=1e-6)
@@ -299,7 +305,7 @@ def test_errors(make, match: str) -> None:
     features, labels, prototypes = _batch(0, 4)
     f, y, w = make(features.float(), labels, prototypes)
     with pytest.raises(ValueError, match=match):
-        cbp.OCCL()(f, y, w)
+        batch_occl()(f, y, w)
 
 
 @pytest.mark.parametrize(
@@ -365,10 +371,10 @@ def test_random_views_value_is_one_of_the_reference_splits() -> None:
 def test_autocast_bf16_cpu_close_to_fp32() -> None:
     features, labels, prototypes = _batch(9, 4)
     f32 = features.float().requires_grad_(True)
-    ref = cbp.OCCL()(f32, labels, prototypes)
+    ref = batch_occl()(f32, labels, prototypes)
     fbf = features.float().requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = cbp.OCCL()(fbf, labels, prototypes)
+        out = batch_occl()(fbf, labels, prototypes)
     assert out["category_centroids"].dtype == torch.float32
     for key in ("loss", "centroid", "category"):
         assert torch.isfinite(out[key])
@@ -376,7 +382,7 @@ def test_autocast_bf16_cpu_close_to_fp32() -> None:
     out["loss"].backward()
     assert torch.isfinite(fbf.grad).all()
     # bf16 features (as a bf16 decoder would give) also work and stay close.
-    out16 = cbp.OCCL()(features.bfloat16(), labels, prototypes)
+    out16 = batch_occl()(features.bfloat16(), labels, prototypes)
     torch.testing.assert_close(out16["loss"].float(), ref["loss"], rtol=0.05, atol=0.05)
     assert out16["category_centroids"].dtype == torch.float32
 

@@ -113,7 +113,8 @@ def normalisation_table(
     for normalize in [True, False]:
         for scale in scales:
             feats = (features * scale).requires_grad_(True)
-            res = OCCL(tau=tau, lam=lam, phi=phi, normalize=normalize)(feats, labels, prototypes)
+            occl = OCCL(tau=tau, lam=lam, phi=phi, normalize=normalize, views="batch")  # as ``cent``
+            res = occl(feats, labels, prototypes)
             res["loss"].backward()
             rows.append(
                 {

@@ -1,8 +1,8 @@
 """What OCCL's gradients do to the view centroids of one batch (chapter 4, Section 3.3).
 
-Two measurements on a fixed batch of features, labels and prototypes, with the views of OCCL's
-default ``views="batch"`` (first half of the images = view 1, second half = view 2) and the classes
-present in both views:
+Two measurements on a fixed batch of features, labels and prototypes, with OCCL's ``views="batch"``
+(first half of the images = view 1, second half = view 2; a fixed split the measurements can name,
+passed explicitly) and the classes present in both views:
 
 * :func:`descent_directions`: the descent direction of a weighted OCCL (``lam`` for the centroid
   loss of Eq. 4, ``phi`` for the category loss of Eq. 5), summed over the pixels of each class in
@@ -98,7 +98,7 @@ def descent_directions(
     classes = prototypes.shape[0]
     small, view, cent, idx = batch_views(features, labels, classes)
     feats = features.clone().requires_grad_(True)
-    occl = OCCL(tau=tau, lam=lam, phi=phi)
+    occl = OCCL(tau=tau, lam=lam, phi=phi, views="batch")  # the views of batch_views
     occl(feats, labels, prototypes)["loss"].backward()
     g = -feats.grad  # (B, C, h, w) descent direction
     g_sum, _ = view_centroids(g, small, view, classes)  # (2, N, C): summed descent direction per view, class
@@ -148,7 +148,7 @@ def follow(
     classes = prototypes.shape[0]
     small, view, _, idx = batch_views(features, labels, classes)
     feats = features.clone().requires_grad_(True)
-    occl = OCCL(tau=tau, lam=lam, phi=phi)
+    occl = OCCL(tau=tau, lam=lam, phi=phi, views="batch")  # the views of batch_views
     opt = torch.optim.Adam([feats], lr=lr)
     log = []
     for step in range(steps + 1):

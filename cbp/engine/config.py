@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from cbp.io import read_json
 from cbp.models.builder import get_spec
+from cbp.paper import PAPER_ABLATION, PAPER_ABLATION_ITERS, PAPER_HPARAMS, PAPER_ITERS, PAPER_TAU
 
 # --------------------------------------------------------------------------------------------
 # The tree
@@ -55,7 +56,7 @@ class ModelConfig:
 
     backbone: str = "cnn_tiny"
     classifier: Literal["cbp", "linear"] = "cbp"
-    length: float = 2.0  # T, the common L2 norm of the prototypes (Alg. 1)
+    length: float = PAPER_ABLATION.length  # T, the common L2 norm of the prototypes (Alg. 1); 2.0
     init: str = "orthogonal+equal"  # orthogonal+equal | orthogonal | equal | random | text | masked ...
     update: Literal["frozen", "gradient", "ema", "penalty"] = "frozen"
     ema_momentum: float = 0.99  # m of update=ema (not given in the paper)
@@ -99,9 +100,9 @@ class LossConfig:
     ce_resolution: Literal["input", "feature"] = "input"  # feature: labels nearest-downsampled
     aux_weight: float = 0.4
     occl: bool = True
-    lam: float = 1.0  # lambda, weight of the centroid loss (Eq. 4)
-    phi: float = 0.3  # weight of the category loss (Eq. 5)
-    tau: float = 0.07
+    lam: float = PAPER_ABLATION.lam  # lambda, weight of the centroid loss (Eq. 4); 1.0
+    phi: float = PAPER_ABLATION.phi  # weight of the category loss (Eq. 5); 0.3
+    tau: float = PAPER_TAU  # 0.07
     # OCCL's two views (cbp.losses.assign_views); "objects" = half of each class's objects per view, the
     # paper's reading (protocol amendment 5); "batch" (image halves) was the default before it
     views: Literal["objects", "batch", "random", "global"] = "objects"
@@ -181,9 +182,17 @@ class Config:
 def synthetic() -> Config:
     """The CPU default: 50-class synthetic scene parsing, 64x64, cnn_tiny from scratch (the book's synthetic benchmark)."""
     return Config(
-        model=ModelConfig(backbone="cnn_tiny", classifier="cbp", length=2.0),
+        # lambda, phi, T of the paper's ablations (1.0, 0.3, 2.0), tau 0.07
+        model=ModelConfig(backbone="cnn_tiny", classifier="cbp", length=PAPER_ABLATION.length),
         data=DataConfig(name="synthetic", root="data/synthetic-50", synthetic_classes=50, cat_max_ratio=1.0),
-        loss=LossConfig(ce_resolution="feature", occl=True, lam=1.0, phi=0.3, tau=0.07, views="objects"),
+        loss=LossConfig(
+            ce_resolution="feature",
+            occl=True,
+            lam=PAPER_ABLATION.lam,
+            phi=PAPER_ABLATION.phi,
+            tau=PAPER_TAU,
+            views="objects",
+        ),
         # the paper's SegFormer recipe (mmseg): decoder and classifier at 10x the encoder's lr (amendment 5)
         optim=OptimConfig(
             name="adamw",
@@ -209,25 +218,13 @@ def synthetic150() -> Config:
     return cfg
 
 
-_ADE = {"name": "ade20k", "root": "data/ade/ADEChallengeData2016", "iters": 160_000}
-_COCO = {"name": "cocostuff10k", "root": "data/coco_stuff10k", "iters": 80_000}
-
-# (lambda, phi, length) of the paper's Section 4 (the table in the book's "Reading the paper")
-_HPARAMS = {
-    ("ade20k", "fcn"): (0.4, 0.1, 2.0),
-    ("ade20k", "convnext"): (1.0, 0.2, 2.0),
-    ("ade20k", "swin"): (1.0, 0.2, 1.0),
-    ("ade20k", "segformer"): (1.0, 0.1, 1.0),
-    ("cocostuff10k", "fcn"): (1.0, 0.3, 0.3),
-    ("cocostuff10k", "convnext"): (1.0, 0.3, 3.0),
-    ("cocostuff10k", "swin"): (1.0, 0.3, 2.0),
-    ("cocostuff10k", "segformer"): (1.0, 0.1, 1.0),
-}
+_ADE = {"name": "ade20k", "root": "data/ade/ADEChallengeData2016", "iters": PAPER_ITERS["ade20k"]}
+_COCO = {"name": "cocostuff10k", "root": "data/coco_stuff10k", "iters": PAPER_ITERS["cocostuff10k"]}
 
 
 def _paper(dataset: dict[str, Any], backbone: str) -> Config:
     family = get_spec(backbone).paper_model  # "fcn" | "convnext" | "swin" | "segformer"
-    lam, phi, length = _HPARAMS[(dataset["name"], family)]
+    lam, phi, length = PAPER_HPARAMS[(dataset["name"], family)]  # Section 4 (cbp.paper)
     cfg = Config(
         model=ModelConfig(backbone=backbone, classifier="cbp", length=length, aux_head=family != "segformer"),
         data=DataConfig(
@@ -241,13 +238,13 @@ def _paper(dataset: dict[str, Any], backbone: str) -> Config:
             photometric=True,
             test_scale=(2048, 512),
         ),
-        loss=LossConfig(ce_resolution="input", occl=True, lam=lam, phi=phi, tau=0.07),
+        loss=LossConfig(ce_resolution="input", occl=True, lam=lam, phi=phi, tau=PAPER_TAU),
         train=TrainConfig(
             iters=dataset["iters"],
             batch_size=16,
             device_batch=2,
             log_every=50,
-            ckpt_every=16_000 if dataset["iters"] == 160_000 else 8_000,
+            ckpt_every=dataset["iters"] // 10,  # 16K (ADE20K), 8K (COCO-Stuff-10K)
             num_workers=4,
             sync_bn=True,
         ),
@@ -315,9 +312,9 @@ def _preset(dataset: dict[str, Any], backbone: str, name: str) -> Callable[[], C
 def ade20k_ablation_segformer_b0() -> Config:
     """Ablations of Section 4.3: SegFormer-B0 on ADE20K, 40K iterations, lambda 1, phi 0.3, T = 2."""
     cfg = _paper(_ADE, "mit_b0")
-    cfg.train.iters = 40_000
-    cfg.train.ckpt_every = 4_000
-    cfg.loss.lam, cfg.loss.phi, cfg.model.length = 1.0, 0.3, 2.0
+    cfg.train.iters = PAPER_ABLATION_ITERS
+    cfg.train.ckpt_every = PAPER_ABLATION_ITERS // 10
+    cfg.loss.lam, cfg.loss.phi, cfg.model.length = PAPER_ABLATION
     cfg.preset = "ade20k_ablation_segformer_b0"
     return cfg
 

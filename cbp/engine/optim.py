@@ -39,13 +39,14 @@ def set_lr(optimizer: torch.optim.Optimizer, it: int, total: int, cfg: OptimConf
 
 
 def _stage_id(name: str, num_layers: int) -> int:
-    """mmseg ``get_stage_id_for_convnext``: stem/downsampling 0, stage i -> i + 1, head -> max."""
+    """mmseg ``get_stage_id_for_convnext``: stem/downsampling 0, stage i -> i + 1, anything else
+    (the heads, and the per-output norms ``out_norms``, mmseg's ``backbone.norm0..3``) -> max."""
     if not name.startswith("encoder."):
         return num_layers - 1
     if "downsample" in name or "stem" in name:
         return 0
     m = re.search(r"stages[._](\d+)", name)
-    return int(m.group(1)) + 1 if m else 0
+    return int(m.group(1)) + 1 if m else num_layers - 1
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from cbp.heads import CBPHead, LinearHead
 from cbp.io import load_torch
+from cbp.paper import PAPER_ABLATION
 
 from .decoders import FCNHead, SegformerHead, UPerHead
 from .encoders import SmpEncoder, TimmEncoder, TinyCNN
@@ -264,17 +265,21 @@ def create_model(
     classifier: str = "cbp",
     pretrained: bool | str | Path = False,
     img_size: int | tuple[int, int] | None = None,
-    length: float = 2.0,
+    length: float = PAPER_ABLATION.length,
     init: str | Tensor = "orthogonal+equal",
     update: str = "frozen",
     proto_seed: int = 0,
     momentum: float = 0.99,
-    penalty_weight: float = 0.01,
+    penalty_weight: float = 1.0,
     penalty_form: str = "squared",
     aux_head: bool | None = None,
     dropout: float = 0.1,
 ) -> Segmentor:
     """Build a segmentation model: encoder + decoder + classifier (+ auxiliary FCN head).
+
+    The classifier's defaults (``length`` ... ``penalty_form``) and ``dropout`` are the engine
+    config's (:class:`cbp.engine.config.ModelConfig`, ``tests/test_defaults.py``); the engine passes
+    every argument explicitly.
 
     Args:
         backbone: a key of :data:`BACKBONES` (e.g. ``"mit_b5"``, ``"swin_b"``, ``"cnn_tiny"``).
@@ -287,12 +292,13 @@ def create_model(
             derives each stage's window size (windows shrink to small feature maps); pass the training
             crop size. Inputs of other sizes are still accepted (windows padded, masks built per
             forward, as mmseg). Ignored by the other backbones.
-        length: T, the norm of every prototype (Algorithm 1); CBP only.
+        length: T, the norm of every prototype (Algorithm 1; default 2.0, the paper's ablations); CBP only.
         init: prototype initialisation (``cbp.category_basis_prototypes``); CBP only.
         update: ``"frozen"`` (default), ``"gradient"``, ``"ema"`` or ``"penalty"``; CBP only.
         proto_seed: seed of the prototypes' private generator; CBP only.
         momentum, penalty_weight, penalty_form: the ``"ema"`` / ``"penalty"`` updates' settings
-            (:class:`cbp.heads.CBPHead`); CBP only.
+            (:class:`cbp.heads.CBPHead`, whose defaults these are: ``penalty_weight`` 1.0 since
+            protocol amendment 5, was 0.01 here); CBP only.
         aux_head: add mmseg's auxiliary FCN head on stage 3; None = as mmseg (on for ResNet,
             ConvNeXt and Swin, off for MiT and cnn_tiny).
         dropout: ``Dropout2d`` probability before the classifier (mmseg: 0.1).
