@@ -25,7 +25,7 @@ $(VENV)/bin/activate:
 
 # One stamp per extra, so `make test` does not pay for the book's dependencies. Both install at
 # the versions of requirements.lock (pip-compile of pyproject.toml's test and book extras; the
-# README says how to refresh it), so tests, book and study run on one environment.
+# CONTRIBUTING.md says how to refresh it), so tests, book and study run on one environment.
 LOCK := requirements.lock
 
 $(VENV)/.test-installed: pyproject.toml $(LOCK) | $(VENV)/bin/activate

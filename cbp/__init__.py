@@ -11,7 +11,7 @@ Where each equation of the paper lives:
 * Eq. 7 (total loss): :mod:`cbp.engine.train`
 * mIoU / mAcc / F1 and Fig. 5's frequency groups: :mod:`cbp.metrics`
 
-Architecture: four layers, and imports run one way only, from a higher layer to a lower one
+Architecture: four layers (the fourth in two parts), and imports run one way only, from a higher layer to a lower one
 (``tests/test_architecture.py`` fails on an import against this rule, function-level ones included):
 
 1. the method, pure (torch, numpy, scipy only): :mod:`cbp.prototypes`, :mod:`cbp.heads`,

@@ -1,7 +1,7 @@
 """A user's mistake on any command line is one line on stderr and a documented exit code, never a traceback.
 
 Every case runs the real command (``python -m ...`` in a subprocess); the cases run a few at a time
-because each one pays the interpreter's and torch's start-up. Exit codes (README, "Exit codes"):
+because each one pays the interpreter's and torch's start-up. Exit codes (the book's "Using the engine", "Exit codes"):
 2 usage or config, 3 diverged, 4 data or file, 1 a bug.
 """
 

@@ -78,8 +78,8 @@ def check_inputs(cfg: Config, *, pretrained: bool = True) -> None:
     root = Path(cfg.data.root)
     if cfg.data.name != "synthetic" and not root.is_dir():
         raise DataError(
-            f"data.root={root}: no such folder; the {cfg.data.name} data are expected there (see the README, "
-            "'Training and evaluation'); pass --data.root=DIR with your copy"
+            f"data.root={root}: no such folder; the {cfg.data.name} data are expected there (see the book's "
+            "'Using the engine'); pass --data.root=DIR with your copy"
         )
     if cfg.data.name == "synthetic" and root.exists() and not root.is_dir():
         raise DataError(f"data.root={root} is a file; pass a folder (it is generated when missing)")
