@@ -69,7 +69,7 @@ def _step_fn(method: str, features, labels, prototypes):
 
         return step
     if method == "occl":
-        occl = cbp.OCCL(views="batch")  # the views the README's numbers were measured with
+        occl = cbp.OCCL(views="batch")  # the views benchmarks/README.md's numbers were measured with
 
         def step() -> None:
             f = features.detach().requires_grad_(True)

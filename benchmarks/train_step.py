@@ -93,7 +93,7 @@ class Runner:
         self.device = device
         self.model = build_model(self.cfg, case.num_classes).to(device).train()
         self.opt = build_optimizer(self.model, self.cfg.optim)
-        # views="batch": the views the README's numbers were measured with (the engine's are "objects")
+        # views="batch": the views benchmarks/README.md's numbers were measured with (the engine's are "objects")
         self.occl = OCCL(tau=0.07, lam=1.0, phi=0.3, views="batch") if cbp_occl else None
         self.amp = amp if device.type == "cuda" else "none"
 

@@ -13,8 +13,8 @@ The intro page carries the same summary between two comment lines
 (``% findings:start`` / ``% findings:end``), and the summary of amendment 5's end points
 (:func:`endpoint_markdown`, read out by :mod:`cbp.experiments.endpoints`) between
 ``% endpoints:start`` / ``% endpoints:end``, of the 150-class regime (:func:`hard150_markdown`,
-``% hard150:...``) and of the other tables (:func:`tables_markdown`, ``% tables:...``; the README
-has the same blocks between HTML comments); ``python -m cbp.book.findings PAGE`` rewrites them all
+``% hard150:...``) and of the other tables (:func:`tables_markdown`, ``% tables:...``);
+``python -m cbp.book.findings PAGE`` rewrites them all
 from the records, and a test fails when a page and the records disagree.
 """
 
@@ -52,16 +52,11 @@ KEY_CLAIMS: tuple[str, ...] = ("t3_both", "t3_cbp", "t3_occl", "t4_gradient", "t
 
 START, END = "% findings:start", "% findings:end"
 
-# Markers of the block for the current study (amendment 5's end points): MyST comments in the
-# book's intro, HTML comments in the README (GitHub shows "%" lines as text).
+# Markers (MyST comments in the book's pages) of the blocks of amendment 5's end points, its harder
+# regime (Table 3 on 150 classes) and its other tables (Tables 5, 9, R and 8 at 2000 iterations)
 ENDPOINTS_START, ENDPOINTS_END = "% endpoints:start", "% endpoints:end"
-README_START, README_END = "<!-- endpoints:start -->", "<!-- endpoints:end -->"
-# ... and of the block for amendment 5's harder regime (Table 3 on 150 classes)
 HARD_START, HARD_END = "% hard150:start", "% hard150:end"
-README_HARD_START, README_HARD_END = "<!-- hard150:start -->", "<!-- hard150:end -->"
-# ... and of the block for amendment 5's other tables (Tables 5, 9, R and 8 at 2000 iterations)
 TABLES_START, TABLES_END = "% tables:start", "% tables:end"
-README_TABLES_START, README_TABLES_END = "<!-- tables:start -->", "<!-- tables:end -->"
 
 
 def _claim(key: str) -> claims.Claim:
@@ -377,8 +372,7 @@ def tables_markdown(results: dict[str, Any], folder: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m cbp.book.findings PAGE``: rewrite the page's findings blocks (those it has of the
-    first study's, the end points', the 150-class regime's and the other tables') from results/ (the
-    intro and the README have them)."""
+    first study's, the end points', the 150-class regime's and the other tables') from results/."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("page", type=Path)
     parser.add_argument("--results", default="results/ablations")
@@ -394,25 +388,19 @@ def main(argv: list[str] | None = None) -> None:
         long_results = claims.load_results(args.long) if Path(args.long).is_dir() else None
         text = replace_block(text, summary_markdown(results, args.results, long_results))
         done.append(args.results)
-    for start, end in ((ENDPOINTS_START, ENDPOINTS_END), (README_START, README_END)):
+    blocks = (
+        (ENDPOINTS_START, ENDPOINTS_END, endpoint_markdown, args.endpoints),
+        (HARD_START, HARD_END, hard150_markdown, args.hard150),
+        (TABLES_START, TABLES_END, tables_markdown, args.tables),
+    )
+    for start, end, markdown, folder in blocks:
         if start in text:
-            new = endpoint_markdown(claims.load_results(args.endpoints), args.endpoints)
-            text = replace_block(text, new, start, end)
-            done.append(args.endpoints)
-    for start, end in ((HARD_START, HARD_END), (README_HARD_START, README_HARD_END)):
-        if start in text:
-            new = hard150_markdown(claims.load_results(args.hard150), args.hard150)
-            text = replace_block(text, new, start, end)
-            done.append(args.hard150)
-    for start, end in ((TABLES_START, TABLES_END), (README_TABLES_START, README_TABLES_END)):
-        if start in text:
-            new = tables_markdown(claims.load_results(args.tables), args.tables)
-            text = replace_block(text, new, start, end)
-            done.append(args.tables)
+            text = replace_block(text, markdown(claims.load_results(folder), folder), start, end)
+            done.append(folder)
     if not done:
         raise SystemExit(
             f"{args.page}: no findings block to rewrite (none of the markers '{START}', '{ENDPOINTS_START}', "
-            f"'{HARD_START}', '{TABLES_START}' or their README forms)"
+            f"'{HARD_START}', '{TABLES_START}')"
         )
     args.page.write_text(text)
     print(f"{args.page}: findings blocks rewritten from {' and '.join(done)}")
