@@ -440,6 +440,8 @@ PROFILES: dict[str, Profile] = {
 CALIBRATION_CANDIDATES: dict[str, tuple[str, ...]] = {
     "c1": ("--groups", "50", "--lookalike-deg", "15", "--noise-scale", "2"),
     "c2": ("--groups", "50", "--lookalike-deg", "10", "--noise-scale", "3", "--amplitude-scale", "0.7"),
+    # appended 2026-12-06 before c1 and c2 finished (the protocol's note of that date)
+    "c3": ("--groups", "50", "--lookalike-deg", "12", "--noise-scale", "2.5", "--amplitude-scale", "0.85"),
 }
 CALIBRATION_ITERS = 4000
 
