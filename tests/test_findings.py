@@ -104,7 +104,7 @@ def test_intro_box_matches_the_records() -> None:
 
 
 def test_readme_first_screen_numbers_are_the_records() -> None:
-    """The README's five lines quote the second study: its four Table 3 mIoU claims unresolved on the
+    """The five lines of the README and of the intro quote the second study: its four Table 3 mIoU claims unresolved on the
     final models, and the 150-class reversal, each as the records give it."""
     page = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())  # as a reader reads it
     final = endpoints.final_verdict_rows(claims.load_results(ROOT / "results/ablations-v2-endpoints"))
@@ -116,6 +116,11 @@ def test_readme_first_screen_numbers_are_the_records() -> None:
     lo, hi = row["ci95"]
     quoted = f"{row['mean']:+.2f} mIoU [{lo:+.2f}, {hi:+.2f}]".replace("-", "\u2212")
     assert row["n"] == 3 and row["mean"] < 0 and quoted in page, quoted
+    intro = " ".join((ROOT / "book" / "intro.md").read_text(encoding="utf-8").split())
+    premise = endpoints.premise_rows(claims.load_results(ROOT / "results/ablations-v2-endpoints"))[0]
+    assert "norm vs log pixel count" in premise["measured (final runs)"]
+    norm = premise["ours"].replace("-", "\u2212")
+    assert quoted in intro and f"correlated *negatively* with class frequency ({norm};" in intro, norm
 
 
 def test_pages_tables_blocks_match_the_records() -> None:
