@@ -6,6 +6,7 @@
 #                    so that `papermill notebooks/05_train_ade.ipynb out.ipynb -p ...` works
 #   make book-check  offline check of the built HTML + every page in Chromium at 1280/390 px
 #   make dist        book/_build/dist/cbp-book-<version>.zip (+ .sha256): site, notebooks, PDF
+#   make serve       serve book/_build/html on http://$(HOST):$(PORT)/ (builds it only if there is none)
 #
 # A notebook is re-executed when its code changes or when the library (cbp/**/*.py), its data
 # tables (cbp/**/*.tsv) or the recorded study (results/) change, so that no page shows output
@@ -22,7 +23,7 @@ JB_FLAGS        ?= -W -n --keep-going
 SCREENSHOT_DIR  ?= $(BOOK_DIR)/_build/screenshots
 DIST_DIR        ?= $(BOOK_DIR)/_build/dist
 
-.PHONY: book notebooks book-check book-clean dist
+.PHONY: book notebooks book-check book-clean dist serve
 
 # MathJax 3 from the npm registry (a local copy: the built site loads nothing from the network).
 $(MATHJAX_DIR)/tex-chtml.js:
@@ -79,6 +80,17 @@ book-check: $(VENV)/.book-installed
 dist: $(VENV)/.book-installed
 	@test -f $(BOOK_HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
 	$(PY) ci/make_dist.py --book $(BOOK_DIR) --out $(DIST_DIR)
+
+# The built book over HTTP (ci/serve.py, Python's http.server; Ctrl-C stops it). It builds the book
+# only when there is none: a book that exists is served as it is (run `make book` to refresh it).
+# HOST=0.0.0.0 listens on every interface, so other devices on the same network can open it.
+PORT ?= 8000
+HOST ?= 127.0.0.1
+serve: $(BOOK_HTML)/index.html
+	@$(PYTHON) ci/serve.py --host $(HOST) --port $(PORT) $(BOOK_HTML)
+
+$(BOOK_HTML)/index.html:
+	$(MAKE) --no-print-directory book
 
 book-clean:
 	rm -rf $(BOOK_DIR)/_build $(NOTEBOOK_IPYNB)
