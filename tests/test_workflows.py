@@ -92,7 +92,10 @@ def test_missing_validator_is_exit_2_with_a_reason(tmp_path: Path) -> None:
     # an interpreter that cannot import check_jsonschema: -I ignores PYTHONPATH and user site-packages,
     # -S the site-packages of the venv
     proc = subprocess.run(
-        [sys.executable, "-I", "-S", str(SCRIPT), "--root", str(ROOT)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-I", "-S", str(SCRIPT), "--root", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "make lint-workflows" in proc.stderr
