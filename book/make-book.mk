@@ -5,7 +5,8 @@
 #   make notebooks   pair notebooks/*.py -> notebooks/*.ipynb and register the "python3" kernel,
 #                    so that `papermill notebooks/05_train_ade.ipynb out.ipynb -p ...` works
 #   make book-check  offline check of the built HTML + every page in Chromium at 1280/390 px
-#   make dist        book/_build/dist/cbp-book-<version>.zip (+ .sha256): site, notebooks, PDF
+#   make dist        book/_build/dist/cbp-book-<version>.zip (+ .sha256): site, notebooks, PDF;
+#                    a copy goes to the site's handout/ page, which the intro links
 #   make serve       serve book/_build/html on http://$(HOST):$(PORT)/ (builds it only if there is none)
 #
 # A notebook is re-executed when its code changes or when the library (cbp/**/*.py), its data
