@@ -65,12 +65,14 @@ book: $(VENV)/.book-installed $(KERNEL_JSON) $(MATHJAX_DIR)/tex-chtml.js
 	$(PY) ci/execute_notebooks.py --book $(BOOK_DIR) --summary --executor-rc $$nb --sphinx-rc $$jb \
 	  --seconds $$(( $$(date +%s) - start ))
 
-# Offline check of the HTML, then every page in headless Chromium at 1280 and 390 px (raw TeX,
-# missing images, pages wider than the screen; screenshots in $(SCREENSHOT_DIR)). Without
+# Offline check of the HTML and of every page's build footer (ci/build_info.py), then every page
+# in headless Chromium at 1280 and 390 px (raw TeX, missing images, pages wider than the screen;
+# screenshots in $(SCREENSHOT_DIR)). Without
 # chromium the browser part is skipped with a message, unless REQUIRE_BROWSER=1 (CI).
 book-check: $(VENV)/.book-installed
 	@test -f $(BOOK_HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
 	$(PY) ci/check_offline.py $(BOOK_HTML)
+	$(PY) ci/build_info.py --check $(BOOK_HTML)
 	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
 	  bash ci/screenshot.sh $(SCREENSHOT_DIR) $(BOOK_HTML); \
 	elif [ "$(REQUIRE_BROWSER)" = 1 ]; then echo "chromium not installed (REQUIRE_BROWSER=1)"; exit 1; \

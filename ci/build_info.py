@@ -261,9 +261,53 @@ def write_build_info(build: Path, info: dict) -> Path:
     return path
 
 
+def pages_without_footer(site: Path) -> tuple[int, list[str]]:
+    """(number of pages, those without the build footer) of a built site; redirects and the
+    theme's ``_static`` templates are not pages."""
+    pages, missing = 0, []
+    for path in sorted(site.rglob("*.html")):
+        rel = path.relative_to(site).as_posix()
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if rel.startswith("_") or 'http-equiv="refresh"' in text[:2000].lower():
+            continue
+        pages += 1
+        if 'class="cbp-build-info"' not in text:
+            missing.append(rel)
+    return pages, missing
+
+
 def read_build_info(build: Path) -> dict | None:
     path = build / "build-info.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python ci/build_info.py``: what a build now would say; ``--check SITE``: every page of a
+    built site carries the footer (``make book-check`` runs it)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--check", type=Path, metavar="SITE", help="a built site, e.g. book/_build/html")
+    args = parser.parse_args(argv)
+    if args.check is None:
+        info = collect()
+        print(json.dumps(info, indent=2))
+        print(footer_html(info))
+        return 0
+    pages, missing = pages_without_footer(args.check)
+    if not pages or missing:
+        print(
+            f"build_info: {len(missing)} of {pages} pages have no build footer: {', '.join(missing)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"build_info: every page of {args.check} names its build ({pages} pages)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -265,3 +265,19 @@ def test_make_dist_names_the_archive_after_the_build_and_offers_it_on_the_handou
         readme = zf.read("cbp-book-v9.9/README.txt").decode()
     assert "You are reading the unpacked archive" in page and "cbp-book.pdf" not in page
     assert "Built on 2026-12-06 from version v9.9" in readme
+
+
+def test_check_site_finds_pages_without_the_footer(tmp_path: Path) -> None:
+    site = tmp_path / "html"
+    (site / "_static").mkdir(parents=True)
+    (site / "notebooks").mkdir()
+    footer = build_info.footer_html({"commit": "abc", "dirty": False, "date": "2026-12-06", "study": None})
+    (site / "index.html").write_text('<meta http-equiv="refresh" content="0; url=intro.html">')  # a redirect
+    (site / "_static" / "macros.html").write_text("{% macro x() %}{% endmacro %}")  # a template
+    (site / "intro.html").write_text(f"<footer>{footer}</footer>")
+    (site / "notebooks" / "01.html").write_text("<footer>nothing</footer>")
+    assert build_info.pages_without_footer(site) == (2, ["notebooks/01.html"])
+    assert build_info.main(["--check", str(site)]) == 1
+    (site / "notebooks" / "01.html").write_text(f"<footer>{footer}</footer>")
+    assert build_info.main(["--check", str(site)]) == 0
+    assert build_info.main(["--check", str(tmp_path / "empty")]) == 1  # no pages is no check
