@@ -82,7 +82,10 @@ def make_targets(directory: Path, makefile: str | None = None) -> list[str] | No
     if not any((directory / name).is_file() for name in names):
         return None
     cmd = ["make", "-pRrq", "-C", str(directory), *(["-f", makefile] if makefile else [])]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SystemExit("lint_workflows: `make` is not installed; it reads the Makefile's targets") from None
     targets: list[str] = []
     not_a_target = False
     for line in proc.stdout.splitlines():
