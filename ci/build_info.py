@@ -219,11 +219,13 @@ def handout_page(info: dict, state: str, size_mib: float | None = None, pdf: boo
         state: ``"built"`` (by ``make book``: no archive yet), ``"packed"`` (``make dist`` put the
             archive beside the page) or ``"unpacked"`` (the copy inside the archive).
         size_mib: the archive's size (``"packed"``).
-        pdf: whether the archive holds the PDF (``"unpacked"``).
+        pdf: whether the archive holds the PDF (``"packed"``, ``"unpacked"``).
     """
     e = html.escape
     name = archive_name(info["version"])
-    what = "the site, the executed notebook of every chapter and the whole book as one PDF"
+    what = "the site and the executed notebook of every chapter" + (
+        ", and the whole book as one PDF" if pdf else ""
+    )
     if state == "packed":
         size = f" ({size_mib:.1f} MiB)" if size_mib is not None else ""
         body = (
@@ -245,6 +247,7 @@ def handout_page(info: dict, state: str, size_mib: float | None = None, pdf: boo
             f"{pdf_item}</ul>"
         )
     else:
+        what += " (and a PDF of the whole book where Chromium and pdfunite are installed)"
         body = (
             f"<p>This build's archive, <code>{e(name)}</code> ({what}), is made by <code>make dist</code>, "
             "which also puts a copy on this page. This copy of the site was built without it: run "

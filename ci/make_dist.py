@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in (archive, out / f"{archive.name}.sha256"):
         shutil.copyfile(path, handout / path.name)
     (handout / "index.html").write_text(
-        build_info.handout_page(info, "packed", size_mib=size), encoding="utf-8"
+        build_info.handout_page(info, "packed", size_mib=size, pdf=bool(pdf_line)), encoding="utf-8"
     )
     print(
         f"make_dist: {archive} ({size:.1f} MiB: site, {len(nbs)} executed notebooks"

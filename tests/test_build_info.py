@@ -168,7 +168,10 @@ def test_handout_pages() -> None:
     info = {"commit": "abc1234", "dirty": False, "date": "2026-12-06", "version": "v1.0"}
     built = build_info.handout_page(info, "built")
     assert "cbp-book-v1.0.zip" in built and "make dist" in built and 'href="cbp-book' not in built
-    packed = build_info.handout_page(info, "packed", size_mib=12.34)
+    assert "where Chromium and pdfunite are installed" in built
+    packed = build_info.handout_page(info, "packed", size_mib=12.34, pdf=True)
+    assert "the whole book as one PDF" in packed
+    assert "PDF" not in build_info.handout_page(info, "packed", size_mib=1.0, pdf=False)
     assert 'href="cbp-book-v1.0.zip"' in packed and 'href="cbp-book-v1.0.zip.sha256"' in packed
     assert "(12.3 MiB)" in packed and "sha256sum -c cbp-book-v1.0.zip.sha256" in packed
     unpacked = build_info.handout_page(info, "unpacked", pdf=True)
