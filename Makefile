@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: test lint format book notebooks clean
+.PHONY: test lint lint-workflows format book notebooks clean
 
 # The pinned torch pair is a CUDA build (it runs on the CPU): .venv takes about 6.5 GB. The disk is
 # checked before the venv is created and before an install into a venv without torch yet (e.g. a
@@ -38,12 +38,24 @@ $(VENV)/.book-installed: pyproject.toml $(LOCK) | $(VENV)/bin/activate
 	$(PIP) install -c $(LOCK) -e ".[test,book]"
 	touch $@
 
+# The ci extra (check-jsonschema, ruamel.yaml: ci/lint_workflows.py), also at requirements.lock's versions.
+$(VENV)/.ci-installed: pyproject.toml $(LOCK) | $(VENV)/bin/activate
+	$(CHECK_DISK)
+	$(PIP) install -c $(LOCK) -e ".[ci]"
+	touch $@
+
 test: $(VENV)/.test-installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The GitHub workflows (.github/workflows/*.yml), checked here where no Actions runner exists:
+# check-jsonschema's vendored workflow schema, pinned actions, and `make`/`bash` steps that name
+# targets and scripts of this repository (ci/lint_workflows.py). .ci/run runs it.
+lint-workflows: $(VENV)/.ci-installed
+	$(PY) ci/lint_workflows.py
 
 format: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format .

@@ -5,7 +5,9 @@
 #   make notebooks   pair notebooks/*.py -> notebooks/*.ipynb and register the "python3" kernel,
 #                    so that `papermill notebooks/05_train_ade.ipynb out.ipynb -p ...` works
 #   make book-check  offline check of the built HTML + every page in Chromium at 1280/390 px
-#   make dist        book/_build/dist/cbp-book-<version>.zip (+ .sha256): site, notebooks, PDF
+#   make dist        book/_build/dist/cbp-book-<version>.zip (+ .sha256): site, notebooks, PDF;
+#                    a copy goes to the site's handout/ page, which the intro links
+#   make serve       serve book/_build/html on http://$(HOST):$(PORT)/ (builds it only if there is none)
 #
 # A notebook is re-executed when its code changes or when the library (cbp/**/*.py), its data
 # tables (cbp/**/*.tsv) or the recorded study (results/) change, so that no page shows output
@@ -22,7 +24,7 @@ JB_FLAGS        ?= -W -n --keep-going
 SCREENSHOT_DIR  ?= $(BOOK_DIR)/_build/screenshots
 DIST_DIR        ?= $(BOOK_DIR)/_build/dist
 
-.PHONY: book notebooks book-check book-clean dist
+.PHONY: book notebooks book-check book-clean dist serve
 
 # MathJax 3 from the npm registry (a local copy: the built site loads nothing from the network).
 $(MATHJAX_DIR)/tex-chtml.js:
@@ -64,12 +66,14 @@ book: $(VENV)/.book-installed $(KERNEL_JSON) $(MATHJAX_DIR)/tex-chtml.js
 	$(PY) ci/execute_notebooks.py --book $(BOOK_DIR) --summary --executor-rc $$nb --sphinx-rc $$jb \
 	  --seconds $$(( $$(date +%s) - start ))
 
-# Offline check of the HTML, then every page in headless Chromium at 1280 and 390 px (raw TeX,
-# missing images, pages wider than the screen; screenshots in $(SCREENSHOT_DIR)). Without
+# Offline check of the HTML and of every page's build footer (ci/build_info.py), then every page
+# in headless Chromium at 1280 and 390 px (raw TeX, missing images, pages wider than the screen;
+# screenshots in $(SCREENSHOT_DIR)). Without
 # chromium the browser part is skipped with a message, unless REQUIRE_BROWSER=1 (CI).
 book-check: $(VENV)/.book-installed
 	@test -f $(BOOK_HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
 	$(PY) ci/check_offline.py $(BOOK_HTML)
+	$(PY) ci/build_info.py --check $(BOOK_HTML)
 	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
 	  bash ci/screenshot.sh $(SCREENSHOT_DIR) $(BOOK_HTML); \
 	elif [ "$(REQUIRE_BROWSER)" = 1 ]; then echo "chromium not installed (REQUIRE_BROWSER=1)"; exit 1; \
@@ -80,6 +84,17 @@ book-check: $(VENV)/.book-installed
 dist: $(VENV)/.book-installed
 	@test -f $(BOOK_HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
 	$(PY) ci/make_dist.py --book $(BOOK_DIR) --out $(DIST_DIR)
+
+# The built book over HTTP (ci/serve.py, Python's http.server; Ctrl-C stops it). It builds the book
+# only when there is none: a book that exists is served as it is (run `make book` to refresh it).
+# HOST=0.0.0.0 listens on every interface, so other devices on the same network can open it.
+PORT ?= 8000
+HOST ?= 127.0.0.1
+serve: $(BOOK_HTML)/index.html
+	@$(PYTHON) ci/serve.py --host $(HOST) --port $(PORT) $(BOOK_HTML)
+
+$(BOOK_HTML)/index.html:
+	$(MAKE) --no-print-directory book
 
 book-clean:
 	rm -rf $(BOOK_DIR)/_build $(NOTEBOOK_IPYNB)

@@ -9,9 +9,15 @@
   site), ``cbp-book.pdf`` (every
   page printed by headless Chromium and joined; left out with a message when Chromium or
   pdfunite/qpdf are missing, or with ``--no-pdf``) and ``README.txt`` (how to open each);
-- ``cbp-book-<version>.zip.sha256``, in the format ``sha256sum -c`` reads.
+- ``cbp-book-<version>.zip.sha256``, in the format ``sha256sum -c`` reads;
 
-``<version>`` is ``git describe --always --dirty`` of the working tree (or the date outside git).
+and puts a copy of both into the built site's ``handout/`` folder with a page that offers them
+(``handout/index.html``, which the intro links; ``make book`` writes that page without an archive,
+and the copy of the site inside the archive gets one that points at the archive's other parts).
+
+``<version>`` is the one the build recorded in ``_build/build-info.json`` (``git describe --always
+--dirty`` of the tree the book was built from, by ``ci/build_info.py``), so the archive is named
+after the build it packs; without that file, ``git describe`` now (or the date outside git).
 The script refuses a book whose last build had a failing notebook (``--allow-failed`` to pack it
 anyway) and checks the packed site with ``ci/check_offline.py``.
 
@@ -21,11 +27,9 @@ Usage: ``python ci/make_dist.py [--book book] [--out book/_build/dist] [--no-pdf
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import browser_check  # noqa: E402
+import build_info  # noqa: E402
 import check_offline  # noqa: E402
 
 README = """\
@@ -56,16 +61,6 @@ notebooks/   the executed notebook of each chapter, with its outputs (figures, t
 {pdf_line}
 Check the archive: sha256sum -c {archive}.sha256
 """
-
-
-def version() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return datetime.date.today().isoformat()
 
 
 def sha256(path: Path) -> str:
@@ -100,13 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
 
-    ver = version()
+    # What the build recorded about itself (its commit, date and version); this tree now without it.
+    info = build_info.read_build_info(build) or {
+        **build_info.commit_info(ROOT),
+        "date": build_info.build_date(),
+    }
+    ver = info["version"]
     name = f"cbp-book-{ver}"
     out.mkdir(parents=True, exist_ok=True)
     archive = out / f"{name}.zip"
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / name
-        shutil.copytree(site, stage / "site", ignore=shutil.ignore_patterns(".buildinfo", "reports"))
+        # handout/ holds the page (and, after an earlier `make dist`, an archive) of the site itself
+        ignore = shutil.ignore_patterns(".buildinfo", "reports", build_info.HANDOUT_DIR)
+        shutil.copytree(site, stage / "site", ignore=ignore)
         problems = check_offline.check_site(stage / "site")
         if problems:
             print(
@@ -137,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"make_dist: PDF in {time.time() - t0:.0f} s")
             else:
                 print("make_dist: no PDF (see above); the archive has the site and the notebooks")
+        (stage / "site" / build_info.HANDOUT_DIR).mkdir()
+        (stage / "site" / build_info.HANDOUT_DIR / "index.html").write_text(
+            build_info.handout_page(info, "unpacked", pdf=bool(pdf_line)), encoding="utf-8"
+        )
         (stage / "index.html").write_text(
             '<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url=site/index.html">'
             '<title>cbp book</title><a href="site/index.html">Open the book</a>\n'
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             README.format(
                 title=title,
                 underline="=" * len(title),
-                date=datetime.date.today().isoformat(),
+                date=info["date"],
                 version=ver,
                 pdf_line=pdf_line,
                 archive=archive.name,
@@ -160,9 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     digest = sha256(archive)
     (out / f"{archive.name}.sha256").write_text(f"{digest}  {archive.name}\n")
     size = archive.stat().st_size / 2**20
+    # The site's own handout page: this archive and its checksum, beside the page (no older one).
+    handout = site / build_info.HANDOUT_DIR
+    shutil.rmtree(handout, ignore_errors=True)
+    handout.mkdir()
+    for path in (archive, out / f"{archive.name}.sha256"):
+        shutil.copyfile(path, handout / path.name)
+    (handout / "index.html").write_text(
+        build_info.handout_page(info, "packed", size_mib=size, pdf=bool(pdf_line)), encoding="utf-8"
+    )
     print(
         f"make_dist: {archive} ({size:.1f} MiB: site, {len(nbs)} executed notebooks"
-        f"{', PDF' if pdf_line else ''}) and {archive.name}.sha256, in {time.time() - start:.0f} s"
+        f"{', PDF' if pdf_line else ''}) and {archive.name}.sha256, in {time.time() - start:.0f} s; "
+        f"a copy is offered on {handout / 'index.html'}"
     )
     return 0
 

@@ -1,0 +1,286 @@
+"""What the built book says about itself (ci/build_info.py, through book/_ext/cbp_book.py): the
+footer of every page (commit, "+ local changes", UTC build date, the newest study records), where
+the book is published (from the git remote), the handout page, and `make dist`'s archive named
+after the build it packs and offered on that page."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FALLBACK = "build it locally with `make book`, or read it where your copy's GitHub Pages publishes it"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "ci" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build_info = _load("build_info")
+
+
+@pytest.mark.parametrize(
+    ("remote", "url", "clone"),
+    [
+        ("https://github.com/ada/cbp", "https://ada.github.io/cbp/", "https://github.com/ada/cbp.git"),
+        ("https://github.com/ada/cbp.git", "https://ada.github.io/cbp/", "https://github.com/ada/cbp.git"),
+        ("git@github.com:Ada-Lab/cbp-book.git", "https://ada-lab.github.io/cbp-book/", None),
+        ("ssh://git@github.com/ada/cbp.git", "https://ada.github.io/cbp/", None),
+        # a token in the URL (as in CI checkouts) never reaches the page
+        ("https://x-access-token:SECRET@github.com/ada/cbp", "https://ada.github.io/cbp/", None),
+        ("https://github.com/ada/ada.github.io", "https://ada.github.io/", None),  # a user site
+        ("https://gitlab.com/ada/cbp.git", None, None),
+        ("/srv/git/cbp.git", None, None),
+        (None, None, None),
+    ],
+)
+def test_where_the_book_is_published(remote, url, clone) -> None:
+    assert build_info.published_url(remote) == url
+    subs = build_info.substitutions(remote)
+    assert set(subs) == {"book_published", "cbp_clone"}
+    text = " ".join(subs.values())
+    assert "SECRET" not in text and "<" not in text
+    if url:
+        assert f"[{url}]({url})" in subs["book_published"] and ".github/workflows/book.yml" in text
+        if clone:
+            assert subs["cbp_clone"] == f"`git clone {clone} cbp`"
+    else:
+        assert FALLBACK in subs["book_published"]
+        assert remote is None or remote not in text  # a local path or another host is not shown
+
+
+def _record(folder: Path, name: str, kind: str, recorded: str, what: str = "amendment 9's check: x") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(
+        json.dumps({"kind": kind, "recorded": recorded, "profile_description": what})
+    )
+
+
+def test_the_study_is_the_newest_folder_with_training_records(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    _record(results / "ablations", "a-s0", "train", "2026-11-25 10:00:00", "first study: 500 iterations")
+    _record(results / "ablations-v2-tune", "t-s0", "train", "2026-11-29 19:24:05", "amendment 5: tuning")
+    _record(
+        results / "ablations-v2-tables",
+        "x-s0",
+        "train",
+        "2026-11-30 03:00:30",
+        "amendment 5's other tables: T5",
+    )
+    _record(
+        results / "ablations-v2-tables",
+        "x-s1",
+        "train",
+        "2026-12-01 05:51:24",
+        "amendment 5's other tables: T5",
+    )
+    _record(results / "ablations-v2-tables", "data", "data", "2026-12-09 00:00:00")  # not a training record
+    _record(results / "ablations-v3-calib", "data", "data", "2026-12-10 00:00:00")  # no training record yet
+    (results / "ablations-v2-tables" / "broken.json").write_text("{not json")
+    (results / "README.md").write_text("# Recorded results\n")
+    assert build_info.study_records(results) == {
+        "folder": "results/ablations-v2-tables",
+        "runs": 2,
+        "first": "2026-11-30",
+        "last": "2026-12-01",
+        "study": "amendment 5's other tables",
+    }
+    _record(
+        results / "ablations-v3-calib", "c-s0", "train", "2026-12-10 08:00:00", "amendment 6: calibration"
+    )
+    assert build_info.study_records(results)["folder"] == "results/ablations-v3-calib"
+    assert build_info.study_records(tmp_path / "nothing") is None
+
+
+def test_the_repository_study_is_found() -> None:
+    study = build_info.study_records(ROOT / "results")
+    assert study is not None and study["folder"].startswith("results/") and study["runs"] > 0
+    assert study["first"] <= study["last"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false", *args]
+    return subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_commit_and_local_changes(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "tracked.txt").write_text("a\n")
+    _git(repo, "add", "tracked.txt")
+    _git(repo, "commit", "-q", "-m", "one")
+    short = _git(repo, "rev-parse", "--short", "HEAD")
+    assert build_info.commit_info(repo) == {"commit": short, "dirty": False, "version": short}
+    (repo / "untracked.txt").write_text("b\n")  # build outputs, data, runs: not local changes
+    assert build_info.commit_info(repo)["dirty"] is False
+    (repo / "tracked.txt").write_text("changed\n")
+    assert build_info.commit_info(repo) == {"commit": short, "dirty": True, "version": f"{short}-dirty"}
+    info = {**build_info.commit_info(repo), "date": "2026-12-06", "study": None}
+    assert build_info.commit_text(info) == f"commit {short} + local changes"
+    assert build_info.commit_info(tmp_path)["commit"] is None  # not a git checkout
+    assert build_info.commit_text({"commit": None}) == "an unknown commit (not a git checkout)"
+
+
+def test_build_date_is_utc_and_honours_source_date_epoch(monkeypatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1780000000")  # 2026-05-28 20:26:40 UTC
+    assert build_info.build_date() == "2026-05-28"
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert len(build_info.build_date()) == 10
+
+
+def test_footer_text() -> None:
+    study = {"folder": "results/ablations-v2-tables", "runs": 66, "first": "2026-11-30", "last": "2026-11-30"}
+    info = {
+        "commit": "3d7e7d6",
+        "dirty": True,
+        "date": "2026-12-06",
+        "study": {**study, "study": "amendment 5's x"},
+    }
+    assert build_info.footer_html(info) == (
+        '<p class="cbp-build-info">Built 2026-12-06 (UTC) from commit 3d7e7d6 + local changes. '
+        "Study records: results/ablations-v2-tables/ (amendment 5&#x27;s x, 66 training runs recorded "
+        "2026-11-30; the newest records in results/).</p>"
+    )
+    info = {
+        "commit": "3d7e7d6",
+        "dirty": False,
+        "date": "2026-12-06",
+        "study": {**study, "last": "2026-12-01"},
+    }
+    assert "from commit 3d7e7d6. " in build_info.footer_html(info)
+    assert "66 training runs recorded 2026-11-30 to 2026-12-01" in build_info.footer_html(info)
+    assert "no study records in results/" in build_info.footer_html({**info, "study": None})
+
+
+def test_handout_pages() -> None:
+    info = {"commit": "abc1234", "dirty": False, "date": "2026-12-06", "version": "v1.0"}
+    built = build_info.handout_page(info, "built")
+    assert "cbp-book-v1.0.zip" in built and "make dist" in built and 'href="cbp-book' not in built
+    assert "where Chromium and pdfunite are installed" in built
+    packed = build_info.handout_page(info, "packed", size_mib=12.34, pdf=True)
+    assert "the whole book as one PDF" in packed
+    assert "PDF" not in build_info.handout_page(info, "packed", size_mib=1.0, pdf=False)
+    assert 'href="cbp-book-v1.0.zip"' in packed and 'href="cbp-book-v1.0.zip.sha256"' in packed
+    assert "(12.3 MiB)" in packed and "sha256sum -c cbp-book-v1.0.zip.sha256" in packed
+    unpacked = build_info.handout_page(info, "unpacked", pdf=True)
+    assert 'href="../../README.txt"' in unpacked and 'href="../../cbp-book.pdf"' in unpacked
+    assert "cbp-book.pdf" not in build_info.handout_page(info, "unpacked", pdf=False)
+    for page in (built, packed, unpacked):
+        assert 'href="../intro.html"' in page and "built 2026-12-06 (UTC) from commit abc1234" in page
+        assert "http" not in page.replace('content="width=device-width', "")  # nothing from the network
+
+
+def _results(root: Path) -> None:
+    _record(root / "results" / "ablations-v2-x", "r-s0", "train", "2026-11-30 01:00:00", "amendment 5's x: y")
+
+
+def test_sphinx_footer_on_every_page_and_the_substitutions(tmp_path: Path) -> None:
+    """A two-page Sphinx project with the book's theme and extension: both pages carry the footer,
+    the teaching page's substitutions are filled in, and the handout page and build-info.json are written."""
+    for module in ("sphinx", "sphinx_book_theme", "myst_parser"):
+        pytest.importorskip(module)
+    repo = tmp_path / "repo"
+    src = repo / "book"
+    src.mkdir(parents=True)
+    _results(repo)
+    _git(repo, "init", "-q")
+    (src / "conf.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'book' / '_ext')!r})\n"
+        "extensions = ['myst_parser', 'cbp_book']\n"
+        "html_theme = 'sphinx_book_theme'\n"
+        "myst_enable_extensions = ['substitution']\n"
+    )
+    (src / "index.md").write_text(
+        "# Home\n\nGet it: {{ cbp_clone }}.\n\n{{ book_published }}\n\n```{toctree}\nother\n```\n"
+    )
+    (src / "other.md").write_text("# Other\n\nText.\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "book")
+    _git(repo, "remote", "add", "origin", "git@github.com:ada/cbp.git")
+    short = _git(repo, "rev-parse", "--short", "HEAD")
+    out = src / "_build" / "html"
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1780000000"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-q", "-W", "-n", "-b", "html", str(src), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    footer = (
+        f'<p class="cbp-build-info">Built 2026-05-28 (UTC) from commit {short}. Study records: '
+        "results/ablations-v2-x/ (amendment 5&#x27;s x, 1 training run recorded 2026-11-30; the newest "
+        "records in results/).</p>"
+    )
+    for page in ("index.html", "other.html"):
+        assert footer in (out / page).read_text(encoding="utf-8"), page
+    home = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="https://ada.github.io/cbp/"' in home
+    assert "https://github.com/ada/cbp.git" in home and "{{" not in home
+    handout = (out / "handout" / "index.html").read_text(encoding="utf-8")
+    assert f"cbp-book-{short}.zip" in handout and "make dist" in handout
+    recorded = json.loads((src / "_build" / "build-info.json").read_text())
+    assert recorded["version"] == short and recorded["published"] == "https://ada.github.io/cbp/"
+
+
+def test_make_dist_names_the_archive_after_the_build_and_offers_it_on_the_handout_page(
+    tmp_path: Path,
+) -> None:
+    make_dist = _load("make_dist")
+    build = tmp_path / "book" / "_build"
+    site = build / "html"
+    (site / "handout").mkdir(parents=True)
+    (site / "index.html").write_text("<!DOCTYPE html><p>book</p>\n")
+    (site / "handout" / "index.html").write_text("<p>built</p>\n")
+    (build / "notebook-status.json").write_text('{"notebooks": {}}')
+    info = {"commit": "abc1234", "dirty": False, "version": "v9.9", "date": "2026-12-06", "study": None}
+    build_info.write_build_info(build, info)
+    out = tmp_path / "dist"
+    for _ in range(2):  # a second `make dist` does not pack the first one's copy
+        assert make_dist.main(["--book", str(tmp_path / "book"), "--out", str(out), "--no-pdf"]) == 0
+    archive = out / "cbp-book-v9.9.zip"
+    assert sorted(p.name for p in out.iterdir()) == ["cbp-book-v9.9.zip", "cbp-book-v9.9.zip.sha256"]
+    assert sorted(p.name for p in (site / "handout").iterdir()) == [
+        "cbp-book-v9.9.zip",
+        "cbp-book-v9.9.zip.sha256",
+        "index.html",
+    ]
+    assert (site / "handout" / "cbp-book-v9.9.zip").read_bytes() == archive.read_bytes()
+    assert 'href="cbp-book-v9.9.zip"' in (site / "handout" / "index.html").read_text()
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        assert not any(n.endswith(".zip") for n in names)
+        page = zf.read("cbp-book-v9.9/site/handout/index.html").decode()
+        readme = zf.read("cbp-book-v9.9/README.txt").decode()
+    assert "You are reading the unpacked archive" in page and "cbp-book.pdf" not in page
+    assert "Built on 2026-12-06 from version v9.9" in readme
+
+
+def test_check_site_finds_pages_without_the_footer(tmp_path: Path) -> None:
+    site = tmp_path / "html"
+    (site / "_static").mkdir(parents=True)
+    (site / "notebooks").mkdir()
+    footer = build_info.footer_html({"commit": "abc", "dirty": False, "date": "2026-12-06", "study": None})
+    (site / "index.html").write_text('<meta http-equiv="refresh" content="0; url=intro.html">')  # a redirect
+    (site / "_static" / "macros.html").write_text("{% macro x() %}{% endmacro %}")  # a template
+    (site / "intro.html").write_text(f"<footer>{footer}</footer>")
+    (site / "notebooks" / "01.html").write_text("<footer>nothing</footer>")
+    assert build_info.pages_without_footer(site) == (2, ["notebooks/01.html"])
+    assert build_info.main(["--check", str(site)]) == 1
+    (site / "notebooks" / "01.html").write_text(f"<footer>{footer}</footer>")
+    assert build_info.main(["--check", str(site)]) == 0
+    assert build_info.main(["--check", str(tmp_path / "empty")]) == 1  # no pages is no check
