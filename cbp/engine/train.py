@@ -105,6 +105,7 @@ from cbp.engine.errors import EXIT_DIVERGED, OneLineParser, out_folder, run_cli
 from cbp.engine.evaluate import evaluate, metrics_record
 from cbp.engine.optim import build_optimizer, set_lr
 from cbp.engine.process import rank_seed, seed_everything, setup_distributed
+from cbp.engine.run_files import LOCK_NAME
 from cbp.engine.sampler import SeededSamples, StreamSampler
 from cbp.io import append_jsonl, read_json, read_jsonl, write_json
 from cbp.losses import OCCL, assign_views, centroids_from_sums, resize_labels, view_centroids
@@ -212,9 +213,6 @@ def batch_split(cfg: Config, world: int) -> tuple[int, int]:
 
 class RunLocked(ConfigError):
     """Another process is training in the run directory (exit code 2, like any usage error)."""
-
-
-LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
