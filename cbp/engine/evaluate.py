@@ -200,26 +200,27 @@ def is_record(path: Path) -> bool:
     return isinstance(data, dict) and {"mIoU", "config", "checkpoint"} <= data.keys()
 
 
-def check_out(out: Path, *, given: bool) -> None:
+def check_out(out: Path, *, given: bool, run_dir: Path | None = None) -> None:
     """Refuse an output path that would write over a file this command should not replace.
 
     The rule, whichever way the run was given (RUN_DIR, or ``--config`` and ``--ckpt``): in a run
-    folder (one :func:`cbp.engine.run_files.is_run` recognises, the path's links resolved) ``--out``
-    may only name a new ``eval-*.json``, never a checkpoint, ``config.json``, a log, ``metrics.json``
-    or any other file; the default ``eval-<mode>-<iter>.json`` may replace an earlier record of this
-    command. Anywhere else the output may be a new file or an earlier record of this command
-    (:func:`is_record`); any other existing path is refused, never overwritten.
+    folder (RUN_DIR, or any folder :func:`cbp.engine.run_files.is_run` recognises; links resolved)
+    ``--out`` may only name a new ``eval-*.json``, never a checkpoint, ``config.json``, a log,
+    ``metrics.json`` or any other file; the default ``eval-<mode>-<iter>.json`` may replace an
+    earlier record of this command. Anywhere else the output may be a new file or an earlier record
+    of this command (:func:`is_record`); any other existing path is refused, never overwritten.
 
     Args:
         out: the output file.
         given: it was given as ``--out`` (else it is the default name).
+        run_dir: the RUN_DIR of the command line, if one was given.
 
     Raises:
         ConfigError: (exit code 2) the path is refused; the message says why and what to do.
     """
     target = Path(out).resolve()
     flag = f"--out {out}" if given else f"the output {out}"
-    if is_run(target.parent):
+    if is_run(target.parent) or (run_dir is not None and target.parent == Path(run_dir).resolve()):
         if target.exists() and (given or not is_record(target)):
             what = f"would write over {target.name} of the run in {target.parent}"
         elif not fnmatchcase(target.name, "eval-*.json"):
@@ -271,7 +272,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path, Path | None, Path]
     if args.run_dir is None and (args.config is None or args.ckpt is None):
         parser.error("give RUN_DIR (a directory written by python -m cbp.train), or both --config and --ckpt")
     if args.out is not None:
-        check_out(args.out, given=True)
+        check_out(args.out, given=True, run_dir=args.run_dir)
     if args.config is not None:
         cfg = read_config_file(args.config)
     else:
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cm = evaluate(model, dataset, cfg, device, progress=cfg.train.progress)
     iters = int(ckpt["iter"])
     out = out or run_dir / f"eval-{cfg.eval.mode}-{iters}.json"
-    check_out(out, given=False)
+    check_out(out, given=False, run_dir=run_dir)
     record = metrics_record(cm, model, dataset, cfg, iters=iters, seconds=time.time() - start, device=device)
     record["checkpoint"] = str(ckpt_path)
     if is_main_process():
