@@ -171,6 +171,7 @@ def test_evaluate_never_writes_over_a_run_file(
     shutil.copytree(trained_run, run)
     (run / "changes.jsonl").write_text('{"iter": 2, "changed": {}}\n')
     (run / "eval-whole-2.json").write_text("{}\n")  # an earlier evaluation
+    (run / "eval-whole-4.json").write_text("{}\n")  # the default output's name, not a record of cbp.evaluate
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
     files = sorted([*run.iterdir(), notes])
@@ -179,7 +180,7 @@ def test_evaluate_never_writes_over_a_run_file(
     names = ("ckpt_last.pt", "ckpt_prev.pt", "config.json", "log.jsonl", "metrics.json", "changes.jsonl")
     refused = [[str(run), "--out", str(run / name)] for name in (*names, "eval-whole-2.json", "mine.json")]
     refused += [["--config", config, "--ckpt", ckpt, "--out", str(run / name)] for name in names]
-    refused += [[str(run), "--out", str(notes)]]
+    refused += [[str(run), "--out", str(notes)], [str(run)]]  # the last: over eval-whole-4.json
     for argv in refused:
         with pytest.raises(SystemExit) as e:
             ev.cli([*argv, "--train.progress=false"])

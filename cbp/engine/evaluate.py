@@ -312,11 +312,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ensure_data(cfg)
     dataset = build_split(cfg, "val", test_transform(cfg))
     model, ckpt = restore_model(cfg, dataset.num_classes, ckpt_path)
+    iters = int(ckpt["iter"])
+    if out is None:  # (a given --out was checked with the command line)
+        out = run_dir / f"eval-{cfg.eval.mode}-{iters}.json"
+        check_out(out, given=False, run_dir=run_dir)
     model.to(device)
     cm = evaluate(model, dataset, cfg, device, progress=cfg.train.progress)
-    iters = int(ckpt["iter"])
-    out = out or run_dir / f"eval-{cfg.eval.mode}-{iters}.json"
-    check_out(out, given=False, run_dir=run_dir)
     record = metrics_record(cm, model, dataset, cfg, iters=iters, seconds=time.time() - start, device=device)
     record["checkpoint"] = str(ckpt_path)
     if is_main_process():
