@@ -6,7 +6,11 @@ half-way through a log line, inside the checkpoint write or between keeping ``ck
 replacing ``ckpt_last.pt``; two processes started at once; a checkpoint cut in half; a partial log
 line; a full disk, as root), re-runs the same command, and compares with an uninterrupted run:
 recovered means exit code 0 and bit-identical weights; lost and duplicate count the iterations
-missing from, or repeated in, ``log.jsonl`` and ``eval.jsonl``. One line a scenario, then the total::
+missing from, or repeated in, ``log.jsonl`` and ``eval.jsonl``. Three more scenarios are a user's
+mistakes that could lose data: a training page's ``resume=False`` on a folder that is not a run,
+``cbp.evaluate --out`` over a run's files, and a divergence re-run with the advised lower lr;
+recovered means refused (or trained to the end), with no file lost (deleted or overwritten). One
+line a scenario, then the total::
 
     python benchmarks/faults.py [--seed 0] [--kills 4]
 """
@@ -20,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the engine and the tests of this checkout
 
 from fault_driver import (  # noqa: E402 (tests/ is put on the path just above)
     KINDS,
@@ -28,6 +32,9 @@ from fault_driver import (  # noqa: E402 (tests/ is put on the path just above)
     Plan,
     can_mount,
     concurrent_starts,
+    divergence_advice,
+    evaluate_over_run_files,
+    folder_not_a_run,
     full_disk,
     kill_and_resume,
     partial_log_line,
@@ -72,7 +79,15 @@ def main() -> None:
             t0 = time.time()
             outcomes.append(fn(plan, base / f"kill{i}", reference, points, name))
             print(f"{outcomes[-1].line()} ({time.time() - t0:.0f} s)", flush=True)
-        for i, fn in enumerate((concurrent_starts, truncated_checkpoint, partial_log_line)):
+        others = (
+            concurrent_starts,
+            truncated_checkpoint,
+            partial_log_line,
+            folder_not_a_run,
+            evaluate_over_run_files,
+            divergence_advice,
+        )
+        for i, fn in enumerate(others):
             t0 = time.time()
             outcomes.append(fn(plan, base / f"other{i}", reference))
             print(f"{outcomes[-1].line()} ({time.time() - t0:.0f} s)", flush=True)
@@ -85,11 +100,13 @@ def main() -> None:
     injected = sum(o.faults for o in outcomes)
     recovered = sum(o.faults for o in outcomes if o.recovered)
     lost = sum(o.lost for o in outcomes)
+    files = sum(o.files_lost for o in outcomes)
     duplicates = sum(o.duplicates for o in outcomes)
     print(
-        f"faults injected {injected}, recovered {recovered}, iterations lost {lost}, duplicate log rows {duplicates}"
+        f"faults injected {injected}, recovered {recovered}, iterations lost {lost}, files lost {files}, "
+        f"duplicate log rows {duplicates}"
     )
-    raise SystemExit(0 if recovered == injected and not lost and not duplicates else 1)
+    raise SystemExit(0 if recovered == injected and not lost and not files and not duplicates else 1)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,9 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
 
 
 class UnreadableFileError(ValueError):
-    """A torch file that :func:`load_torch` refuses (unsafe pickle, another program's objects) or cannot read."""
+    """A file that cannot be read safely (exit code 4): a torch file that :func:`load_torch` refuses
+    (unsafe pickle, another program's objects) or cannot read, or a data set's image or label that is
+    not a regular file (:func:`cbp.data.ade20k.check_regular`)."""
 
 
 def load_torch(path: str | Path, map_location: str | Any = "cpu") -> Any:

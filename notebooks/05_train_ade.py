@@ -60,7 +60,7 @@ out_dir = ""
 # eval_points: validations during training. -1 = auto: 3, none for large models on a CPU
 eval_points = -1
 # resume: True: reuse a finished run of the same configuration in its folder, resume an unfinished one;
-# False: delete the runs' folders first (the page says what it deleted) and train afresh
+# False: delete the runs' folders first (only runs; the page says what it deletes) and train afresh
 resume = True
 examples = 4  # validation images shown with predictions
 # workshop: True = a short run for a class (20 iterations, no intermediate validation); measured
@@ -71,9 +71,6 @@ workshop = False
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
-
-import contextlib
-import io
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -117,10 +114,8 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 # (read by the figures below). A failing run stops the page with the last lines of its output.
 
 # %%
-with contextlib.redirect_stdout(io.StringIO()) as log:  # the per-iteration log stays in each run's log.jsonl
+with launch.page_lines():  # the '==' lines as they come; the per-iteration log stays in log.jsonl
     run_dirs = launch.train_runs(spec, baseline=baseline, fresh=not resume, datasets=("synthetic", "ade20k"))
-root = f"{launch.repo_root()}/"
-print("\n".join(line.replace(root, "") for line in log.getvalue().splitlines() if line.startswith("==")))
 metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}
 display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
 

@@ -70,7 +70,7 @@ out_dir = ""
 # eval_points: validations during training. -1 = auto: 3, none for large models on a CPU
 eval_points = -1
 # resume: True or None: reuse a finished run of the same configuration in its folder, resume an
-# unfinished one; False: delete the runs' folders first (the page says what it deleted) and train afresh.
+# unfinished one; False: delete the runs' folders first (only runs; says what it deletes) and train afresh.
 resume = None
 examples = 4  # validation images shown with predictions
 # workshop: True = a short run for a class (20 iterations, no intermediate validation); measured
@@ -81,9 +81,6 @@ workshop = False
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
-
-import contextlib
-import io
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -125,12 +122,10 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 # reused and only re-read).
 
 # %%
-with contextlib.redirect_stdout(io.StringIO()) as log:  # the per-iteration log stays in each run's log.jsonl
+with launch.page_lines():  # the '==' lines as they come; the per-iteration log stays in log.jsonl
     run_dirs = launch.train_runs(
         spec, baseline=baseline, fresh=resume is False, datasets=("synthetic", "cocostuff10k")
     )
-root = f"{launch.repo_root()}/"
-print("\n".join(line.replace(root, "") for line in log.getvalue().splitlines() if line.startswith("==")))
 metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}
 display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
 

@@ -1,5 +1,7 @@
 """Fault injection for the engine: ``python -m cbp.train`` killed (SIGKILL, as ``kill -9``) at a chosen
-point, and the scenarios that check a re-run recovers. Used by tests/test_faults.py and
+point, and the scenarios that check a re-run recovers; and three ways a user could lose data (a
+training page's ``resume=False`` on a folder that is not a run, ``cbp.evaluate --out`` over a run's
+files, a divergence whose advice looped), which must lose nothing. Used by tests/test_faults.py and
 benchmarks/faults.py.
 
 As a script, one training process with one fault::
@@ -20,10 +22,12 @@ The process runs :func:`cbp.engine.train.cli`, so its exit code is the command l
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,12 +146,13 @@ class Outcome:
     duplicates: int  # iterations logged more than once
     detail: str = ""
     notes: list[str] = field(default_factory=list)
+    files_lost: int = 0  # files of the user's or of a run deleted or overwritten
 
     def line(self) -> str:
         status = "recovered" if self.recovered else "NOT RECOVERED"
         return (
             f"{self.name:60s} faults {self.faults}  {status:13s} iterations lost {self.lost}  "
-            f"duplicate log rows {self.duplicates}  {self.detail}"
+            f"files lost {self.files_lost}  duplicate log rows {self.duplicates}  {self.detail}"
         )
 
 
@@ -323,6 +328,88 @@ def full_disk(plan: Plan, mount_point: Path, reference: Path) -> Outcome:
         subprocess.run(["umount", str(mount_point)], check=False)
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> content)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def files_lost(before: dict[str, bytes], folder: Path) -> int:
+    """How many files of ``before`` are gone from ``folder`` or changed."""
+    after = snapshot(folder) if folder.is_dir() else {}
+    return sum(after.get(name) != content for name, content in before.items())
+
+
+def folder_not_a_run(plan: Plan, run_dir: Path, reference: Path) -> Outcome:
+    """A training page with ``resume=False`` (``launch.train_runs(fresh=True)``) given a folder that is
+    not a run (a ``config.json`` of no run, a thesis, a sub-folder): refused in one line naming the
+    foreign files, nothing deleted, nothing trained."""
+    from cbp.book import launch
+
+    (run_dir / "chapters").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}\n")
+    (run_dir / "thesis.txt").write_text("keep\n")
+    (run_dir / "chapters" / "1.txt").write_text("keep\n")
+    before = snapshot(run_dir)
+    spec = launch.RunSpec(
+        iters=2, out_dir=str(run_dir), data_root=str(plan.data), batch_size=4, eval_points=0
+    )
+    name = "resume=False on a folder that is not a run"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            launch.train_runs(spec, baseline=False, fresh=True, root=ROOT)
+        said = "not refused"
+    except (launch.RunDirConflict, launch.RunFailed) as e:
+        said = str(e)
+    lost = files_lost(before, run_dir)
+    ok = not lost and said.startswith(
+        f"{run_dir} holds files the engine does not write (chapters/, thesis.txt)"
+    )
+    return Outcome(name, 1, ok, 0, 0, said.replace(str(run_dir), "DIR")[:100], files_lost=lost)
+
+
+def evaluate_over_run_files(plan: Plan, run_dir: Path, reference: Path) -> Outcome:
+    """``cbp.evaluate --out`` naming a run's checkpoint, its config.json and (the run given by
+    ``--config`` / ``--ckpt``) its metrics.json: each refused with exit code 2, the run unchanged."""
+    shutil.copytree(reference, run_dir)
+    before = snapshot(run_dir)
+    by_config = ["--config", str(run_dir / "config.json"), "--ckpt", str(run_dir / "ckpt_last.pt")]
+    attempts = [
+        [str(run_dir), "--out", str(run_dir / "ckpt_last.pt")],
+        [str(run_dir), "--out", str(run_dir / "config.json")],
+        [*by_config, "--out", str(run_dir / "metrics.json")],
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    codes = [
+        subprocess.run(
+            [sys.executable, "-m", "cbp.evaluate", *a, "--train.progress=false"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=600,
+        ).returncode
+        for a in attempts
+    ]
+    lost = files_lost(before, run_dir)
+    ok = codes == [2] * len(attempts) and not lost
+    name = "cbp.evaluate --out over a run's ckpt, config, metrics"
+    return Outcome(name, len(attempts), ok, 0, 0, f"exit codes {codes}", files_lost=lost)
+
+
+def divergence_advice(plan: Plan, run_dir: Path, reference: Path) -> Outcome:
+    """``--optim.lr=1e3`` (no warm-up) diverges (exit code 3); re-running with the advised lower lr must
+    train to the end, each iteration logged once (the weights differ from the reference: another lr)."""
+    args = [*plan.args(run_dir), "--optim.warmup_iters=0"]
+    first = run([*args, "--optim.lr=1e3"])
+    last = run([*args, "--optim.lr=1e-3"])
+    log, ev = logged(run_dir / "log.jsonl"), logged(run_dir / "eval.jsonl")
+    lost = len(set(plan.want_log()) - set(log)) + len(set(plan.want_eval()) - set(ev))
+    duplicates = (len(log) - len(set(log))) + (len(ev) - len(set(ev)))
+    ok = first.returncode == 3 and last.returncode == 0 and log == plan.want_log() and ev == plan.want_eval()
+    said = (first.stderr.strip().splitlines() or [""])[-1].split("error: ", 1)[-1]
+    detail = f"rc {first.returncode} then {last.returncode}: {said.replace(str(run_dir), 'RUN')[:80]}"
+    return Outcome("divergence (lr 1e3), then the advised lower lr", 1, ok, lost, duplicates, detail)
+
+
 def reference_run(plan: Plan, run_dir: Path) -> Path:
     r = run(plan.args(run_dir))
     if r.returncode != 0:
@@ -338,6 +425,9 @@ SCENARIOS: dict[str, Callable[..., Outcome]] = {
     "concurrent": concurrent_starts,
     "truncated": truncated_checkpoint,
     "partial": partial_log_line,
+    "not a run": folder_not_a_run,
+    "evaluate --out": evaluate_over_run_files,
+    "divergence": divergence_advice,
 }
 
 

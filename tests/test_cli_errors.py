@@ -116,7 +116,7 @@ IN_PROCESS: list[tuple[str, str, list[str], int, tuple[str, ...]]] = [
     ("evaluate-no-run-dir", "cbp.engine.evaluate", ["{base}/no-such-run"], 4,
      ("{base}/no-such-run does not exist", "python -m cbp.train")),
     ("evaluate-over-metrics", "cbp.engine.evaluate", ["{untrained}", "--out", "{untrained}/metrics.json"], 2,
-     ("metrics.json (the training result)",)),
+     ("{untrained}/metrics.json is not an eval-*.json file", "never writes over a run's files")),
     ("evaluate-bad-override", "cbp.engine.evaluate", ["{untrained}", "--eval.mode=sliding"], 2,
      ("--eval.mode='sliding'", "whole, slide")),
     ("evaluate-missing-ckpt-file", "cbp.engine.evaluate", ["{untrained}", "--ckpt", "{base}/x.pt"], 4,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from cbp.data.classes import (
     ade20k_pixel_counts,
     cocostuff_raw_lut,
 )
+from cbp.engine.errors import EXIT_DATA, describe
+from cbp.io import UnreadableFileError
 
 
 def _rand_image(h: int, w: int, seed: int) -> np.ndarray:
@@ -157,6 +160,32 @@ def test_ade20k_unreadable_and_bad_files(ade_root: Path) -> None:
     )
     with pytest.raises(ValueError, match="same size"):
         ds[1]
+
+
+@pytest.mark.skipif(
+    not Path("/dev/zero").exists() or not hasattr(os, "mkfifo"), reason="needs a FIFO and /dev/zero"
+)
+def test_files_that_are_not_regular_are_refused_at_indexing(ade_root: Path, tmp_path: Path) -> None:
+    """A FIFO label (reading it hangs) and an image linked to /dev/zero (silently left out): refused
+    when the set is indexed, each named, as a data error (exit code 4)."""
+    label = ade_root / "annotations" / "training" / "ADE_train_00000001.png"
+    label.unlink()
+    os.mkfifo(label)
+    image = ade_root / "images" / "training" / "ADE_train_00000002.png"
+    image.unlink()
+    image.symlink_to("/dev/zero")
+    with pytest.raises(UnreadableFileError) as e:
+        ADE20K(ade_root, "training")
+    message = str(e.value)
+    assert f"{label} (a FIFO)" in message and f"{image} (a character device)" in message
+    assert describe(e.value)[0] == EXIT_DATA and "\n" not in message
+    assert len(ADE20K(ade_root, "validation")) == 1  # the other split is untouched
+    _write_coco_raw(tmp_path)
+    mat = tmp_path / "annotations" / "COCO_train2014_000000000078.mat"
+    mat.unlink()
+    os.mkfifo(mat)
+    with pytest.raises(UnreadableFileError, match=rf"{mat} \(a FIFO\)"):
+        COCOStuff10K(tmp_path, "train")
 
 
 def test_ade20k_reads_meta_for_other_class_counts(tmp_path: Path) -> None:

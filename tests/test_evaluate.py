@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import cbp.engine.evaluate as ev
 import cbp.engine.train as train
 from cbp.engine.config import ConfigError, get_preset
 from cbp.engine.errors import DataError
+from cbp.engine.run_files import foreign_files, is_run
 from cbp.engine.sampler import ShardSampler
 
 
@@ -114,13 +116,16 @@ def test_evaluate_writes_beside_the_run_never_over_metrics(trained_run: Path, tm
     out = trained_run / "eval-whole-4.json"
     assert json.loads(out.read_text()) == rec and rec["iters"] == 4 and rec["eval_mode"] == "whole"
     assert (trained_run / "metrics.json").read_bytes() == before
+    assert is_run(trained_run) and foreign_files(trained_run) == []  # the engine wrote every file there
     out.unlink()
     # --config FILE --ckpt FILE without a run directory: the output goes beside the checkpoint
     ckpt = tmp_path / "copy.pt"
     ckpt.write_bytes((trained_run / "ckpt_last.pt").read_bytes())
     ev.main(["--config", str(trained_run / "config.json"), "--ckpt", str(ckpt), "--eval.mode=slide"])
     assert json.loads((tmp_path / "eval-slide-4.json").read_text())["checkpoint"] == str(ckpt)
-    with pytest.raises(ConfigError, match="the run's metrics.json"):
+    with pytest.raises(
+        ConfigError, match="would write over metrics.json of the run in .*never writes over a run's files"
+    ):
         ev.main([str(trained_run), "--out", str(trained_run / "metrics.json")])
     assert (trained_run / "metrics.json").read_bytes() == before
 
@@ -153,3 +158,36 @@ def test_restore_model_loads_the_checkpoint_without_the_pretraining_file(trained
         torch.testing.assert_close(v, state[k], msg=k)
     with pytest.raises(FileNotFoundError, match="config.json"):
         read_run_config(trained_run / "missing")
+
+
+@pytest.mark.filterwarnings("ignore:Unable to enable fault handler:UserWarning")  # cli() under capsys
+def test_evaluate_never_writes_over_a_run_file(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out`` over a run's own files is refused with exit code 2 and one line, however the run is
+    given; inside a run only a new ``eval-*.json`` may be named; an existing file that is not an
+    evaluation record is never overwritten."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "changes.jsonl").write_text('{"iter": 2, "changed": {}}\n')
+    (run / "eval-whole-2.json").write_text("{}\n")  # an earlier evaluation
+    (run / "eval-whole-4.json").write_text("{}\n")  # the default output's name, not a record of cbp.evaluate
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    files = sorted([*run.iterdir(), notes])
+    before = {p: p.read_bytes() for p in files}
+    ckpt, config = str(run / "ckpt_last.pt"), str(run / "config.json")
+    names = ("ckpt_last.pt", "ckpt_prev.pt", "config.json", "log.jsonl", "metrics.json", "changes.jsonl")
+    refused = [[str(run), "--out", str(run / name)] for name in (*names, "eval-whole-2.json", "mine.json")]
+    refused += [["--config", config, "--ckpt", ckpt, "--out", str(run / name)] for name in names]
+    refused += [[str(run), "--out", str(notes)], [str(run)]]  # the last: over eval-whole-4.json
+    for argv in refused:
+        with pytest.raises(SystemExit) as e:
+            ev.cli([*argv, "--train.progress=false"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and "never writes over" in err, (argv, err)
+    assert {p: p.read_bytes() for p in sorted([*run.iterdir(), notes])} == before
+    rec = ev.main(
+        [str(run), "--out", str(run / "eval-again.json"), "--train.progress=false"]
+    )  # a new eval-*.json
+    assert json.loads((run / "eval-again.json").read_text()) == rec

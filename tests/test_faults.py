@@ -1,12 +1,15 @@
 """Fault injection (issue 9): kill -9 anywhere, two starts at once, a truncated checkpoint, a partial
 log line, a full disk; after each, re-running the same command ends with the weights of an
-uninterrupted run, bit for bit, and each iteration once in ``log.jsonl`` and ``eval.jsonl``.
+uninterrupted run, bit for bit, and each iteration once in ``log.jsonl`` and ``eval.jsonl``. And the
+data-loss cases of "Trust, second pass": a page's resume=False on a folder that is not a run,
+``cbp.evaluate --out`` over a run's files, a divergence re-run as advised; none loses a file.
 
 Every scenario runs real processes (tests/fault_driver.py), so the module is ``slow``; CI runs it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,9 @@ from fault_driver import (
     Plan,
     can_mount,
     concurrent_starts,
+    divergence_advice,
+    evaluate_over_run_files,
+    folder_not_a_run,
     full_disk,
     kill_and_resume,
     partial_log_line,
@@ -40,7 +46,7 @@ def reference(plan: Plan, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def assert_recovered(outcome: Outcome) -> None:
     assert outcome.recovered, outcome.line()
-    assert outcome.lost == 0 and outcome.duplicates == 0, outcome.line()
+    assert outcome.lost == 0 and outcome.duplicates == 0 and outcome.files_lost == 0, outcome.line()
 
 
 def test_random_kill_points_cover_every_kind(plan: Plan) -> None:
@@ -74,3 +80,10 @@ def test_partial_log_line(plan: Plan, reference: Path, tmp_path: Path) -> None:
 @pytest.mark.skipif(not can_mount(), reason="needs root to mount a small tmpfs")
 def test_full_disk(plan: Plan, reference: Path, tmp_path: Path) -> None:
     assert_recovered(full_disk(plan, tmp_path / "disk", reference))
+
+
+@pytest.mark.parametrize("scenario", [folder_not_a_run, evaluate_over_run_files, divergence_advice])
+def test_a_users_mistake_loses_nothing(
+    plan: Plan, reference: Path, tmp_path: Path, scenario: Callable[..., Outcome]
+) -> None:
+    assert_recovered(scenario(plan, tmp_path / "run", reference))

@@ -224,7 +224,7 @@ def test_no_readable_checkpoint_is_an_error_naming_both(synth: Path, tmp_path: P
     for name in ("ckpt_last.pt", "ckpt_prev.pt"):
         (run / name).write_bytes(b"not a checkpoint")
     log = (run / "log.jsonl").read_bytes()
-    with pytest.raises(ValueError, match=r"no readable checkpoint in .*ckpt_last\.pt.*ckpt_prev\.pt"):
+    with pytest.raises(ValueError, match=r"no usable checkpoint in .*ckpt_last\.pt.*ckpt_prev\.pt"):
         train.main(tiny_args(synth, run, "--train.iters=6"))
     assert (run / "log.jsonl").read_bytes() == log  # nothing cut, nothing started from scratch
 
@@ -306,3 +306,70 @@ def test_iters_may_grow_but_never_shrink_below_the_checkpoint(synth: Path, tmp_p
     train.main(tiny_args(synth, run, "--train.iters=6"))
     assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 6
     assert json.loads((run / "config.json").read_text())["train"]["iters"] == 6
+
+
+# --------------------------------------------------------------------------------------------
+# A divergence: only finite checkpoints, and the advised change trains past it
+
+
+def finite(path: Path) -> bool:
+    """Whether every floating-point tensor of a checkpoint's model and optimiser state is finite."""
+    ckpt = checkpoint.load(path)
+    tensors = [*ckpt["model"].values(), *(t for s in ckpt["optimizer"]["state"].values() for t in s.values())]
+    return all(torch.isfinite(t).all() for t in tensors if torch.is_tensor(t) and t.is_floating_point())
+
+
+DIVERGE = ("--train.iters=12", "--train.log_every=1", "--train.ckpt_every=3", "--optim.warmup_iters=0")
+
+
+def test_following_the_divergence_advice_trains_past_the_divergence(synth: Path, tmp_path: Path) -> None:
+    """lr 1e3: BatchNorm's running_var is infinite after iteration 6, the loss at iteration 7. No
+    checkpoint may hold the infinite state, and the advised lower lr must train to the end (it looped)."""
+    run = tmp_path / "run"
+    with pytest.raises(
+        train.TrainingDiverged,
+        match=r"non-finite.*ckpt_last\.pt keeps the last good state \(iteration 3\).*--optim\.lr \(now 1000\)",
+    ):
+        train.main(tiny_args(synth, run, *DIVERGE, "--optim.lr=1e3"))
+    saved = [run / name for name in ("ckpt_last.pt", "ckpt_prev.pt") if (run / name).is_file()]
+    assert saved and all(finite(p) for p in saved), "a non-finite state was saved as a checkpoint"
+    train.main(tiny_args(synth, run, *DIVERGE, "--optim.lr=1e-3"))  # what the message advises
+    assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 12 and finite(run / "ckpt_last.pt")
+    assert [r["iter"] for r in rows(run / "log.jsonl")] == list(range(1, 13))
+    assert rows(run / "changes.jsonl") == [{"iter": 3, "changed": {"optim.lr": [1000.0, 0.001]}}]
+
+
+def test_a_non_finite_checkpoint_of_an_older_engine_is_passed_over(synth: Path, tmp_path: Path) -> None:
+    """A ``ckpt_last.pt`` with an infinite buffer (as engines before this check saved one): the resume
+    warns, sets it aside and starts from the finite ``ckpt_prev.pt``."""
+    run = tmp_path / "run"
+    train.main(tiny_args(synth, run, "--train.iters=6"))  # checkpoints at 4 (prev) and 6 (last)
+    ckpt = checkpoint.load(run / "ckpt_last.pt")
+    var = next(k for k in ckpt["model"] if k.endswith("running_var"))
+    ckpt["model"][var] = torch.full_like(ckpt["model"][var], float("inf"))
+    torch.save(ckpt, run / "ckpt_last.pt")
+    with pytest.warns(
+        UserWarning,
+        match=rf"ckpt_last\.pt holds non-finite values \(model\.{var}\).*ckpt_prev\.pt \(iteration 4\)",
+    ):
+        train.main(tiny_args(synth, run, "--train.iters=8"))
+    assert (run / "ckpt_last.pt.nonfinite").is_file()
+    assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 8 and finite(run / "ckpt_last.pt")
+    assert [r["iter"] for r in rows(run / "log.jsonl")] == [2, 4, 6, 8]
+
+
+def test_a_divergence_before_the_first_checkpoint_says_there_is_none(
+    synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = train.compute_loss
+
+    def poisoned(*args, **kwargs):
+        loss, terms, occl_out = real(*args, **kwargs)
+        return loss * float("nan"), {**terms, "loss": terms["loss"] * float("nan")}, occl_out
+
+    monkeypatch.setattr(train, "compute_loss", poisoned)
+    with pytest.raises(train.TrainingDiverged) as e:
+        train.main(tiny_args(synth, tmp_path / "run", *EVERY))
+    message = str(e.value)
+    assert "keeps the last good state" not in message and not (tmp_path / "run" / "ckpt_last.pt").exists()
+    assert "no checkpoint was written yet" in message and "starts again from iteration 0" in message

@@ -4,6 +4,7 @@ ever deleting a run, and reading a run's files (no training here)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -298,33 +299,71 @@ def test_train_runs_reuses_resumes_and_never_deletes(
         launch.train_runs(launch.RunSpec(iters=4, out_dir=str(other)), baseline=False, root=tmp_path)
     assert (other / "metrics.json").exists()
 
-    # fresh=True deletes the folder, says so, and trains again
+    # fresh=True says what it deletes, then deletes the folder and trains again
     launched.clear()
+    said = f"== fresh=True: deleting {other} (3 files: config.json, log.jsonl, metrics.json)"
+    rmtree = launch.shutil.rmtree
+
+    def announced_rmtree(path: Path) -> None:
+        assert said in capsys.readouterr().out, "deleted before saying so"
+        rmtree(path)
+
+    monkeypatch.setattr(launch.shutil, "rmtree", announced_rmtree)
     launch.train_runs(launch.RunSpec(iters=4, out_dir=str(other)), baseline=False, fresh=True, root=tmp_path)
-    out = capsys.readouterr().out
-    assert f"== fresh=True: deleted {other} (3 files: config.json, log.jsonl, metrics.json)" in out
-    assert not other.exists() and len(launched) == 1 and "(training)" in out
+    assert not other.exists() and len(launched) == 1 and "(training)" in capsys.readouterr().out
 
 
-def test_a_folder_that_is_not_a_run_is_never_deleted(tmp_path: Path) -> None:
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    (notes / "a.txt").write_text("keep")
-    spec = launch.RunSpec(iters=4, out_dir=str(notes))
-    cmd = launch.train_command(spec, tmp_path)
-    with pytest.raises(launch.RunDirConflict, match="not a cbp run folder; nothing was deleted"):
-        launch.run_dir_state(cmd, notes)
-    with pytest.raises(launch.RunDirConflict, match="not a cbp run folder"):
-        launch.delete_run_dir(notes)
-    assert (notes / "a.txt").read_text() == "keep"
+def test_a_folder_that_is_not_a_run_is_never_deleted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's folder (a config.json of no run, a thesis, a sub-folder) and a run holding a file of
+    the user's: a page refuses both, resume=False (fresh) or not, in one line naming the folder and
+    the files the engine does not write, and nothing is deleted or trained."""
+    launched: list[list[str]] = []
+    monkeypatch.setattr(launch, "run", lambda cmd, **kw: launched.append(list(cmd)) or 1.0)
+    thesis = tmp_path / "v"
+    (thesis / "sub").mkdir(parents=True)
+    (thesis / "config.json").write_text("{}\n")
+    (thesis / "thesis.txt").write_text("keep")
+    (thesis / "sub" / "chapter.txt").write_text("keep")
+    run = _write_run(launch.RunSpec(iters=4, out_dir=str(tmp_path / "r")), tmp_path, finished=True)
+    (run / "notes.md").write_text("mine")
+    for folder, foreign in ((thesis, r"sub/, thesis\.txt"), (run, r"notes\.md")):
+        before = sorted(p.relative_to(tmp_path) for p in folder.rglob("*"))
+        spec = launch.RunSpec(iters=4, out_dir=str(folder))
+        for fresh in (True, False):
+            with pytest.raises(launch.RunDirConflict) as e:
+                launch.train_runs(spec, baseline=None, fresh=fresh, root=tmp_path)
+            assert re.match(rf"{folder} holds files the engine does not write \({foreign}\)", str(e.value))
+            assert "nothing was deleted" in str(e.value) and "\n" not in str(e.value)
+        assert sorted(p.relative_to(tmp_path) for p in folder.rglob("*")) == before
+    assert launched == [] and "deleting" not in capsys.readouterr().out
+    fake = tmp_path / "fake"  # only engine names, but a config.json the engine did not write
+    fake.mkdir()
+    (fake / "config.json").write_text("{}\n")
+    (fake / "log.jsonl").write_text("")
+    with pytest.raises(launch.RunDirConflict, match="is not a cbp run folder.*nothing was deleted"):
+        launch.delete_run_dir(fake)
+    assert (fake / "config.json").is_file()
+    cmd = launch.train_command(launch.RunSpec(iters=4, out_dir=str(fake)), tmp_path)
     assert launch.run_dir_state(cmd, tmp_path / "empty") == "new"
+
+
+def test_page_lines_shows_each_announcement_as_it_comes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with launch.page_lines(tmp_path):
+        print(f"== fresh=True: deleting {tmp_path}/runs/a (1 files: config.json)", end="", flush=True)
+        assert capsys.readouterr().out == ""  # not before the line is complete
+        print("\niter 1/2  loss 1.0\n== a: done", flush=True)
+        assert (
+            capsys.readouterr().out == "== fresh=True: deleting runs/a (1 files: config.json)\n== a: done\n"
+        )
 
 
 def test_a_run_another_process_holds_is_never_deleted(tmp_path: Path) -> None:
     """fresh=True must not pull a run folder from under a process that is training in it."""
-    run_dir = tmp_path / "busy"
-    run_dir.mkdir()
-    (run_dir / "config.json").write_text("{}")
+    run_dir = _write_run(launch.RunSpec(iters=4, out_dir=str(tmp_path / "busy")), tmp_path, finished=False)
     holder = subprocess.Popen(  # takes the run's lock the way the engine does, then waits
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from cbp.engine.train import "
          "try_lock_run_dir; fd, _ = try_lock_run_dir(Path(sys.argv[1])); print('locked', flush=True); "
@@ -339,7 +378,7 @@ def test_a_run_another_process_holds_is_never_deleted(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
-    assert launch.delete_run_dir(run_dir) == ["config.json"]  # lock released: deleted
+    assert launch.delete_run_dir(run_dir) == ["config.json", "log.jsonl"]  # lock released: deleted
     assert not run_dir.exists()
 
 

@@ -3,13 +3,17 @@ command -> a subprocess whose progress the page shows (used by chapters 5 and 6)
 
 :func:`train_command` builds the command line, :func:`run` starts it and streams its output in
 short form, :func:`train_runs` trains, resumes or reuses the runs of a page. Nothing is ever deleted
-unless a page asks for it (``fresh=True``, which says what it deleted).
+unless a page asks for it (``fresh=True``, which says what it deletes before it does), and then only
+a run: a folder the engine recognises as one and that holds nothing the engine did not write
+(:mod:`cbp.engine.run_files`).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import io
 import os
 import re
 import shlex
@@ -17,13 +21,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cbp.engine.build import read_run_config
 from cbp.engine.config import PAPER_DATASETS, PAPER_PRESETS, ConfigError, diff, get_preset
-from cbp.engine.train import LOCK_NAME, check_resume_config, parse_args, try_lock_run_dir
+from cbp.engine.run_files import LOCK_NAME, foreign_files, is_run
+from cbp.engine.train import check_resume_config, parse_args, try_lock_run_dir
 from cbp.io import read_json
 from cbp.models.builder import get_spec
 
@@ -313,6 +318,31 @@ class RunDirConflict(ValueError):
     """A page's run folder holds a run of another config (or other files); nothing is deleted."""
 
 
+def holds_run(run_dir: Path) -> bool:
+    """Whether a page's run folder holds a run (True) or nothing yet (False: no folder, an empty one, or
+    only the lock of a start that stopped before its set-up was done).
+
+    Raises:
+        RunDirConflict: the folder holds files the engine does not write (the one-line message names
+            the folder and them), or it is not a run (a ``config.json`` the engine did not write).
+    """
+    run_dir = Path(run_dir)
+    if foreign := foreign_files(run_dir):
+        shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+        raise RunDirConflict(
+            f"{run_dir} holds files the engine does not write ({shown}), so a page neither trains in it nor "
+            "deletes it; nothing was deleted. Move them elsewhere, or choose another out_dir."
+        )
+    if is_run(run_dir):
+        return True
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} <= {LOCK_NAME}:
+        return False
+    raise RunDirConflict(
+        f"{run_dir} is not a cbp run folder (a run holds a config.json written by the engine and a "
+        "checkpoint or a log); nothing was deleted. Choose another out_dir."
+    )
+
+
 def run_dir_state(cmd: Sequence[str], run_dir: Path) -> str:
     """What :func:`train_runs` finds in the run folder of ``cmd``: ``"new"``, ``"finished"`` or ``"unfinished"``.
 
@@ -323,16 +353,11 @@ def run_dir_state(cmd: Sequence[str], run_dir: Path) -> str:
 
     Raises:
         RunDirConflict: the folder holds a run of another config (the message names the folder and
-            the differing keys) or files that are not a run.
+            the differing keys), or files that are not a run's (:func:`holds_run`).
     """
     run_dir = Path(run_dir)
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not holds_run(run_dir):
         return "new"
-    if not (run_dir / "config.json").is_file():
-        raise RunDirConflict(
-            f"{run_dir} holds files but no config.json, so it is not a cbp run folder; nothing was deleted. "
-            "Choose another out_dir."
-        )
     cfg, _ = parse_args(list(cmd[list(cmd).index("cbp.train") + 1 :]))
     old = read_run_config(run_dir)
     try:
@@ -352,22 +377,18 @@ def run_dir_state(cmd: Sequence[str], run_dir: Path) -> str:
 
 
 def delete_run_dir(run_dir: Path) -> list[str]:
-    """Delete the run folder ``run_dir`` (only one the engine wrote: it has ``config.json``); what it deleted.
+    """Delete the run folder ``run_dir`` (only a run, with nothing the engine did not write); what it deleted.
 
-    Only :func:`train_runs` with ``fresh=True`` calls it; it prints the folder and its files.
+    Only :func:`train_runs` with ``fresh=True`` calls it; it prints the folder and its files before
+    it deletes them. A folder that holds no run yet (:func:`holds_run`) is left as it is.
 
     Raises:
-        RunDirConflict: ``run_dir`` holds files but is not a run folder, or a process holds its lock
-            (nothing is deleted).
+        RunDirConflict: ``run_dir`` is not a run or holds files the engine does not write, or a
+            process holds its lock (nothing is deleted).
     """
     run_dir = Path(run_dir)
-    if not run_dir.exists():
+    if not holds_run(run_dir):
         return []
-    if not (run_dir / "config.json").is_file() and any(run_dir.iterdir()):
-        raise RunDirConflict(
-            f"{run_dir} holds files but no config.json, so it is not a cbp run folder; nothing was deleted. "
-            "Choose another out_dir."
-        )
     fd, holder = try_lock_run_dir(run_dir)  # never delete a run a process is training right now
     if fd is None:
         raise RunDirConflict(
@@ -375,13 +396,11 @@ def delete_run_dir(run_dir: Path) -> list[str]:
             "Wait for it to finish or stop it first."
         )
     try:
-        files = sorted(
-            str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and p.name != LOCK_NAME
-        )
+        files = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
+        print(f"== fresh=True: deleting {run_dir} ({len(files)} files: {', '.join(files)})", flush=True)
         shutil.rmtree(run_dir)
     finally:
         os.close(fd)
-    print(f"== fresh=True: deleted {run_dir} ({len(files)} files: {', '.join(files)})", flush=True)
     return files
 
 
@@ -403,8 +422,8 @@ def train_runs(
         spec: the run.
         baseline: also train :meth:`RunSpec.baseline` (learnable classifier, no OCCL, same rest);
             None = :func:`auto_baseline`.
-        fresh: delete the runs' folders first (printing what was deleted) and train afresh, e.g.
-            after a change to the code.
+        fresh: delete the runs' folders first (saying what it deletes, before it does; only runs:
+            see :func:`holds_run`) and train afresh, e.g. after a change to the code.
         datasets: the datasets this page accepts.
         root: repository root (default :func:`repo_root`).
 
@@ -426,6 +445,8 @@ def train_runs(
         baseline = auto_baseline(spec)
     if baseline:
         specs[run_name(spec.baseline())] = spec.baseline()
+    for s in specs.values():  # refuse a folder that is not a run before deleting or training anything
+        holds_run(s.run_dir(root))
     out = {}
     for label, s in specs.items():
         run_dir = s.run_dir(root)
@@ -442,6 +463,33 @@ def train_runs(
             print(f"== {label}: done in {seconds:.0f} s -> {run_dir}\n", flush=True)
         out[label] = run_dir
     return out
+
+
+class _PageLines(io.TextIOBase):
+    """A page's stdout while it trains: each ``==`` line once complete, paths relative to the repository."""
+
+    def __init__(self, target: io.TextIOBase, prefix: str) -> None:
+        self.target, self.prefix, self.rest = target, prefix, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self.rest = (self.rest + text).split("\n")
+        for line in lines:
+            if line.startswith("=="):
+                self.target.write(line.replace(self.prefix, "") + "\n")
+                self.target.flush()
+        return len(text)
+
+
+@contextlib.contextmanager
+def page_lines(root: Path | None = None) -> Iterator[None]:
+    """Inside, stdout shows only the ``==`` lines of :func:`train_runs` (what it trains, reuses or
+    deletes), each as it comes, with paths relative to the repository ``root`` (default
+    :func:`repo_root`); the engine's progress is left out, each run keeps it in its ``log.jsonl``."""
+    with contextlib.redirect_stdout(_PageLines(sys.stdout, f"{root or repo_root()}/")):
+        yield
 
 
 def run_name(spec: RunSpec) -> str:

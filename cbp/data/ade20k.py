@@ -20,6 +20,7 @@ COCO-Stuff reader.
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from cbp.data.classes import (
     ade20k_pixel_counts,
     reduce_zero_label_lut,
 )
+from cbp.io import UnreadableFileError
 
 META_FILE = "cbp_meta.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -133,8 +135,41 @@ def layout_error(root: Path, missing: Path, layout: str, extra: str = "") -> Fil
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Sorted image files directly inside ``folder``."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Sorted image files directly inside ``folder`` (every entry with an image suffix: see :func:`check_regular`)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def check_regular(paths: list[Path], root: Path) -> None:
+    """Refuse data files that are not regular files (after links): a FIFO (reading it hangs), a device
+    (``/dev/zero`` reads forever), a socket, a folder or a broken link.
+
+    Raises:
+        UnreadableFileError: (exit code 4) naming them, each with what it is.
+    """
+    bad = []
+    for p in paths:
+        try:
+            mode = p.stat().st_mode
+        except OSError:
+            bad.append(f"{p} (a broken link)")
+            continue
+        if not stat.S_ISREG(mode):
+            bad.append(f"{p} ({_KINDS.get(stat.S_IFMT(mode), 'not a regular file')})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UnreadableFileError(
+            f"{len(bad)} file(s) of the data set in {root} are not regular files: {shown}. An image or a "
+            "label must be a file (a link to one is fine); replace or remove them"
+        )
 
 
 class SegmentationFiles(Dataset):
@@ -258,6 +293,7 @@ def _pair_files(
             f"image {img} has no label: expected {lab} ({len(missing)} of {len(files)} images lack labels). "
             f"Expected layout under {root}:\n{layout}"
         )
+    check_regular([p for pair in files for p in pair], root)
     return files
 
 

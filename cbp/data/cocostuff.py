@@ -22,7 +22,15 @@ import numpy as np
 import scipy.io
 import torch
 
-from cbp.data.ade20k import SegmentationFiles, Transform, _pair_files, layout_error, map_label, read_label_png
+from cbp.data.ade20k import (
+    SegmentationFiles,
+    Transform,
+    _pair_files,
+    check_regular,
+    layout_error,
+    map_label,
+    read_label_png,
+)
 from cbp.data.classes import COCOSTUFF_CLASSES, COCOSTUFF_PALETTE, cocostuff_raw_lut, cocostuff_train_id_lut
 
 COCOSTUFF_LAYOUT = """\
@@ -94,13 +102,14 @@ class COCOStuff10K(SegmentationFiles):
             raise ValueError(f"{list_file} lists no images: expected one image name per line")
         files = [(self.root / "images" / f"{n}.jpg", self.root / "annotations" / f"{n}.mat") for n in names]
         for image, label in files:
-            if not image.is_file():
+            if not image.exists():
                 raise FileNotFoundError(f"{list_file} lists {image.stem!r} but {image} does not exist")
-            if not label.is_file():
+            if not label.exists():
                 raise FileNotFoundError(
                     f"image {image} has no label: expected {label}. Expected layout under {self.root}:\n"
                     f"{COCOSTUFF_LAYOUT}"
                 )
+        check_regular([p for pair in files for p in pair], self.root)
         return files
 
     def load_label(self, path: Path) -> torch.Tensor:

@@ -5,6 +5,7 @@
 * :mod:`cbp.engine.process`: device, process group (torchrun) and seeds;
 * :mod:`cbp.engine.train`: the training loop (Eq. 7), resume, checkpoints, logs;
 * :mod:`cbp.engine.evaluate`: whole-image and sliding-window evaluation;
+* :mod:`cbp.engine.run_files`: the files of a run folder, and whether a folder is a run;
 * :mod:`cbp.engine.checkpoint`, :mod:`cbp.engine.optim`, :mod:`cbp.engine.sampler`.
 
 The engine imports the method (:mod:`cbp`), :mod:`cbp.models` and :mod:`cbp.data`, never the book

@@ -6,7 +6,8 @@ leaves a truncated ``ckpt_last.pt``; the temporary file it may leave (``.ckpt_la
 removed by the next start. The checkpoint it replaces stays as ``ckpt_prev.pt`` (a hard link
 made before the move, so ``ckpt_last.pt`` exists at every moment), and :func:`load_latest` falls
 back to it, with a warning, when ``ckpt_last.pt`` cannot be read (a disk that lied about a sync,
-a file copied half-way).
+a file copied half-way) or holds non-finite values (saved by an engine before :func:`nonfinite` was
+checked on every save: a diverged state must never be resumed).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cbp.io import load_torch
+from cbp.io import UnreadableFileError, load_torch
 
 CKPT_NAME = "ckpt_last.pt"
 PREV_NAME = "ckpt_prev.pt"
@@ -129,23 +130,46 @@ def save_run_checkpoint(obj: Any, run_dir: Path) -> Path:
     return path
 
 
+def nonfinite(ckpt: dict[str, Any]) -> list[str]:
+    """The floating-point tensors of a checkpoint's model (parameters and buffers) and optimiser state
+    that hold a NaN or an infinity, by name (``model.decoder.bn.running_var``,
+    ``optimizer.state.3.exp_avg_sq``); [] for a good checkpoint."""
+    found: list[str] = []
+
+    def walk(x: Any, name: str) -> None:
+        if isinstance(x, torch.Tensor):
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                found.append(name)
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{name}.{k}")
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                walk(v, f"{name}.{i}")
+
+    for key in ("model", "optimizer"):
+        walk(ckpt.get(key), key)
+    return found
+
+
 def load_latest(
     run_dir: Path, map_location: str | torch.device = "cpu", *, set_aside: bool = False
 ) -> tuple[dict[str, Any], Path] | None:
-    """The newest readable checkpoint of a run and its path: ``ckpt_last.pt``, else ``ckpt_prev.pt``.
+    """The newest usable checkpoint of a run and its path: ``ckpt_last.pt``, else ``ckpt_prev.pt``.
 
-    ``set_aside`` (the training process, which holds the run's lock): an unreadable ``ckpt_last.pt``
-    is renamed ``ckpt_last.pt.unreadable``, so that the next save does not keep it as
-    ``ckpt_prev.pt`` over the good previous checkpoint.
+    Usable: readable, and every tensor of its model and optimiser state finite (:func:`nonfinite`).
+    ``set_aside`` (the training process, which holds the run's lock): an unusable ``ckpt_last.pt``
+    is renamed ``ckpt_last.pt.unreadable`` (or ``.nonfinite``), so that the next save does not keep
+    it as ``ckpt_prev.pt`` over the good previous checkpoint.
 
     Returns:
         None when the run has no checkpoint (a fresh run, or one killed before its first).
 
     Raises:
-        ValueError (the type :func:`cbp.io.load_torch` raised): neither checkpoint can be read; the
+        ValueError (the type :func:`cbp.io.load_torch` raises): neither checkpoint can be used; the
             message names both files.
     """
-    errors: list[ValueError] = []
+    errors: list[tuple[ValueError, str]] = []  # (why, the suffix of the set-aside file)
     for name in (CKPT_NAME, PREV_NAME):
         path = Path(run_dir) / name
         if not path.is_file():
@@ -153,23 +177,29 @@ def load_latest(
         try:
             ckpt = load(path, map_location=map_location)
         except ValueError as e:
-            errors.append(e)
+            errors.append((e, "unreadable"))
+            continue
+        if bad_tensors := nonfinite(ckpt):
+            more = len(bad_tensors) - 3
+            shown = ", ".join(bad_tensors[:3]) + (f" and {more} more" if more > 0 else "")
+            errors.append((UnreadableFileError(f"{path} holds non-finite values ({shown})"), "nonfinite"))
             continue
         if errors:
-            bad = Path(run_dir) / CKPT_NAME
+            (why, suffix), bad = errors[0], Path(run_dir) / CKPT_NAME
             aside = ""
             if set_aside and bad.is_file():
-                os.replace(bad, bad.with_name(bad.name + ".unreadable"))
-                aside = f" (renamed {bad.name}.unreadable)"
+                os.replace(bad, bad.with_name(f"{bad.name}.{suffix}"))
+                aside = f" (renamed {bad.name}.{suffix})"
+            said = f"{bad} is unreadable{aside}" if suffix == "unreadable" else f"{why}{aside}"
             warnings.warn(
-                f"{bad} is unreadable{aside}, so the run resumes from the previous checkpoint "
-                f"{path} (iteration {ckpt['iter']}): {errors[0]}",
+                f"{said}, so the run resumes from the previous checkpoint {path} (iteration {ckpt['iter']})"
+                + (f": {why}" if suffix == "unreadable" else ""),
                 stacklevel=2,
             )
         return ckpt, path
     if errors:
-        raise type(errors[-1])(
-            f"no readable checkpoint in {run_dir}: {'; '.join(str(e) for e in errors)}. Move the run "
+        raise type(errors[-1][0])(
+            f"no usable checkpoint in {run_dir}: {'; '.join(str(e) for e, _ in errors)}. Move the run "
             "folder aside and start again (or restore a checkpoint into it)"
         )
     return None

@@ -13,7 +13,7 @@ rc    meaning
 1     a bug: the traceback is printed; please report it
 2     usage or config: an unknown option or key, a bad value, a run directory
       that holds another config, a second process on the same run
-3     the run diverged (non-finite loss); the last good checkpoint is kept
+3     the run diverged (a non-finite loss or state); the last good checkpoint is kept
 4     data or file: a missing / unreadable / unsafe file or folder, a full disk
 ====  ==========================================================================
 

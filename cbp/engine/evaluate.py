@@ -3,8 +3,8 @@
 ``python -m cbp.evaluate RUN_DIR [--ckpt PATH] [--out FILE] [--config FILE] [--data.root=DIR] [--eval.mode=slide ...]``
 evaluates a checkpoint of a run (default ``RUN_DIR/ckpt_last.pt``) on the validation split with the
 run's ``config.json`` (or ``--config FILE``; overridable) and writes a record with the same fields
-as the run's ``metrics.json`` to ``RUN_DIR/eval-<mode>-<iter>.json`` (or ``--out FILE``); the
-run's own ``metrics.json`` (the training result) is never overwritten. Under ``torchrun`` every rank
+as the run's ``metrics.json`` to ``RUN_DIR/eval-<mode>-<iter>.json`` (or ``--out FILE``). It never
+writes over a run's files (see :func:`check_out`). Under ``torchrun`` every rank
 scores a disjoint shard (no padding duplicates, unlike ``DistributedSampler``) and the confusion
 matrices are summed, so the counts are exactly mmseg's. Errors are one line with an exit code
 (2 usage or config, 4 data or file; see :mod:`cbp.engine.errors`).
@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,9 @@ from cbp.engine.build import build_split, check_inputs, ensure_data, restore_mod
 from cbp.engine.config import Config, ConfigError, apply_overrides, read_config_file, to_dict
 from cbp.engine.errors import DataError, OneLineParser, out_folder, run_cli
 from cbp.engine.process import setup_distributed
+from cbp.engine.run_files import is_run
 from cbp.engine.sampler import ShardSampler
-from cbp.io import write_json
+from cbp.io import read_json, write_json
 from cbp.metrics import ConfusionMatrix
 from cbp.prototypes import class_separability
 
@@ -186,17 +188,68 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads) x{get_world_size()}"
 
 
+def is_record(path: Path) -> bool:
+    """Whether ``path`` is a record this command wrote: a JSON object with ``mIoU``, ``config`` and
+    ``checkpoint`` (a ``metrics.json`` has no ``checkpoint``)."""
+    if not path.is_file() or path.stat().st_size > 2**24:  # a record is kilobytes
+        return False
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):  # unreadable, not text, not JSON
+        return False
+    return isinstance(data, dict) and {"mIoU", "config", "checkpoint"} <= data.keys()
+
+
+def check_out(out: Path, *, given: bool, run_dir: Path | None = None) -> None:
+    """Refuse an output path that would write over a file this command should not replace.
+
+    The rule, whichever way the run was given (RUN_DIR, or ``--config`` and ``--ckpt``): in a run
+    folder (RUN_DIR, or any folder :func:`cbp.engine.run_files.is_run` recognises; links resolved)
+    ``--out`` may only name a new ``eval-*.json``, never a checkpoint, ``config.json``, a log,
+    ``metrics.json`` or any other file; the default ``eval-<mode>-<iter>.json`` may replace an
+    earlier record of this command. Anywhere else the output may be a new file or an earlier record
+    of this command (:func:`is_record`); any other existing path is refused, never overwritten.
+
+    Args:
+        out: the output file.
+        given: it was given as ``--out`` (else it is the default name).
+        run_dir: the RUN_DIR of the command line, if one was given.
+
+    Raises:
+        ConfigError: (exit code 2) the path is refused; the message says why and what to do.
+    """
+    target = Path(out).resolve()
+    flag = f"--out {out}" if given else f"the output {out}"
+    if is_run(target.parent) or (run_dir is not None and target.parent == Path(run_dir).resolve()):
+        if target.exists() and (given or not is_record(target)):
+            what = f"would write over {target.name} of the run in {target.parent}"
+        elif not fnmatchcase(target.name, "eval-*.json"):
+            what = f"is not an eval-*.json file, in the run folder {target.parent}"
+        else:
+            return
+        raise ConfigError(
+            f"{flag} {what}: cbp.evaluate never writes over a run's files; inside a run, --out may only "
+            "name a new eval-*.json (or leave --out out: RUN_DIR/eval-<mode>-<iter>.json), or a file "
+            "outside the run"
+        )
+    if target.exists() and not is_record(target):
+        raise ConfigError(
+            f"{flag} exists and is not a record of cbp.evaluate: cbp.evaluate never writes over it; "
+            "choose a new file, or move that one away first"
+        )
+
+
 def parse_args(argv: list[str] | None) -> tuple[Config, Path, Path | None, Path]:
     """The command line -> (config, checkpoint, ``--out`` file or None, folder of the default output).
 
     Raises:
         cbp.engine.errors.DataError: no ``config.json`` in RUN_DIR, or no checkpoint.
-        ConfigError: a bad override, or ``--out`` naming the run's ``metrics.json``.
+        ConfigError: a bad override, or an ``--out`` that :func:`check_out` refuses.
     """
     parser = OneLineParser(
         prog="python -m cbp.evaluate",
         description="Evaluate a cbp run's checkpoint on the validation split; writes RUN_DIR/eval-<mode>-<iter>.json "
-        "(never the run's metrics.json). Overrides: --section.key=value (e.g. --eval.mode=slide, --data.root=DIR). "
+        "(never over a run's files). Overrides: --section.key=value (e.g. --eval.mode=slide, --data.root=DIR). "
         "Exit codes: 0 done, 1 bug, 2 usage or config, 4 data or file.",
     )
     parser.add_argument(
@@ -204,7 +257,10 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path, Path | None, Path]
     )
     parser.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default RUN_DIR/ckpt_last.pt)")
     parser.add_argument(
-        "--out", type=Path, default=None, help="output file (default RUN_DIR/eval-<mode>-<iter>.json)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output file (default RUN_DIR/eval-<mode>-<iter>.json); in a run folder only a new eval-*.json",
     )
     parser.add_argument(
         "--config",
@@ -215,11 +271,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path, Path | None, Path]
     args, overrides = parser.parse_known_args(argv)
     if args.run_dir is None and (args.config is None or args.ckpt is None):
         parser.error("give RUN_DIR (a directory written by python -m cbp.train), or both --config and --ckpt")
-    if args.out is not None and args.run_dir is not None:
-        if args.out.resolve() == (args.run_dir / "metrics.json").resolve():
-            raise ConfigError(
-                f"--out {args.out} is the run's metrics.json (the training result); choose another file"
-            )
+    if args.out is not None:
+        check_out(args.out, given=True, run_dir=args.run_dir)
     if args.config is not None:
         cfg = read_config_file(args.config)
     else:
@@ -259,13 +312,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ensure_data(cfg)
     dataset = build_split(cfg, "val", test_transform(cfg))
     model, ckpt = restore_model(cfg, dataset.num_classes, ckpt_path)
+    iters = int(ckpt["iter"])
+    if out is None:  # (a given --out was checked with the command line)
+        out = run_dir / f"eval-{cfg.eval.mode}-{iters}.json"
+        check_out(out, given=False, run_dir=run_dir)
     model.to(device)
     cm = evaluate(model, dataset, cfg, device, progress=cfg.train.progress)
-    iters = int(ckpt["iter"])
     record = metrics_record(cm, model, dataset, cfg, iters=iters, seconds=time.time() - start, device=device)
     record["checkpoint"] = str(ckpt_path)
     if is_main_process():
-        out = out or run_dir / f"eval-{cfg.eval.mode}-{iters}.json"
         write_json(record, out)
         print(f"mIoU {record['mIoU']:.2f}  mAcc {record['mAcc']:.2f}  aAcc {record['aAcc']:.2f}  -> {out}")
     return record

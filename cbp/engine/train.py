@@ -29,8 +29,9 @@ releases when the process ends; a second process stops at once, exit code 2, nam
 * ``log.jsonl``: one JSON object per logged step (loss terms averaged over ranks, lr, timing, memory).
 * ``ckpt_last.pt``: written atomically (mode 0644) every ``train.ckpt_every`` iterations, on SIGTERM /
   SIGINT and at the end: model, optimizer, AMP scaler, iteration, every rank's RNG states, sampler
-  position, config. The checkpoint it replaces stays as ``ckpt_prev.pt``; an unreadable
-  ``ckpt_last.pt`` falls back to it with a warning.
+  position, config; only a finite state is written (:func:`cbp.engine.checkpoint.nonfinite`). The
+  checkpoint it replaces stays as ``ckpt_prev.pt``; an unreadable or non-finite ``ckpt_last.pt``
+  falls back to it with a warning.
 * ``metrics.json``: validation metrics at the end (see :mod:`cbp.engine.evaluate`); ``eval.jsonl`` for
   ``train.eval_every``.
 
@@ -44,7 +45,10 @@ randomness is seeded per sample; the RNG states of every rank are restored. On C
 ends with the same weights, bit for bit, as an uninterrupted one.
 
 A non-finite loss stops the run with a message naming the iteration and the loss terms; no step is
-taken and ``ckpt_last.pt`` keeps the last good state.
+taken. A state to be saved that holds a NaN or an infinity in a parameter, a buffer (BatchNorm's
+running statistics) or the optimiser's state stops it the same way, unsaved. Either way
+``ckpt_last.pt`` keeps the last good state (or, before the first checkpoint, there is none, and the
+message says so), and the advised re-run resumes from it (exit code 3).
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ from cbp.engine.errors import EXIT_DIVERGED, OneLineParser, out_folder, run_cli
 from cbp.engine.evaluate import evaluate, metrics_record
 from cbp.engine.optim import build_optimizer, set_lr
 from cbp.engine.process import rank_seed, seed_everything, setup_distributed
+from cbp.engine.run_files import LOCK_NAME
 from cbp.engine.sampler import SeededSamples, StreamSampler
 from cbp.io import append_jsonl, read_json, read_jsonl, write_json
 from cbp.losses import OCCL, assign_views, centroids_from_sums, resize_labels, view_centroids
@@ -110,7 +115,7 @@ LOSS_TERMS = ("loss", "ce", "aux", "centroid", "category", "penalty")
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN / inf; the last good checkpoint is kept."""
+    """The loss or the state to be saved became NaN / inf; the last good checkpoint is kept."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,9 +213,6 @@ def batch_split(cfg: Config, world: int) -> tuple[int, int]:
 
 class RunLocked(ConfigError):
     """Another process is training in the run directory (exit code 2, like any usage error)."""
-
-
-LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
@@ -512,8 +514,9 @@ class TrainState:
     """What the loop reads and changes: the model (and its DDP wrapper), optimiser, scaler, iteration.
 
     ``iteration`` counts the optimiser steps taken; ``resumed_from`` is the iteration this process
-    started at (the checkpoint's, or 0). The data stream is a function of the iteration
-    (:class:`cbp.engine.sampler.StreamSampler`), so it needs no state of its own.
+    started at (the checkpoint's, or 0); ``good`` is the last good checkpoint, (its iteration, its
+    file), which a re-run resumes from (None: none yet). The data stream is a function of the
+    iteration (:class:`cbp.engine.sampler.StreamSampler`), so it needs no state of its own.
     """
 
     cfg: Config
@@ -532,6 +535,7 @@ class TrainState:
     amp: str
     iteration: int = 0
     resumed_from: int = 0
+    good: tuple[int, Path] | None = None
     start_time: float = field(default_factory=time.time)
 
     @property
@@ -615,6 +619,7 @@ def resume(state: TrainState) -> None:
         if state.scaler is not None and ckpt.get("scaler"):
             state.scaler.load_state_dict(ckpt["scaler"])
         state.iteration = state.resumed_from = int(ckpt["iter"])
+        state.good = (state.iteration, path)
         if state.cfg.train.iters < state.iteration:
             raise ConfigError(
                 f"train.iters={state.cfg.train.iters} is below the iteration of {path} ({state.iteration}): a run "
@@ -745,15 +750,29 @@ def train_step(state: TrainState, data: Iterator[tuple[Tensor, Tensor]], stop: S
     mean_terms, nonfinite, stopping = reduce_step(terms, stop=stop, device=device)
     if nonfinite:
         desc = ", ".join(f"{n}={float(v):.4g}" for n, v in zip(LOSS_TERMS, mean_terms))
-        raise TrainingDiverged(
-            f"non-finite loss at iteration {state.iteration + 1} ({desc}); no step was taken and "
-            f"{state.ckpt_path} keeps the last good state. Re-run the same command with a lower "
-            f"--optim.lr (now {cfg.optim.lr:g}) or with --optim.grad_clip=1.0 to resume from it; on a GPU "
-            "--train.amp=bf16 or none may help; if it recurs, check the data."
+        raise diverged(
+            state, f"non-finite loss at iteration {state.iteration + 1} ({desc}); no step was taken"
         )
     optimizer_step(state)
     update_prototypes(state, centroids)
     return StepResult(lr=lr, terms=mean_terms, data_time=data_time, stopping=stopping)
+
+
+def diverged(state: TrainState, what: str) -> TrainingDiverged:
+    """The error of a divergence: ``what`` happened, which checkpoint the advised re-run resumes from."""
+    cfg = state.cfg
+    if state.good is None:
+        kept = (
+            f"no checkpoint was written yet (one every train.ckpt_every={cfg.train.ckpt_every} iterations), "
+            "so a re-run starts again from iteration 0"
+        )
+    else:
+        iteration, path = state.good
+        kept = f"{path} keeps the last good state (iteration {iteration}), and a re-run resumes from it"
+    return TrainingDiverged(
+        f"{what}; {kept}. Re-run the same command with a lower --optim.lr (now {cfg.optim.lr:g}) or with "
+        "--optim.grad_clip=1.0; on a GPU --train.amp=bf16 or none may help; if it recurs, check the data."
+    )
 
 
 def reduce_step(terms: Tensor, *, stop: StopFlag, device: torch.device) -> tuple[Tensor, bool, bool]:
@@ -857,12 +876,18 @@ def log_window(state: TrainState, window: LogWindow, *, lr: float) -> LogWindow:
 
 
 def save(state: TrainState) -> None:
-    """Write ``ckpt_last.pt`` atomically (rank 0) with every rank's RNG states; all ranks wait."""
+    """Write ``ckpt_last.pt`` atomically (rank 0) with every rank's RNG states; all ranks wait.
+
+    Raises:
+        TrainingDiverged: (every rank) rank 0's model or optimiser state holds a NaN or an infinity;
+            nothing is written.
+    """
     rng = checkpoint.rng_state(state.generators)
     rngs: list[dict[str, Any]] = [rng]
     if is_distributed():
         rngs = [{}] * get_world_size()
         dist.all_gather_object(rngs, rng)
+    bad: list[str] = []
     if is_main_process():
         cfg = state.cfg
         epoch, offset = divmod(state.iteration * cfg.train.batch_size, len(state.train_set))
@@ -881,7 +906,20 @@ def save(state: TrainState) -> None:
             "world_size": get_world_size(),
             "config": to_dict(cfg),
         }
+        bad = checkpoint.nonfinite(ckpt)
+    if is_distributed():
+        box = [bad]
+        dist.broadcast_object_list(box, src=0)
+        bad = box[0]
+    if bad:
+        names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        what = (
+            f"the state after iteration {state.iteration} holds non-finite values ({names}); it was not saved"
+        )
+        raise diverged(state, what)
+    if is_main_process():
         checkpoint.save_run_checkpoint(ckpt, state.out)
+    state.good = (state.iteration, state.ckpt_path)
     if is_distributed():
         dist.barrier()
 
