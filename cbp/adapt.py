@@ -148,8 +148,8 @@ def adapt(
         length: T, the common norm of the prototypes (paper: 2).
         seed: seed of the prototypes' Kaiming draw (Algorithm 1).
         occl: the OCCL to use; ``None`` builds the paper's ``OCCL(tau=0.07, lam=1, phi=0.3)``, whose
-            views are the two halves of the batch (an even batch size >= 2; ``OCCL(views="random")``
-            for other sizes).
+            views split each class's objects in the batch at random into two halves (the study's
+            reading; ``OCCL(views="batch")`` for the two halves of the batch).
         ignore_index: label of ignored pixels for the OCCL built here (unused when ``occl`` is given).
 
     Returns:

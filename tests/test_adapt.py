@@ -333,7 +333,8 @@ def test_transformers_save_pretrained_then_adapt_again(tmp_path, monkeypatch) ->
 
 @pytest.mark.parametrize("family", [FAMILIES[0], FAMILIES[3]], ids=["segformer", "smp-fpn"])
 def test_occl_helper_resizes_labels_and_leaves_out_ignored_pixels(family: Family) -> None:
-    model, handle = _adapted(family)
+    # image halves as views (the reference below): the default views ("objects") split at random
+    model, handle = _adapted(family, occl=OCCL(views="batch", ignore_index=IGNORE))
     images, labels = _batch(family.size)
     labels[0, :3] = IGNORE  # some more ignored pixels, in one image only
     family.forward(model, images)
