@@ -442,6 +442,8 @@ CALIBRATION_CANDIDATES: dict[str, tuple[str, ...]] = {
     "c2": ("--groups", "50", "--lookalike-deg", "10", "--noise-scale", "3", "--amplitude-scale", "0.7"),
     # appended 2026-12-06 before c1 and c2 finished (the protocol's note of that date)
     "c3": ("--groups", "50", "--lookalike-deg", "12", "--noise-scale", "2.5", "--amplitude-scale", "0.85"),
+    # appended 2026-12-06 after c1 and c2 were recorded, while c3 ran (the protocol's note of that date)
+    "c4": ("--groups", "50", "--lookalike-deg", "13", "--noise-scale", "2.4", "--amplitude-scale", "0.88"),
 }
 CALIBRATION_ITERS = 4000
 
