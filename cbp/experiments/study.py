@@ -444,7 +444,10 @@ CALIBRATION_CANDIDATES: dict[str, tuple[str, ...]] = {
     "c3": ("--groups", "50", "--lookalike-deg", "12", "--noise-scale", "2.5", "--amplitude-scale", "0.85"),
     # appended 2026-12-06 after c1 and c2 were recorded, while c3 ran (the protocol's note of that date)
     "c4": ("--groups", "50", "--lookalike-deg", "13", "--noise-scale", "2.4", "--amplitude-scale", "0.88"),
-}
+    # appended 2026-12-06 while c3 and c4 ran: c3's knobs with twice the training images
+    "c5": ("--groups", "50", "--lookalike-deg", "12", "--noise-scale", "2.5", "--amplitude-scale", "0.85",
+           "--train", "8000"),
+}  # fmt: skip
 CALIBRATION_ITERS = 4000
 
 
