@@ -18,10 +18,19 @@
 # 5, 8, 9, 10) carry over to a small, fully controlled problem; how large each effect is beside
 # the seed-to-seed noise; and whether the answer depends on *when* the runs are stopped.
 #
-# This page reads two studies, both fixed in advance in `experiments/protocol.md` (every change to
-# it is dated there, with its reason, and says what had been seen when it was written):
+# ```{admonition} The current study is the third
+# :class: important
+# Amendment 6 (2026-12-06) started a **third study** on a 150-class synthetic set calibrated to the
+# paper's regime (a learnable baseline near 33 mIoU), with 8 seeds for Table 3 and the smallest
+# resolvable effect stated before its verdicts. Its calibration is on
+# {doc}`The synthetic benchmark <../synthetic_benchmark>`; its verdict runs are under way and will
+# replace what follows. Everything below reads the **second study** (amendment 5), now history.
+# ```
 #
-# * **The current study (amendment 5)**, first below: Table 3's four arms and Table 4's three
+# This page reads two earlier studies, both fixed in advance in `experiments/protocol.md` (every
+# change to it is dated there, with its reason, and says what had been seen when it was written):
+#
+# * **The second study (amendment 5)**, first below: Table 3's four arms and Table 4's three
 #   update strategies, pretrained regime, 3 seeds, **8000 iterations** with an evaluation every
 #   500. The baseline gets the paper's recipe (its new classifier at 10x the encoder's learning
 #   rate) and, like CBP + OCCL, a tuning budget of four runs on held-out data; OCCL's
@@ -42,12 +51,12 @@
 # GPUs); numbers labelled **ours** were measured here. They are not expected to agree in value:
 # the question is whether the *direction* of each effect, and its size relative to seed noise,
 # carries over. This page **reads the recorded results** (one JSON a run, each with the command
-# that reproduces it); set `rerun = True` to launch the current study's command first (finished
+# that reproduces it); set `rerun = True` to launch the second study's command first (finished
 # runs are skipped; a failed step stops the page).
 
 # %% tags=["parameters"]
 study = "ablations"
-profile = "endpoints"  # the current study: endpoints (or quick, a 10-minute end-to-end check)
+profile = "endpoints"  # the second study: endpoints (or quick, a 10-minute end-to-end check)
 history_profile = "default"  # the first study: default (500 iterations) or long (amendment 3, 2000)
 rerun = False  # True: run `python -m cbp.experiments run ablations --profile PROFILE --jobs JOBS` first
 jobs = 2
@@ -86,7 +95,7 @@ current = load(profile)
 tuning = load("tune")
 
 # %% [markdown]
-# ## The current study: what is recorded
+# ## The second study: what is recorded
 #
 # The first line counts the recorded end-point runs; the table says what defines them, read from
 # the records.
@@ -182,7 +191,7 @@ display(Markdown("**Per arm** (final runs, mean ± std over seeds)"))
 display(pd.DataFrame(endpoints.mechanism_rows(current)).set_index("arm").T)
 
 # %% [markdown]
-# ## Reading the current study
+# ## Reading the second study
 #
 # What the records showed when this was written (2026-11-30, Tables 3 and 4 complete: 21 runs, 3
 # seeds an arm; SYNTHETIC, `cnn_tiny`, CPU). The tables above are recomputed from whatever is
@@ -435,7 +444,7 @@ else:
 # Everything below reads the first study's records (`results/ablations/`, and amendment 3's
 # 2000-iteration re-run in `results/ablations-long/`). Its protocol section 8 rule judges claims
 # (with $d$ the difference of the arms' means and $s$ the pooled seed std: holds if $d > 2s$), and
-# it differs from the current study in the three ways listed at the top of this page. The
+# it differs from the second study in the three ways listed at the top of this page. The
 # verdicts are those records'; they are not the project's answer to the paper.
 
 # %%
@@ -712,7 +721,7 @@ else:
 # ## What this page showed
 #
 # The paper's ablation tables re-run on the SYNTHETIC 50-class benchmark with `cnn_tiny` on a
-# 2-core CPU, twice. The current study (amendment 5) follows Tables 3 and 4 to 8000 iterations with
+# 2-core CPU, twice. The second study (amendment 5) followed Tables 3 and 4 to 8000 iterations with
 # a tuned baseline and judges each claim at 500 iterations and at the plateau, with the mechanism
 # beside the verdicts; it runs Table 3 again on 150 classes, and Tables 5, 9, R and 8 at 2000
 # iterations. Its numbers come from `results/ablations-v2-endpoints/`, `results/ablations-v2-tune/`,

@@ -27,7 +27,7 @@
 # synthetic generator 1, 500 iterations, an untuned baseline; history, see the previous page) and a
 # small file of similarity maps of one validation image (`results/ablations/similarity_snapshot.npz`);
 # nothing is trained here. The first study cannot be re-run (its data depended on the CPU), so
-# `rerun = True` only works with `profile = "quick"`. The same measurements on the current study's
+# `rerun = True` only works with `profile = "quick"`. The same measurements on the second study's
 # end points (8000 iterations, tuned baseline) are in the previous page, "The mechanism beside each
 # verdict"; they do not all agree with the ones below (the sign of the norm-frequency correlation,
 # for one).
