@@ -141,7 +141,7 @@ class TrainConfig:
     batch_size: int = 8  # total over devices and accumulation steps
     device_batch: int = 0  # images per device and forward pass (0 = batch_size / world_size)
     grad_accum: int = 0  # 0 = batch_size / (world_size * device_batch)
-    amp: Literal["none", "bf16", "fp16"] = "none"  # GPU only; ignored (with a warning) on CPU
+    amp: Literal["none", "bf16", "fp16"] = "none"  # bf16 on CUDA or CPU; fp16 on CUDA only (float32 on CPU)
     sync_bn: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = 50

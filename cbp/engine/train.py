@@ -544,16 +544,19 @@ class TrainState:
 
 
 def configure_backends(cfg: Config, device: torch.device) -> str:
-    """Determinism switches; returns the AMP mode actually used (``none`` on CPU)."""
-    if device.type == "cpu" and cfg.train.amp != "none":
-        warnings.warn(f"train.amp={cfg.train.amp} is for CUDA; training in float32 on CPU", stacklevel=1)
+    """Determinism switches; returns the AMP mode actually used (``fp16`` falls back to ``none`` on CPU,
+    which has no float16 autocast worth having; ``bf16`` runs on CPU as on CUDA)."""
+    if device.type == "cpu" and cfg.train.amp == "fp16":
+        warnings.warn(
+            "train.amp=fp16 is for CUDA; training in float32 on CPU (bf16 works on CPU)", stacklevel=1
+        )
     if cfg.train.deterministic:
         torch.backends.cudnn.benchmark = False
         if device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch.backends.cudnn.benchmark = True
-    return cfg.train.amp if device.type == "cuda" else "none"
+    return cfg.train.amp if device.type == "cuda" or cfg.train.amp == "bf16" else "none"
 
 
 def build_model_and_optimizer(
@@ -711,7 +714,7 @@ def forward_backward(
     cfg, model = state.cfg, state.model
     no_sync = isinstance(state.ddp_model, DDP) and not sync
     with state.ddp_model.no_sync() if no_sync else contextlib.nullcontext():
-        with _autocast(state.amp):
+        with _autocast(state.amp, state.device.type):
             out = state.ddp_model(images, upsample=cfg.loss.ce_resolution == "input")
         loss, terms, occl_out = compute_loss(model, out, labels, cfg, state.occl)
         embedding = out.embedding if ema_prototypes(cfg) and occl_out is None else None  # (B, C, h, w)
@@ -829,11 +832,11 @@ def update_prototypes(state: TrainState, centroids: list[tuple[Tensor, Tensor]])
     state.model.classifier.after_step(mean, present)
 
 
-def _autocast(amp: str) -> contextlib.AbstractContextManager:
-    """CUDA autocast for ``bf16`` / ``fp16``, nothing for ``none``."""
+def _autocast(amp: str, device_type: str = "cuda") -> contextlib.AbstractContextManager:
+    """Autocast of the forward pass for ``bf16`` (CUDA or CPU) / ``fp16`` (CUDA), nothing for ``none``."""
     if amp == "none":
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    return torch.autocast(device_type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 # --------------------------------------------------------------------------------------------
