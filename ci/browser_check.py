@@ -91,7 +91,7 @@ CHECK_JS = r"""
     return t ? s + ' "' + t + '"' : s;
   };
   const res = {width: vw, scrollWidth: doc.scrollWidth, height: doc.scrollHeight,
-               tex: [], images: [], alt: [], clipped: []};
+               tex: [], images: [], alt: [], clipped: [], blurry: []};
   const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, null);
   while (walker.nextNode()) {
     const node = walker.currentNode, m = TEX.exec(node.nodeValue);
@@ -103,6 +103,11 @@ CHECK_JS = r"""
   for (const img of imgs) {
     const src = img.getAttribute('src') || '';
     if (!img.complete || img.naturalWidth === 0) res.images.push(src);
+    // a raster figure needs twice the pixels it is shown with, or it is blurry on a high-density screen
+    const shown = img.getBoundingClientRect().width;
+    if (root.contains(img) && shown > 0 && img.naturalWidth > 0 && !/\.svg(\?|$)/i.test(src)
+        && img.naturalWidth < 1.9 * shown)
+      res.blurry.push(src.split('/').pop().slice(0, 24) + ': ' + img.naturalWidth + ' px shown at ' + Math.round(shown) + ' px');
     const alt = (img.getAttribute('alt') || '').trim();
     if (root.contains(img) && (!alt || /\.(png|jpe?g|svg|gif)$/i.test(alt)))
       res.alt.push(src.split('/').pop().slice(0, 24) + (alt ? ' (alt is a file name)' : ' (no alt)'));
@@ -350,7 +355,28 @@ def problems_of(res: dict, foreign: list[str]) -> list[str]:
     if len(res["tex"]) > 5:
         out.append(f"raw TeX: {len(res['tex']) - 5} more")
     out += [f"missing image: {s}" for s in res["images"]]
+    out += [f"blurry figure (fewer than 2 pixels a displayed pixel): {b}" for b in res["blurry"]]
     out += [f"network request: {u}" for u in foreign]
+    return out
+
+
+HREF = re.compile(r"""<a\s[^>]*href=["']([^"'#?]*)[^"']*["']""", re.IGNORECASE)
+
+
+def broken_links(site: Path) -> list[str]:
+    """Internal links of the site's pages whose target file does not exist (``page: href``)."""
+    out = []
+    for page in sorted(site.rglob("*.html")):
+        if "_static" in page.relative_to(site).parts:
+            continue
+        for href in HREF.findall(page.read_text(encoding="utf-8", errors="replace")):
+            if not href or re.match(r"^[a-z][a-z0-9+.-]*:", href, re.IGNORECASE) or href.startswith("//"):
+                continue  # same page, or another site (the offline check forbids loading those)
+            target = (page.parent / href).resolve() if not href.startswith("/") else site / href.lstrip("/")
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                out.append(f"{page.relative_to(site)}: {href}")
     return out
 
 
@@ -419,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     pages = args.pages or list_pages(site)
     start = time.time()
     failures: dict[str, list[str]] = {}
+    if not args.no_check and (links := broken_links(site)):
+        failures["internal links"] = [f"broken link: {link}" for link in links]
+        print(f"FAIL {len(links)} broken internal link(s):")
+        for link in links[:20]:
+            print(f"       {link}")
     with tempfile.TemporaryDirectory() as tmp:
         browser = Chromium(exe, Path(tmp) / "profile")
         server = None

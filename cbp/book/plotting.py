@@ -29,7 +29,8 @@ PAGE_WIDTH: float = 7.0
 #: Width in inches of a one-panel figure: narrower than the column, so that a phone (about 350 px
 #: of text width) shows it at about three quarters of its size and 10 pt stays legible.
 SINGLE_WIDTH: float = 4.8
-#: Resolution of the PNG outputs, in pixels per inch.
+#: Resolution of a figure's displayed size, in pixels per inch; a notebook's PNG holds twice as many
+#: pixels (IPython's "retina" format, set by :func:`use_style`), shown at this size.
 DPI: int = 100
 #: Smallest font size in points of any text in a figure (tick labels, legends, annotations).
 MIN_FONT: float = 10.0
@@ -98,6 +99,20 @@ def use_style(*, font_size: float = 11.0) -> None:
             "svg.fonttype": "none",
         },
     )
+    _retina()
+
+
+def _retina() -> None:
+    """In a notebook, show figures as PNGs of twice the pixels at their own size (IPython's "retina"
+    format: the output's width / height metadata keep the displayed size, which the book's pages use),
+    so that they stay sharp on high-density screens; nothing outside IPython."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
 
 
 def subplots(
