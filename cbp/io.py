@@ -102,8 +102,10 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
 
 class UnreadableFileError(ValueError):
     """A file that cannot be read safely (exit code 4): a torch file that :func:`load_torch` refuses
-    (unsafe pickle, another program's objects) or cannot read, or a data set's image or label that is
-    not a regular file (:func:`cbp.data.ade20k.check_regular`)."""
+    (unsafe pickle, another program's objects) or cannot read, or a data set's file that is not a
+    regular file (:func:`cbp.data.ade20k.check_regular`), cannot be decoded (an empty or corrupt image,
+    a decompression bomb, a broken ``cbp_meta.json``) or does not fit (a label of another size than
+    its image, values outside the classes). The message names the file."""
 
 
 def load_torch(path: str | Path, map_location: str | Any = "cpu") -> Any:

@@ -244,6 +244,79 @@ def test_disk_full_names_the_folder(world: dict[str, Path], tmp_path: Path) -> N
         subprocess.run(["umount", str(mnt)])
 
 
+def _png_header(path: Path, width: int, height: int) -> None:
+    """A PNG that claims ``width`` x ``height`` pixels: PIL refuses a decompression bomb from its header, at
+    ``Image.open``, so the 900 MB of pixels a real one would unpack need not be written."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+
+
+def _bad_data(world: dict[str, Path], fault: str) -> tuple[Path, tuple[str, ...]]:
+    """A copy of the tiny set with one fault in the file the first training batch reads; the fragments its
+    one line must hold."""
+    from PIL import Image
+
+    from cbp.engine.sampler import epoch_permutation
+
+    root = world["base"] / f"bad-{fault}"
+    if not root.exists():
+        shutil.copytree(world["data"], root)
+    images = sorted((root / "images" / "training").iterdir())
+    image = images[int(epoch_permutation(len(images), 0, 0)[0])]  # the stream's first sample (seed 0)
+    label = root / "annotations" / "training" / f"{image.stem}.png"
+    if fault == "bomb-label":  # 30000 x 30000: PIL's DecompressionBombError
+        _png_header(label, 30000, 30000)
+        return root, (str(label), "decompression bomb", "Re-download or remove this file")
+    if fault == "empty-jpeg":
+        image.write_bytes(b"")
+        return root, (f"cannot read image {image}", "Re-download or remove this file")
+    if fault == "label-size":
+        Image.open(label).resize((16, 24)).save(label)
+        return root, (str(image), f"its label {label} is (24, 16)", "must have the same size")
+    assert fault == "broken-meta"
+    (root / "cbp_meta.json").write_text("{\n")
+    return root, (f"cannot read {root / 'cbp_meta.json'}", "regenerate")
+
+
+DATA_FAULTS = ("bomb-label", "empty-jpeg", "label-size", "broken-meta")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", DATA_FAULTS)
+def test_a_bad_data_file_is_one_line_from_a_loader_worker(
+    world: dict[str, Path], tmp_path: Path, fault: str
+) -> None:
+    """A data file the loader cannot use, read in a DataLoader worker (which torch re-raises with the
+    worker's traceback as the message): one line naming the file, exit code 4."""
+    root, fragments = _bad_data(world, fault)
+    r = run(
+        "-m", "cbp.train", *tiny_args(root, tmp_path / "run", "--train.iters=2", "--train.num_workers=1")
+    )  # fmt: skip
+    line = assert_one_line(r, 4, *fragments)
+    assert "DataLoader worker" not in line and "This is a bug" not in r.stderr
+
+
+@pytest.mark.parametrize("fault", DATA_FAULTS)
+def test_a_bad_data_file_is_one_line_in_process(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], fault: str
+) -> None:
+    """The same faults read by the training process itself (``train.num_workers=0``)."""
+    from cbp.engine.train import cli
+
+    root, fragments = _bad_data(world, fault)
+    with pytest.raises(SystemExit) as e:
+        cli(tiny_args(root, tmp_path / "run", "--train.iters=2"))
+    r = subprocess.CompletedProcess([], e.value.code, "", capsys.readouterr().err)
+    assert_one_line(r, 4, *fragments)
+
+
 def test_describe_classifies_exceptions(tmp_path: Path) -> None:
     """The mapping behind the exit codes, on exceptions raised the way the libraries raise them."""
     import errno
@@ -269,6 +342,17 @@ def test_describe_classifies_exceptions(tmp_path: Path) -> None:
     assert code == 4 and "is the disk full?" in msg
     assert describe(RuntimeError("x"), codes={RuntimeError: 3}) == (3, "x")
     assert describe(TypeError("oops")) == (1, "TypeError: oops")  # anything else is a bug
+    # a DataLoader worker's exception, re-raised by the loader as torch does: the worker's own message
+    from torch._utils import ExceptionWrapper
+
+    try:
+        try:
+            raise UnreadableFileError("cannot read label /d/a.png:\nbad")
+        except UnreadableFileError:
+            ExceptionWrapper(where="in DataLoader worker process 0").reraise()
+    except UnreadableFileError as e:
+        assert str(e).startswith("Caught UnreadableFileError in DataLoader worker process 0.")
+        assert describe(e) == (4, "cannot read label /d/a.png: bad")
 
 
 @pytest.mark.slow

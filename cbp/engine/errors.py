@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -66,6 +67,25 @@ def one_line(text: str) -> str:
     return out
 
 
+_WORKER = re.compile(r"^Caught (\w+) in DataLoader worker process \d+\.")
+
+
+def _message(exc: BaseException) -> str:
+    """The message of ``exc``, or, for an exception a DataLoader worker raised, the worker's own one.
+
+    torch re-raises a worker's exception in the main process as the same type whose message is
+    "Caught X in DataLoader worker process N." and the worker's traceback, which ends with
+    ``module.X: message`` (with ``num_workers=0`` the dataset's exception arrives as it was raised).
+    """
+    text = str(exc)
+    m = _WORKER.match(text)
+    if m:
+        last = list(re.finditer(rf"^(?:[\w.]+\.)?{m.group(1)}: ", text, re.MULTILINE))
+        if last:
+            text = text[last[-1].end() :]
+    return text
+
+
 def _free_mb(folder: Path | None) -> str:
     if folder is None:
         return ""
@@ -85,37 +105,38 @@ def describe(
         codes: more exception types and their codes (e.g. the engine's TrainingDiverged -> 3).
         folder: the folder the command writes to (named when the disk is full).
     """
+    text = one_line(_message(exc))
     for tp, code in (codes or {}).items():
         if isinstance(exc, tp):
-            return code, one_line(str(exc))
+            return code, text
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = Path(exc.filename).parent if exc.filename else folder
         return EXIT_DATA, (
             f"disk full: no space left writing to {where or 'the output folder'}{_free_mb(where)}; free some "
             "space or write the run elsewhere (--out), then re-run the same command"
         )
-    if isinstance(exc, RuntimeError) and "inline_container" in str(exc):  # torch.save to a path, short write
+    if isinstance(exc, RuntimeError) and "inline_container" in text:  # torch.save to a path, short write
         return EXIT_DATA, (
             f"writing a torch file in {folder or 'the output folder'} failed{_free_mb(folder)}: is the disk "
-            f"full? ({one_line(str(exc))}); free some space, then re-run the same command"
+            f"full? ({text}); free some space, then re-run the same command"
         )
     if isinstance(exc, ConfigError):
-        return EXIT_USAGE, one_line(str(exc))
+        return EXIT_USAGE, text
     if isinstance(exc, (DataError, UnreadableFileError)):
-        return EXIT_DATA, one_line(str(exc))
+        return EXIT_DATA, text
     if isinstance(exc, OSError) and isinstance(
         exc, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
     ):
         if exc.filename and exc.strerror:  # raised by the OS: "[Errno 2] No such file ..." -> readable
             return EXIT_DATA, f"{exc.strerror}: {exc.filename}; check the path (and its permissions)"
-        return EXIT_DATA, one_line(str(exc))
+        return EXIT_DATA, text
     name = type(exc).__name__
     if name == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
         return EXIT_USAGE, (
-            f"out of GPU memory ({one_line(str(exc)).split(';')[0]}); lower --train.device_batch (gradient "
+            f"out of GPU memory ({text.split(';')[0]}); lower --train.device_batch (gradient "
             "accumulation keeps the total batch) or use --train.amp=bf16"
         )
-    return EXIT_BUG, f"{name}: {one_line(str(exc))}"
+    return EXIT_BUG, f"{name}: {text}"
 
 
 def _rank() -> int:
