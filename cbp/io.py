@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,34 @@ class UnreadableFileError(ValueError):
     regular file (:func:`cbp.data.ade20k.check_regular`), cannot be decoded (an empty or corrupt image,
     a decompression bomb, a broken ``cbp_meta.json``) or does not fit (a label of another size than
     its image, values outside the classes). The message names the file."""
+
+
+class WrongCheckpointError(ValueError):
+    """A readable torch file of another model (exit code 2, like a bad option: the file is fine, but not
+    for this config): a checkpoint of another backbone, classifier or class count. The message names the
+    file, the first key that differs and both shapes (:func:`state_mismatch`)."""
+
+
+def state_mismatch(model: Mapping[str, Any], saved: Mapping[str, Any]) -> str | None:
+    """Where a file's state dict ``saved`` does not fit a model's ``model``, in words; None when it fits.
+
+    The first key, in the model's order, that is missing from the file or has another shape there
+    ("classifier.prototypes is (150, 256) in the file, (50, 256) in this model"), else the first key of
+    the file that the model lacks.
+    """
+
+    def shape(value: Any) -> tuple[int, ...] | None:
+        return tuple(value.shape) if hasattr(value, "shape") else None
+
+    for key, value in model.items():
+        if key not in saved:
+            return f"{key} {shape(value)} of this model is not in the file"
+        if shape(saved[key]) != shape(value):
+            return f"{key} is {shape(saved[key])} in the file, {shape(value)} in this model"
+    extra = [key for key in saved if key not in model]
+    if extra:
+        return f"{extra[0]} {shape(saved[extra[0]])} of the file is not in this model"
+    return None
 
 
 def load_torch(path: str | Path, map_location: str | Any = "cpu") -> Any:

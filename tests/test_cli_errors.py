@@ -317,6 +317,60 @@ def test_a_bad_data_file_is_one_line_in_process(
     assert_one_line(r, 4, *fragments)
 
 
+@pytest.fixture(scope="module")
+def trained(world: dict[str, Path]) -> Path:
+    """A run of two iterations on the tiny set (cnn_tiny, 12 classes) and, beside its checkpoint,
+    ``other.pt``: the same checkpoint with the prototypes of 20 classes (a run of another class count)."""
+    import torch
+
+    out = world["base"] / "trained"
+    r = run("-m", "cbp.train", *tiny_args(world["data"], out, "--train.iters=2"))
+    assert r.returncode == 0, r.stderr
+    ckpt = torch.load(out / "ckpt_last.pt", weights_only=True)
+    ckpt["model"]["classifier.prototypes"] = torch.zeros(20, ckpt["model"]["classifier.prototypes"].shape[1])
+    torch.save(ckpt, world["base"] / "other.pt")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case", ["pretrained-other-backbone", "evaluate-other-classes", "resume-other-classes"]
+)
+def test_a_checkpoint_of_another_model_is_one_line(
+    world: dict[str, Path], trained: Path, tmp_path: Path, case: str
+) -> None:
+    """A checkpoint of another backbone or class count, as --model.pretrained, cbp.evaluate --ckpt or in a
+    resumed run: one line naming the file, the first key that differs and both shapes; exit code 2."""
+    other = world["base"] / "other.pt"
+    channels = 256  # cnn_tiny's decoder width
+    shapes = f"classifier.prototypes is (20, {channels}) in the file, (12, {channels}) in this model"
+    if case == "pretrained-other-backbone":
+        ckpt = trained / "ckpt_last.pt"
+        args = tiny_args(
+            world["data"], tmp_path / "run", "--model.backbone=resnet18", f"--model.pretrained={ckpt}"
+        )
+        r = run("-m", "cbp.train", *args)
+        line = assert_one_line(r, 2, f"{ckpt} does not fit the resnet18", "the file's first is stages.")
+        assert "same backbone" in line
+        assert not (tmp_path / "run").exists()
+    elif case == "evaluate-other-classes":
+        r = run(
+            "-m", "cbp.evaluate", str(trained), "--ckpt", str(other), "--out", str(tmp_path / "eval-x.json")
+        )
+        assert_one_line(
+            r, 2, f"{other} is a checkpoint of another model", shapes, "pass a checkpoint of this run"
+        )
+    else:
+        run_dir = tmp_path / "run"
+        shutil.copytree(trained, run_dir)
+        shutil.copy(other, run_dir / "ckpt_last.pt")
+        (run_dir / "ckpt_prev.pt").unlink(missing_ok=True)
+        r = run("-m", "cbp.train", *tiny_args(world["data"], run_dir, "--train.iters=4"))
+        assert_one_line(
+            r, 2, f"{run_dir / 'ckpt_last.pt'} is a checkpoint of another model", shapes, "data.root"
+        )
+
+
 def test_describe_classifies_exceptions(tmp_path: Path) -> None:
     """The mapping behind the exit codes, on exceptions raised the way the libraries raise them."""
     import errno

@@ -12,7 +12,8 @@ rc    meaning
 0     success
 1     a bug: the traceback is printed; please report it
 2     usage or config: an unknown option or key, a bad value, a run directory
-      that holds another config, a second process on the same run
+      that holds another config, a second process on the same run, a checkpoint
+      of another model (backbone, classifier or class count)
 3     the run diverged (a non-finite loss or state); the last good checkpoint is kept
 4     data or file: a missing / unreadable / unsafe file or folder, a full disk
 ====  ==========================================================================
@@ -37,7 +38,7 @@ from typing import Any
 
 from cbp.cli import EXIT_BUG, EXIT_DATA, EXIT_DIVERGED, EXIT_USAGE, OneLineParser
 from cbp.engine.config import ConfigError
-from cbp.io import UnreadableFileError
+from cbp.io import UnreadableFileError, WrongCheckpointError
 
 # the exit codes and the parser live in cbp.cli (cbp.data uses them too) and are re-exported here
 __all__ = [
@@ -120,7 +121,7 @@ def describe(
             f"writing a torch file in {folder or 'the output folder'} failed{_free_mb(folder)}: is the disk "
             f"full? ({text}); free some space, then re-run the same command"
         )
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, (ConfigError, WrongCheckpointError)):
         return EXIT_USAGE, text
     if isinstance(exc, (DataError, UnreadableFileError)):
         return EXIT_DATA, text

@@ -614,7 +614,11 @@ def resume(state: TrainState) -> None:
     latest = checkpoint.load_latest(state.out, map_location="cpu", set_aside=True)
     if latest is not None:
         ckpt, path = latest
-        state.model.load_state_dict(ckpt["model"])
+        hint = (
+            f"does data.root ({state.cfg.data.root}) hold the run's data set (the same classes)? Pass the "
+            "run's data.root, or train this config in a new --out"
+        )
+        checkpoint.load_model_state(state.model, ckpt, path, hint=hint)
         load_optimizer_state(state.optimizer, ckpt["optimizer"])
         if state.scaler is not None and ckpt.get("scaler"):
             state.scaler.load_state_dict(ckpt["scaler"])
