@@ -39,7 +39,8 @@ def write_json(obj: Any, path: str | Path, *, indent: int | None = 1) -> None:
         os.chmod(tmp, 0o644)
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.exists():  # (not unlink(missing_ok=True): on a read-only file system it raises over the cause)
+            tmp.unlink()
 
 
 def pid_alive(pid: int) -> bool:

@@ -371,6 +371,24 @@ def test_a_checkpoint_of_another_model_is_one_line(
         )
 
 
+@pytest.mark.slow
+def test_out_on_a_read_only_file_system(world: dict[str, Path], trained: Path, tmp_path: Path) -> None:
+    """--out on a read-only mount (cbp.train and cbp.evaluate): one line naming the folder, exit code 4."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a read-only tmpfs")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(ro)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        r = run("-m", "cbp.train", *tiny_args(world["data"], ro / "run", "--train.iters=2"))
+        assert_one_line(r, 4, f"{ro} is on a read-only file system", "--out")
+        r = run("-m", "cbp.evaluate", str(trained), "--out", str(ro / "eval-x.json"))
+        assert_one_line(r, 4, f"{ro} is on a read-only file system", "--out")
+    finally:
+        subprocess.run(["umount", str(ro)])
+
+
 def test_describe_classifies_exceptions(tmp_path: Path) -> None:
     """The mapping behind the exit codes, on exceptions raised the way the libraries raise them."""
     import errno
@@ -390,6 +408,8 @@ def test_describe_classifies_exceptions(tmp_path: Path) -> None:
     assert code == 4 and msg.startswith(f"No such file or directory: {tmp_path / 'missing.txt'}")
     code, msg = describe(OSError(errno.ENOSPC, "No space left on device"), folder=tmp_path / "run")
     assert code == 4 and msg.startswith(f"disk full: no space left writing to {tmp_path / 'run'}")
+    code, msg = describe(OSError(errno.EROFS, "Read-only file system", str(tmp_path / "ro" / "run")))
+    assert code == 4 and msg.startswith(f"{tmp_path / 'ro'} is on a read-only file system")
     code, msg = describe(
         RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos"), folder=tmp_path
     )

@@ -15,7 +15,8 @@ rc    meaning
       that holds another config, a second process on the same run, a checkpoint
       of another model (backbone, classifier or class count)
 3     the run diverged (a non-finite loss or state); the last good checkpoint is kept
-4     data or file: a missing / unreadable / unsafe file or folder, a full disk
+4     data or file: a missing / unreadable / unsafe file or folder, a full disk,
+      a read-only output folder
 ====  ==========================================================================
 
 Under ``torchrun`` rank 0 prints the line (the other ranks stay quiet unless they hit a bug) and
@@ -115,6 +116,12 @@ def describe(
         return EXIT_DATA, (
             f"disk full: no space left writing to {where or 'the output folder'}{_free_mb(where)}; free some "
             "space or write the run elsewhere (--out), then re-run the same command"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        where = Path(exc.filename).parent if exc.filename else folder
+        return EXIT_DATA, (
+            f"{where or 'the output folder'} is on a read-only file system: nothing can be written there; "
+            "pass --out with a folder on a writable disk (or remount it read-write)"
         )
     if isinstance(exc, RuntimeError) and "inline_container" in text:  # torch.save to a path, short write
         return EXIT_DATA, (
