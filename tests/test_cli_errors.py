@@ -66,6 +66,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     bad = to_dict(cfg)
     bad["train"]["iters"] = "ten"
     (base / "bad.json").write_text(json.dumps(bad))
+    bad["train"]["iters"], bad["optim"]["lr"] = 1, float("nan")
+    (base / "nan.json").write_text(json.dumps(bad))  # json writes NaN, and reads it back as a float
     return {"base": base, "data": data, "untrained": untrained}
 
 
@@ -110,6 +112,13 @@ IN_PROCESS: list[tuple[str, str, list[str], int, tuple[str, ...]]] = [
      ("{base}/notes.txt is not valid JSON",)),
     ("train-config-bad-type", "cbp.engine.train", ["--config", "{base}/bad.json", "--out", "{base}/r1"], 2,
      ("{base}/bad.json: train.iters='ten': expected an integer",)),
+    *[(f"train-{key}-{value}", "cbp.engine.train",
+       ["--out", "{base}/r1", "--data.root={data}", "--train.iters=1", f"--{key}={value}"], 2,
+       (f"--{key}={value.split(',')[-1]!r}: expected a finite number",))
+      for key, value in (("optim.lr", "nan"), ("optim.lr", "inf"), ("loss.lam", "nan"), ("model.length", "inf"),
+                         ("data.ratio_range", "0.5,nan"))],
+    ("train-config-nan", "cbp.engine.train", ["--config", "{base}/nan.json", "--out", "{base}/r1"], 2,
+     ("{base}/nan.json: optim.lr=nan: expected a finite number",)),
     ("train-preset-and-config", "cbp.engine.train",
      ["--preset", "synthetic", "--config", "{untrained}/config.json", "--out", "{base}/r1"], 2,
      ("--config: not allowed with argument --preset",)),

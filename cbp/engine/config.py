@@ -6,7 +6,8 @@ Every knob of a run is a field below; a preset is a plain function returning a f
     python -m cbp.train --preset ade20k_segformer_b0 --out runs/b0 --train.iters=40000 --loss.occl=false
 
 Overrides are type-checked against the field's annotation (bool / int / float / str / tuple /
-Literal choices); an unknown key fails with the closest valid key.
+Literal choices; a float is finite: ``nan`` and ``inf`` are refused); an unknown key fails with the
+closest valid key.
 
 Schedules of the paper (Section 4, "following the default settings [of mmsegmentation] for each
 dataset"), as mmsegmentation's configs spell them:
@@ -35,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -407,9 +409,12 @@ def _parse(key: str, text: str, tp: Any) -> Any:
             raise ConfigError(f"--{key}={text!r}: expected an integer, e.g. --{key}=1000") from None
     if tp is float:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise ConfigError(f"--{key}={text!r}: expected a number, e.g. --{key}=0.01") from None
+        if not math.isfinite(value):  # float() takes "nan" and "inf"; no knob of a run means either
+            raise ConfigError(f"--{key}={text!r}: expected a finite number, e.g. --{key}=0.01")
+        return value
     if tp is str:
         return text
     if origin is tuple:
@@ -577,6 +582,8 @@ def _check_value(key: str, value: Any, tp: Any, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
+        if not math.isfinite(value):  # json reads NaN and Infinity
+            raise bad("a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
