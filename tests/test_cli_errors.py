@@ -68,6 +68,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (base / "bad.json").write_text(json.dumps(bad))
     bad["train"]["iters"], bad["optim"]["lr"] = 1, float("nan")
     (base / "nan.json").write_text(json.dumps(bad))  # json writes NaN, and reads it back as a float
+    (base / "latin1.json").write_bytes('{"preset": "synthétique"}'.encode("latin-1"))
+    (base / "deep.json").write_text("[" * 100_000)  # json's parser raises RecursionError
+    with open(base / "huge.json", "wb") as f:  # 64 MB, sparse: refused from its size, never read whole
+        f.truncate(64 << 20)
     return {"base": base, "data": data, "untrained": untrained}
 
 
@@ -119,6 +123,12 @@ IN_PROCESS: list[tuple[str, str, list[str], int, tuple[str, ...]]] = [
                          ("data.ratio_range", "0.5,nan"))],
     ("train-config-nan", "cbp.engine.train", ["--config", "{base}/nan.json", "--out", "{base}/r1"], 2,
      ("{base}/nan.json: optim.lr=nan: expected a finite number",)),
+    ("train-config-not-utf8", "cbp.engine.train", ["--config", "{base}/latin1.json", "--out", "{base}/r1"], 2,
+     ("{base}/latin1.json is not UTF-8 text", "byte 17")),
+    ("train-config-too-deep", "cbp.engine.train", ["--config", "{base}/deep.json", "--out", "{base}/r1"], 2,
+     ("{base}/deep.json is nested too deeply",)),
+    ("evaluate-config-too-big", "cbp.engine.evaluate", ["--config", "{base}/huge.json", "--ckpt", "{base}/x.pt"], 2,
+     ("{base}/huge.json is 64.0 MB", "at most 1 MB")),
     ("train-preset-and-config", "cbp.engine.train",
      ["--preset", "synthetic", "--config", "{untrained}/config.json", "--out", "{base}/r1"], 2,
      ("--config: not allowed with argument --preset",)),
