@@ -2,7 +2,7 @@
 
 Every case runs the real command (``python -m ...`` in a subprocess); the cases run a few at a time
 because each one pays the interpreter's and torch's start-up. Exit codes (the book's "Using the engine", "Exit codes"):
-2 usage or config, 3 diverged, 4 data or file, 1 a bug.
+2 usage or config, 3 diverged, 4 data or file, 5 a torchrun rank that lost its peer, 1 a bug.
 """
 
 from __future__ import annotations
@@ -408,7 +408,7 @@ def test_out_on_a_read_only_file_system(world: dict[str, Path], trained: Path, t
         subprocess.run(["umount", str(ro)])
 
 
-def test_describe_classifies_exceptions(tmp_path: Path) -> None:
+def test_describe_classifies_exceptions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The mapping behind the exit codes, on exceptions raised the way the libraries raise them."""
     import errno
 
@@ -446,6 +446,27 @@ def test_describe_classifies_exceptions(tmp_path: Path) -> None:
     except UnreadableFileError as e:
         assert str(e).startswith("Caught UnreadableFileError in DataLoader worker process 0.")
         assert describe(e) == (4, "cannot read label /d/a.png: bad")
+    # a rank of a torchrun job whose peer ended: gloo's error, or the DataLoader's raised while handling it
+    gloo = RuntimeError(
+        "[../gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:28045: Connection reset by peer."
+    )
+    assert describe(gloo)[0] == 1  # not under torchrun: a bug
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    try:
+        try:
+            raise gloo
+        except RuntimeError:
+            raise RuntimeError("DataLoader worker (pid 31138) is killed by signal: Terminated. ") from None
+    except RuntimeError as e:
+        chained = e
+    for exc in (gloo, chained, RuntimeError("DataLoader worker (pid 7) is killed by signal: Terminated. ")):
+        code, msg = describe(exc, folder=tmp_path / "run")
+        assert code == 5 and msg.startswith("rank 1 lost its peer process (rank 0 or the launcher ended)"), (
+            msg
+        )
+        assert f"{tmp_path / 'run'} keeps its last checkpoint" in msg
+    assert describe(RuntimeError("DataLoader worker (pid 7) is killed by signal: Killed. "))[0] == 1
 
 
 @pytest.mark.slow
@@ -468,3 +489,82 @@ def test_torchrun_rank0_prints_the_cause(world: dict[str, Path], tmp_path: Path)
     assert (
         'File "' + str(ROOT / "cbp") not in r.stderr
     )  # no traceback from cbp's code (torchrun prints its own)
+
+
+def _rank_pid(launcher: int, rank: int) -> int | None:
+    """The pid of torchrun's (``launcher``) worker process of ``rank`` (its environment holds ``RANK``)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == launcher and f"RANK={rank}".encode() in (stat.parent / "environ").read_bytes().split(
+                b"\0"
+            ):
+                return int(stat.parent.name)
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes in /proc")
+@pytest.mark.parametrize(
+    ("killed", "workers"), [(1, 1), (0, 0)], ids=["rank1-killed-workers1", "rank0-killed"]
+)
+def test_torchrun_a_rank_that_lost_its_peer_says_so(
+    world: dict[str, Path], tmp_path: Path, killed: int, workers: int
+) -> None:
+    """kill -9 of one rank mid-training: the other rank says in one line that it lost its peer, exits at
+    once with code 5 (not 1), and prints no traceback and no "This is a bug"."""
+    import signal
+    import time
+
+    from cbp.io import read_jsonl
+
+    out = tmp_path / "run"
+    args = tiny_args(
+        world["data"], out, "--train.iters=100000", "--train.log_every=1", "--train.ckpt_every=100000",
+        f"--train.num_workers={workers}",
+    )  # fmt: skip
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "cbp.train",
+            *args,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not any(r.get("iter", 0) >= 2 for r in read_jsonl(out / "log.jsonl")):
+            assert launcher.poll() is None and time.monotonic() < deadline, (
+                "the run did not reach iteration 2"
+            )
+            time.sleep(0.2)
+        victim = _rank_pid(launcher.pid, killed)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        _, err = launcher.communicate(timeout=120)
+        assert time.monotonic() - t0 < 60
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    survivor = 1 - killed
+    ours = [line for line in err.splitlines() if line.startswith("[cbp.train]")]
+    assert len(ours) == 1, err
+    assert ours[0].startswith(
+        f"[cbp.train] error: rank {survivor} lost its peer process (rank {killed} or the launcher ended)"
+    ), err
+    assert "This is a bug" not in err and 'File "' + str(ROOT / "cbp") not in err, err
+    assert "exitcode  : 5" in err, err  # torchrun's summary: the survivor's exit code

@@ -17,10 +17,13 @@ rc    meaning
 3     the run diverged (a non-finite loss or state); the last good checkpoint is kept
 4     data or file: a missing / unreadable / unsafe file or folder, a full disk,
       a read-only output folder
+5     torchrun: this rank lost its peer process (another rank or the launcher
+      ended, e.g. killed); the last checkpoint is kept: re-run to resume
 ====  ==========================================================================
 
-Under ``torchrun`` rank 0 prints the line (the other ranks stay quiet unless they hit a bug) and
-every rank writes it to torchrun's error file, so torchrun's summary names the cause too.
+Under ``torchrun`` rank 0 prints the line (the other ranks stay quiet unless they hit a bug; every
+rank that lost its peer says so, rank 0 may be the one that ended) and every rank writes it to
+torchrun's error file, so torchrun's summary names the cause too.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -37,7 +41,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cbp.cli import EXIT_BUG, EXIT_DATA, EXIT_DIVERGED, EXIT_USAGE, OneLineParser
+from cbp.cli import EXIT_BUG, EXIT_DATA, EXIT_DIVERGED, EXIT_PEER, EXIT_USAGE, OneLineParser
 from cbp.engine.config import ConfigError
 from cbp.io import UnreadableFileError, WrongCheckpointError
 
@@ -46,6 +50,7 @@ __all__ = [
     "EXIT_BUG",
     "EXIT_DATA",
     "EXIT_DIVERGED",
+    "EXIT_PEER",
     "EXIT_USAGE",
     "DataError",
     "OneLineParser",
@@ -88,6 +93,30 @@ def _message(exc: BaseException) -> str:
     return text
 
 
+#: What a collective (gloo, NCCL) raises when the process at the other end ended, and what the
+#: DataLoader raises when torchrun, ending the job after another rank failed, terminated its workers.
+_PEER_LOST = re.compile(
+    r"Connection (?:reset|closed) by peer|Broken pipe|ncclRemoteError|NCCL communicator was aborted"
+    r"|remote process exited|DataLoader worker \(pid \d+\) is killed by signal: Terminated"
+)
+
+
+def _lost_peer(exc: BaseException) -> str | None:
+    """Under torchrun, what says that this rank lost its peer process, in ``exc`` or in an exception it
+    was raised while handling (a gloo error during the backward, then the DataLoader's); else None."""
+    if _env_int("WORLD_SIZE", 1) < 2:
+        return None
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        m = _PEER_LOST.search(str(e)) if isinstance(e, RuntimeError) else None
+        if m:
+            return m.group(0)
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _free_mb(folder: Path | None) -> str:
     if folder is None:
         return ""
@@ -111,6 +140,14 @@ def describe(
     for tp, code in (codes or {}).items():
         if isinstance(exc, tp):
             return code, text
+    if (why := _lost_peer(exc)) is not None:
+        rank, world = _rank(), _env_int("WORLD_SIZE", 1)
+        peer = f"rank {1 - rank}" if world == 2 else "another rank"
+        kept = f"{folder} keeps its last checkpoint; " if folder else ""
+        return EXIT_PEER, (
+            f"rank {rank} lost its peer process ({peer} or the launcher ended) and stopped too ({why}). "
+            f"{kept}torchrun's summary names the process that ended first; re-run the same command to resume"
+        )
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = Path(exc.filename).parent if exc.filename else folder
         return EXIT_DATA, (
@@ -147,11 +184,23 @@ def describe(
     return EXIT_BUG, f"{name}: {text}"
 
 
-def _rank() -> int:
+def _env_int(name: str, default: int) -> int:
     try:
-        return int(os.environ.get("RANK", "0"))
+        return int(os.environ.get(name, default))
     except ValueError:
-        return 0
+        return default
+
+
+def _rank() -> int:
+    return _env_int("RANK", 0)
+
+
+def _ignore_sigterm() -> None:
+    """Ignore SIGTERM from here on (this process is exiting; the main thread only)."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
 
 
 def _write_elastic_error_file(message: str, callstack: str) -> None:
@@ -212,7 +261,9 @@ def run_cli(
                 file=sys.stderr,
                 flush=True,
             )
-        elif _rank() == 0:
+        elif _rank() == 0 or code == EXIT_PEER:  # rank 0 may be the process that ended
+            if code == EXIT_PEER:  # torchrun's SIGTERM to the survivors must not replace the exit code
+                _ignore_sigterm()
             if debug:
                 sys.stderr.write(tb)
             print(f"[{prog}] error: {message}", file=sys.stderr, flush=True)

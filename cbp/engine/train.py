@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path]:
         prog="python -m cbp.train",
         description="Train a segmentation model with CBP / OCCL. Any config key is an override: "
         "--section.key=value (see --help-keys). Exit codes: 0 done, 1 bug, 2 usage or config, 3 diverged, "
-        "4 data or file.",
+        "4 data or file, 5 (torchrun) a rank lost its peer process.",
     )
     base = parser.add_mutually_exclusive_group()
     base.add_argument("--preset", default=None, help="preset name (see --list-presets); default synthetic")
