@@ -115,7 +115,7 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 
 # %%
 with launch.page_lines():  # the '==' lines as they come; the per-iteration log stays in log.jsonl
-    run_dirs = launch.train_runs(spec, baseline=baseline, fresh=not resume, datasets=("synthetic", "ade20k"))
+    run_dirs = launch.train_runs(spec, baseline=baseline, resume=resume, datasets=("synthetic", "ade20k"))
 metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}
 display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
 

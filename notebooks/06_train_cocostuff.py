@@ -124,7 +124,7 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 # %%
 with launch.page_lines():  # the '==' lines as they come; the per-iteration log stays in log.jsonl
     run_dirs = launch.train_runs(
-        spec, baseline=baseline, fresh=resume is False, datasets=("synthetic", "cocostuff10k")
+        spec, baseline=baseline, resume=resume is not False, datasets=("synthetic", "cocostuff10k")
     )
 metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}
 display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))

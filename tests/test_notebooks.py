@@ -74,3 +74,113 @@ def test_toc_matches_notebooks() -> None:
     in_toc = {Path(e).name for e in listed if e.startswith("notebooks/")}
     missing = [p.stem for p in NOTEBOOKS if p.stem not in in_toc]
     assert not missing, f"notebooks missing from book/_toc.yml (add them under a part): {missing}"
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters: the hints a page prints name its real parameters, and their types are checked
+
+BOOK = ROOT / "cbp" / "book"
+#: A hint that names a page parameter, in what a page prints: Papermill's ``-p name``, ``name=True`` /
+#: ``name=False`` / ``name=None``, "the page's parameter `name`"; in a page's markdown ``-p name``, the
+#: parameter and ``name = value`` in backticks (``normalize=True`` there is a function's argument).
+HINT = re.compile(r"-p ([a-z_]\w*)|\b([a-z_]\w*)=(?:True|False|None)\b|parameter `([a-z_]\w*)`")
+MARKDOWN_HINT = re.compile(r"-p ([a-z_]\w*)|parameter `([a-z_]\w*)`|`([a-z_]\w*) = [^`]+`")
+
+
+def _parameters(path: Path) -> list[str]:
+    """The names the parameters cell of a notebook assigns, in order."""
+    cells = _cells(path.read_text(encoding="utf-8"))
+    body = next(body for header, body in cells if "parameters" in header)
+    names = []
+    for node in ast.parse(body).body:
+        for target in node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]:
+            elts = target.elts if isinstance(target, ast.Tuple) else [target]
+            names += [e.id for e in elts if isinstance(e, ast.Name)]
+    return names
+
+
+def _strings(node: ast.AST) -> list[str]:
+    """The text of the string constants under ``node`` (f-strings' literal parts), docstrings left out."""
+    docs = {
+        id(n.body[0].value)
+        for n in ast.walk(node)
+        if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    return [
+        n.value
+        for n in ast.walk(node)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+    ]
+
+
+def _book_functions_called(tree: ast.Module) -> dict[str, set[str]]:
+    """``module -> functions`` of :mod:`cbp.book` a notebook calls (``launch.train_runs(...)``), with the
+    functions of the same module those call, and so on."""
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "cbp.book":
+            aliases.update({a.asname or a.name: a.name for a in node.names})
+    called: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            called.setdefault(aliases[node.value.id], set()).add(node.attr)
+    for module, names in called.items():
+        defs = {
+            n.name: n
+            for n in ast.parse((BOOK / f"{module}.py").read_text()).body
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+        }
+        todo = list(names)
+        while todo:
+            for n in ast.walk(defs.get(todo.pop(), ast.Module(body=[], type_ignores=[]))):
+                if isinstance(n, ast.Name) and n.id in defs and n.id not in names:
+                    names.add(n.id)
+                    todo.append(n.id)
+        called[module] = {n for n in names if n in defs}
+    return called
+
+
+def _hints(path: Path) -> dict[str, str]:
+    """Parameter name -> where a hint printed or shown by the page names it."""
+    text = path.read_text(encoding="utf-8")
+    found: dict[str, str] = {}
+    for header, body in _cells(text):
+        if "parameters" in header:
+            continue
+        if "[markdown]" in header:
+            for m in MARKDOWN_HINT.finditer(body):
+                found.setdefault(next(g for g in m.groups() if g), f"{path.name} markdown: {m.group(0)!r}")
+        else:
+            for s in _strings(ast.parse(body)):
+                for m in HINT.finditer(s):
+                    found.setdefault(next(g for g in m.groups() if g), f"{path.name}: {s!r}")
+    for module, functions in _book_functions_called(ast.parse(text)).items():
+        tree = ast.parse((BOOK / f"{module}.py").read_text())
+        for node in tree.body:
+            if getattr(node, "name", None) in functions:
+                for s in _strings(node):
+                    for m in HINT.finditer(s):
+                        where = f"cbp/book/{module}.py {node.name}: {s!r}"
+                        found.setdefault(next(g for g in m.groups() if g), where)
+    return found
+
+
+PAGES = [p for p in NOTEBOOKS if re.search(r'^# %% tags=\["parameters"\]', p.read_text(), re.MULTILINE)]
+
+
+def test_the_training_pages_hints_are_found() -> None:
+    """The check below sees the hints it is about: chapter 5's `-p` lines and what cbp.book.launch prints."""
+    hints = _hints(ROOT / "notebooks" / "05_train_ade.py")
+    assert {"backbone", "iters", "dataset", "data_root", "gpus", "pretrained", "resume"} <= set(hints), hints
+    assert hints["resume"].startswith("cbp/book/launch.py"), hints["resume"]  # what train_runs prints
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_every_hint_names_a_parameter_of_the_page(path: Path) -> None:
+    """Every ``-p NAME`` or ``NAME=...`` a page shows, or prints through cbp.book, names one of its parameters."""
+    params = set(_parameters(path))
+    wrong = {name: where for name, where in _hints(path).items() if name not in params}
+    assert not wrong, f"{path.name}: hints name parameters the page does not have ({sorted(params)}): {wrong}"
