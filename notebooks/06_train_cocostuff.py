@@ -78,6 +78,32 @@ examples = 4  # validation images shown with predictions
 workshop = False
 
 # %%
+# the parameters' types (Papermill's -p passes a mistyped value as a string)
+from cbp.book.parameters import check_parameters
+
+check_parameters(
+    globals(),
+    {
+        "backbone": str,
+        "dataset": str,
+        "data_root": str,
+        "classifier": str,
+        "occl": bool,
+        "baseline": (bool, None),
+        "iters": int,
+        "gpus": int,
+        "seed": int,
+        "batch_size": int,
+        "pretrained": str,
+        "out_dir": str,
+        "eval_points": int,
+        "resume": (bool, None),
+        "examples": int,
+        "workshop": bool,
+    },
+)
+
+# %%
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets

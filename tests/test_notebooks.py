@@ -184,3 +184,83 @@ def test_every_hint_names_a_parameter_of_the_page(path: Path) -> None:
     params = set(_parameters(path))
     wrong = {name: where for name, where in _hints(path).items() if name not in params}
     assert not wrong, f"{path.name}: hints name parameters the page does not have ({sorted(params)}): {wrong}"
+
+
+def _check_cell(path: Path) -> str:
+    """The body of the cell right after the parameters cell (where Papermill's injected cell goes before it)."""
+    cells = _cells(path.read_text(encoding="utf-8"))
+    i = next(i for i, (header, _) in enumerate(cells) if "parameters" in header)
+    return cells[i + 1][1]
+
+
+def _run_parameters(path: Path, **injected: object) -> dict:
+    """The parameters cell, Papermill's injected values, then the check cell, in one namespace."""
+    cells = _cells(path.read_text(encoding="utf-8"))
+    namespace: dict = {}
+    exec(next(body for header, body in cells if "parameters" in header), namespace)
+    namespace.update(injected)
+    exec(_check_cell(path), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_the_parameters_types_are_checked_right_after_them(path: Path) -> None:
+    """The cell after the parameters cell checks every parameter's type (and only the parameters);
+    the defaults pass; a value of the wrong type is a one-line TypeError naming it and its value."""
+    calls = [
+        n
+        for n in ast.walk(ast.parse(_check_cell(path)))
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "check_parameters"
+    ]
+    assert len(calls) == 1, f"{path.name}: the cell after the parameters cell must call check_parameters"
+    checked = [k.value for k in calls[0].args[1].keys]
+    assert sorted(checked) == sorted(_parameters(path)), f"{path.name}: checks {checked}"
+    defaults = _run_parameters(path)
+    for name in _parameters(path):
+        wrong = 12 if isinstance(defaults[name], str) else "abc"
+        with pytest.raises(TypeError) as e:
+            _run_parameters(path, **{name: wrong})
+        assert str(e.value).startswith(f"parameter {name}={wrong!r} is a") and "\n" not in str(e.value)
+
+
+def test_papermill_values_of_chapter_5() -> None:
+    """``-p iters abc`` (a string) is refused in one line where it used to fail cells later
+    (``TypeError: unsupported operand type(s) for //``); ints, bools and None pass where they fit."""
+    page = ROOT / "notebooks" / "05_train_ade.py"
+    with pytest.raises(
+        TypeError, match=r"^parameter iters='abc' is a str: expected an integer, e.g. -p iters 20$"
+    ):
+        _run_parameters(page, iters="abc")
+    with pytest.raises(TypeError, match=r"^parameter occl=1 is an int: expected True or False"):
+        _run_parameters(page, occl=1)  # a bool is a bool only
+    with pytest.raises(
+        TypeError, match=r"data_root=2024 .* -r data_root TEXT \(Papermill's -p reads 2024 as a number"
+    ):
+        _run_parameters(page, data_root=2024)
+    _run_parameters(page, iters=20, occl=False, baseline=None, backbone="swin_b", gpus=8)
+
+
+def test_check_parameters() -> None:
+    from cbp.book.parameters import check_parameters
+
+    types = {"lr": float, "n": int, "flag": bool, "auto": (bool, None), "ts": list[float], "name": str}
+    good = {"lr": 1, "n": 3, "flag": True, "auto": None, "ts": [0.1, 2], "name": "x"}
+    check_parameters(good, types)  # an int is a float here (Papermill reads -p lr 1 as an int)
+    for name, value, expected in (
+        ("lr", True, "a number"),
+        ("n", 2.0, "an integer"),
+        ("n", False, "an integer"),
+        ("flag", "true", "True or False"),
+        ("auto", 0, "True or False or None"),
+        ("ts", [0.1, "x"], "a list of numbers"),
+        ("name", None, "a string"),
+    ):
+        with pytest.raises(
+            TypeError, match=f"parameter {name}={re.escape(repr(value))} .*expected {expected}"
+        ):
+            check_parameters({**good, name: value}, types)
+    for value in (float("nan"), float("inf"), [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="expected a finite number"):
+            check_parameters({**good, "ts" if isinstance(value, list) else "lr": value}, types)
+    with pytest.raises(ValueError, match="parameter fresh is not set"):
+        check_parameters(good, {**types, "fresh": bool})
