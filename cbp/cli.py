@@ -3,7 +3,8 @@ exit codes and an ``argparse`` parser whose usage errors are one line.
 
 The exit codes (the same for ``cbp.train``, ``cbp.evaluate``, ``cbp.experiments`` and
 ``cbp.data.synthetic``; :mod:`cbp.engine.errors` says what each command prints):
-1 a bug, 2 usage or config, 3 a diverged run, 4 data or file.
+1 a bug, 2 usage or config, 3 a diverged run, 4 data or file, 5 a rank of a ``torchrun`` job that lost
+its peer process (another rank or the launcher ended).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-EXIT_BUG, EXIT_USAGE, EXIT_DIVERGED, EXIT_DATA = 1, 2, 3, 4
+EXIT_BUG, EXIT_USAGE, EXIT_DIVERGED, EXIT_DATA, EXIT_PEER = 1, 2, 3, 4, 5
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ def write_json(obj: Any, path: str | Path, *, indent: int | None = 1) -> None:
         os.chmod(tmp, 0o644)
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.exists():  # (not unlink(missing_ok=True): on a read-only file system it raises over the cause)
+            tmp.unlink()
 
 
 def pid_alive(pid: int) -> bool:
@@ -102,8 +104,38 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
 
 class UnreadableFileError(ValueError):
     """A file that cannot be read safely (exit code 4): a torch file that :func:`load_torch` refuses
-    (unsafe pickle, another program's objects) or cannot read, or a data set's image or label that is
-    not a regular file (:func:`cbp.data.ade20k.check_regular`)."""
+    (unsafe pickle, another program's objects) or cannot read, or a data set's file that is not a
+    regular file (:func:`cbp.data.ade20k.check_regular`), cannot be decoded (an empty or corrupt image,
+    a decompression bomb, a broken ``cbp_meta.json``) or does not fit (a label of another size than
+    its image, values outside the classes). The message names the file."""
+
+
+class WrongCheckpointError(ValueError):
+    """A readable torch file of another model (exit code 2, like a bad option: the file is fine, but not
+    for this config): a checkpoint of another backbone, classifier or class count. The message names the
+    file, the first key that differs and both shapes (:func:`state_mismatch`)."""
+
+
+def state_mismatch(model: Mapping[str, Any], saved: Mapping[str, Any]) -> str | None:
+    """Where a file's state dict ``saved`` does not fit a model's ``model``, in words; None when it fits.
+
+    The first key, in the model's order, that is missing from the file or has another shape there
+    ("classifier.prototypes is (150, 256) in the file, (50, 256) in this model"), else the first key of
+    the file that the model lacks.
+    """
+
+    def shape(value: Any) -> tuple[int, ...] | None:
+        return tuple(value.shape) if hasattr(value, "shape") else None
+
+    for key, value in model.items():
+        if key not in saved:
+            return f"{key} {shape(value)} of this model is not in the file"
+        if shape(saved[key]) != shape(value):
+            return f"{key} is {shape(saved[key])} in the file, {shape(value)} in this model"
+    extra = [key for key in saved if key not in model]
+    if extra:
+        return f"{extra[0]} {shape(saved[extra[0]])} of the file is not in this model"
+    return None
 
 
 def load_torch(path: str | Path, map_location: str | Any = "cpu") -> Any:

@@ -41,6 +41,27 @@ lr = 0.05  # SGD with momentum 0.9, as mmsegmentation trains convolutional model
 adam_lr = 3e-3  # the same learnable runs with Adam, for comparison (Section 1.3)
 
 # %%
+# the parameters' types (Papermill's -p passes a mistyped value as a string)
+from cbp.book.parameters import check_parameters
+
+check_parameters(
+    globals(),
+    {
+        "seed": int,
+        "n_seeds": int,
+        "num_classes": int,
+        "channels": int,
+        "input_dim": int,
+        "n_max": int,
+        "imbalance": float,
+        "epochs": int,
+        "batch_size": int,
+        "lr": float,
+        "adam_lr": float,
+    },
+)
+
+# %%
 from functools import partial
 
 import torch

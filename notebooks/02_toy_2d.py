@@ -39,6 +39,25 @@ lengths = [0.1, 0.3, 1.0, 2.0, 5.0, 10.0]  # T values of Section 2.5
 grid_size = 160  # resolution of the decision-region plots
 
 # %%
+# the parameters' types (Papermill's -p passes a mistyped value as a string)
+from cbp.book.parameters import check_parameters
+
+check_parameters(
+    globals(),
+    {
+        "seed": int,
+        "n_seeds": int,
+        "steps": int,
+        "lr": float,
+        "hidden": int,
+        "channels": int,
+        "length": float,
+        "lengths": list[float],
+        "grid_size": int,
+    },
+)
+
+# %%
 from functools import partial
 
 import pandas as pd

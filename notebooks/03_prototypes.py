@@ -30,6 +30,23 @@ n_draws = 200  # seeds for the distribution of CS over random draws
 small_n, small_c = 6, 8  # a small case to look at every number
 
 # %%
+# the parameters' types (Papermill's -p passes a mistyped value as a string)
+from cbp.book.parameters import check_parameters
+
+check_parameters(
+    globals(),
+    {
+        "seed": int,
+        "num_classes": int,
+        "channels": int,
+        "length": float,
+        "n_draws": int,
+        "small_n": int,
+        "small_c": int,
+    },
+)
+
+# %%
 import time
 
 import pandas as pd

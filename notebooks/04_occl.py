@@ -36,6 +36,26 @@ feature_steps = 60  # gradient steps of Section 4.4
 feature_lr = 0.02  # Adam on the free features of Section 4.4
 
 # %%
+# the parameters' types (Papermill's -p passes a mistyped value as a string)
+from cbp.book.parameters import check_parameters
+
+check_parameters(
+    globals(),
+    {
+        "seed": int,
+        "classes": int,
+        "batch_size": int,
+        "backbone": str,
+        "tau": float,
+        "lam": float,
+        "phi": float,
+        "data_root": str,
+        "feature_steps": int,
+        "feature_lr": float,
+    },
+)
+
+# %%
 import tempfile
 import warnings
 from pathlib import Path

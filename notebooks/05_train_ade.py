@@ -68,6 +68,32 @@ examples = 4  # validation images shown with predictions
 workshop = False
 
 # %%
+# the parameters' types (Papermill's -p passes a mistyped value as a string)
+from cbp.book.parameters import check_parameters
+
+check_parameters(
+    globals(),
+    {
+        "backbone": str,
+        "dataset": str,
+        "data_root": str,
+        "classifier": str,
+        "occl": bool,
+        "baseline": (bool, None),
+        "iters": int,
+        "gpus": int,
+        "seed": int,
+        "batch_size": int,
+        "pretrained": str,
+        "out_dir": str,
+        "eval_points": int,
+        "resume": bool,
+        "examples": int,
+        "workshop": bool,
+    },
+)
+
+# %%
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
@@ -115,7 +141,7 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 
 # %%
 with launch.page_lines():  # the '==' lines as they come; the per-iteration log stays in log.jsonl
-    run_dirs = launch.train_runs(spec, baseline=baseline, fresh=not resume, datasets=("synthetic", "ade20k"))
+    run_dirs = launch.train_runs(spec, baseline=baseline, resume=resume, datasets=("synthetic", "ade20k"))
 metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}
 display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
 

@@ -78,6 +78,32 @@ examples = 4  # validation images shown with predictions
 workshop = False
 
 # %%
+# the parameters' types (Papermill's -p passes a mistyped value as a string)
+from cbp.book.parameters import check_parameters
+
+check_parameters(
+    globals(),
+    {
+        "backbone": str,
+        "dataset": str,
+        "data_root": str,
+        "classifier": str,
+        "occl": bool,
+        "baseline": (bool, None),
+        "iters": int,
+        "gpus": int,
+        "seed": int,
+        "batch_size": int,
+        "pretrained": str,
+        "out_dir": str,
+        "eval_points": int,
+        "resume": (bool, None),
+        "examples": int,
+        "workshop": bool,
+    },
+)
+
+# %%
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
@@ -124,7 +150,7 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 # %%
 with launch.page_lines():  # the '==' lines as they come; the per-iteration log stays in log.jsonl
     run_dirs = launch.train_runs(
-        spec, baseline=baseline, fresh=resume is False, datasets=("synthetic", "cocostuff10k")
+        spec, baseline=baseline, resume=resume is not False, datasets=("synthetic", "cocostuff10k")
     )
 metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}
 display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))

@@ -62,6 +62,14 @@ rerun = False  # True: run `python -m cbp.experiments run ablations --profile PR
 jobs = 2
 
 # %%
+# the parameters' types (Papermill's -p passes a mistyped value as a string)
+from cbp.book.parameters import check_parameters
+
+check_parameters(
+    globals(), {"study": str, "profile": str, "history_profile": str, "rerun": bool, "jobs": int}
+)
+
+# %%
 import subprocess
 import sys
 import warnings

@@ -42,6 +42,14 @@ jobs = 2
 regime_for_maps = "pretrained"  # which regime's seed-0 runs the similarity figures show
 
 # %%
+# the parameters' types (Papermill's -p passes a mistyped value as a string)
+from cbp.book.parameters import check_parameters
+
+check_parameters(
+    globals(), {"study": str, "profile": str, "rerun": bool, "jobs": int, "regime_for_maps": str}
+)
+
+# %%
 import subprocess
 import sys
 import warnings

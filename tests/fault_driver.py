@@ -340,7 +340,7 @@ def files_lost(before: dict[str, bytes], folder: Path) -> int:
 
 
 def folder_not_a_run(plan: Plan, run_dir: Path, reference: Path) -> Outcome:
-    """A training page with ``resume=False`` (``launch.train_runs(fresh=True)``) given a folder that is
+    """A training page with ``resume=False`` (``launch.train_runs(resume=False)``) given a folder that is
     not a run (a ``config.json`` of no run, a thesis, a sub-folder): refused in one line naming the
     foreign files, nothing deleted, nothing trained."""
     from cbp.book import launch
@@ -356,7 +356,7 @@ def folder_not_a_run(plan: Plan, run_dir: Path, reference: Path) -> Outcome:
     name = "resume=False on a folder that is not a run"
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            launch.train_runs(spec, baseline=False, fresh=True, root=ROOT)
+            launch.train_runs(spec, baseline=False, resume=False, root=ROOT)
         said = "not refused"
     except (launch.RunDirConflict, launch.RunFailed) as e:
         said = str(e)

@@ -2,7 +2,7 @@
 
 Every case runs the real command (``python -m ...`` in a subprocess); the cases run a few at a time
 because each one pays the interpreter's and torch's start-up. Exit codes (the book's "Using the engine", "Exit codes"):
-2 usage or config, 3 diverged, 4 data or file, 1 a bug.
+2 usage or config, 3 diverged, 4 data or file, 5 a torchrun rank that lost its peer, 1 a bug.
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     bad = to_dict(cfg)
     bad["train"]["iters"] = "ten"
     (base / "bad.json").write_text(json.dumps(bad))
+    bad["train"]["iters"], bad["optim"]["lr"] = 1, float("nan")
+    (base / "nan.json").write_text(json.dumps(bad))  # json writes NaN, and reads it back as a float
+    (base / "latin1.json").write_bytes('{"preset": "synthétique"}'.encode("latin-1"))
+    (base / "deep.json").write_text("[" * 100_000)  # json's parser raises RecursionError
+    with open(base / "huge.json", "wb") as f:  # 64 MB, sparse: refused from its size, never read whole
+        f.truncate(64 << 20)
     return {"base": base, "data": data, "untrained": untrained}
 
 
@@ -110,6 +116,19 @@ IN_PROCESS: list[tuple[str, str, list[str], int, tuple[str, ...]]] = [
      ("{base}/notes.txt is not valid JSON",)),
     ("train-config-bad-type", "cbp.engine.train", ["--config", "{base}/bad.json", "--out", "{base}/r1"], 2,
      ("{base}/bad.json: train.iters='ten': expected an integer",)),
+    *[(f"train-{key}-{value}", "cbp.engine.train",
+       ["--out", "{base}/r1", "--data.root={data}", "--train.iters=1", f"--{key}={value}"], 2,
+       (f"--{key}={value.split(',')[-1]!r}: expected a finite number",))
+      for key, value in (("optim.lr", "nan"), ("optim.lr", "inf"), ("loss.lam", "nan"), ("model.length", "inf"),
+                         ("data.ratio_range", "0.5,nan"))],
+    ("train-config-nan", "cbp.engine.train", ["--config", "{base}/nan.json", "--out", "{base}/r1"], 2,
+     ("{base}/nan.json: optim.lr=nan: expected a finite number",)),
+    ("train-config-not-utf8", "cbp.engine.train", ["--config", "{base}/latin1.json", "--out", "{base}/r1"], 2,
+     ("{base}/latin1.json is not UTF-8 text", "byte 17")),
+    ("train-config-too-deep", "cbp.engine.train", ["--config", "{base}/deep.json", "--out", "{base}/r1"], 2,
+     ("{base}/deep.json is nested too deeply",)),
+    ("evaluate-config-too-big", "cbp.engine.evaluate", ["--config", "{base}/huge.json", "--ckpt", "{base}/x.pt"], 2,
+     ("{base}/huge.json is 64.0 MB", "at most 1 MB")),
     ("train-preset-and-config", "cbp.engine.train",
      ["--preset", "synthetic", "--config", "{untrained}/config.json", "--out", "{base}/r1"], 2,
      ("--config: not allowed with argument --preset",)),
@@ -244,7 +263,152 @@ def test_disk_full_names_the_folder(world: dict[str, Path], tmp_path: Path) -> N
         subprocess.run(["umount", str(mnt)])
 
 
-def test_describe_classifies_exceptions(tmp_path: Path) -> None:
+def _png_header(path: Path, width: int, height: int) -> None:
+    """A PNG that claims ``width`` x ``height`` pixels: PIL refuses a decompression bomb from its header, at
+    ``Image.open``, so the 900 MB of pixels a real one would unpack need not be written."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+
+
+def _bad_data(world: dict[str, Path], fault: str) -> tuple[Path, tuple[str, ...]]:
+    """A copy of the tiny set with one fault in the file the first training batch reads; the fragments its
+    one line must hold."""
+    from PIL import Image
+
+    from cbp.engine.sampler import epoch_permutation
+
+    root = world["base"] / f"bad-{fault}"
+    if not root.exists():
+        shutil.copytree(world["data"], root)
+    images = sorted((root / "images" / "training").iterdir())
+    image = images[int(epoch_permutation(len(images), 0, 0)[0])]  # the stream's first sample (seed 0)
+    label = root / "annotations" / "training" / f"{image.stem}.png"
+    if fault == "bomb-label":  # 30000 x 30000: PIL's DecompressionBombError
+        _png_header(label, 30000, 30000)
+        return root, (str(label), "decompression bomb", "Re-download or remove this file")
+    if fault == "empty-jpeg":
+        image.write_bytes(b"")
+        return root, (f"cannot read image {image}", "Re-download or remove this file")
+    if fault == "label-size":
+        Image.open(label).resize((16, 24)).save(label)
+        return root, (str(image), f"its label {label} is (24, 16)", "must have the same size")
+    assert fault == "broken-meta"
+    (root / "cbp_meta.json").write_text("{\n")
+    return root, (f"cannot read {root / 'cbp_meta.json'}", "regenerate")
+
+
+DATA_FAULTS = ("bomb-label", "empty-jpeg", "label-size", "broken-meta")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", DATA_FAULTS)
+def test_a_bad_data_file_is_one_line_from_a_loader_worker(
+    world: dict[str, Path], tmp_path: Path, fault: str
+) -> None:
+    """A data file the loader cannot use, read in a DataLoader worker (which torch re-raises with the
+    worker's traceback as the message): one line naming the file, exit code 4."""
+    root, fragments = _bad_data(world, fault)
+    r = run(
+        "-m", "cbp.train", *tiny_args(root, tmp_path / "run", "--train.iters=2", "--train.num_workers=1")
+    )  # fmt: skip
+    line = assert_one_line(r, 4, *fragments)
+    assert "DataLoader worker" not in line and "This is a bug" not in r.stderr
+
+
+@pytest.mark.parametrize("fault", DATA_FAULTS)
+def test_a_bad_data_file_is_one_line_in_process(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], fault: str
+) -> None:
+    """The same faults read by the training process itself (``train.num_workers=0``)."""
+    from cbp.engine.train import cli
+
+    root, fragments = _bad_data(world, fault)
+    with pytest.raises(SystemExit) as e:
+        cli(tiny_args(root, tmp_path / "run", "--train.iters=2"))
+    r = subprocess.CompletedProcess([], e.value.code, "", capsys.readouterr().err)
+    assert_one_line(r, 4, *fragments)
+
+
+@pytest.fixture(scope="module")
+def trained(world: dict[str, Path]) -> Path:
+    """A run of two iterations on the tiny set (cnn_tiny, 12 classes) and, beside its checkpoint,
+    ``other.pt``: the same checkpoint with the prototypes of 20 classes (a run of another class count)."""
+    import torch
+
+    out = world["base"] / "trained"
+    r = run("-m", "cbp.train", *tiny_args(world["data"], out, "--train.iters=2"))
+    assert r.returncode == 0, r.stderr
+    ckpt = torch.load(out / "ckpt_last.pt", weights_only=True)
+    ckpt["model"]["classifier.prototypes"] = torch.zeros(20, ckpt["model"]["classifier.prototypes"].shape[1])
+    torch.save(ckpt, world["base"] / "other.pt")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case", ["pretrained-other-backbone", "evaluate-other-classes", "resume-other-classes"]
+)
+def test_a_checkpoint_of_another_model_is_one_line(
+    world: dict[str, Path], trained: Path, tmp_path: Path, case: str
+) -> None:
+    """A checkpoint of another backbone or class count, as --model.pretrained, cbp.evaluate --ckpt or in a
+    resumed run: one line naming the file, the first key that differs and both shapes; exit code 2."""
+    other = world["base"] / "other.pt"
+    channels = 256  # cnn_tiny's decoder width
+    shapes = f"classifier.prototypes is (20, {channels}) in the file, (12, {channels}) in this model"
+    if case == "pretrained-other-backbone":
+        ckpt = trained / "ckpt_last.pt"
+        args = tiny_args(
+            world["data"], tmp_path / "run", "--model.backbone=resnet18", f"--model.pretrained={ckpt}"
+        )
+        r = run("-m", "cbp.train", *args)
+        line = assert_one_line(r, 2, f"{ckpt} does not fit the resnet18", "the file's first is stages.")
+        assert "same backbone" in line
+        assert not (tmp_path / "run").exists()
+    elif case == "evaluate-other-classes":
+        r = run(
+            "-m", "cbp.evaluate", str(trained), "--ckpt", str(other), "--out", str(tmp_path / "eval-x.json")
+        )
+        assert_one_line(
+            r, 2, f"{other} is a checkpoint of another model", shapes, "pass a checkpoint of this run"
+        )
+    else:
+        run_dir = tmp_path / "run"
+        shutil.copytree(trained, run_dir)
+        shutil.copy(other, run_dir / "ckpt_last.pt")
+        (run_dir / "ckpt_prev.pt").unlink(missing_ok=True)
+        r = run("-m", "cbp.train", *tiny_args(world["data"], run_dir, "--train.iters=4"))
+        assert_one_line(
+            r, 2, f"{run_dir / 'ckpt_last.pt'} is a checkpoint of another model", shapes, "data.root"
+        )
+
+
+@pytest.mark.slow
+def test_out_on_a_read_only_file_system(world: dict[str, Path], trained: Path, tmp_path: Path) -> None:
+    """--out on a read-only mount (cbp.train and cbp.evaluate): one line naming the folder, exit code 4."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a read-only tmpfs")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(ro)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        r = run("-m", "cbp.train", *tiny_args(world["data"], ro / "run", "--train.iters=2"))
+        assert_one_line(r, 4, f"{ro} is on a read-only file system", "--out")
+        r = run("-m", "cbp.evaluate", str(trained), "--out", str(ro / "eval-x.json"))
+        assert_one_line(r, 4, f"{ro} is on a read-only file system", "--out")
+    finally:
+        subprocess.run(["umount", str(ro)])
+
+
+def test_describe_classifies_exceptions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The mapping behind the exit codes, on exceptions raised the way the libraries raise them."""
     import errno
 
@@ -263,12 +427,46 @@ def test_describe_classifies_exceptions(tmp_path: Path) -> None:
     assert code == 4 and msg.startswith(f"No such file or directory: {tmp_path / 'missing.txt'}")
     code, msg = describe(OSError(errno.ENOSPC, "No space left on device"), folder=tmp_path / "run")
     assert code == 4 and msg.startswith(f"disk full: no space left writing to {tmp_path / 'run'}")
+    code, msg = describe(OSError(errno.EROFS, "Read-only file system", str(tmp_path / "ro" / "run")))
+    assert code == 4 and msg.startswith(f"{tmp_path / 'ro'} is on a read-only file system")
     code, msg = describe(
         RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos"), folder=tmp_path
     )
     assert code == 4 and "is the disk full?" in msg
     assert describe(RuntimeError("x"), codes={RuntimeError: 3}) == (3, "x")
     assert describe(TypeError("oops")) == (1, "TypeError: oops")  # anything else is a bug
+    # a DataLoader worker's exception, re-raised by the loader as torch does: the worker's own message
+    from torch._utils import ExceptionWrapper
+
+    try:
+        try:
+            raise UnreadableFileError("cannot read label /d/a.png:\nbad")
+        except UnreadableFileError:
+            ExceptionWrapper(where="in DataLoader worker process 0").reraise()
+    except UnreadableFileError as e:
+        assert str(e).startswith("Caught UnreadableFileError in DataLoader worker process 0.")
+        assert describe(e) == (4, "cannot read label /d/a.png: bad")
+    # a rank of a torchrun job whose peer ended: gloo's error, or the DataLoader's raised while handling it
+    gloo = RuntimeError(
+        "[../gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:28045: Connection reset by peer."
+    )
+    assert describe(gloo)[0] == 1  # not under torchrun: a bug
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    try:
+        try:
+            raise gloo
+        except RuntimeError:
+            raise RuntimeError("DataLoader worker (pid 31138) is killed by signal: Terminated. ") from None
+    except RuntimeError as e:
+        chained = e
+    for exc in (gloo, chained, RuntimeError("DataLoader worker (pid 7) is killed by signal: Terminated. ")):
+        code, msg = describe(exc, folder=tmp_path / "run")
+        assert code == 5 and msg.startswith("rank 1 lost its peer process (rank 0 or the launcher ended)"), (
+            msg
+        )
+        assert f"{tmp_path / 'run'} keeps its last checkpoint" in msg
+    assert describe(RuntimeError("DataLoader worker (pid 7) is killed by signal: Killed. "))[0] == 1
 
 
 @pytest.mark.slow
@@ -291,3 +489,82 @@ def test_torchrun_rank0_prints_the_cause(world: dict[str, Path], tmp_path: Path)
     assert (
         'File "' + str(ROOT / "cbp") not in r.stderr
     )  # no traceback from cbp's code (torchrun prints its own)
+
+
+def _rank_pid(launcher: int, rank: int) -> int | None:
+    """The pid of torchrun's (``launcher``) worker process of ``rank`` (its environment holds ``RANK``)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == launcher and f"RANK={rank}".encode() in (stat.parent / "environ").read_bytes().split(
+                b"\0"
+            ):
+                return int(stat.parent.name)
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes in /proc")
+@pytest.mark.parametrize(
+    ("killed", "workers"), [(1, 1), (0, 0)], ids=["rank1-killed-workers1", "rank0-killed"]
+)
+def test_torchrun_a_rank_that_lost_its_peer_says_so(
+    world: dict[str, Path], tmp_path: Path, killed: int, workers: int
+) -> None:
+    """kill -9 of one rank mid-training: the other rank says in one line that it lost its peer, exits at
+    once with code 5 (not 1), and prints no traceback and no "This is a bug"."""
+    import signal
+    import time
+
+    from cbp.io import read_jsonl
+
+    out = tmp_path / "run"
+    args = tiny_args(
+        world["data"], out, "--train.iters=100000", "--train.log_every=1", "--train.ckpt_every=100000",
+        f"--train.num_workers={workers}",
+    )  # fmt: skip
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "cbp.train",
+            *args,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not any(r.get("iter", 0) >= 2 for r in read_jsonl(out / "log.jsonl")):
+            assert launcher.poll() is None and time.monotonic() < deadline, (
+                "the run did not reach iteration 2"
+            )
+            time.sleep(0.2)
+        victim = _rank_pid(launcher.pid, killed)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        _, err = launcher.communicate(timeout=120)
+        assert time.monotonic() - t0 < 60
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    survivor = 1 - killed
+    ours = [line for line in err.splitlines() if line.startswith("[cbp.train]")]
+    assert len(ours) == 1, err
+    assert ours[0].startswith(
+        f"[cbp.train] error: rank {survivor} lost its peer process (rank {killed} or the launcher ended)"
+    ), err
+    assert "This is a bug" not in err and 'File "' + str(ROOT / "cbp") not in err, err
+    assert "exitcode  : 5" in err, err  # torchrun's summary: the survivor's exit code

@@ -300,3 +300,29 @@ def test_reading_overrides_reach_the_head_and_the_loss() -> None:
     assert build_occl(apply_overrides(cfg, ["--loss.occl=false"])) is None
     with pytest.raises(ConfigError, match="category_form"):
         apply_overrides(cfg, ["--loss.category_form=literal"])
+
+
+def test_every_float_key_refuses_nan_and_inf() -> None:
+    """No knob of a run means NaN or infinity: every float field (and float in a tuple) refuses them at
+    parsing, on the command line and in a --config file."""
+    import typing
+
+    from cbp.engine.config import _locate
+
+    cfg = Config()
+    floats = []
+    for key in valid_keys(cfg):
+        _, _, tp = _locate(cfg, key)
+        if tp is float or float in typing.get_args(tp):
+            floats.append(key)
+    assert {"optim.lr", "loss.lam", "model.length", "data.ratio_range", "optim.betas"} <= set(floats)
+    for key in floats:
+        for text in ("nan", "inf", "-inf", "NaN"):
+            with pytest.raises(ConfigError, match="expected a finite number"):
+                apply_overrides(Config(), [f"--{key}={text}"])
+        section, name = key.split(".")
+        data = to_dict(cfg)
+        value = data[section][name]
+        data[section][name] = [float("nan")] * len(value) if isinstance(value, list) else float("inf")
+        with pytest.raises(ConfigError, match="expected a finite number"):
+            from_dict(data)

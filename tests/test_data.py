@@ -146,7 +146,7 @@ def test_ade20k_unreadable_and_bad_files(ade_root: Path) -> None:
     bad = ade_root / "images" / "training" / "ADE_train_00000001.png"
     bad.write_bytes(b"not an image")
     ds = ADE20K(ade_root, "training")
-    with pytest.raises(OSError, match="cannot read image .*ADE_train_00000001.png"):
+    with pytest.raises(UnreadableFileError, match="cannot read image .*ADE_train_00000001.png"):
         ds[0]
     # colour label
     Image.fromarray(_rand_image(5, 6, 1)).save(

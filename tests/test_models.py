@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from cbp.engine import checkpoint
 from cbp.heads import CBPHead, LinearHead
+from cbp.io import WrongCheckpointError
 from cbp.models import BACKBONES, Segmentor, SegOutput, create_model
 from cbp.prototypes import category_basis_prototypes
 
@@ -187,19 +188,21 @@ def test_pretrained_errors(tmp_path: Path) -> None:
         create_model("cnn_tiny", 5, pretrained=junk)
     other = tmp_path / "resnet18_encoder.pt"
     torch.save(create_model("resnet18", 5, aux_head=False).encoder.state_dict(), other)
-    with pytest.raises(ValueError, match="no key matches"):
+    with pytest.raises(WrongCheckpointError, match="none of its keys is the encoder's .the file's first is"):
         create_model("convnext_atto", 5, pretrained=other)
     state = create_model("cnn_tiny", 5).encoder.state_dict()
     del state["stages.3.1.0.weight"]
     state["stages.4.0.0.weight"] = torch.zeros(1)
     partial = tmp_path / "partial.pt"
     torch.save(state, partial)
-    with pytest.raises(ValueError, match=r"1 missing keys \['stages.3.1.0.weight'\], 1 unexpected"):
+    with pytest.raises(
+        WrongCheckpointError, match=r"stages\.3\.1\.0\.weight \(\d+, \d+, 3, 3\) of this model is not in"
+    ):
         create_model("cnn_tiny", 5, pretrained=partial)
     state = create_model("swin_atto", 5, img_size=64).encoder.state_dict()  # windows shrink at 64x64
     swin = tmp_path / "swin.pt"
     torch.save(state, swin)
-    with pytest.raises(ValueError, match="of another shape"):
+    with pytest.raises(WrongCheckpointError, match=r"is \(.*\) in the file, \(.*\) in this model"):
         create_model("swin_atto", 5, img_size=224, pretrained=swin)
 
 

@@ -74,3 +74,193 @@ def test_toc_matches_notebooks() -> None:
     in_toc = {Path(e).name for e in listed if e.startswith("notebooks/")}
     missing = [p.stem for p in NOTEBOOKS if p.stem not in in_toc]
     assert not missing, f"notebooks missing from book/_toc.yml (add them under a part): {missing}"
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters: the hints a page prints name its real parameters, and their types are checked
+
+BOOK = ROOT / "cbp" / "book"
+#: A hint that names a page parameter, in what a page prints: Papermill's ``-p name``, ``name=True`` /
+#: ``name=False`` / ``name=None``, "the page's parameter `name`"; in a page's markdown ``-p name``, the
+#: parameter and ``name = value`` in backticks (``normalize=True`` there is a function's argument).
+HINT = re.compile(r"-p ([a-z_]\w*)|\b([a-z_]\w*)=(?:True|False|None)\b|parameter `([a-z_]\w*)`")
+MARKDOWN_HINT = re.compile(r"-p ([a-z_]\w*)|parameter `([a-z_]\w*)`|`([a-z_]\w*) = [^`]+`")
+
+
+def _parameters(path: Path) -> list[str]:
+    """The names the parameters cell of a notebook assigns, in order."""
+    cells = _cells(path.read_text(encoding="utf-8"))
+    body = next(body for header, body in cells if "parameters" in header)
+    names = []
+    for node in ast.parse(body).body:
+        for target in node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]:
+            elts = target.elts if isinstance(target, ast.Tuple) else [target]
+            names += [e.id for e in elts if isinstance(e, ast.Name)]
+    return names
+
+
+def _strings(node: ast.AST) -> list[str]:
+    """The text of the string constants under ``node`` (f-strings' literal parts), docstrings left out."""
+    docs = {
+        id(n.body[0].value)
+        for n in ast.walk(node)
+        if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    return [
+        n.value
+        for n in ast.walk(node)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+    ]
+
+
+def _book_functions_called(tree: ast.Module) -> dict[str, set[str]]:
+    """``module -> functions`` of :mod:`cbp.book` a notebook calls (``launch.train_runs(...)``), with the
+    functions of the same module those call, and so on."""
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "cbp.book":
+            aliases.update({a.asname or a.name: a.name for a in node.names})
+    called: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            called.setdefault(aliases[node.value.id], set()).add(node.attr)
+    for module, names in called.items():
+        defs = {
+            n.name: n
+            for n in ast.parse((BOOK / f"{module}.py").read_text()).body
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+        }
+        todo = list(names)
+        while todo:
+            for n in ast.walk(defs.get(todo.pop(), ast.Module(body=[], type_ignores=[]))):
+                if isinstance(n, ast.Name) and n.id in defs and n.id not in names:
+                    names.add(n.id)
+                    todo.append(n.id)
+        called[module] = {n for n in names if n in defs}
+    return called
+
+
+def _hints(path: Path) -> dict[str, str]:
+    """Parameter name -> where a hint printed or shown by the page names it."""
+    text = path.read_text(encoding="utf-8")
+    found: dict[str, str] = {}
+    for header, body in _cells(text):
+        if "parameters" in header:
+            continue
+        if "[markdown]" in header:
+            for m in MARKDOWN_HINT.finditer(body):
+                found.setdefault(next(g for g in m.groups() if g), f"{path.name} markdown: {m.group(0)!r}")
+        else:
+            for s in _strings(ast.parse(body)):
+                for m in HINT.finditer(s):
+                    found.setdefault(next(g for g in m.groups() if g), f"{path.name}: {s!r}")
+    for module, functions in _book_functions_called(ast.parse(text)).items():
+        tree = ast.parse((BOOK / f"{module}.py").read_text())
+        for node in tree.body:
+            if getattr(node, "name", None) in functions:
+                for s in _strings(node):
+                    for m in HINT.finditer(s):
+                        where = f"cbp/book/{module}.py {node.name}: {s!r}"
+                        found.setdefault(next(g for g in m.groups() if g), where)
+    return found
+
+
+PAGES = [p for p in NOTEBOOKS if re.search(r'^# %% tags=\["parameters"\]', p.read_text(), re.MULTILINE)]
+
+
+def test_the_training_pages_hints_are_found() -> None:
+    """The check below sees the hints it is about: chapter 5's `-p` lines and what cbp.book.launch prints."""
+    hints = _hints(ROOT / "notebooks" / "05_train_ade.py")
+    assert {"backbone", "iters", "dataset", "data_root", "gpus", "pretrained", "resume"} <= set(hints), hints
+    assert hints["resume"].startswith("cbp/book/launch.py"), hints["resume"]  # what train_runs prints
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_every_hint_names_a_parameter_of_the_page(path: Path) -> None:
+    """Every ``-p NAME`` or ``NAME=...`` a page shows, or prints through cbp.book, names one of its parameters."""
+    params = set(_parameters(path))
+    wrong = {name: where for name, where in _hints(path).items() if name not in params}
+    assert not wrong, f"{path.name}: hints name parameters the page does not have ({sorted(params)}): {wrong}"
+
+
+def _check_cell(path: Path) -> str:
+    """The body of the cell right after the parameters cell (where Papermill's injected cell goes before it)."""
+    cells = _cells(path.read_text(encoding="utf-8"))
+    i = next(i for i, (header, _) in enumerate(cells) if "parameters" in header)
+    return cells[i + 1][1]
+
+
+def _run_parameters(path: Path, **injected: object) -> dict:
+    """The parameters cell, Papermill's injected values, then the check cell, in one namespace."""
+    cells = _cells(path.read_text(encoding="utf-8"))
+    namespace: dict = {}
+    exec(next(body for header, body in cells if "parameters" in header), namespace)
+    namespace.update(injected)
+    exec(_check_cell(path), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_the_parameters_types_are_checked_right_after_them(path: Path) -> None:
+    """The cell after the parameters cell checks every parameter's type (and only the parameters);
+    the defaults pass; a value of the wrong type is a one-line TypeError naming it and its value."""
+    calls = [
+        n
+        for n in ast.walk(ast.parse(_check_cell(path)))
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "check_parameters"
+    ]
+    assert len(calls) == 1, f"{path.name}: the cell after the parameters cell must call check_parameters"
+    checked = [k.value for k in calls[0].args[1].keys]
+    assert sorted(checked) == sorted(_parameters(path)), f"{path.name}: checks {checked}"
+    defaults = _run_parameters(path)
+    for name in _parameters(path):
+        wrong = 12 if isinstance(defaults[name], str) else "abc"
+        with pytest.raises(TypeError) as e:
+            _run_parameters(path, **{name: wrong})
+        assert str(e.value).startswith(f"parameter {name}={wrong!r} is a") and "\n" not in str(e.value)
+
+
+def test_papermill_values_of_chapter_5() -> None:
+    """``-p iters abc`` (a string) is refused in one line where it used to fail cells later
+    (``TypeError: unsupported operand type(s) for //``); ints, bools and None pass where they fit."""
+    page = ROOT / "notebooks" / "05_train_ade.py"
+    with pytest.raises(
+        TypeError, match=r"^parameter iters='abc' is a str: expected an integer, e.g. -p iters 20$"
+    ):
+        _run_parameters(page, iters="abc")
+    with pytest.raises(TypeError, match=r"^parameter occl=1 is an int: expected True or False"):
+        _run_parameters(page, occl=1)  # a bool is a bool only
+    with pytest.raises(
+        TypeError, match=r"data_root=2024 .* -r data_root TEXT \(Papermill's -p reads 2024 as a number"
+    ):
+        _run_parameters(page, data_root=2024)
+    _run_parameters(page, iters=20, occl=False, baseline=None, backbone="swin_b", gpus=8)
+
+
+def test_check_parameters() -> None:
+    from cbp.book.parameters import check_parameters
+
+    types = {"lr": float, "n": int, "flag": bool, "auto": (bool, None), "ts": list[float], "name": str}
+    good = {"lr": 1, "n": 3, "flag": True, "auto": None, "ts": [0.1, 2], "name": "x"}
+    check_parameters(good, types)  # an int is a float here (Papermill reads -p lr 1 as an int)
+    for name, value, expected in (
+        ("lr", True, "a number"),
+        ("n", 2.0, "an integer"),
+        ("n", False, "an integer"),
+        ("flag", "true", "True or False"),
+        ("auto", 0, "True or False or None"),
+        ("ts", [0.1, "x"], "a list of numbers"),
+        ("name", None, "a string"),
+    ):
+        with pytest.raises(
+            TypeError, match=f"parameter {name}={re.escape(repr(value))} .*expected {expected}"
+        ):
+            check_parameters({**good, name: value}, types)
+    for value in (float("nan"), float("inf"), [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="expected a finite number"):
+            check_parameters({**good, "ts" if isinstance(value, list) else "lr": value}, types)
+    with pytest.raises(ValueError, match="parameter fresh is not set"):
+        check_parameters(good, {**types, "fresh": bool})

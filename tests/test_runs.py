@@ -299,9 +299,9 @@ def test_train_runs_reuses_resumes_and_never_deletes(
         launch.train_runs(launch.RunSpec(iters=4, out_dir=str(other)), baseline=False, root=tmp_path)
     assert (other / "metrics.json").exists()
 
-    # fresh=True says what it deletes, then deletes the folder and trains again
+    # resume=False says what it deletes, then deletes the folder and trains again
     launched.clear()
-    said = f"== fresh=True: deleting {other} (3 files: config.json, log.jsonl, metrics.json)"
+    said = f"== resume=False: deleting {other} (3 files: config.json, log.jsonl, metrics.json)"
     rmtree = launch.shutil.rmtree
 
     def announced_rmtree(path: Path) -> None:
@@ -309,7 +309,9 @@ def test_train_runs_reuses_resumes_and_never_deletes(
         rmtree(path)
 
     monkeypatch.setattr(launch.shutil, "rmtree", announced_rmtree)
-    launch.train_runs(launch.RunSpec(iters=4, out_dir=str(other)), baseline=False, fresh=True, root=tmp_path)
+    launch.train_runs(
+        launch.RunSpec(iters=4, out_dir=str(other)), baseline=False, resume=False, root=tmp_path
+    )
     assert not other.exists() and len(launched) == 1 and "(training)" in capsys.readouterr().out
 
 
@@ -317,7 +319,7 @@ def test_a_folder_that_is_not_a_run_is_never_deleted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's folder (a config.json of no run, a thesis, a sub-folder) and a run holding a file of
-    the user's: a page refuses both, resume=False (fresh) or not, in one line naming the folder and
+    the user's: a page refuses both, resume=False or not, in one line naming the folder and
     the files the engine does not write, and nothing is deleted or trained."""
     launched: list[list[str]] = []
     monkeypatch.setattr(launch, "run", lambda cmd, **kw: launched.append(list(cmd)) or 1.0)
@@ -331,9 +333,9 @@ def test_a_folder_that_is_not_a_run_is_never_deleted(
     for folder, foreign in ((thesis, r"sub/, thesis\.txt"), (run, r"notes\.md")):
         before = sorted(p.relative_to(tmp_path) for p in folder.rglob("*"))
         spec = launch.RunSpec(iters=4, out_dir=str(folder))
-        for fresh in (True, False):
+        for resume in (True, False):
             with pytest.raises(launch.RunDirConflict) as e:
-                launch.train_runs(spec, baseline=None, fresh=fresh, root=tmp_path)
+                launch.train_runs(spec, baseline=None, resume=resume, root=tmp_path)
             assert re.match(rf"{folder} holds files the engine does not write \({foreign}\)", str(e.value))
             assert "nothing was deleted" in str(e.value) and "\n" not in str(e.value)
         assert sorted(p.relative_to(tmp_path) for p in folder.rglob("*")) == before
@@ -353,16 +355,16 @@ def test_page_lines_shows_each_announcement_as_it_comes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with launch.page_lines(tmp_path):
-        print(f"== fresh=True: deleting {tmp_path}/runs/a (1 files: config.json)", end="", flush=True)
+        print(f"== resume=False: deleting {tmp_path}/runs/a (1 files: config.json)", end="", flush=True)
         assert capsys.readouterr().out == ""  # not before the line is complete
         print("\niter 1/2  loss 1.0\n== a: done", flush=True)
         assert (
-            capsys.readouterr().out == "== fresh=True: deleting runs/a (1 files: config.json)\n== a: done\n"
+            capsys.readouterr().out == "== resume=False: deleting runs/a (1 files: config.json)\n== a: done\n"
         )
 
 
 def test_a_run_another_process_holds_is_never_deleted(tmp_path: Path) -> None:
-    """fresh=True must not pull a run folder from under a process that is training in it."""
+    """resume=False must not pull a run folder from under a process that is training in it."""
     run_dir = _write_run(launch.RunSpec(iters=4, out_dir=str(tmp_path / "busy")), tmp_path, finished=False)
     holder = subprocess.Popen(  # takes the run's lock the way the engine does, then waits
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from cbp.engine.train import "

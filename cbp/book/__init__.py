@@ -1,5 +1,6 @@
 """Helpers of the book's pages: what a notebook calls so that its cells stay short.
 
+* :mod:`cbp.book.parameters`: check the types of a page's Papermill parameters (the cell after them);
 * :mod:`cbp.book.launch`: turn a page's parameters into a training command and run it;
 * :mod:`cbp.book.run_data`: read what a run wrote (logs, metrics, predictions);
 * :mod:`cbp.book.figures`: the training pages' figures; :mod:`cbp.book.plotting`: the book's style

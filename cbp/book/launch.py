@@ -3,7 +3,7 @@ command -> a subprocess whose progress the page shows (used by chapters 5 and 6)
 
 :func:`train_command` builds the command line, :func:`run` starts it and streams its output in
 short form, :func:`train_runs` trains, resumes or reuses the runs of a page. Nothing is ever deleted
-unless a page asks for it (``fresh=True``, which says what it deletes before it does), and then only
+unless a page asks for it (its parameter ``resume=False``, which says what it deletes before it does), and then only
 a run: a folder the engine recognises as one and that holds nothing the engine did not write
 (:mod:`cbp.engine.run_files`).
 """
@@ -367,7 +367,7 @@ def run_dir_state(cmd: Sequence[str], run_dir: Path) -> str:
         keys = "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in changed.items())
         raise RunDirConflict(
             f"{run_dir} holds a run of another config (differing keys: {keys}); nothing was deleted. "
-            "Pass fresh=True (the page's parameter `fresh`) to delete it and train afresh, or choose "
+            "Pass resume=False (the page's parameter `resume`) to delete it and train afresh, or choose "
             "another out_dir."
         ) from None
     metrics = run_dir / "metrics.json"
@@ -379,7 +379,7 @@ def run_dir_state(cmd: Sequence[str], run_dir: Path) -> str:
 def delete_run_dir(run_dir: Path) -> list[str]:
     """Delete the run folder ``run_dir`` (only a run, with nothing the engine did not write); what it deleted.
 
-    Only :func:`train_runs` with ``fresh=True`` calls it; it prints the folder and its files before
+    Only :func:`train_runs` with ``resume=False`` calls it; it prints the folder and its files before
     it deletes them. A folder that holds no run yet (:func:`holds_run`) is left as it is.
 
     Raises:
@@ -397,7 +397,7 @@ def delete_run_dir(run_dir: Path) -> list[str]:
         )
     try:
         files = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
-        print(f"== fresh=True: deleting {run_dir} ({len(files)} files: {', '.join(files)})", flush=True)
+        print(f"== resume=False: deleting {run_dir} ({len(files)} files: {', '.join(files)})", flush=True)
         shutil.rmtree(run_dir)
     finally:
         os.close(fd)
@@ -408,13 +408,13 @@ def train_runs(
     spec: RunSpec,
     *,
     baseline: bool | None,
-    fresh: bool = False,
+    resume: bool = True,
     datasets: Sequence[str] = ("synthetic", "ade20k", "cocostuff10k"),
     root: Path | None = None,
 ) -> dict[str, Path]:
     """Train the page's run (and its learnable baseline), printing each command and its progress.
 
-    Nothing is deleted unless ``fresh``: a finished run of the same config in the run's folder is
+    Nothing is deleted unless ``resume=False``: a finished run of the same config in the run's folder is
     reused ("already trained"), an unfinished one is resumed by the engine, and a folder holding a run
     of another config is an error that names the folder and the differing keys.
 
@@ -422,8 +422,9 @@ def train_runs(
         spec: the run.
         baseline: also train :meth:`RunSpec.baseline` (learnable classifier, no OCCL, same rest);
             None = :func:`auto_baseline`.
-        fresh: delete the runs' folders first (saying what it deletes, before it does; only runs:
-            see :func:`holds_run`) and train afresh, e.g. after a change to the code.
+        resume: True reuses a finished run and resumes an unfinished one; False deletes the runs' folders
+            first (saying what it deletes, before it does; only runs: see :func:`holds_run`) and trains
+            afresh, e.g. after a change to the code. The training pages' parameter of the same name.
         datasets: the datasets this page accepts.
         root: repository root (default :func:`repo_root`).
 
@@ -451,11 +452,11 @@ def train_runs(
     for label, s in specs.items():
         run_dir = s.run_dir(root)
         cmd = train_command(s, root)
-        if fresh:
+        if not resume:
             delete_run_dir(run_dir)
         state = run_dir_state(cmd, run_dir)
         if state == "finished":
-            print(f"== {label}: already trained -> {run_dir} (fresh=True retrains it)\n", flush=True)
+            print(f"== {label}: already trained -> {run_dir} (resume=False retrains it)\n", flush=True)
         else:
             what = "resuming" if state == "unfinished" else "training"
             print(f"== {label} ({what}): {format_command(cmd)}", flush=True)

@@ -58,15 +58,14 @@ def read_image(path: Path) -> torch.Tensor:
         uint8 tensor (3, H, W).
 
     Raises:
-        OSError: the file cannot be opened or decoded (the message names it).
+        UnreadableFileError: the file cannot be opened or decoded, or it is too large to decode safely
+            (the message names it).
     """
     try:
         with Image.open(path) as img:
             array = np.asarray(img.convert("RGB"))  # (H, W, 3) uint8
     except Exception as e:  # PIL raises several types (UnidentifiedImageError, OSError, SyntaxError ...)
-        raise OSError(
-            f"cannot read image {path}: {type(e).__name__}: {e}. Re-download or remove this file."
-        ) from e
+        raise unreadable("image", path, e) from e
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()  # (3, H, W)
 
 
@@ -77,22 +76,33 @@ def read_label_png(path: Path) -> np.ndarray:
         integer array (H, W) with the raw stored values.
 
     Raises:
-        OSError: unreadable file; ValueError: a colour (RGB) label image.
+        UnreadableFileError: (a ValueError) an unreadable file, or a colour (RGB) label image.
     """
     try:
         with Image.open(path) as img:
             mode = img.mode
             array = np.asarray(img)
     except Exception as e:
-        raise OSError(
-            f"cannot read label {path}: {type(e).__name__}: {e}. Re-download or remove this file."
-        ) from e
+        raise unreadable("label", path, e) from e
     if array.ndim != 2:
-        raise ValueError(
+        raise UnreadableFileError(
             f"label {path} has mode {mode!r} and shape {array.shape}: expected a single-channel (H, W) PNG of "
             "class ids (mode L or P), not a colour visualisation"
         )
     return array
+
+
+def unreadable(what: str, path: Path, error: Exception) -> UnreadableFileError:
+    """The error of an image or label file that PIL cannot read (exit code 4), naming the file."""
+    if isinstance(error, Image.DecompressionBombError):
+        return UnreadableFileError(
+            f"cannot read {what} {path}: {str(error).rstrip('.')}; PIL refuses to decode an image this large "
+            "(a decompression bomb?). Re-download or remove this file."
+        )
+    return UnreadableFileError(
+        f"cannot read {what} {path}: {type(error).__name__}: {str(error).rstrip('.')}. Re-download or remove "
+        "this file."
+    )
 
 
 def map_label(raw: np.ndarray, lut: np.ndarray, path: Path, what: str) -> torch.Tensor:
@@ -108,11 +118,11 @@ def map_label(raw: np.ndarray, lut: np.ndarray, path: Path, what: str) -> torch.
         int64 tensor (H, W) with values in 0..N-1 or 255.
 
     Raises:
-        ValueError: naming the file and the offending values (never clipped).
+        UnreadableFileError: (a ValueError) naming the file and the offending values (never clipped).
     """
     raw = np.asarray(raw)
     if raw.dtype.kind not in "iub":
-        raise ValueError(f"label {path} has dtype {raw.dtype}: expected integer class ids ({what})")
+        raise UnreadableFileError(f"label {path} has dtype {raw.dtype}: expected integer class ids ({what})")
     raw64 = raw.astype(np.int64)
     outside = (raw64 < 0) | (raw64 > 255)
     mapped = lut[np.clip(raw64, 0, 255)]  # (H, W)
@@ -120,7 +130,7 @@ def map_label(raw: np.ndarray, lut: np.ndarray, path: Path, what: str) -> torch.
     if bad.any():
         values = np.unique(raw64[bad])
         shown = ", ".join(str(v) for v in values[:20]) + (" ..." if len(values) > 20 else "")
-        raise ValueError(
+        raise UnreadableFileError(
             f"label {path} holds values outside the classes: {shown} ({int(bad.sum())} pixels); expected {what}. "
             "Check that the annotation belongs to this dataset (wrong class count or a converted/colour file)."
         )
@@ -196,7 +206,7 @@ class SegmentationFiles(Dataset):
         image = read_image(image_path)  # (3, H, W) uint8
         label = self.load_label(label_path)  # (H, W) int64
         if tuple(image.shape[1:]) != tuple(label.shape):
-            raise ValueError(
+            raise UnreadableFileError(
                 f"image {image_path} is {tuple(image.shape[1:])} (H, W) but its label {label_path} is "
                 f"{tuple(label.shape)}: an image and its label must have the same size"
             )
@@ -297,18 +307,35 @@ def _pair_files(
     return files
 
 
-def _read_meta(path: Path) -> dict:
+def load_meta(path: Path) -> dict:
+    """The JSON object in ``path`` (a set's ``cbp_meta.json``).
+
+    Raises:
+        UnreadableFileError: the file cannot be read or is not a JSON object (the message names it).
+    """
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise OSError(f"cannot read {path}: {e}. Delete the folder and regenerate the synthetic set.") from e
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        raise UnreadableFileError(
+            f"cannot read {path}: {type(e).__name__}: {e}. Delete the folder and regenerate the synthetic set."
+        ) from None
+    if not isinstance(meta, dict):
+        raise UnreadableFileError(
+            f"{path} holds a JSON {type(meta).__name__}, not an object. Delete the folder and regenerate the "
+            "synthetic set."
+        )
+    return meta
+
+
+def _read_meta(path: Path) -> dict:
+    meta = load_meta(path)
     missing = [k for k in ("num_classes", "class_names", "pixel_counts") if k not in meta]
     if missing:
-        raise ValueError(
+        raise UnreadableFileError(
             f"{path} lacks the keys {missing}: regenerate it with `python -m cbp.data.synthetic`"
         )
     if len(meta["class_names"]) != meta["num_classes"] or len(meta["pixel_counts"]) != meta["num_classes"]:
-        raise ValueError(
+        raise UnreadableFileError(
             f"{path} is inconsistent: class_names / pixel_counts lengths differ from num_classes"
         )
     return meta

@@ -30,8 +30,10 @@ from cbp.data.ade20k import (
     layout_error,
     map_label,
     read_label_png,
+    unreadable,
 )
 from cbp.data.classes import COCOSTUFF_CLASSES, COCOSTUFF_PALETTE, cocostuff_raw_lut, cocostuff_train_id_lut
+from cbp.io import UnreadableFileError
 
 COCOSTUFF_LAYOUT = """\
 either the raw release:
@@ -99,7 +101,7 @@ class COCOStuff10K(SegmentationFiles):
         names = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
         names = [n[: -len(".jpg")] if n.endswith(".jpg") else n for n in names]
         if not names:
-            raise ValueError(f"{list_file} lists no images: expected one image name per line")
+            raise UnreadableFileError(f"{list_file} lists no images: expected one image name per line")
         files = [(self.root / "images" / f"{n}.jpg", self.root / "annotations" / f"{n}.mat") for n in names]
         for image, label in files:
             if not image.exists():
@@ -118,18 +120,20 @@ class COCOStuff10K(SegmentationFiles):
             try:
                 mat = scipy.io.loadmat(path)
             except Exception as e:
-                raise OSError(f"cannot read label {path}: {type(e).__name__}: {e}") from e
+                raise unreadable("label", path, e) from e
             if "S" not in mat:
                 keys = sorted(k for k in mat if not k.startswith("__"))
-                raise ValueError(
+                raise UnreadableFileError(
                     f"label {path} has no key 'S' (keys: {keys}): expected a COCO-Stuff-10K annotation"
                 )
             raw = np.asarray(mat["S"])
             if raw.ndim != 2:
-                raise ValueError(f"label {path}: 'S' has shape {raw.shape}, expected (H, W)")
+                raise UnreadableFileError(f"label {path}: 'S' has shape {raw.shape}, expected (H, W)")
             if raw.dtype.kind == "f":  # some tools save ids as double; accept exact integers only
                 if not np.array_equal(raw, np.round(raw)):
-                    raise ValueError(f"label {path}: 'S' holds non-integer values, expected ids 0..182")
+                    raise UnreadableFileError(
+                        f"label {path}: 'S' holds non-integer values, expected ids 0..182"
+                    )
                 raw = raw.astype(np.int64)
             return map_label(raw, self._lut, path, "0 (unlabeled) or a COCO-Stuff id in 1..182")
         return map_label(read_label_png(path), self._lut, path, "0 (unlabeled), 1..171 or 255")

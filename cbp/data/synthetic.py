@@ -120,9 +120,9 @@ import numpy as np
 from PIL import Image
 
 from cbp.cli import EXIT_DATA, OneLineParser
-from cbp.data.ade20k import META_FILE
+from cbp.data.ade20k import META_FILE, load_meta
 from cbp.data.classes import ADE20K_CLASSES, ADE20K_PALETTE, ade20k_pixel_counts
-from cbp.io import read_json, remove_stale_temporaries
+from cbp.io import remove_stale_temporaries
 
 FORMAT = "cbp-synthetic"
 VERSION = 2  # 1: seed order and float32 rendering depended on the CPU (see "Portability")
@@ -672,9 +672,13 @@ def environment() -> dict[str, object]:
 
 
 def read_meta(root: str | Path) -> dict | None:
-    """The parsed ``cbp_meta.json`` of a generated set, or None when there is none."""
+    """The parsed ``cbp_meta.json`` of a generated set, or None when there is none.
+
+    Raises:
+        cbp.io.UnreadableFileError: (a ValueError) the file is not a JSON object (exit code 4).
+    """
     path = Path(root) / META_FILE
-    return read_json(path) if path.exists() else None
+    return load_meta(path) if path.exists() else None
 
 
 def ensure_synthetic(root: str | Path, *, progress: bool = True, **kw) -> Path:

@@ -207,11 +207,18 @@ def restore_model(cfg: Config, num_classes: int, ckpt_path: str | Path) -> tuple
 
     Returns:
         (model on the CPU, the checkpoint dict: ``"model"``, ``"iter"``, ...).
+
+    Raises:
+        cbp.io.WrongCheckpointError: the checkpoint is of another model (exit code 2).
     """
 
     ckpt = checkpoint.load(Path(ckpt_path))
     fresh = copy.deepcopy(cfg)
     fresh.model.pretrained = ""
     model = build_model(fresh, num_classes)
-    model.load_state_dict(ckpt["model"])
+    hint = (
+        f"pass a checkpoint of this run ({cfg.model.backbone}, {cfg.model.classifier}, {num_classes} classes), "
+        "or evaluate the run folder the checkpoint belongs to"
+    )
+    checkpoint.load_model_state(model, ckpt, Path(ckpt_path), hint=hint)
     return model, ckpt

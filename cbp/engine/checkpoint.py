@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cbp.io import UnreadableFileError, load_torch
+from cbp.io import UnreadableFileError, WrongCheckpointError, load_torch, state_mismatch
 
 CKPT_NAME = "ckpt_last.pt"
 PREV_NAME = "ckpt_prev.pt"
@@ -211,3 +211,28 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found: pass --ckpt PATH or train the run first")
     return load_torch(path, map_location=map_location)
+
+
+def load_model_state(model: torch.nn.Module, ckpt: dict[str, Any], path: Path, *, hint: str) -> None:
+    """Load the weights of the checkpoint ``ckpt`` (read from ``path``) into ``model``.
+
+    Args:
+        model: the model of this config.
+        ckpt: the checkpoint (its ``"model"`` state dict; its ``"config"`` names the backbone it was saved from).
+        path: the file, for the message.
+        hint: what to do instead, ending the message.
+
+    Raises:
+        WrongCheckpointError: (exit code 2) the checkpoint is of another model (backbone, classifier or
+            class count); the message names the file, the first key that differs and both shapes.
+    """
+    where = state_mismatch(model.state_dict(), ckpt["model"])
+    if where is not None:
+        saved = (ckpt.get("config") or {}).get("model") or {}
+        by = (
+            f" (it was saved by a run of {saved['backbone']}, {saved['classifier']})"
+            if "backbone" in saved
+            else ""
+        )
+        raise WrongCheckpointError(f"{path} is a checkpoint of another model{by}: {where}; {hint}")
+    model.load_state_dict(ckpt["model"])

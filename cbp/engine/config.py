@@ -6,7 +6,8 @@ Every knob of a run is a field below; a preset is a plain function returning a f
     python -m cbp.train --preset ade20k_segformer_b0 --out runs/b0 --train.iters=40000 --loss.occl=false
 
 Overrides are type-checked against the field's annotation (bool / int / float / str / tuple /
-Literal choices); an unknown key fails with the closest valid key.
+Literal choices; a float is finite: ``nan`` and ``inf`` are refused); an unknown key fails with the
+closest valid key.
 
 Schedules of the paper (Section 4, "following the default settings [of mmsegmentation] for each
 dataset"), as mmsegmentation's configs spell them:
@@ -35,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -42,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cbp.io import read_json
 from cbp.models.builder import get_spec
 from cbp.paper import PAPER_ABLATION, PAPER_ABLATION_ITERS, PAPER_HPARAMS, PAPER_ITERS, PAPER_TAU
 
@@ -407,9 +408,12 @@ def _parse(key: str, text: str, tp: Any) -> Any:
             raise ConfigError(f"--{key}={text!r}: expected an integer, e.g. --{key}=1000") from None
     if tp is float:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise ConfigError(f"--{key}={text!r}: expected a number, e.g. --{key}=0.01") from None
+        if not math.isfinite(value):  # float() takes "nan" and "inf"; no knob of a run means either
+            raise ConfigError(f"--{key}={text!r}: expected a finite number, e.g. --{key}=0.01")
+        return value
     if tp is str:
         return text
     if origin is tuple:
@@ -577,6 +581,8 @@ def _check_value(key: str, value: Any, tp: Any, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
+        if not math.isfinite(value):  # json reads NaN and Infinity
+            raise bad("a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -623,23 +629,48 @@ def from_dict(data: dict[str, Any], *, source: str = "config") -> Config:
     return cfg
 
 
+#: The largest ``--config`` file read (a run's ``config.json`` is about 2 KB, a record embedding one
+#: tens of KB); a larger file is refused from its size, before it is read.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def read_config_file(path: str | Path) -> Config:
     """The config stored in ``path``: a run's ``config.json``, or a JSON record that embeds one under
     ``"config"`` (``metrics.json``, ``eval-*.json``); the base of ``--config FILE``.
 
     Raises:
-        FileNotFoundError: no such file.
-        ConfigError: not JSON, or not a config (unknown keys, wrong types).
+        FileNotFoundError: no such file (exit code 4, as an unreadable one).
+        ConfigError: (exit code 2) over :data:`MAX_CONFIG_BYTES` (refused from its size, before it is
+            read), not UTF-8, not JSON, nested too deeply for the parser, or not a config (unknown keys,
+            wrong types).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"config file {path} not found: pass a run's config.json (python -m cbp.train writes one in --out)"
         )
+    size, raw = path.stat().st_size, b""
+    if size <= MAX_CONFIG_BYTES:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # a file that grew since stat() is cut at the limit too
+    if max(size, len(raw)) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path} is {max(size, len(raw)) / 2**20:.1f} MB, more than a config file holds (at most "
+            f"{MAX_CONFIG_BYTES // 2**20} MB); pass a run's config.json"
+        )
     try:
-        data = read_json(path)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); pass a run's config.json"
+        ) from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON ({e}); pass a run's config.json") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path} is nested too deeply for the JSON parser (a config is two levels deep); pass a run's "
+            "config.json"
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("config"), dict) and "model" not in data:
         data = data["config"]
     return from_dict(data, source=str(path))

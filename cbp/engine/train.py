@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path]:
         prog="python -m cbp.train",
         description="Train a segmentation model with CBP / OCCL. Any config key is an override: "
         "--section.key=value (see --help-keys). Exit codes: 0 done, 1 bug, 2 usage or config, 3 diverged, "
-        "4 data or file.",
+        "4 data or file, 5 (torchrun) a rank lost its peer process.",
     )
     base = parser.add_mutually_exclusive_group()
     base.add_argument("--preset", default=None, help="preset name (see --list-presets); default synthetic")
@@ -617,7 +617,11 @@ def resume(state: TrainState) -> None:
     latest = checkpoint.load_latest(state.out, map_location="cpu", set_aside=True)
     if latest is not None:
         ckpt, path = latest
-        state.model.load_state_dict(ckpt["model"])
+        hint = (
+            f"does data.root ({state.cfg.data.root}) hold the run's data set (the same classes)? Pass the "
+            "run's data.root, or train this config in a new --out"
+        )
+        checkpoint.load_model_state(state.model, ckpt, path, hint=hint)
         load_optimizer_state(state.optimizer, ckpt["optimizer"])
         if state.scaler is not None and ckpt.get("scaler"):
             state.scaler.load_state_dict(ckpt["scaler"])

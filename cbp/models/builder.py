@@ -35,7 +35,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from cbp.heads import CBPHead, LinearHead
-from cbp.io import load_torch
+from cbp.io import UnreadableFileError, WrongCheckpointError, load_torch, state_mismatch
 from cbp.paper import PAPER_ABLATION
 
 from .decoders import FCNHead, SegformerHead, UPerHead
@@ -180,14 +180,14 @@ def _encoder_state(obj: Any, path: Path) -> dict[str, Tensor]:
     """The encoder part of a loaded checkpoint: a cbp checkpoint (``obj["model"]`` holds a
     Segmentor state dict), a ``{"state_dict": ...}`` wrapper, or a plain state dict."""
     if not isinstance(obj, Mapping):
-        raise ValueError(
+        raise UnreadableFileError(
             f"{path}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}"
         )
     if isinstance(obj.get("model"), Mapping):
         state = {k.removeprefix("encoder."): v for k, v in obj["model"].items() if k.startswith("encoder.")}
         if not state:
             found = list(obj["model"])[:8]
-            raise ValueError(
+            raise UnreadableFileError(
                 f"{path}: the checkpoint's 'model' has no 'encoder.*' keys (found e.g. {found}); "
                 "expected a cbp checkpoint or a plain encoder state dict"
             )
@@ -222,9 +222,16 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: no key matches the encoder, or keys are missing / unexpected / of another shape.
+        cbp.io.UnreadableFileError: the file holds no state dict (exit code 4).
+        cbp.io.WrongCheckpointError: (a ValueError, exit code 2) no key matches the encoder, or a key is
+            missing / unexpected / of another shape: the message names the first and both shapes.
     """
     path = _existing_file(path)
+    name = getattr(encoder, "name", type(encoder).__name__)
+    hint = (
+        f"pass encoder weights of the same backbone ({name}; and for Swin the same img_size), e.g. a "
+        "checkpoint of a run of that backbone"
+    )
     raw = load_torch(path)  # weights_only: a "pretrained" file never runs code
     state = _encoder_state(raw, path)
     own = encoder.state_dict()
@@ -237,24 +244,16 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
         state = {k: v for k, v in state.items() if k not in dropped}
         allowed_missing = ("out_norms.",)
         if not target:
-            raise ValueError(
-                f"{path}: no key matches the encoder ({type(encoder).__name__} "
-                f"{getattr(encoder, 'name', '')}); found e.g. {list(state)[:8]}, expected e.g. {list(own)[:4]}"
+            (k, v), (ok, ov) = next(iter(state.items())), next(iter(own.items()))
+            raise WrongCheckpointError(
+                f"{path} does not fit the {name} encoder: none of its keys is the encoder's (the file's first is "
+                f"{k} {tuple(v.shape)}, the encoder's {ok} {tuple(ov.shape)}); {hint}"
             )
         target.update({k: v for k, v in state.items() if k not in from_raw})  # reported as unexpected
-    missing = [k for k in own if k not in target and not k.startswith(allowed_missing)]
-    unexpected = [k for k in target if k not in own]
-    wrong_shape = [
-        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
-        for k, v in target.items()
-        if k in own and v.shape != own[k].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        raise ValueError(
-            f"{path} does not fit the encoder: {len(missing)} missing keys {missing[:8]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:8]}, {len(wrong_shape)} of another shape "
-            f"{wrong_shape[:4]}; was it saved from the same backbone (and the same Swin img_size)?"
-        )
+    expected = {k: v for k, v in own.items() if k in target or not k.startswith(allowed_missing)}
+    where = state_mismatch(expected, target)
+    if where is not None:
+        raise WrongCheckpointError(f"{path} does not fit the {name} encoder: {where}; {hint}")
     encoder.load_state_dict(target, strict=not allowed_missing)
 
 
