@@ -84,7 +84,8 @@ else:
 
 # %% [markdown]
 # Left: how the pixels are shared among the classes, most frequent first (log scale), in ADE20K and
-# in the calibrated candidate's set: the set follows ADE20K's long tail class for class. Right: the
+# in the candidate's set shown (the regime once amendment 6 fixes it; until then the last candidate
+# recorded): the set follows ADE20K's long tail class for class. Right: the
 # learnable baseline's F1 averaged over the paper's 15 frequency groups (10 classes each, rarest
 # first), with the paper's value for the rarest group marked (Fig. 5, ADE20K, SegFormer-B0: the
 # paper gives that group only in its text). What to notice: whether the rare groups sit well below

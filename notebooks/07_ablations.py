@@ -23,7 +23,8 @@
 # Amendment 6 (2026-12-06) started a **third study** on a 150-class synthetic set calibrated to the
 # paper's regime (a learnable baseline near 33 mIoU), with 8 seeds for Table 3 and the smallest
 # resolvable effect stated before its verdicts. Its calibration is on
-# {doc}`The synthetic benchmark <../synthetic_benchmark>`; its verdict runs are under way and will
+# {doc}`The synthetic benchmark <../synthetic_benchmark>` and is not finished (no candidate set yet
+# gives the rarest classes the paper's F1), so it has no verdict yet; when it has, its verdicts will
 # replace what follows. Everything below reads the **second study** (amendment 5), now history.
 # ```
 #

@@ -117,6 +117,16 @@ def test_readme_first_screen_numbers_are_the_records() -> None:
     quoted = f"{row['mean']:+.2f} mIoU [{lo:+.2f}, {hi:+.2f}]".replace("-", "\u2212")
     assert row["n"] == 3 and row["mean"] < 0 and quoted in page, quoted
     intro = " ".join((ROOT / "book" / "intro.md").read_text(encoding="utf-8").split())
+    # the current study's calibration, as far as it is recorded (cbp.book.benchmark reads the same records)
+    from cbp.book import benchmark
+
+    table = benchmark.calibration_table(ROOT / "results")
+    done = table[table.recorded]
+    assert len(done) == 5 and not done.meets.any()
+    span = f"five candidate sets put the baseline at {round(done.mIoU.min())}-{round(done.mIoU.max())} mIoU"
+    f1 = f"(F1 {round(done.f1_rarest_group.min())}-{round(done.f1_rarest_group.max())})"
+    for text in (page, intro):
+        assert span in text and f1 in text, (span, f1)
     premise = endpoints.premise_rows(claims.load_results(ROOT / "results/ablations-v2-endpoints"))[0]
     assert "norm vs log pixel count" in premise["measured (final runs)"]
     norm = premise["ours"].replace("-", "\u2212")
