@@ -18,7 +18,7 @@ from typing import Any
 
 #: The temporaries this project's writers leave while they work: ``.<name>.<pid>.tmp`` (:func:`write_json`)
 #: and ``.<name>.tmp-<pid>-<random>`` (the synthetic generator's folder); the pid is the writer's.
-TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$|^\..+\.tmp-(\d+)-[^/]*$")
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$|^\..+\.tmp-(\d+)-[^/]*$")
 
 
 def read_json(path: str | Path) -> Any:
@@ -55,14 +55,14 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Remove the temporaries (:data:`TEMPORARY`) in ``folder`` whose writer is no longer running.
+    """Remove the temporaries (``.<name>.<pid>.tmp`` and ``.<name>.tmp-<pid>-*``) in ``folder`` whose writer is no longer running.
 
     A writer killed mid-write (kill -9, a power cut) leaves its temporary behind; one still writing keeps
     it, whoever calls this. Returns the paths removed.
     """
     removed = []
     for path in Path(folder).glob(".*"):
-        m = TEMPORARY.match(path.name)
+        m = _TEMPORARY.match(path.name)
         if m is None or pid_alive(int(m.group(1) or m.group(2))):
             continue
         if path.is_dir() and not path.is_symlink():
