@@ -105,6 +105,27 @@ def test_rerun_with_other_config_is_an_error_but_iters_extends(synth: Path, tmp_
 # Exact resume
 
 
+def _sigterm_then_resume(
+    synth: Path, run: Path, extra: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """Train ``run`` until SIGTERM arrives during iteration 3 (its checkpoint must be at 3), then run the
+    same command again to resume it to the end; returns the exit code of the interrupted run."""
+    real_set_lr = train.set_lr
+
+    def set_lr_then_signal(optimizer, it, total, cfg):
+        if it == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_set_lr(optimizer, it, total, cfg)
+
+    monkeypatch.setattr(train, "set_lr", set_lr_then_signal)
+    with pytest.raises(SystemExit) as exc:
+        train.main(tiny_args(synth, run, *extra))
+    assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 3
+    monkeypatch.setattr(train, "set_lr", real_set_lr)
+    train.main(tiny_args(synth, run, *extra))
+    return exc.value.code
+
+
 def test_resume_is_bit_exact(synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # random resize / flip / photometric on, so per-sample augmentation seeding is exercised
     extra = ("--train.iters=6", "--data.ratio_range=0.5,2.0", "--data.flip=true", "--data.photometric=true")
@@ -112,20 +133,7 @@ def test_resume_is_bit_exact(synth: Path, tmp_path: Path, monkeypatch: pytest.Mo
     train.main(tiny_args(synth, straight, *extra))
 
     interrupted = tmp_path / "interrupted"
-    real_set_lr = train.set_lr
-
-    def set_lr_then_signal(optimizer, it, total, cfg):  # SIGTERM arrives during iteration 3
-        if it == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_set_lr(optimizer, it, total, cfg)
-
-    monkeypatch.setattr(train, "set_lr", set_lr_then_signal)
-    with pytest.raises(SystemExit) as exc:
-        train.main(tiny_args(synth, interrupted, *extra))
-    assert exc.value.code == 128 + signal.SIGTERM
-    assert checkpoint.load(interrupted / "ckpt_last.pt")["iter"] == 3
-    monkeypatch.setattr(train, "set_lr", real_set_lr)
-    train.main(tiny_args(synth, interrupted, *extra))
+    assert _sigterm_then_resume(synth, interrupted, extra, monkeypatch) == 128 + signal.SIGTERM
 
     a = checkpoint.load(straight / "ckpt_last.pt")
     b = checkpoint.load(interrupted / "ckpt_last.pt")
@@ -330,18 +338,7 @@ def test_bf16_autocast_on_cpu_trains_and_resumes_exactly(
     fp32 = tmp_path / "fp32"
     train.main(tiny_args(synth, fp32, "--train.iters=6"))
     interrupted = tmp_path / "interrupted"
-    real_set_lr = train.set_lr
-
-    def set_lr_then_signal(optimizer, it, total, cfg):  # SIGTERM arrives during iteration 3
-        if it == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_set_lr(optimizer, it, total, cfg)
-
-    monkeypatch.setattr(train, "set_lr", set_lr_then_signal)
-    with pytest.raises(SystemExit):
-        train.main(tiny_args(synth, interrupted, *extra))
-    monkeypatch.setattr(train, "set_lr", real_set_lr)
-    train.main(tiny_args(synth, interrupted, *extra))
+    _sigterm_then_resume(synth, interrupted, extra, monkeypatch)
     a, b, c = (checkpoint.load(r / "ckpt_last.pt")["model"] for r in (straight, interrupted, fp32))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=f"{k} differs after the resume")
