@@ -447,6 +447,11 @@ CALIBRATION_CANDIDATES: dict[str, tuple[str, ...]] = {
     # appended 2026-12-06 while c3 and c4 ran: c3's knobs with twice the training images
     "c5": ("--groups", "50", "--lookalike-deg", "12", "--noise-scale", "2.5", "--amplitude-scale", "0.85",
            "--train", "8000"),
+    # appended 2026-12-07 after c1-c5 were recorded: a shorter tail (--tail-power) at c2's and c3's knobs
+    "c6": ("--groups", "50", "--lookalike-deg", "10", "--noise-scale", "3", "--amplitude-scale", "0.7",
+           "--tail-power", "0.6"),
+    "c7": ("--groups", "50", "--lookalike-deg", "12", "--noise-scale", "2.5", "--amplitude-scale", "0.85",
+           "--tail-power", "0.6"),
 }  # fmt: skip
 CALIBRATION_ITERS = 4000
 
