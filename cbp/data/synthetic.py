@@ -778,7 +778,7 @@ def main(argv: list[str] | None = None) -> Path:
         "--amplitude-scale", type=float, default=1.0, help="factor on every class's texture amplitude"
     )
     parser.add_argument(
-        "--tail-power", type=float, default=1.0, help="class frequencies = ADE20K's shares to this power (<= 1)"
+        "--tail-power", type=float, default=1.0, help="frequencies: ADE20K shares to this power (<= 1)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
