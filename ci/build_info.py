@@ -10,10 +10,9 @@ site's ``handout/`` page). Everything is computed from the working tree; nothing
   it (``git status --untracked-files=no``); the archive's version is ``git describe --always
   --dirty``, as before;
 - **build date**: today in UTC (or ``SOURCE_DATE_EPOCH`` when set, for reproducible builds);
-- **study**: the newest folder of ``results/`` that holds training records (``"kind": "train"``),
-  by the latest ``recorded`` time in it, with its first and last record dates. The library has no
-  single pointer to "the current study" (notebook 07 names its profile in a parameter); this
-  follows whichever study recorded last;
+- **study**: the current study's newest folder of ``results/`` that holds training records
+  (``"kind": "train"``), by the latest ``recorded`` time in it, with its first and last record dates;
+  the current study's folders come from the library's one pointer, ``cbp.experiments.current``;
 - **where the book is published**: from ``git remote get-url origin`` when it is a GitHub
   repository (``https://github.com/OWNER/REPO`` or ``git@github.com:OWNER/REPO.git``) -> its
   GitHub Pages address, ``https://OWNER.github.io/REPO/``, where ``.github/workflows/book.yml``
@@ -72,8 +71,16 @@ def build_date() -> str:
     return now.date().isoformat()
 
 
-def study_records(results: Path) -> dict | None:
-    """The newest study folder of RESULTS: the one whose latest training record is the most recent.
+def current_folders() -> set[str]:
+    """The folder names of the current study (``cbp.experiments.current.CURRENT``)."""
+    from cbp.experiments.current import CURRENT
+
+    return {p.name for p in CURRENT.folders().values()}
+
+
+def study_records(results: Path, only: set[str] | None = None) -> dict | None:
+    """The newest study folder of RESULTS (of those named in ``only``, when given): the one whose latest
+    training record is the most recent.
 
     Returns:
         ``folder`` (relative to the repository, e.g. ``results/ablations-v2-tables``), ``runs`` (its
@@ -82,7 +89,8 @@ def study_records(results: Path) -> dict | None:
         or None when no folder holds a training record.
     """
     best = None
-    for folder in sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []:
+    folders = sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
+    for folder in (f for f in folders if only is None or f.name in only):
         recorded, descriptions = [], set()
         for path in folder.glob("*.json"):
             try:
@@ -157,7 +165,7 @@ def collect(root: Path = ROOT) -> dict:
     """Everything the footer and the handout page say, for a build of ROOT now."""
     info = commit_info(root)
     info["date"] = build_date()
-    info["study"] = study_records(root / "results")
+    info["study"] = study_records(root / "results", current_folders())
     info["published"] = published_url(remote_url(root))
     return info
 
@@ -171,11 +179,11 @@ def commit_text(info: dict) -> str:
 def study_text(info: dict) -> str:
     study = info.get("study")
     if not study:
-        return "no study records in results/"
+        return "no record of the current study in results/ yet"
     dates = study["first"] if study["first"] == study["last"] else f"{study['first']} to {study['last']}"
     what = f"{study['study']}, " if study.get("study") else ""
     runs = f"{study['runs']} training run{'' if study['runs'] == 1 else 's'}"
-    return f"{study['folder']}/ ({what}{runs} recorded {dates}; the newest records in results/)"
+    return f"{study['folder']}/ ({what}{runs} recorded {dates}; the current study's newest records)"
 
 
 def footer_html(info: dict) -> str:

@@ -104,7 +104,9 @@ def test_the_study_is_the_newest_folder_with_training_records(tmp_path: Path) ->
 
 
 def test_the_repository_study_is_found() -> None:
-    study = build_info.study_records(ROOT / "results")
+    assert "ablations-v2-a6" in build_info.current_folders()
+    assert build_info.study_records(ROOT / "results", {"nothing"}) is None
+    study = build_info.study_records(ROOT / "results", build_info.current_folders())
     assert study is not None and study["folder"].startswith("results/") and study["runs"] > 0
     assert study["first"] <= study["last"]
 
@@ -151,7 +153,7 @@ def test_footer_text() -> None:
     assert build_info.footer_html(info) == (
         '<p class="cbp-build-info">Built 2026-12-06 (UTC) from commit 3d7e7d6 + local changes. '
         "Study records: results/ablations-v2-tables/ (amendment 5&#x27;s x, 66 training runs recorded "
-        "2026-11-30; the newest records in results/).</p>"
+        "2026-11-30; the current study&#x27;s newest records).</p>"
     )
     info = {
         "commit": "3d7e7d6",
@@ -161,7 +163,7 @@ def test_footer_text() -> None:
     }
     assert "from commit 3d7e7d6. " in build_info.footer_html(info)
     assert "66 training runs recorded 2026-11-30 to 2026-12-01" in build_info.footer_html(info)
-    assert "no study records in results/" in build_info.footer_html({**info, "study": None})
+    assert "no record of the current study in results/ yet" in build_info.footer_html({**info, "study": None})
 
 
 def test_handout_pages() -> None:
@@ -183,7 +185,11 @@ def test_handout_pages() -> None:
 
 
 def _results(root: Path) -> None:
-    _record(root / "results" / "ablations-v2-x", "r-s0", "train", "2026-11-30 01:00:00", "amendment 5's x: y")
+    _record(
+        root / "results" / "ablations-v2-a6", "r-s0", "train", "2026-11-30 01:00:00", "amendment 5's x: y"
+    )
+    # newer, but not a folder of the current study (cbp.experiments.current): the footer ignores it
+    _record(root / "results" / "ablations-v2-x", "r-s0", "train", "2026-12-30 01:00:00", "old: y")
 
 
 def test_sphinx_footer_on_every_page_and_the_substitutions(tmp_path: Path) -> None:
@@ -223,8 +229,8 @@ def test_sphinx_footer_on_every_page_and_the_substitutions(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
     footer = (
         f'<p class="cbp-build-info">Built 2026-05-28 (UTC) from commit {short}. Study records: '
-        "results/ablations-v2-x/ (amendment 5&#x27;s x, 1 training run recorded 2026-11-30; the newest "
-        "records in results/).</p>"
+        "results/ablations-v2-a6/ (amendment 5&#x27;s x, 1 training run recorded 2026-11-30; the current "
+        "study&#x27;s newest records).</p>"
     )
     for page in ("index.html", "other.html"):
         assert footer in (out / page).read_text(encoding="utf-8"), page

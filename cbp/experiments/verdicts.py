@@ -184,6 +184,38 @@ def compare(
     return out
 
 
+def holm_intervals(out: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """The interval each difference claim's Holm verdict uses, so that a drawn interval never contradicts it.
+
+    Holm's step-down tests the claim of rank ``r`` (0-based, by p within its family of ``m``) at level
+    ``alpha / (m - r)`` while every claim before it was significant; the first that is not stops it, and
+    every later claim is read at that claim's level. The t interval at ``1 - level`` excludes 0 exactly
+    when the claim is significant. A tie claim's verdict uses the unadjusted 95 % interval (inside
+    ± :data:`TIE_MARGIN`) and, for "does not hold", the Holm-adjusted one; both are returned.
+
+    Args:
+        out: :func:`compare`'s frame (mean, sd, n, p, family).
+
+    Returns:
+        A copy with ``level`` (the two-sided error level used) and ``lo_holm``, ``hi_holm``.
+    """
+    out = out.copy()
+    out["level"] = np.nan
+    for _, idx in out.groupby("family").groups.items():
+        fam = out.loc[idx]
+        ranked = fam[np.isfinite(fam.p)].sort_values("p", kind="stable")
+        m, stop = len(ranked), None
+        for r, (i, row) in enumerate(ranked.iterrows()):
+            if stop is None and row.p >= alpha / (m - r):
+                stop = alpha / (m - r)
+            out.loc[i, "level"] = stop if stop is not None else alpha / (m - r)
+    k = out.n.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = scipy.stats.t.ppf(1 - out.level / 2, k - 1) * out.sd / np.sqrt(k)
+    out["lo_holm"], out["hi_holm"] = out["mean"] - half, out["mean"] + half
+    return out
+
+
 def planned_sds(tuning: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> dict[str, float]:
     """Item 6: each claim's sd of paired differences on the tuning set's seeds (the ``a6-schedule`` records);
     a claim whose arms have no tuning seeds takes the largest sd of the claims of the same metric that do."""
