@@ -222,21 +222,23 @@ display(Markdown(captions.run_lines(metrics)))
 # `python -m cbp.train --preset ade20k_fcn_r50 --help-keys` in a terminal. Predict which of
 # $\lambda$, $\phi$ and $T$ differ between the two presets.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # All three. The paper's Section 4 uses $\lambda = 0.4$, $\phi = 0.1$, $T = 2$ for FCN on ADE20K and
 # $\lambda = 1$, $\phi = 0.3$, $T = 0.3$ for FCN on COCO-Stuff-10K (see the recipe table of
 # "Reading the paper"); the presets hold exactly these values (`loss.lam`, `loss.phi`,
 # `model.length`).
-# ```
+#
+# </details>
 #
 # **2. Reuse or retrain.** Set `resume = False` and run this page on the synthetic default. Predict
 # what happens to chapter 5's runs.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # They are trained again from scratch: on the synthetic default this page's run folders are
 # chapter 5's (`runs/05_*`), and `resume = False` starts them afresh. Use it after changing the
 # library code, so that the page shows runs of the current code; leave the default (`None`:
 # reuse) otherwise.
-# ```
+#
+# </details>
