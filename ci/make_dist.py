@@ -98,7 +98,7 @@ SOURCE_FILES = (
     "CITATION.cff",
 )
 SOURCE_DIRS = ("cbp", "notebooks", "results", "experiments")
-VENV_GB = "6.5"  # .venv of `make workshop`, as measured in book/teaching.md
+VENV_GB = "6.3"  # .venv of `make workshop`, as measured in book/teaching.md
 
 
 def _tracked(root: Path) -> list[str] | None:
