@@ -173,8 +173,8 @@ def substitutions(remote: str | None) -> dict[str, str]:
         "cbp_clone": (
             "this build has no repository address to print: the repository it was built from has no "
             "GitHub remote and its `pyproject.toml` declares no `Repository` URL, so clone it from "
-            "where you got it (`git clone URL cbp`), or unpack the handout archive, whose `source/` "
-            "folder holds everything below"
+            "where you got it, or unpack the handout archive, whose `source/` folder holds "
+            "everything below"
         ),
     }
 
