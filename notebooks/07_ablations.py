@@ -154,31 +154,35 @@ else:
 # %% [markdown]
 # ## Exercises
 #
-# Write your prediction down before you run or read anything.
+# Write your prediction down first (a number, a sign or a shape, and one line of why), then run
+# what the exercise says. Each worked answer is folded under its question: open it after your run.
 #
 # **1. How many seeds does half a point need?** A claim's paired differences have a seed-to-seed sd
 # of 0.6 mIoU, and its Holm family has 4 claims. Predict the smallest mean difference a paired t-test
 # detects with 80 % power at Holm's first step with 3 seeds, and with 8. Then compute both with
 # `cbp.experiments.verdicts.smallest_effect(0.6, k, 4)`.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # With 3 seeds the t quantiles have 2 degrees of freedom and are huge (the 0.99375 quantile alone
 # is above 8), so only effects of a few points can be resolved: the second study's design could not
 # see the paper's +0.1 to +1.7. With 8 seeds (7 degrees of freedom) the smallest effect falls to
 # about a point at this sd; it scales with the sd, which is why the third study measures the sd on
 # the tuning set before fixing its seeds' reading.
-# ```
+#
+# </details>
 #
 # **2. The premise on a new set.** Before reading the premise table, predict the sign of the
 # correlation between a trained learnable classifier's row norms and the log pixel count of its
 # class, on a set where every rare class has a frequent look-alike. Then read the table.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # The paper's premise is a positive correlation (frequent classes get longer rows). On these sets the
 # baseline's classifier has a bias, and the bias carries the frequency (positive correlation), while
 # the row norms correlate negatively: rare classes get longer rows, which offsets the bias. A frozen
 # equal-norm classifier without bias removes both, so on such a set it has no norm prior to remove,
-# and may take away a compensation the rare classes relied on.
-# ```
+# and may take away a compensation the rare classes relied on. The appendix's 150-class regime shows
+# what that costs: exercise 1 of {doc}`History of the study <../history>`.
+#
+# </details>

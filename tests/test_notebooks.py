@@ -264,3 +264,50 @@ def test_check_parameters() -> None:
             check_parameters({**good, "ts" if isinstance(value, list) else "lr": value}, types)
     with pytest.raises(ValueError, match="parameter fresh is not set"):
         check_parameters(good, {**types, "fresh": bool})
+
+
+def _exercises(path: Path) -> str:
+    """The markdown of a chapter's "## Exercises" cell, uncommented."""
+    for header, body in _cells(path.read_text(encoding="utf-8")):
+        if "[markdown]" in header and re.search(r"^# ## Exercises$", body, re.MULTILINE):
+            lines = body.strip("\n").splitlines()
+            return "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines)
+    raise AssertionError(f"{path.name}: no '## Exercises' markdown cell")
+
+
+ANSWER_OPEN = "<details><summary>Worked answer</summary>"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_asks_for_a_prediction_and_folds_its_answer(path: Path) -> None:
+    """Each exercise asks for a prediction before its run, and its worked answer is an HTML
+    ``<details>`` block, which JupyterLab, VS Code and the web book all show folded (a MyST dropdown
+    is folded on the web only: JupyterLab shows it as raw text under the question)."""
+    md = _exercises(path)
+    assert ":class: dropdown" not in md and "{admonition}" not in md
+    blocks = re.split(r"^\*\*(\d+)\. ", md, flags=re.MULTILINE)
+    numbers = [int(n) for n in blocks[1::2]]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 2, numbers
+    for n, block in zip(numbers, blocks[2::2]):
+        question, sep, answer = block.partition(ANSWER_OPEN)
+        assert sep, f"{path.name}, exercise {n}: no '{ANSWER_OPEN}' answer"
+        assert re.search(r"\bpredict", question, re.IGNORECASE), (
+            f"{path.name}, exercise {n}: no prediction asked"
+        )
+        # CommonMark: the HTML lines must stand alone, between blank lines, for the markdown
+        # between them to render (and not show as raw text)
+        assert question.endswith("\n\n") and answer.startswith("\n\n"), f"{path.name}, exercise {n}"
+        assert answer.count("</details>") == 1 and "\n\n</details>\n" in answer + "\n", f"{path.name}, {n}"
+        assert answer.split("</details>")[1].strip() == "", f"{path.name}, {n}: text after the answer"
+    # Rendered as CommonMark (markdown-it-py, the parser under MyST; JupyterLab's is CommonMark too):
+    # each answer's text is inside its folded <details>, rendered as markdown, and no question is.
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").render(md)
+    folded = re.findall(r"<details><summary>Worked answer</summary>\n(.*?)</details>", html, re.DOTALL)
+    assert len(folded) == len(numbers)
+    for body in folded:
+        assert body.strip().startswith(("<p>", "<pre>")) and "Predict" not in body
+        assert "<details>" not in body and "**" not in body  # no raw markdown left
+    outside = re.sub(r"<details>.*?</details>", "", html, flags=re.DOTALL)
+    assert len(re.findall(r"<strong>\d+\. ", outside)) == len(numbers)
