@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cbp.book import findings
-from cbp.experiments import claims, endpoints
+from cbp.experiments import claims
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "ablations"
@@ -75,31 +75,21 @@ def test_verdict_table_is_narrow_and_in_words() -> None:
     assert counts["pretrained"].sum() == len(paper_rows)
 
 
-def test_readme_first_screen_numbers_are_the_records() -> None:
-    """The five lines of the README and of the intro quote the second study: its four Table 3 mIoU claims unresolved on the
-    final models, and the 150-class reversal, each as the records give it."""
-    page = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())  # as a reader reads it
-    final = endpoints.final_verdict_rows(claims.load_results(ROOT / "results/ablations-v2-endpoints"))
-    table3_miou = [r for r in final if "(mAcc)" not in r["claim"]]
-    assert len(table3_miou) == 4 and all(r["verdict"] == "not resolved" for r in table3_miou)
-    assert "none of Table 3's four mIoU claims was resolved on its final models (3 seeds)" in page
+def test_readme_and_intro_first_screen_numbers_are_the_records() -> None:
+    """The five lines of the README and of the intro: the current study's calibration and the paper's
+    premise on its sets as :mod:`cbp.book.current_study` computes them from the records, and the second
+    study's 150-class reversal (history) as its records give it."""
+    from cbp.book import current_study
+
+    pages = {
+        name: " ".join((ROOT / name).read_text(encoding="utf-8").split())
+        for name in ("README.md", "book/intro.md")
+    }
     hard = claims.load_results(ROOT / "results/ablations-v2-hard150")
     (row,) = claims.paired_verdict_rows(hard, claim_keys=("t3_both",))
     lo, hi = row["ci95"]
     quoted = f"{row['mean']:+.2f} mIoU [{lo:+.2f}, {hi:+.2f}]".replace("-", "\u2212")
-    assert row["n"] == 3 and row["mean"] < 0 and quoted in page, quoted
-    intro = " ".join((ROOT / "book" / "intro.md").read_text(encoding="utf-8").split())
-    # the current study's calibration, as far as it is recorded (cbp.book.benchmark reads the same records)
-    from cbp.book import benchmark
-
-    table = benchmark.calibration_table(ROOT / "results")
-    done = table[table.recorded]
-    assert len(done) == 5 and not done.meets.any()
-    span = f"five candidate sets put the baseline at {round(done.mIoU.min())}-{round(done.mIoU.max())} mIoU"
-    f1 = f"(F1 {round(done.f1_rarest_group.min())}-{round(done.f1_rarest_group.max())})"
-    for text in (page, intro):
-        assert span in text and f1 in text, (span, f1)
-    premise = endpoints.premise_rows(claims.load_results(ROOT / "results/ablations-v2-endpoints"))[0]
-    assert "norm vs log pixel count" in premise["measured (final runs)"]
-    norm = premise["ours"].replace("-", "\u2212")
-    assert quoted in intro and f"correlated *negatively* with class frequency ({norm};" in intro, norm
+    assert row["n"] == 3 and row["mean"] < 0
+    for sentence in (current_study.calibration_sentence(ROOT), current_study.premise_sentence(ROOT), quoted):
+        for name, text in pages.items():
+            assert sentence in text, (name, sentence)
