@@ -132,7 +132,7 @@ print(
 # The end point hides a difference on the way. The recall recorded every 10 steps, averaged over
 # the seeds (band: ± one std):
 
-# %% mystnb={"image": {"alt": "Four panels of test accuracy against the SGD step, mean and spread over seeds for the learnable, CBP and equal-norm-only heads. Balanced set, top: all three reach their final mAcc and rare-class recall within a few tens of steps, the learnable head last. Long-tailed set, bottom: CBP and equal-norm only find the rare class within about 150 steps, while the learnable head's rare-class recall stays at 0 for about 200 steps and catches up only near the end; a dotted line marks the step of the early decision regions."}}
+# %% mystnb={"image": {"alt": "Four panels of test accuracy against the SGD step, mean and spread over seeds for the learnable, CBP and equal-norm-only heads. Balanced set, top: all three reach their final mAcc and rare-class recall within a few tens of steps, the learnable head last. Long-tailed set, bottom: CBP and equal-norm only reach most of their final rare-class recall within about 150 steps, while the learnable head's stays at 0 for about 150 steps and catches up only after about 350; a dotted line marks the step of the early decision regions."}}
 finish(toy_figures.plot_learning_curves(runs, list(COUNTS), HEADS, mark=early))
 
 # %%
@@ -161,10 +161,10 @@ print(
 # prototypes are drawn with std 0.01 (mmsegmentation's init), so at first its logits are almost
 # its bias alone, and the gradient that reaches the encoder through $w_l$ is small. The bias
 # learns the class prior first: predict the frequent classes. A rare class is predicted only once
-# its prototype has grown and turned, which takes many steps when 40 of 2440 points carry it.
+# its prototype has grown and turned, which takes many steps when so few points carry it.
 # The frozen heads have norm $T$ from step 0, so the encoder gets full-size gradients for every
-# class at once: a faster start, not a better end point. Chapter 7 finds the same on the
-# synthetic segmentation benchmark (frozen CBP well ahead of the learnable classifier after 500
+# class at once: a faster start, not a better end point. Chapter 7 sees a similar pattern on the
+# synthetic segmentation benchmark (frozen CBP ahead of the learnable classifier after 500
 # iterations, behind it after 2000).
 #
 # ## Decision regions, early and late
@@ -193,7 +193,7 @@ finish(toy_figures.plot_decision_regions(rows, dataset("long-tailed", seed), HEA
 # %% mystnb={"image": {"alt": "Balanced set, learnable head. Left: the three prototype norms grow from near 0 during training. Right: the cosines between the prototypes move below zero, away from the frozen CBP's 0."}}
 finish(toy_figures.plot_prototype_paths(runs, "balanced", COUNTS["balanced"], length=length))
 
-# %% mystnb={"image": {"alt": "Long-tailed set, learnable head. Left: the prototype norms grow during training, the rare class 2's last to start growing. Right: the cosine between the confusable pair's prototypes goes negative."}}
+# %% mystnb={"image": {"alt": "Long-tailed set, learnable head. Left: the prototype norms grow during training, the rare class 2's staying the lowest. Right: the cosine between the confusable pair's prototypes goes negative."}}
 finish(toy_figures.plot_prototype_paths(runs, "long-tailed", COUNTS["long-tailed"], length=length))
 
 # %%
