@@ -217,7 +217,7 @@ for s in at.values():
 # %% [markdown]
 # The learned norms are *not* proportional to frequency here: class 0 (2000 points) and class 1
 # (400) end level and the rare class's norm is at most somewhat smaller. The confusable pair
-# tells a story in two acts. Early on its two prototypes point almost the same way (the cosine
+# tells a story in two acts. Early on its two prototypes point much the same way (the cosine
 # at step `early` above): the correlation ambiguity of Section 3.1, at the very time the
 # learnable head recalls none of the rare class. Later cross-entropy pushes them apart, to a
 # *negative* cosine: with 3 classes in 3 dimensions its optimum is the simplex
