@@ -217,10 +217,11 @@ finish(toy_figures.plot_cosine_maps({kind: runs[kind][0] for kind in runs}, CONF
 # Per-class recall on a *balanced* test set (400 samples per class; `cbp.metrics.ConfusionMatrix`,
 # the same arithmetic as mmsegmentation's mAcc), against the class's training frequency. This is
 # one toy and a few runs, not the paper's claim: read it as an illustration of where the two
-# heads differ, with the spread over runs.
+# heads differ, with the spread over runs. Each class is one marker per head, side by side; look
+# at the grey bands, the rare member of each confusable pair.
 
-# %% mystnb={"image": {"alt": "Per-class recall on the balanced test set against log training samples, mean and spread over runs, for the learnable and CBP heads: the rare member of each of the three confusable pairs gets a recall near 0 percent, every other class near 100 percent, and the two heads' curves lie on top of each other."}}
-finish(toy_figures.plot_recall_vs_frequency(runs, counts))
+# %% mystnb={"image": {"alt": "Per-class recall on the balanced test set against log training samples, mean and spread over runs, one marker per class: open circles for the learnable head, filled squares for CBP, side by side. The rare members of the three confusable pairs, marked by grey bands, get a recall near 0 percent under both heads; every other class is near 100 percent under both."}}
+finish(toy_figures.plot_recall_vs_frequency(runs, counts, CONFUSABLE))
 display(toy_figures.recall_summary(runs).round(2))
 
 # %% [markdown]
@@ -237,9 +238,10 @@ display(toy_figures.recall_summary(runs).round(2))
 #   depends on the optimizer.
 # - The frozen CBP head has equal norms and zero cosines throughout, by construction.
 # - Removing the ambiguity did **not** help on this toy: both heads reached the same mAcc on the
-#   balanced test set (about 74 %) and the same recall on the four rarest classes (about 48 %),
-#   within a seed's spread (table of Section 1.5). The encoder adapts to whichever head it has;
-#   an ambiguity in the classifier is not by itself a loss of accuracy.
+#   balanced test set and the same recall on the four rarest classes, within a seed's spread
+#   (table of Section 1.5); both lose the rare member of every confusable pair to its frequent
+#   twin. The encoder adapts to whichever head it has; an ambiguity in the classifier is not by
+#   itself a loss of accuracy.
 #
 # Data: synthetic Gaussian clusters generated above; hardware: one CPU core; runs: `n_seeds`
 # seeds of data, encoder and classifier. Whether removing the ambiguity improves segmentation is

@@ -116,31 +116,49 @@ def _strings(node: ast.AST) -> list[str]:
     ]
 
 
-def _book_functions_called(tree: ast.Module) -> dict[str, set[str]]:
-    """``module -> functions`` of :mod:`cbp.book` a notebook calls (``launch.train_runs(...)``), with the
-    functions of the same module those call, and so on."""
+def _book_aliases(tree: ast.Module) -> dict[str, str]:
+    """Local name -> module of ``from cbp.book import module [as name]`` in ``tree``."""
     aliases = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "cbp.book":
             aliases.update({a.asname or a.name: a.name for a in node.names})
+    return aliases
+
+
+def _book_functions_called(tree: ast.Module) -> dict[str, set[str]]:
+    """``module -> functions`` of :mod:`cbp.book` a notebook calls (``launch.train_runs(...)``), with the
+    functions those call, in the same module or through ``from cbp.book import module`` in another
+    (``training_page.train_and_read`` -> ``launch.train_runs``), and so on."""
+    modules: dict[str, tuple[dict[str, ast.AST], dict[str, str]]] = {}
+
+    def module(name: str) -> tuple[dict[str, ast.AST], dict[str, str]]:
+        if name not in modules:
+            source = ast.parse((BOOK / f"{name}.py").read_text())
+            defs = {n.name: n for n in source.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            modules[name] = (defs, _book_aliases(source))
+        return modules[name]
+
+    def references(node: ast.AST, aliases: dict[str, str]) -> list[tuple[str | None, str]]:
+        """(module, name) of ``alias.name`` under ``node``, and (None, name) of every bare name."""
+        found: list[tuple[str | None, str]] = []
+        for n in ast.walk(node):
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in aliases:
+                found.append((aliases[n.value.id], n.attr))
+            elif isinstance(n, ast.Name):
+                found.append((None, n.id))
+        return found
+
     called: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
-            called.setdefault(aliases[node.value.id], set()).add(node.attr)
-    for module, names in called.items():
-        defs = {
-            n.name: n
-            for n in ast.parse((BOOK / f"{module}.py").read_text()).body
-            if isinstance(n, (ast.FunctionDef, ast.ClassDef))
-        }
-        todo = list(names)
-        while todo:
-            for n in ast.walk(defs.get(todo.pop(), ast.Module(body=[], type_ignores=[]))):
-                if isinstance(n, ast.Name) and n.id in defs and n.id not in names:
-                    names.add(n.id)
-                    todo.append(n.id)
-        called[module] = {n for n in names if n in defs}
-    return called
+    todo = [(m, name) for m, name in references(tree, _book_aliases(tree)) if m is not None]
+    while todo:
+        name_module, name = todo.pop()
+        defs, aliases = module(name_module)
+        if name not in defs or name in called.setdefault(name_module, set()):
+            continue
+        called[name_module].add(name)
+        for m, n in references(defs[name], aliases):
+            todo.append((m or name_module, n))
+    return {m: names for m, names in called.items() if names}
 
 
 def _hints(path: Path) -> dict[str, str]:
