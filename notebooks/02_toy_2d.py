@@ -222,7 +222,7 @@ for s in at.values():
 # learnable head recalls none of the rare class. Later cross-entropy pushes them apart, to a
 # *negative* cosine: with 3 classes in 3 dimensions its optimum is the simplex
 # ($\cos = -1/2$), not orthogonality. So on this toy the ambiguities are a matter of the first
-# few hundred steps; chapter 1's 12-class toy and chapter 8's trained models show lasting ones.
+# few hundred steps; chapter 1's 12-class toy and the trained models of the appendix's analysis page show lasting ones.
 #
 # And the final state in the 3-D feature space itself, for the long-tailed set (seed `seed`): test
 # features of each class as dots, scaled to unit length because the frozen heads decide by angle

@@ -212,11 +212,11 @@ display(Markdown(captions.run_lines(page.metrics)))
 #
 # The total loss equals the cross-entropy (Eq. 7 without the OCCL term), and the centroid and
 # category panels are empty for both runs. The page's run is now "+CBP" of Table 3 (frozen
-# prototypes, no OCCL). The second study (chapter 7: 50 classes, pretrained, 3 seeds) found it level
+# prototypes, no OCCL). The second study (history, in the appendix: 50 classes, pretrained, 3 seeds) found it level
 # with the tuned baseline: +0.5 mIoU [−4.1, +5.2] at 500 iterations, −1.1 [−2.9, +0.6] at the
 # plateau, neither resolved; on 150 classes it ended clearly below (−5.1 [−6.6, −3.5]). One short
 # run on one seed cannot separate differences this small: read your gap beside the seed spreads of
-# chapter 7, not as a verdict.
+# the studies (chapter 7 and its appendix), not as a verdict.
 #
 # </details>
 #
@@ -232,7 +232,7 @@ display(Markdown(captions.run_lines(page.metrics)))
 # direction (Table 4: frozen 35.1, EMA 29.9 after 40K iterations), and level by the plateau
 # (+0.4 [−2.4, +3.2]). The first study (history: image-half views, 500 iterations) had found the
 # reverse, EMA 5.6 above frozen. A single short run is noisier than either comparison; compare it
-# with the seed spread of chapter 7, not with one number.
+# with the seed spread of the studies (chapter 7 and its appendix), not with one number.
 #
 # </details>
 #
