@@ -142,6 +142,23 @@ else:
     plotting.finish(verdict_figures.plot_forest(out, "Third study: SYNTHETIC 150 classes, cnn_tiny, CPU"))
 
 # %% [markdown]
+# ## The learning curves and the mechanism
+#
+# Seeds 0-2 of every arm evaluate every 10 % of training (the others only at the end). Beside the
+# verdicts, the mechanism the paper gives for them, per arm: the rare and frequent thirds' IoU, the
+# rarest frequency group's F1, and the row norms' correlation with the log pixel count (the paper's
+# premise: positive for a learnable classifier, zero by construction for frozen CBP).
+
+# %%
+runs = current_study.verdict_records(ROOT)
+if runs.empty:
+    print("no verdict run recorded yet")
+else:
+    title = "Third study, Table 3: SYNTHETIC 150 classes, cnn_tiny, CPU"
+    plotting.finish(verdict_figures.plot_curves(runs, ("linear", "linear_occl", "cbp", "cbp_occl"), title))
+    display(current_study.mechanism_frame(runs).style.hide(axis="index"))
+
+# %% [markdown]
 # ## Earlier studies
 #
 # The first study (500 iterations, an untuned baseline, a data set that depended on the CPU) and the

@@ -91,10 +91,15 @@ def premise_frame(root: str | Path = ".") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["candidate", "mIoU", "norm vs log pixels", "bias vs log pixels"])
 
 
+def verdict_records(root: str | Path = ".") -> pd.DataFrame:
+    """The verdict runs' records (:func:`cbp.experiments.verdicts.records`; empty before they run)."""
+    return verdicts.records(_folder(VERDICT_PROFILE, root))
+
+
 def verdict_frame(root: str | Path = ".") -> pd.DataFrame:
     """The verdicts (:func:`cbp.experiments.verdicts.compare` with Holm intervals) of the recorded verdict
     runs, with the planned sds of the schedule-check runs once they exist; empty before any verdict run."""
-    df = verdicts.records(_folder(VERDICT_PROFILE, root))
+    df = verdict_records(root)
     if df.empty:
         return pd.DataFrame()
     tuning = verdicts.records(_folder("a6-schedule", root))
@@ -163,3 +168,22 @@ def premise_sentence(root: str | Path = ".") -> str:
         f"frequency (r = {words} against log pixels; the paper: +0.27), its bias "
         f"{'positively' if (bias > 0).all() else 'with either sign'}"
     )
+
+
+def mechanism_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The mechanism beside the verdicts, per arm (mean ± std over seeds): mIoU, the rare and frequent
+    thirds' IoU, the rarest frequency group's F1, and the classifier's row norm vs log pixel count (r).
+
+    Args:
+        df: :func:`cbp.experiments.verdicts.records` of the verdict runs.
+    """
+    cols = {"mIoU": "mIoU", "rare_third_IoU": "rare third IoU", "frequent_third_IoU": "frequent third IoU",
+            "f1_rarest_group": "rarest-group F1", "norm_r": "norm vs log pixels (r)"}  # fmt: skip
+    rows = []
+    for arm, g in df.groupby("arm", sort=False):
+        row = {"arm": arm, "seeds": len(g)}
+        for col, name in cols.items():
+            v = g[col].to_numpy(dtype=np.float64)
+            row[name] = f"{np.nanmean(v):.2f} ± {np.nanstd(v, ddof=1):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+        rows.append(row)
+    return pd.DataFrame(rows)

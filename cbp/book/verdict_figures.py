@@ -67,3 +67,27 @@ def plot_forest(out: pd.DataFrame, title: str) -> object:
     )
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     return fig
+
+
+def plot_curves(df: pd.DataFrame, arms: tuple[str, ...], title: str) -> object:
+    """Learning curves of the runs that record them (seeds 0-2): each arm's seed-mean validation mIoU
+    against iteration, a band of ± one seed std.
+
+    Args:
+        df: :func:`cbp.experiments.verdicts.records` (its ``curve`` column: ``[{"iter", "mIoU"}, ...]``).
+        arms: the arms to draw, in legend order.
+        title: the figure's title.
+    """
+    fig, axes = subplots(1, 1, panel_height=3.4)
+    ax = axes[0, 0]
+    for arm in arms:
+        curves = [pd.DataFrame(c).set_index("iter")["mIoU"] for c in df[df.arm == arm].curve if c]
+        if not curves:
+            continue
+        table = pd.concat(curves, axis=1)  # (evaluations, seeds)
+        mean, std = table.mean(axis=1), table.std(axis=1, ddof=1)
+        ax.plot(mean.index, mean, label=f"{arm} ({table.shape[1]} seeds)")
+        ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
+    ax.set(xlabel="iteration", ylabel="val mIoU (%)", title=title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    return fig

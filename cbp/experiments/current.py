@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cbp.experiments import verdicts
 from cbp.experiments.runner import results_dir
@@ -59,11 +58,6 @@ HISTORY: tuple[Study, ...] = (
 
 #: The current study's verdict runs (amendment 6's profile ``a6``).
 VERDICT_PROFILE = "a6"
-
-
-def verdict_records(root: str | Path = ".") -> pd.DataFrame:
-    """The current study's verdict records (:func:`cbp.experiments.verdicts.records`; empty until they run)."""
-    return verdicts.records(CURRENT.folders(root)[VERDICT_PROFILE])
 
 
 def superseded_arm_means(root: str | Path = ".") -> set[str]:
