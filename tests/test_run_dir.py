@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,9 @@ from tiny_run import make_tiny_synthetic, tiny_args
 
 import cbp.engine.train as train
 from cbp.engine import checkpoint
-from cbp.engine.config import ConfigError
-from cbp.engine.run_dir import LOCK_NAME, RunLocked
+from cbp.engine.config import ConfigError, get_preset, to_dict
+from cbp.engine.run_dir import LOCK_NAME, ResumeRefused, RunLocked, check_resume_config, is_unused, locked
+from cbp.io import write_json
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +137,55 @@ def test_a_second_process_on_a_locked_run_stops_at_once(synth: Path, tmp_path: P
     train.main(tiny_args(synth, run, "--train.iters=2"))
     assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 2
     assert (run / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+def test_the_public_lock_refuses_a_second_process(tmp_path: Path) -> None:
+    """:func:`cbp.engine.run_dir.locked` (what cbp.book.launch uses): a folder another process holds is
+    refused at once with the holder's PID, and taken once that process has ended."""
+    run = tmp_path / "run"
+    holder = subprocess.Popen(  # the engine's lock, held by another process
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from cbp.engine.run_dir import "
+         "locked\nwith locked(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert is_unused(run)  # only the lock: a run folder that holds nothing yet
+        with pytest.raises(RunLocked, match=f"process {holder.pid} is training this run") as e:
+            with locked(run):
+                pytest.fail("a locked run folder was entered")
+        assert e.value.holder == str(holder.pid) and e.value.out == run
+    finally:
+        holder.kill()
+        holder.wait()
+    assert is_unused(tmp_path / "none") and not is_unused(tmp_path)
+    with locked(run):  # the holder ended: the kernel released its lock
+        assert (run / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+def test_a_resume_with_another_config_is_refused_with_the_differences(tmp_path: Path) -> None:
+    """:func:`cbp.engine.run_dir.check_resume_config`: run-time and recovery keys may change, any other
+    key is refused, and the refusal lists the differing keys (old -> new) and carries all of them."""
+    run = tmp_path / "run"
+    run.mkdir()
+    assert check_resume_config(get_preset("synthetic"), run) == {}  # no config.json: a new run
+    old = get_preset("synthetic")
+    write_json(to_dict(old), run / "config.json")
+    new = get_preset("synthetic")
+    new.train.num_workers, new.optim.lr = 0, old.optim.lr / 2  # a run-time key and a recovery key
+    assert check_resume_config(new, run) == {
+        "train.num_workers": (old.train.num_workers, 0),
+        "optim.lr": (old.optim.lr, old.optim.lr / 2),
+    }
+    new.loss.tau = 0.5
+    with pytest.raises(
+        ResumeRefused, match=rf"(?s)Differences:\n  loss\.tau: {old.loss.tau!r} \(in config\.json\) -> 0\.5"
+    ) as e:
+        check_resume_config(new, run)
+    assert "train.num_workers" not in str(e.value).split("Differences:")[1]  # only the refused keys listed
+    assert e.value.changed == {**check_resume_config(old, run), "train.num_workers": (old.train.num_workers, 0),
+                               "optim.lr": (old.optim.lr, old.optim.lr / 2), "loss.tau": (old.loss.tau, 0.5)}  # fmt: skip
+    assert isinstance(e.value, ConfigError)  # exit code 2, like any usage error
 
 
 # --------------------------------------------------------------------------------------------
