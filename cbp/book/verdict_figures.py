@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 from cbp.book.plotting import subplots
 from cbp.experiments.verdicts import TIE_MARGIN, Verdict
 
-#: One colour per verdict (Okabe-Ito): the colour never contradicts the drawn interval.
+#: One colour per verdict, from the Okabe-Ito palette; the colour never contradicts the drawn interval.
 VERDICT_COLORS: dict[Verdict, str] = {
     Verdict.HOLDS: "#009E73",
     Verdict.DOES_NOT_HOLD: "#D55E00",
