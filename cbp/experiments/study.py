@@ -208,7 +208,7 @@ def queue(arms_: list[Arm], seeds: tuple[int, ...], regimes: tuple[str, ...] = (
     )
 
 
-def only(names: tuple[str, ...], generator: int = GENERATOR) -> list[Arm]:
+def named_arms(names: tuple[str, ...], generator: int = GENERATOR) -> list[Arm]:
     """These arms of a generator's study, in priority order (:func:`protocol_arms`)."""
     return [a for a in protocol_arms(generator) if a.name in names]
 
@@ -323,9 +323,9 @@ TABLE5_ARMS = ("orthogonal", "equal", "masked", "masked_orthogonal")
 TABLE9_ARMS = ("length1", "length3", "length4", "length5")
 TABLES_ARMS = ("linear", "cbp_occl", "ema", "penalty", *TABLE5_ARMS, *TABLE9_ARMS)
 
-SEEDS3 = (0, 1, 2)
-PRE = ("pretrained",)
-V2_50 = dict(data_root="data/synthetic-50-v2", pretrain_root="data/synthetic-50-v2-pretrain")
+_SEEDS = (0, 1, 2)
+_PRETRAINED = ("pretrained",)
+_SETS_50_V2 = dict(data_root="data/synthetic-50-v2", pretrain_root="data/synthetic-50-v2-pretrain")
 
 
 def _history_runs() -> tuple[ArmRun, ...]:
@@ -334,7 +334,7 @@ def _history_runs() -> tuple[ArmRun, ...]:
     core = [a for a in protocol_arms(1) if a.table != "R"]
     scratch = [a for a in core if "scratch" not in a.regimes]
     readings = [a for a in protocol_arms(1) if a.table == "R"]
-    return (*queue(core, SEEDS3), *queue(scratch, SEEDS3, ("scratch",)), *queue(readings, SEEDS3))
+    return (*queue(core, _SEEDS), *queue(scratch, _SEEDS, ("scratch",)), *queue(readings, _SEEDS))
 
 
 def _quick_runs() -> tuple[ArmRun, ...]:
@@ -342,7 +342,7 @@ def _quick_runs() -> tuple[ArmRun, ...]:
     every = protocol_arms()
     return (
         *queue([a for a in every if a.table == "3"], (0,)),
-        *queue([a for a in every if a.table != "3"], (0,), PRE),
+        *queue([a for a in every if a.table != "3"], (0,), _PRETRAINED),
     )
 
 
@@ -353,7 +353,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_iters=150,
         seeds=(0,),
         arm_runs=_quick_runs(),
-        **V2_50,
+        **_SETS_50_V2,
         description="end-to-end check, ~10 min",
     ),
     "tune": Profile(
@@ -372,9 +372,9 @@ PROFILES: dict[str, Profile] = {
         "endpoints",
         iters=8000,
         pretrain_iters=1500,
-        seeds=SEEDS3,
-        arm_runs=queue(only(ENDPOINT_ARMS), SEEDS3, PRE),
-        **V2_50,
+        seeds=_SEEDS,
+        arm_runs=queue(named_arms(ENDPOINT_ARMS), _SEEDS, _PRETRAINED),
+        **_SETS_50_V2,
         seed_major=True,
         arm_extra=("--train.eval_every=500",),
         tuned=True,
@@ -385,8 +385,8 @@ PROFILES: dict[str, Profile] = {
         "hard150",
         iters=4000,
         pretrain_iters=1500,
-        seeds=SEEDS3,
-        arm_runs=queue(only(TABLE3_ARMS), SEEDS3, PRE),
+        seeds=_SEEDS,
+        arm_runs=queue(named_arms(TABLE3_ARMS), _SEEDS, _PRETRAINED),
         preset="synthetic150",
         classes=150,
         data_root="data/synthetic-150-v2",
@@ -400,9 +400,9 @@ PROFILES: dict[str, Profile] = {
         "tables",
         iters=2000,
         pretrain_iters=1500,
-        seeds=SEEDS3,
-        arm_runs=queue(only((*TABLES_ARMS, *(a.name for a in reading_arms()))), SEEDS3, PRE),
-        **V2_50,
+        seeds=_SEEDS,
+        arm_runs=queue(named_arms((*TABLES_ARMS, *(a.name for a in reading_arms()))), _SEEDS, _PRETRAINED),
+        **_SETS_50_V2,
         seed_major=True,
         tuned=True,
         description="amendment 5's other tables: Table 5, 9 and R with the arms they compare with, pretrained "
@@ -413,7 +413,7 @@ PROFILES: dict[str, Profile] = {
         "default",
         iters=500,
         pretrain_iters=1500,
-        seeds=SEEDS3,
+        seeds=_SEEDS,
         arm_runs=_history_runs(),
         generator=1,
         description="the study with amendments 1, 2 and 4: 4 h of run time, ~2 h with 2 jobs on 2 cores "
@@ -423,8 +423,8 @@ PROFILES: dict[str, Profile] = {
         "long",
         iters=2000,
         pretrain_iters=1500,
-        seeds=SEEDS3,
-        arm_runs=queue(only(TABLE3_ARMS, generator=1), SEEDS3, PRE),
+        seeds=_SEEDS,
+        arm_runs=queue(named_arms(TABLE3_ARMS, generator=1), _SEEDS, _PRETRAINED),
         seed_major=True,
         generator=1,
         description="amendment 3: Table 3, pretrained regime, 2000 iterations (schedule sensitivity; "
@@ -434,8 +434,8 @@ PROFILES: dict[str, Profile] = {
         "gpu",
         iters=8000,
         pretrain_iters=8000,
-        seeds=SEEDS3,
-        arm_runs=queue([a for a in protocol_arms(regimes=REGIMES) if a.table != "R"], SEEDS3),
+        seeds=_SEEDS,
+        arm_runs=queue([a for a in protocol_arms(regimes=REGIMES) if a.table != "R"], _SEEDS),
         preset="synthetic150",
         classes=150,
         size=128,
