@@ -290,9 +290,9 @@ class Profile:
     """A study as data: its sets, its pretraining and its training runs (:class:`ArmRun`) in queue order."""
 
     name: str
-    iters: int
+    iters: int  # of a training run (an ArmRun may give its own)
     pretrain_iters: int
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # an arm's seeds, as the tables count them (the runs are arm_runs)
     arm_runs: tuple[ArmRun, ...] = ()  # the training runs, in queue order
     preset: str = "synthetic"
     classes: int = 50
