@@ -292,7 +292,7 @@ class Profile:
     name: str
     iters: int  # of a training run (an ArmRun may give its own)
     pretrain_iters: int
-    seeds: tuple[int, ...]  # an arm's seeds, as the tables count them (the runs are arm_runs)
+    seeds: tuple[int, ...]  # the seeds an arm is reported with (endpoints, tables); the runs are arm_runs
     arm_runs: tuple[ArmRun, ...] = ()  # the training runs, in queue order
     preset: str = "synthetic"
     classes: int = 50
