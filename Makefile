@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: test lint lint-workflows format book notebooks clean
+.PHONY: test lint lint-workflows format book notebooks workshop clean
 
 # The pinned torch pair is a CUDA build (it runs on the CPU): .venv takes about 6.5 GB. The disk is
 # checked before the venv is created and before an install into a venv without torch yet (e.g. a
@@ -24,7 +24,7 @@ $(VENV)/bin/activate:
 	$(PIP) install -q --upgrade pip
 
 # One stamp per extra, so `make test` does not pay for the book's dependencies. Both install at
-# the versions of requirements.lock (pip-compile of pyproject.toml's test and book extras; the
+# the versions of requirements.lock (pip-compile of pyproject.toml's extras; the
 # CONTRIBUTING.md says how to refresh it), so tests, book and study run on one environment.
 LOCK := requirements.lock
 
@@ -36,6 +36,13 @@ $(VENV)/.test-installed: pyproject.toml $(LOCK) | $(VENV)/bin/activate
 $(VENV)/.book-installed: pyproject.toml $(LOCK) | $(VENV)/bin/activate
 	$(CHECK_DISK)
 	$(PIP) install -c $(LOCK) -e ".[test,book]"
+	touch $@
+
+# A workshop laptop (book/teaching.md): the book's environment plus the workshop extra (JupyterLab,
+# jupytext's server extension), also at requirements.lock's versions.
+$(VENV)/.workshop-installed: pyproject.toml $(LOCK) $(VENV)/.book-installed
+	$(CHECK_DISK)
+	$(PIP) install -c $(LOCK) -e ".[workshop]"
 	touch $@
 
 # The ci extra (check-jsonschema, ruamel.yaml: ci/lint_workflows.py), also at requirements.lock's versions.
@@ -60,6 +67,11 @@ lint-workflows: $(VENV)/.ci-installed
 format: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# One command for a participant's laptop: .venv with the book's and the workshop's extras, the
+# "python3" kernel registered, notebooks/*.py paired to notebooks/*.ipynb (make-book.mk).
+workshop: $(VENV)/.workshop-installed notebooks
+	@echo "Ready: start JupyterLab with '$(VENV)/bin/jupyter lab notebooks/' and open 01_ambiguity.ipynb"
 
 clean:
 	rm -rf book/_build notebooks/*.ipynb .pytest_cache .ruff_cache

@@ -6,7 +6,7 @@
 
 "ours" is ``cbp.engine.build.build_model`` with backbone ``mit_b0`` (smp's MiT-B0 encoder + the SegFormer
 all-MLP decoder, C = 256) and the learnable linear classifier, stepped as the engine steps it
-(``cbp.engine.train.compute_loss``, ``cbp.engine.optim.build_optimizer``). "theirs" is transformers'
+(``cbp.engine.loss.compute_loss``, ``cbp.engine.optim.build_optimizer``). "theirs" is transformers'
 ``SegformerForSemanticSegmentation`` from a ``SegformerConfig`` with the same architecture (depths
 2-2-2-2, widths 32-64-160-256, heads 1-2-5-8, reduction ratios 8-4-2-1, decoder width 256, drop
 path 0.1, classifier dropout 0.1), random init, stepped through its own ``labels=`` loss.
@@ -83,8 +83,8 @@ def build_ours() -> tuple[nn.Module, Callable[[torch.Tensor, torch.Tensor], None
     """This project's SegFormer-B0 with a linear classifier, and the engine's training step."""
     from cbp.engine.build import build_model
     from cbp.engine.config import get_preset
+    from cbp.engine.loss import compute_loss
     from cbp.engine.optim import build_optimizer
-    from cbp.engine.train import compute_loss
 
     cfg = get_preset("synthetic")
     cfg.model.backbone = "mit_b0"
@@ -101,7 +101,7 @@ def build_ours() -> tuple[nn.Module, Callable[[torch.Tensor, torch.Tensor], None
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
         out = model(images, upsample=True)  # logits (B, N, H, W)
-        loss, _, _ = compute_loss(model, out, labels, cfg, None)
+        loss, _ = compute_loss(model, out, labels, cfg, None)
         loss.backward()
         opt.step()
         model.classifier.after_step()

@@ -4,7 +4,7 @@
     python benchmarks/train_step.py --cases cnn_tiny --reps 30
     python benchmarks/train_step.py --cases mit_b5 --dry-run   # what would run (ci/gpu_check.sh --dry-run)
 
-Each step is the engine's own (``cbp.engine.train.compute_loss``): zero_grad, forward, loss, backward,
+Each step is the engine's own (``cbp.engine.loss.compute_loss``): zero_grad, forward, loss, backward,
 AdamW step (+ ``classifier.after_step``). The two variants are timed interleaved (A, B, A, B, ...)
 so that load from other processes hits both alike; the median of ``--reps`` steps after
 ``--warmup`` steps is reported with the ratio. On CUDA also the peak training memory, inference
@@ -25,8 +25,8 @@ import torch
 
 from cbp.engine.build import build_model
 from cbp.engine.config import Config, get_preset
+from cbp.engine.loss import compute_loss
 from cbp.engine.optim import build_optimizer
-from cbp.engine.train import compute_loss
 from cbp.losses import OCCL
 
 
@@ -104,7 +104,7 @@ class Runner:
         dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
         with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp != "none"):
             out = self.model(images, upsample=self.cfg.loss.ce_resolution == "input")
-        loss, _, _ = compute_loss(self.model, out, labels, self.cfg, self.occl)
+        loss, _ = compute_loss(self.model, out, labels, self.cfg, self.occl)
         loss.backward()
         self.opt.step()
         self.model.classifier.after_step()

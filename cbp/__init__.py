@@ -8,7 +8,7 @@ Where each equation of the paper lives:
 * Eq. 1-2 (pixel logits f . w): :mod:`cbp.heads`
 * Algorithm 1 (Kaiming -> Gram-Schmidt -> equalise) and Eq. 8 (class separability): :mod:`cbp.prototypes`
 * Eq. 3-6 (view centroids, centroid loss, category loss, OCCL): :mod:`cbp.losses`
-* Eq. 7 (total loss): :mod:`cbp.engine.train`
+* Eq. 7 (total loss): :mod:`cbp.engine.loss`
 * mIoU / mAcc / F1 and Fig. 5's frequency groups: :mod:`cbp.metrics`
 
 Architecture: four layers (the fourth in two parts), and imports run one way only, from a higher layer to a lower one

@@ -7,6 +7,7 @@ of a pixel and ``|w_l| = T`` for all l.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -93,6 +94,7 @@ class CBPHead(nn.Module):
             self.register_buffer("prototypes", weight)
         else:
             self.prototypes = nn.Parameter(weight)
+        self._observed: list[tuple[Tensor, Tensor]] = []  # (N, C), (N,) per forward pass since the step
 
     def forward(self, features: Tensor) -> Tensor:
         """Pixel logits ``f . w_l`` (Eq. 1-2).
@@ -110,30 +112,88 @@ class CBPHead(nn.Module):
         weight = self.prototypes[:, :, None, None]  # (N, C, 1, 1)
         return F.conv2d(features, weight.to(features.dtype))  # (B, N, H, W)
 
-    @torch.no_grad()
-    def after_step(self, category_centroids: Tensor | None = None, present: Tensor | None = None) -> None:
-        """Apply the prototype update after an optimizer step (``"ema"`` and ``"penalty"`` only).
+    @property
+    def observes_centroids(self) -> bool:
+        """Whether :meth:`observe` records anything: the ``"ema"`` update follows the category centroids."""
+        return self.update == "ema"
+
+    def observe(self, category_centroids: Tensor, present: Tensor) -> None:
+        """Record one forward pass's category centroids for the next :meth:`after_step` (``"ema"`` only).
+
+        The loss (:func:`cbp.engine.loss.compute_loss`) calls it once per forward pass, so with
+        gradient accumulation one step records several batches; the other updates ignore it.
 
         Args:
-            category_centroids: (N, C) category centroids s_l of the last batch (OCCL's
-                ``"category_centroids"``); required for ``"ema"``.
-            present: (N,) bool, the classes present in the last batch; required for ``"ema"``.
+            category_centroids: (N, C) category centroids s_l of the batch (OCCL's
+                ``"category_centroids"``).
+            present: (N,) bool, the classes present in the batch.
+        """
+        if self.observes_centroids:
+            self._observed.append((category_centroids.detach(), present.detach()))
+
+    @torch.no_grad()
+    def after_step(
+        self,
+        category_centroids: Tensor | None = None,
+        present: Tensor | None = None,
+        *,
+        all_reduce: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        """Apply the prototype update after an optimizer step (``"ema"`` and ``"penalty"`` only).
+
+        ``"ema"`` moves the prototypes towards the given centroids or, without them, towards the
+        centroids recorded by :meth:`observe` since the last step: their presence-weighted mean over
+        the step's forward passes, then over the ranks with ``all_reduce``, so that every rank's
+        prototypes stay identical.
+
+        Args:
+            category_centroids: (N, C) category centroids s_l of the last batch, or None for the
+                recorded ones.
+            present: (N,) bool, the classes present in the last batch (with ``category_centroids``).
+            all_reduce: sums a tensor over the ranks in place (:func:`cbp.distributed.all_reduce_sum_`);
+                None in a single process.
         """
         if self.update == "ema":
             if category_centroids is None or present is None:
-                raise ValueError(
-                    "update='ema' needs after_step(category_centroids, present) after every step"
-                )
-            present = present.to(self.prototypes.device)
-            centroids = category_centroids.to(self.prototypes)  # (N, C)
-            # The centroids' directions at the prototypes' length T (features have norms ~5x T).
-            target = self.length * F.normalize(centroids, dim=1)  # (N, C); a zero centroid stays 0
-            moved = self.momentum * self.prototypes + (1.0 - self.momentum) * target  # (N, C)
-            # A class with a zero centroid, or whose moved row collapsed to zero, keeps its prototype.
-            ok = present & (centroids.norm(dim=1) > 0) & (moved.norm(dim=1) > 0)  # (N,)
-            self.prototypes[ok] = equalize(moved[ok], self.length)
+                category_centroids, present = self._observed_centroids(all_reduce)
+            self._ema(category_centroids, present)
         elif self.update == "penalty":
             self.prototypes.copy_(equalize(self.prototypes, self.length))
+
+    def _observed_centroids(self, all_reduce: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor]:
+        """The recorded centroids pooled over forward passes and ranks (N, C), and presence (N,); clears them."""
+        if not self._observed:
+            raise ValueError(
+                "update='ema' needs the batch's category centroids: observe(category_centroids, present) "
+                "in every forward pass, or after_step(category_centroids, present)"
+            )
+        cc = torch.stack([c for c, _ in self._observed]).float()  # (A, N, C)
+        pr = torch.stack([p for _, p in self._observed]).float()  # (A, N)
+        self._observed.clear()
+        mean = (cc * pr[..., None]).sum(0) / pr.sum(0).clamp(min=1)[:, None]  # (N, C)
+        present = pr.sum(0) > 0  # (N,)
+        if all_reduce is None:
+            return mean, present
+        w = present.to(mean.dtype)  # (N,); each rank weighted by presence
+        packed = all_reduce(torch.cat([mean * w[:, None], w[:, None]], dim=1))  # (N, C + 1)
+        count = packed[:, -1]  # (N,)
+        return packed[:, :-1] / count.clamp(min=1.0)[:, None], count > 0
+
+    def _ema(self, category_centroids: Tensor, present: Tensor) -> None:
+        """``w_l <- m w_l + (1 - m) T s_l / |s_l|`` for the present classes, then re-equalised.
+
+        Args:
+            category_centroids: (N, C) s_l.
+            present: (N,) bool.
+        """
+        present = present.to(self.prototypes.device)
+        centroids = category_centroids.to(self.prototypes)  # (N, C)
+        # The centroids' directions at the prototypes' length T (features have norms ~5x T).
+        target = self.length * F.normalize(centroids, dim=1)  # (N, C); a zero centroid stays 0
+        moved = self.momentum * self.prototypes + (1.0 - self.momentum) * target  # (N, C)
+        # A class with a zero centroid, or whose moved row collapsed to zero, keeps its prototype.
+        ok = present & (centroids.norm(dim=1) > 0) & (moved.norm(dim=1) > 0)  # (N,)
+        self.prototypes[ok] = equalize(moved[ok], self.length)
 
     def penalty(self) -> Tensor:
         """Orthogonality penalty of the ``"penalty"`` update:
@@ -198,7 +258,19 @@ class LinearHead(nn.Module):
         """Logits ``f . w_l + b_l``: features (B, C, H, W) -> (B, N, H, W)."""
         return self.conv(features)
 
-    def after_step(self, category_centroids: Tensor | None = None, present: Tensor | None = None) -> None:
+    #: The baseline follows no centroids: :meth:`observe` records nothing.
+    observes_centroids = False
+
+    def observe(self, category_centroids: Tensor, present: Tensor) -> None:
+        """No-op: the baseline follows no centroids."""
+
+    def after_step(
+        self,
+        category_centroids: Tensor | None = None,
+        present: Tensor | None = None,
+        *,
+        all_reduce: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         """No-op: the baseline is updated by its optimizer only."""
 
     def penalty(self) -> Tensor:

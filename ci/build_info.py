@@ -10,14 +10,16 @@ site's ``handout/`` page). Everything is computed from the working tree; nothing
   it (``git status --untracked-files=no``); the archive's version is ``git describe --always
   --dirty``, as before;
 - **build date**: today in UTC (or ``SOURCE_DATE_EPOCH`` when set, for reproducible builds);
-- **study**: the newest folder of ``results/`` that holds training records (``"kind": "train"``),
-  by the latest ``recorded`` time in it, with its first and last record dates. The library has no
-  single pointer to "the current study" (notebook 07 names its profile in a parameter); this
-  follows whichever study recorded last;
-- **where the book is published**: from ``git remote get-url origin`` when it is a GitHub
+- **study**: the current study's newest folder of ``results/`` that holds training records
+  (``"kind": "train"``), by the latest ``recorded`` time in it, with its first and last record dates;
+  the current study's folders come from the library's one pointer, ``cbp.experiments.current``;
+- **where the book is published**: from the repository's address (``git remote get-url origin``,
+  else the ``Repository`` URL of ``pyproject.toml``'s ``[project.urls]``) when it is a GitHub
   repository (``https://github.com/OWNER/REPO`` or ``git@github.com:OWNER/REPO.git``) -> its
   GitHub Pages address, ``https://OWNER.github.io/REPO/``, where ``.github/workflows/book.yml``
-  deploys it; without one, a sentence that says how to get the book instead.
+  deploys it, and the ``git clone`` command of the teaching page; without one, sentences that say
+  plainly that this build has no address to give, and how to get the code instead (the handout
+  archive carries it).
 """
 
 from __future__ import annotations
@@ -72,8 +74,16 @@ def build_date() -> str:
     return now.date().isoformat()
 
 
-def study_records(results: Path) -> dict | None:
-    """The newest study folder of RESULTS: the one whose latest training record is the most recent.
+def current_folders() -> set[str]:
+    """The folder names of the current study (``cbp.experiments.current.CURRENT``)."""
+    from cbp.experiments.current import CURRENT
+
+    return {p.name for p in CURRENT.folders().values()}
+
+
+def study_records(results: Path, only: set[str] | None = None) -> dict | None:
+    """The newest study folder of RESULTS (of those named in ``only``, when given): the one whose latest
+    training record is the most recent.
 
     Returns:
         ``folder`` (relative to the repository, e.g. ``results/ablations-v2-tables``), ``runs`` (its
@@ -82,7 +92,8 @@ def study_records(results: Path) -> dict | None:
         or None when no folder holds a training record.
     """
     best = None
-    for folder in sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []:
+    folders = sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
+    for folder in (f for f in folders if only is None or f.name in only):
         recorded, descriptions = [], set()
         for path in folder.glob("*.json"):
             try:
@@ -111,8 +122,26 @@ def study_records(results: Path) -> dict | None:
     return best
 
 
+def declared_repository(root: Path = ROOT) -> str | None:
+    """The ``Repository`` (or ``Source``) URL of ``pyproject.toml``'s ``[project.urls]``, if any."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return None
+    try:
+        urls = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for key, url in urls.items() if isinstance(urls, dict) else []:
+        if key.lower() in ("repository", "source", "source code") and isinstance(url, str):
+            return url.strip()
+    return None
+
+
 def remote_url(root: Path = ROOT) -> str | None:
-    return _git(root, "remote", "get-url", "origin")
+    """The repository's address: ``git remote get-url origin``, else the one ``pyproject.toml``
+    declares (:func:`declared_repository`); None when the build has neither."""
+    return _git(root, "remote", "get-url", "origin") or declared_repository(root)
 
 
 def github_repo(remote: str | None) -> tuple[str, str] | None:
@@ -149,7 +178,12 @@ def substitutions(remote: str | None) -> dict[str, str]:
             "This copy of the repository has no GitHub remote to name its address: build it locally "
             "with `make book`, or read it where your copy's GitHub Pages publishes it."
         ),
-        "cbp_clone": "`git clone` it from where your copy is hosted, or unpack an archive of it",
+        "cbp_clone": (
+            "this build has no repository address to print: the repository it was built from has no "
+            "GitHub remote and its `pyproject.toml` declares no `Repository` URL, so clone it from "
+            "where you got it, or unpack the handout archive, whose `source/` folder holds "
+            "everything below"
+        ),
     }
 
 
@@ -157,7 +191,7 @@ def collect(root: Path = ROOT) -> dict:
     """Everything the footer and the handout page say, for a build of ROOT now."""
     info = commit_info(root)
     info["date"] = build_date()
-    info["study"] = study_records(root / "results")
+    info["study"] = study_records(root / "results", current_folders())
     info["published"] = published_url(remote_url(root))
     return info
 
@@ -171,11 +205,11 @@ def commit_text(info: dict) -> str:
 def study_text(info: dict) -> str:
     study = info.get("study")
     if not study:
-        return "no study records in results/"
+        return "no record of the current study in results/ yet"
     dates = study["first"] if study["first"] == study["last"] else f"{study['first']} to {study['last']}"
     what = f"{study['study']}, " if study.get("study") else ""
     runs = f"{study['runs']} training run{'' if study['runs'] == 1 else 's'}"
-    return f"{study['folder']}/ ({what}{runs} recorded {dates}; the newest records in results/)"
+    return f"{study['folder']}/ ({what}{runs} recorded {dates}; the current study's newest records)"
 
 
 def footer_html(info: dict) -> str:
@@ -223,8 +257,9 @@ def handout_page(info: dict, state: str, size_mib: float | None = None, pdf: boo
     """
     e = html.escape
     name = archive_name(info["version"])
-    what = "the site and the executed notebook of every chapter" + (
-        ", and the whole book as one PDF" if pdf else ""
+    what = (
+        "the site, the executed notebook of every chapter, and the library and notebooks' sources to "
+        "run them (<code>make workshop</code>)" + (", and the whole book as one PDF" if pdf else "")
     )
     if state == "packed":
         size = f" ({size_mib:.1f} MiB)" if size_mib is not None else ""
@@ -244,6 +279,8 @@ def handout_page(info: dict, state: str, size_mib: float | None = None, pdf: boo
             "the folder above this site:</p>\n<ul>"
             '<li><a href="../../README.txt">README.txt</a>: what each part is</li>'
             '<li><a href="../../notebooks/">notebooks/</a>: the executed notebook of every chapter</li>'
+            '<li><a href="../../source/">source/</a>: the library and the notebooks\' sources; '
+            "<code>cd source &amp;&amp; make workshop</code> sets a laptop up to run them</li>"
             f"{pdf_item}</ul>"
         )
     else:

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from cbp.engine.build import build_model, build_occl
     from cbp.engine.config import get_preset
+    from cbp.engine.loss import compute_loss
     from cbp.engine.optim import build_optimizer
-    from cbp.engine.train import compute_loss
 
     local = int(os.environ["LOCAL_RANK"])
     torch.cuda.set_device(local)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=dtype):
             out = ddp(images, upsample=cfg.loss.ce_resolution == "input")
-        loss, _, _ = compute_loss(model, out, labels, cfg, occl)
+        loss, _ = compute_loss(model, out, labels, cfg, occl)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -8,7 +8,11 @@
   ``.ipynb`` of every chapter, outputs included, as the book shows them), ``index.html`` (opens the
   site), ``cbp-book.pdf`` (every
   page printed by headless Chromium and joined; left out with a message when Chromium or
-  pdfunite/qpdf are missing, or with ``--no-pdf``) and ``README.txt`` (how to open each);
+  pdfunite/qpdf are missing, or with ``--no-pdf``), ``source/`` (what running the notebooks needs:
+  the library ``cbp/``, ``pyproject.toml``, ``requirements.lock``, the ``Makefile`` with
+  ``book/make-book.mk``, ``README.md``, ``LICENSE``, ``CITATION.cff``, the notebooks' sources
+  ``notebooks/*.py``, the recorded study ``results/`` that chapters 7 and 8 read, and the protocol
+  ``experiments/``; ``make workshop`` there sets a laptop up) and ``README.txt`` (how to open each);
 - ``cbp-book-<version>.zip.sha256``, in the format ``sha256sum -c`` reads;
 
 and puts a copy of both into the built site's ``handout/`` folder with a page that offers them
@@ -29,7 +33,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,8 +62,15 @@ site/        the book as a web site. Open index.html (beside this file) or site/
              It needs no network: MathJax and every figure are inside the folder.
 notebooks/   the executed notebook of each chapter, with its outputs (figures, tables, logs):
              open them in Jupyter, VS Code or any notebook viewer to read them as they ran.
-             To run them again you need the repository (its cbp library): `make notebooks` there
-             pairs and registers them; each notebook's first code cell lists its parameters.
+source/      the repository's files that running the notebooks needs ({source_version}): the cbp
+             library, pyproject.toml and requirements.lock, the Makefile, the notebooks' sources
+             (source/notebooks/*.py) and the recorded study (source/results/). One command sets a
+             laptop up (python3 3.10+ and make; about {venv_gb} GB of disk for .venv, and PyPI
+             reachable while it installs):
+                 cd source && make workshop
+             then start JupyterLab with  .venv/bin/jupyter lab notebooks/  and open a chapter.
+             Each notebook's first code cell lists its parameters. "Teaching with this book"
+             (site/teaching.html) has the workshop plan and measured times.
 {pdf_line}
 Check the archive: sha256sum -c {archive}.sha256
 """
@@ -69,6 +82,64 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# What running the notebooks needs, relative to the repository: `make workshop` (Makefile with
+# book/make-book.mk, pyproject.toml, requirements.lock, README.md: the package's readme) installs
+# cbp/; the notebooks import it, chapters 7 and 8 read results/, and experiments/ holds the protocol
+# the records name.
+SOURCE_FILES = (
+    "Makefile",
+    "book/make-book.mk",
+    "pyproject.toml",
+    "requirements.lock",
+    "README.md",
+    "LICENSE",
+    "CITATION.cff",
+)
+SOURCE_DIRS = ("cbp", "notebooks", "results", "experiments")
+VENV_GB = "6.3"  # .venv of `make workshop`, as measured in book/teaching.md
+
+
+def _tracked(root: Path) -> list[str] | None:
+    """The files git tracks under ROOT (relative, POSIX), or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [name for name in out.split("\0") if name]
+
+
+def source_files(root: Path = ROOT) -> list[str]:
+    """The repository's files the archive's ``source/`` holds (relative, POSIX, sorted).
+
+    In a git checkout, the tracked files of :data:`SOURCE_FILES` and :data:`SOURCE_DIRS` (so no
+    ``.venv``, paired ``.ipynb``, ``runs/`` or caches); elsewhere, the same files found on disk,
+    without ``__pycache__`` and ``*.ipynb``. Of ``notebooks/``, only the chapters' ``NN_*.py``.
+    """
+    tracked = _tracked(root)
+    if tracked is None:
+        tracked = [
+            p.relative_to(root).as_posix()
+            for d in SOURCE_DIRS
+            for p in (root / d).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".ipynb"
+        ] + [f for f in SOURCE_FILES if (root / f).is_file()]
+    chosen = []
+    for name in tracked:
+        top = name.split("/", 1)[0]
+        if name in SOURCE_FILES or (top in SOURCE_DIRS and (root / name).is_file()):
+            if top == "notebooks" and not re.fullmatch(r"notebooks/\d\d_[^/]+\.py", name):
+                continue
+            chosen.append(name)
+    missing = [
+        f for f in ("Makefile", "pyproject.toml", "requirements.lock", "cbp/__init__.py") if f not in chosen
+    ]
+    if missing:
+        raise FileNotFoundError(f"make_dist: the source part lacks {', '.join(missing)} (in {root})")
+    return sorted(chosen)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
         (stage / "notebooks").mkdir()
         for nb in nbs:
             shutil.copyfile(nb, stage / "notebooks" / nb.name)
+        sources = source_files(ROOT)
+        for rel in sources:
+            (stage / "source" / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, stage / "source" / rel)
+        src_info = build_info.commit_info(ROOT)
+        source_version = f"version {src_info['version']}" if src_info.get("commit") else "outside git"
+        if src_info.get("commit") and src_info["version"] != ver:
+            print(f"make_dist: source/ is the tree now ({src_info['version']}), not the book's build ({ver})")
         pdf_line = ""
         if not args.no_pdf:
             t0 = time.time()
@@ -156,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                 version=ver,
                 pdf_line=pdf_line,
                 archive=archive.name,
+                source_version=source_version,
+                venv_gb=VENV_GB,
             )
         )
         archive.unlink(missing_ok=True)
@@ -176,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         build_info.handout_page(info, "packed", size_mib=size, pdf=bool(pdf_line)), encoding="utf-8"
     )
     print(
-        f"make_dist: {archive} ({size:.1f} MiB: site, {len(nbs)} executed notebooks"
+        f"make_dist: {archive} ({size:.1f} MiB: site, {len(nbs)} executed notebooks, "
+        f"{len(sources)} source files"
         f"{', PDF' if pdf_line else ''}) and {archive.name}.sha256, in {time.time() - start:.0f} s; "
         f"a copy is offered on {handout / 'index.html'}"
     )

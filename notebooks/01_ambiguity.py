@@ -217,10 +217,11 @@ finish(toy_figures.plot_cosine_maps({kind: runs[kind][0] for kind in runs}, CONF
 # Per-class recall on a *balanced* test set (400 samples per class; `cbp.metrics.ConfusionMatrix`,
 # the same arithmetic as mmsegmentation's mAcc), against the class's training frequency. This is
 # one toy and a few runs, not the paper's claim: read it as an illustration of where the two
-# heads differ, with the spread over runs.
+# heads differ, with the spread over runs. Each class is one marker per head, side by side; look
+# at the grey bands, the rare member of each confusable pair.
 
-# %% mystnb={"image": {"alt": "Per-class recall on the balanced test set against log training samples, mean and spread over runs, for the learnable and CBP heads: the rare member of each of the three confusable pairs gets a recall near 0 percent, every other class near 100 percent, and the two heads' curves lie on top of each other."}}
-finish(toy_figures.plot_recall_vs_frequency(runs, counts))
+# %% mystnb={"image": {"alt": "Per-class recall on the balanced test set against log training samples, mean and spread over runs, one marker per class: open circles for the learnable head, filled squares for CBP, side by side. The rare members of the three confusable pairs, marked by grey bands, get a recall near 0 percent under both heads; every other class is near 100 percent under both."}}
+finish(toy_figures.plot_recall_vs_frequency(runs, counts, CONFUSABLE))
 display(toy_figures.recall_summary(runs).round(2))
 
 # %% [markdown]
@@ -237,9 +238,10 @@ display(toy_figures.recall_summary(runs).round(2))
 #   depends on the optimizer.
 # - The frozen CBP head has equal norms and zero cosines throughout, by construction.
 # - Removing the ambiguity did **not** help on this toy: both heads reached the same mAcc on the
-#   balanced test set (about 74 %) and the same recall on the four rarest classes (about 48 %),
-#   within a seed's spread (table of Section 1.5). The encoder adapts to whichever head it has;
-#   an ambiguity in the classifier is not by itself a loss of accuracy.
+#   balanced test set and the same recall on the four rarest classes, within a seed's spread
+#   (table of Section 1.5); both lose the rare member of every confusable pair to its frequent
+#   twin. The encoder adapts to whichever head it has; an ambiguity in the classifier is not by
+#   itself a loss of accuracy.
 #
 # Data: synthetic Gaussian clusters generated above; hardware: one CPU core; runs: `n_seeds`
 # seeds of data, encoder and classifier. Whether removing the ambiguity improves segmentation is
@@ -248,41 +250,47 @@ display(toy_figures.recall_summary(runs).round(2))
 # %% [markdown]
 # ## Exercises
 #
-# Predict first, then change the parameter in the parameters cell and run the notebook again
-# (in Jupyter: *Run All*; or `papermill notebooks/01_ambiguity.ipynb out.ipynb -p NAME VALUE`).
+# Write your prediction down first (a number, a sign or a shape, and one line of why), then change the
+# parameter in the parameters cell and run the notebook again (in JupyterLab: *Run All*; or
+# `papermill notebooks/01_ambiguity.ipynb out.ipynb -p NAME VALUE`). Each worked answer is folded
+# under its question: open it after your run.
 #
-# **1. Fewer channels than classes.** Set `channels = 8` (with `num_classes = 12`). What happens to
-# the learnable runs, and to the CBP runs?
+# **1. Fewer channels than classes.** Predict what happens to the learnable runs, and to the CBP
+# runs, with `channels = 8` (and `num_classes = 12`); then set it and run.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # The learnable head does not care: 12 prototypes in 8 dimensions are just a $12\times 8$
 # matrix. CBP cannot exist: 12 mutually orthogonal vectors need at least 12 dimensions, so the
 # training cell stops with `ValueError: CBP needs channels >= num_classes to make 12 mutually
 # orthogonal prototypes (got channels=8 < num_classes=12): use a wider decoder, fewer classes, or
 # init='equal'`. This is the limitation of the paper's Section 5.
-# ```
 #
-# **2. A milder long tail.** Set `imbalance = 10` (instead of 200). Will the learnable prototype
-# norms follow class frequency more or less closely? Will CBP now beat the learnable head?
+# </details>
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# **2. A milder long tail.** Predict, for `imbalance = 10` (instead of 200): will the learnable
+# prototype norms follow class frequency more or less closely, and will CBP now beat the learnable
+# head in mAcc? Then set it and run.
+#
+# <details><summary>Worked answer</summary>
+#
 # Less closely. With the SGD runs of this page, the mean Pearson correlation between the final
 # norm and $\log n_l$ over the 5 seeds was 0.90 at `imbalance = 200` and 0.52 at `imbalance = 10`
 # (measured when this exercise was written, seeds 0-4): a milder tail gives the norms less
 # frequency to encode. The two heads stay level in mAcc (77.3 % learnable, 77.6 % CBP at
 # `imbalance = 10`; 74.1 % and 74.1 % at 200): on this toy the encoder compensates either way.
-# ```
 #
-# **3. Optimizer.** The Adam runs of Section 1.3 use `adam_lr`. Multiply it by 10 (`adam_lr = 3e-2`).
-# Predict the shape of the Adam curve in the norm-correlation figure, then run.
+# </details>
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# **3. Optimizer.** The Adam runs of Section 1.3 use `adam_lr`. Predict the shape of the Adam curve
+# in the norm-correlation figure when it is multiplied by 10 (`adam_lr = 3e-2`); then set it and run.
+#
+# <details><summary>Worked answer</summary>
+#
 # There is no single right prediction here; the point is to say one before running. What the page
 # shows is that the coupling of norms and frequency depends on the optimizer: SGD steps are
 # proportional to the gradient, which frequent classes dominate, while Adam normalises each
 # parameter's step. A larger Adam step makes the early phase, where frequent classes lead, shorter;
 # read the curve against the SGD one rather than against a number.
-# ```
+#
+# </details>

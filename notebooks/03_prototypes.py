@@ -223,28 +223,33 @@ finish(pf.plot_embedding_inits(emb, length=length, seed=seed))
 # %% [markdown]
 # ## Exercises
 #
-# Predict first, then change the parameter in the parameters cell and run the notebook again.
+# Write your prediction down first (a number, a sign or a shape, and one line of why), then change the
+# parameter in the parameters cell and run the notebook again (in JupyterLab: *Run All*). Each
+# worked answer is folded under its question: open it after your run.
 #
-# **1. Wider features.** Set `channels = 1024`. Predict the standard deviation of CS (Eq. 8) over
-# random equal-norm prototypes.
+# **1. Wider features.** Predict the standard deviation of CS (Eq. 8) over random equal-norm
+# prototypes with `channels = 1024` (work it out from the $C = 256$ case on this page); then set
+# it and run.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # The page's formula gives it: $\sqrt{N(N-1)/(2C)} = \sqrt{150 \cdot 149 / 2048} \approx 3.3$,
 # half of the 6.6 at $C = 256$. Each cosine of two random directions has standard deviation
 # about $1/\sqrt{C}$, and CS sums $N(N-1)/2$ nearly independent ones. Measured over 200 seeds when
 # this exercise was written: 3.2. The paper's 6.2 for "Equal" would then be about two standard
 # deviations out.
-# ```
 #
-# **2. More classes than channels.** Set `num_classes = 300` (keep `channels = 256`). Which cell
-# fails first, and with what message?
+# </details>
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# **2. More classes than channels.** Predict which cell fails first with `num_classes = 300` (keep
+# `channels = 256`), and what its message says; then set it and run.
+#
+# <details><summary>Worked answer</summary>
+#
 # The Gram-Schmidt/QR cell: `gram_schmidt` refuses before computing anything, with `ValueError: CBP
 # needs channels >= num_classes to make 300 mutually orthogonal prototypes (got channels=256 <
 # num_classes=300): use a wider decoder, fewer classes, or init='equal'`. Only 256 orthogonal
 # directions exist in $\mathbb{R}^{256}$; a silent fallback would be a different classifier under the
 # same name.
-# ```
+#
+# </details>

@@ -302,40 +302,46 @@ display(table.round(3))
 # %% [markdown]
 # ## Exercises
 #
-# Predict first, then change the parameter in the parameters cell and run the notebook again.
+# Write your prediction down first (a number, a sign or a shape, and one line of why), then change the
+# parameter in the parameters cell and run the notebook again (in JupyterLab: *Run All*). Each
+# worked answer is folded under its question: open it after your run.
 #
-# **1. Weights of the two losses.** Set `lam, phi = 0.0, 0.3`. Predict the OCCL value of Section 4.3
-# from the centroid and category losses in the same table.
+# **1. Weights of the two losses.** Predict the OCCL value of Section 4.3's table with
+# `lam, phi = 0.0, 0.3`, from the centroid and category losses in the same table; then set it and
+# run.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # Eq. 6 gives OCCL $= \lambda\,\tfrac12(\mathcal{L}_{v,1} + \mathcal{L}_{v,2}) + \phi\,\tfrac12(\mathcal{L}_{c,1} + \mathcal{L}_{c,2})$;
 # the table's two loss columns are already the means over the two views, so with $\lambda = 0$
 # the OCCL column is exactly $0.3 \times$ the category loss, whatever the centroid loss is. The
 # free-feature figure of Section 4.4 changes too: its third curve now follows the category loss only.
-# ```
 #
-# **2. One image a view.** Set `batch_size = 2`. Predict how many classes are in both views, and
-# what that does to the centroid loss.
+# </details>
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# **2. One image a view.** Predict, for `batch_size = 2`, how many classes are in both views, and
+# what that does to the centroid loss; then set it and run.
+#
+# <details><summary>Worked answer</summary>
+#
 # With one image per view, only classes that happen to be in both images have a positive pair;
 # on this set an image has 4-9 cells, so expect a handful of classes in the batch and few, often
 # one or two, in both views. Classes in one view only get no centroid-loss term (they still get
 # category-loss terms), and with no class in both views the centroid loss is exactly 0, with a
 # zero gradient. This is the paper's setting per GPU (2 images), and the reason `views="random"`
 # helped in the study (see "Reading the paper").
-# ```
 #
-# **3. Temperature.** Set `tau = 0.5`. Predict whether the category loss moves towards or away from
-# its chance level $\log N$ printed under the table.
+# </details>
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# **3. Temperature.** Predict whether, with `tau = 0.5`, the category loss moves towards or away
+# from its chance level $\log N$ printed under the table; then set it and run.
+#
+# <details><summary>Worked answer</summary>
+#
 # Towards it. The logits are cosines divided by $\tau$, so a larger $\tau$ squeezes them into
 # $[-2, 2]$ instead of $[-14.3, 14.3]$: the softmax over the $N$ prototypes gets flatter and the
 # loss closer to $\log N$ whatever the centroids are. A small $\tau$ is what lets the loss reward
 # a centroid that points at its own prototype, and what makes normalisation necessary
 # (Section 4.6).
-# ```
+#
+# </details>

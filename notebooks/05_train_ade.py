@@ -98,35 +98,12 @@ import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
 
-import pandas as pd
 from IPython.display import Markdown, display
 
-from cbp.book import captions, figures, launch, run_data
+from cbp.book import captions, figures, training_page
 from cbp.book.plotting import finish, use_style
-from cbp.paper import PAPER_MODEL, PAPER_TABLE1_GAINS, table1_setting
 
 use_style()
-
-# %%
-if workshop:  # the workshop setting: a short schedule, no intermediate validation
-    iters, eval_points = iters or 20, 0
-spec = launch.RunSpec(
-    backbone=backbone,
-    dataset=dataset,
-    data_root=data_root,
-    classifier=classifier,
-    occl=occl,
-    iters=iters,
-    gpus=gpus,
-    seed=seed,
-    out_dir=out_dir,
-    batch_size=batch_size,
-    eval_points=eval_points,
-    extra=(f"--model.pretrained={pretrained}",) if pretrained else (),
-    prefix="05",
-)
-preset, overrides = launch.preset_for(dataset, backbone)
-print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iterations")
 
 # %% [markdown]
 # ## The run
@@ -135,45 +112,47 @@ print(f"preset {preset!r} {' '.join(overrides)}: {launch.total_iters(spec)} iter
 # with `--preset NAME --help-keys`): on ADE20K batch 16, crop 512, 160K iterations, AdamW / SGD and
 # the poly schedule of mmsegmentation, and the $\lambda, \phi, T$ the paper chose per model. On the
 # synthetic set the `synthetic` preset (AdamW, 64 x 64, batch 8) is used with the backbone swapped
-# in. The cell below trains each run, or reuses a finished one whose configuration matches, and
+# in. The cell below (`cbp.book.training_page.train_and_read`, shared with the COCO-Stuff page)
+# prints the preset, trains each run, or reuses a finished one whose configuration matches, and
 # prints its command and a closing line; the per-iteration log stays in the run's `log.jsonl`
 # (read by the figures below). A failing run stops the page with the last lines of its output.
 
 # %%
-with launch.page_lines():  # the '==' lines as they come; the per-iteration log stays in log.jsonl
-    run_dirs = launch.train_runs(spec, baseline=baseline, resume=resume, datasets=("synthetic", "ade20k"))
-metrics = {label: run_data.read_metrics(d) for label, d in run_dirs.items()}
-display(pd.DataFrame([run_data.summary_row(m, label) for label, m in metrics.items()]).set_index("run"))
+page = training_page.train_and_read(globals(), prefix="05", datasets=("synthetic", "ade20k"))
+display(page.summary())
 
 # %% [markdown]
 # ## Losses over training
 #
 # The total loss of Eq. 7 is the pixel cross-entropy plus OCCL, that is $\lambda$ x centroid loss
 # (Eq. 4) plus $\phi$ x category loss (Eq. 5); the baseline has cross-entropy only. Each point is
-# the mean over one logging window (`log.jsonl`).
+# the mean over one logging window (`log.jsonl`). Notice whether each term falls, and that the
+# two runs' cross-entropy can be compared directly while their totals cannot (the baseline's
+# total *is* its cross-entropy).
 
-# %% mystnb={"image": {"alt": "Four panels, two a row: the total loss, the cross-entropy, the centroid loss and the category loss against the training iteration, one line per run (the baseline has cross-entropy only); each falls over training."}}
-finish(figures.plot_losses(run_dirs))
+# %% mystnb={"image": {"alt": "Four panels, two a row: the total loss, the cross-entropy, the centroid loss and the category loss against the training iteration, one line per run (the baseline has cross-entropy only); each falls over training. The legend is below the panels."}}
+finish(figures.plot_losses(page.dirs))
 
 # %% [markdown]
 # ## Validation mIoU
 #
 # Points at the intermediate validations (`eval.jsonl`, `--train.eval_every`) and at the end
-# (`metrics.json`).
+# (`metrics.json`). Notice which run is ahead, and whether it is ahead from the first validation
+# on or only at the end.
 
-# %% mystnb={"image": {"alt": "Validation mIoU against the training iteration for each run, with a point at every validation and at the end."}}
-finish(figures.plot_miou(run_dirs))
+# %% mystnb={"image": {"alt": "Validation mIoU against the training iteration for each run, with a point at every validation and at the end; the legend is below the axes."}}
+finish(figures.plot_miou(page.dirs))
 
 # %% [markdown]
 # ## Per-class IoU, from frequent to rare classes
 #
 # The paper's argument (Section 3) is that learned prototypes favour frequent classes; frozen
 # equal-norm prototypes should help most on the right of this chart, where classes have few
-# training pixels.
+# training pixels. Notice where the two runs' bars differ most, and how many rare classes have no
+# bar at all (IoU 0) after a short run.
 
 # %% mystnb={"image": {"alt": "Bar chart of the per-class IoU of each run, classes ordered from the most to the least frequent in training pixels; bars tend to shrink towards the rare classes on the right."}}
-tables = {label: run_data.per_class_table(m) for label, m in metrics.items()}
-finish(figures.plot_per_class_iou(tables))
+finish(figures.plot_per_class_iou(page.per_class()))
 
 # %% [markdown]
 # ## Predictions beside the ground truth
@@ -182,10 +161,7 @@ finish(figures.plot_per_class_iou(tables))
 # coloured with the dataset's palette (black: ignored pixels).
 
 # %% mystnb={"image": {"alt": "A grid of validation images, one a row: the image, its ground-truth label map and each run's predicted label map, coloured with the data set's palette."}}
-indices = list(range(examples))
-finish(
-    figures.plot_predictions({label: run_data.predict_examples(d, indices) for label, d in run_dirs.items()})
-)
+finish(figures.plot_predictions(page.examples(examples)))
 
 # %% [markdown]
 # ## The paper's number beside ours
@@ -197,16 +173,17 @@ finish(
 # decoder, the SegFormer row) beside the gain of this page's run over its learnable baseline.
 
 # %%
-ours = next(iter(metrics.values()))
-base = metrics.get("learnable baseline")
-gains = {PAPER_MODEL[f]: f"+{PAPER_TABLE1_GAINS[('ade20k', f)]:.1f}" for f in PAPER_MODEL}
-display(
-    pd.Series(gains, name="mIoU gain of CBP + OCCL (paper)").rename_axis(table1_setting("ade20k")).to_frame()
-)
-table = captions.compare_with_paper("ade20k", backbone, ours, base, run_label=captions.run_label(ours))
-display(table.replace("not in our copy", "Table 1 of the paper").style.hide(axis="index"))
-if dataset == "synthetic":
-    display(Markdown(captions.synthetic_caveat("ade20k", ours)))
+for shown in training_page.paper_comparison(page, "ade20k"):
+    display(shown)
+
+# %% [markdown]
+# ## What to notice
+#
+# What this page's figures support, computed from its runs' files (`metrics.json`, `log.jsonl`,
+# `eval.jsonl`); on the default these are short synthetic runs on a CPU, not the paper's setting.
+
+# %%
+display(Markdown(training_page.what_to_notice(page)))
 
 # %% [markdown]
 # ## What was shown
@@ -217,46 +194,58 @@ if dataset == "synthetic":
 # gain of this run. The cell below says on which data, how long and on which hardware.
 
 # %%
-display(Markdown(captions.run_lines(metrics)))
+display(Markdown(captions.run_lines(page.metrics)))
 
 # %% [markdown]
 # ## Exercises
 #
-# Predict first, then change the parameter in the parameters cell and run the notebook again. With `workshop = True` each run is short (times in "Teaching with this book").
+# Write your prediction down first (a number, a sign or a shape, and one line of why), then change the
+# parameter in the parameters cell and run the notebook again (in JupyterLab: *Run All*). Each
+# worked answer is folded under its question: open it after your run. With `workshop = True` each
+# run is short (times in "Teaching with this book").
 #
-# **1. No OCCL.** Set `occl = False`. What will the loss figure show, and which run of the study
-# is this page's run now?
+# **1. No OCCL.** Predict, for `occl = False`: what will the loss figure show, and will the frozen
+# prototypes without OCCL (Table 3's "+CBP") end above, level with or below the learnable baseline?
+# Then set it and run.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # The total loss equals the cross-entropy (Eq. 7 without the OCCL term), and the centroid and
 # category panels are empty for both runs. The page's run is now "+CBP" of Table 3 (frozen
-# prototypes, no OCCL); the study (chapter 7) found it clearly above the learnable baseline after
-# 500 iterations (+11.9 mIoU pretrained, +3.8 from scratch, 3 seeds) and, after 2000 iterations,
-# clearly below it (−1.5): on this benchmark the frozen head gives a faster start, not a better
-# end point.
-# ```
+# prototypes, no OCCL). The second study (history, in the appendix: 50 classes, pretrained, 3 seeds) found it level
+# with the tuned baseline: +0.5 mIoU [−4.1, +5.2] at 500 iterations, −1.1 [−2.9, +0.6] at the
+# plateau, neither resolved; on 150 classes it ended clearly below (−5.1 [−6.6, −3.5]). One short
+# run on one seed cannot separate differences this small: read your gap beside the seed spreads of
+# the studies (chapter 7 and its appendix), not as a verdict.
 #
-# **2. The update rule.** Copy the command the run cell prints for CBP + OCCL (the first `==`
+# </details>
+#
+# **2. The update rule.** Predict: will prototypes updated by EMA (`--model.update=ema`) end above
+# or below the frozen ones? Then copy the command the run cell prints for CBP + OCCL (the first `==`
 # line), add `--model.update=ema` and another `--out` folder, and run it in a terminal from the
-# repository root. Predict: above or below the frozen prototypes?
+# repository root.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
-# In the study (pretrained regime, 500 iterations, 3 seeds) EMA was **above** frozen by 5.6 mIoU,
-# the reverse of the paper's Table 4 (frozen 35.1, EMA 29.9 after 40K iterations): pulling the
-# prototypes towards where the features already are is a fast way to fit a short schedule. A
-# single 40-iteration run is noisier than that comparison; compare it with the seed spread of
-# chapter 7, not with one number.
-# ```
+# <details><summary>Worked answer</summary>
 #
-# **3. A longer schedule.** Set `iters = 800` (about 4x the default; this takes several minutes).
-# Predict how the gap between CBP + OCCL and the baseline changes.
+# It depends on when you stop. In the second study (50 classes, pretrained, 3 seeds) frozen
+# prototypes were **above** EMA ones by 6.1 mIoU [4.3, 7.9] at 500 iterations, the paper's
+# direction (Table 4: frozen 35.1, EMA 29.9 after 40K iterations), and level by the plateau
+# (+0.4 [−2.4, +3.2]). The first study (history: image-half views, 500 iterations) had found the
+# reverse, EMA 5.6 above frozen. A single short run is noisier than either comparison; compare it
+# with the seed spread of the studies (chapter 7 and its appendix), not with one number.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
-# It shrinks or reverses. The study's schedule check (chapter 7, amendment 3) trained the Table 3
-# arms for 2000 instead of 500 iterations: CBP + OCCL went from +8.8 mIoU above the baseline to
-# 5.8 below it (pretrained, 3 seeds). The learnable classifier starts from small random rows and
-# needs time to grow them; the frozen one does not.
-# ```
+# </details>
+#
+# **3. A longer schedule.** Predict how the gap between CBP + OCCL and the baseline changes with
+# `iters = 800` (about 4x the default): grows, shrinks or reverses? Then set it and run (several
+# minutes).
+#
+# <details><summary>Worked answer</summary>
+#
+# It shrinks, or reverses. In the second study (50 classes, pretrained, tuned baseline, 3 seeds)
+# CBP + OCCL was +2.2 mIoU [−3.4, +7.8] above the baseline at 500 iterations and +0.2 [−0.5, +0.8]
+# at the plateau (7000). The first study's schedule check (history: untuned baseline, amendment 3)
+# saw it reverse, from +8.8 above the baseline at 500 iterations to 5.8 below at 2000. The learnable
+# classifier starts from small random rows and needs time to grow them; the frozen one does not.
+#
+# </details>

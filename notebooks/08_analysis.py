@@ -282,28 +282,33 @@ if len(post):
 # %% [markdown]
 # ## Exercises
 #
-# Predict first, then change the parameter in the parameters cell and run the notebook again.
+# Write your prediction down first (a number, a sign or a shape, and one line of why), then change the
+# parameter in the parameters cell and run the notebook again (in JupyterLab: *Run All*). Each
+# worked answer is folded under its question: open it after your run.
 #
-# **1. The other regime.** Set `regime_for_maps = "scratch"`. Predict the CS (Eq. 8) in the titles of
-# the Fig. 6 heatmaps.
+# **1. The other regime.** Predict the CS (Eq. 8) in the titles of the Fig. 6 heatmaps with
+# `regime_for_maps = "scratch"`: higher, lower or about the same as pretrained, for each head? Then
+# set it and run.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # Nearly the same as pretrained: for seed 0, learnable 498.2 from scratch against 530.6
 # pretrained, CBP initialisation learned by gradient 14.3 against 14.1, frozen CBP 0.0 in both.
 # The learnable classifier's rows become correlated whatever the encoder started from; prototypes
 # that start orthogonal stay close to orthogonal when learned over 500 iterations.
-# ```
+#
+# </details>
 #
 # **2. The norm correlation.** Before looking at Section 8.2, predict whether the learnable
 # classifier's row norms correlate with class frequency more or less strongly here than the
-# paper's 0.27 on ADE20K, and why.
+# paper's 0.27 on ADE20K, and why; write it down, then read Section 8.2.
 #
-# ```{admonition} Worked answer
-# :class: dropdown
+# <details><summary>Worked answer</summary>
+#
 # More strongly: Pearson(norm, log count) 0.54 ± 0.03 from scratch and 0.74 ± 0.02 pretrained
 # (3 seeds). The synthetic set's tail is steeper (with 50 classes, "wall" alone is 42 % of the
 # pixels) and its classes differ only in colour and texture, so frequency is a larger part of what
 # the classifier can learn; 500 iterations also leave the rows close to where the frequent classes'
 # gradients pushed them first.
-# ```
+#
+# </details>

@@ -35,7 +35,11 @@ import torch
 from torch import nn
 
 import cbp.engine.train as train
+from cbp.engine.build import build_model_and_optimizer, build_occl
 from cbp.engine.config import Config, get_preset
+from cbp.engine.loss import LOSS_TERMS, compute_loss
+from cbp.engine.process import StopFlag
+from cbp.engine.state import TrainState
 
 N = 5  # classes
 SIZE = 32  # image side
@@ -69,10 +73,10 @@ def _step(cfg: Config, images: torch.Tensor, labels: torch.Tensor, accum: int) -
     Returns the gradients after the step, the parameters after the step and the logged terms.
     """
     device = torch.device("cpu")
-    model, optimizer = train.build_model_and_optimizer(cfg, device, N)  # seeded: the same start each call
+    model, optimizer = build_model_and_optimizer(cfg, device, N)  # seeded: the same start each call
     _eval_norms(model)
     micro = images.shape[0] // accum
-    state = train.TrainState(
+    state = TrainState(
         cfg=cfg,
         out=None,  # type: ignore[arg-type]  (the step writes nothing)
         device=device,
@@ -80,7 +84,7 @@ def _step(cfg: Config, images: torch.Tensor, labels: torch.Tensor, accum: int) -
         ddp_model=model,
         optimizer=optimizer,
         scaler=None,
-        occl=train.build_occl(cfg, seed=0),
+        occl=build_occl(cfg, seed=0),
         generators={},
         train_set=None,  # type: ignore[arg-type]
         val_set=None,  # type: ignore[arg-type]
@@ -92,7 +96,7 @@ def _step(cfg: Config, images: torch.Tensor, labels: torch.Tensor, accum: int) -
         (images[i * micro : (i + 1) * micro], labels[i * micro : (i + 1) * micro]) for i in range(accum)
     ]
     data = iter(chunks)
-    result = train.train_step(state, data, train.StopFlag())
+    result = train.train_step(state, data, StopFlag())
     assert next(data, None) is None  # the step took exactly `accum` micro-batches
     return {
         "grads": {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None},
@@ -125,14 +129,14 @@ def _assert_grads_close(got: dict, want: dict) -> None:
 def _mean_of_micro_losses(cfg: Config, images: torch.Tensor, labels: torch.Tensor, accum: int) -> dict:
     """Reference without the engine's accumulation: the gradient of the mean over the k micro-batches
     of each one's own loss (Eq. 7 by ``compute_loss``), by autograd, from the same initial model."""
-    model, _ = train.build_model_and_optimizer(cfg, torch.device("cpu"), N)
+    model, _ = build_model_and_optimizer(cfg, torch.device("cpu"), N)
     _eval_norms(model)
-    occl = train.build_occl(cfg, seed=0)
+    occl = build_occl(cfg, seed=0)
     micro = images.shape[0] // accum
     total = 0.0
     for i in range(accum):
         out = model(images[i * micro : (i + 1) * micro], upsample=cfg.loss.ce_resolution == "input")
-        loss, _, _ = train.compute_loss(model, out, labels[i * micro : (i + 1) * micro], cfg, occl)
+        loss, _ = compute_loss(model, out, labels[i * micro : (i + 1) * micro], cfg, occl)
         total = total + loss
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(total / accum, [p for _, p in named], allow_unused=True)
@@ -157,8 +161,8 @@ def test_accumulation_equals_one_big_batch(accum: int, micro: int, kw: dict) -> 
     _assert_grads_close(ref, _mean_of_micro_losses(cfg, images, labels, 1))  # the engine = autograd of Eq. 7
     # the logged terms are float32 (compute_loss detaches them as float32)
     torch.testing.assert_close(got["terms"], ref["terms"], rtol=1e-6, atol=1e-7)
-    assert got["terms"][train.LOSS_TERMS.index("aux")] > 0  # the auxiliary head's CE is in the update
-    start, _ = train.build_model_and_optimizer(cfg, torch.device("cpu"), N)
+    assert got["terms"][LOSS_TERMS.index("aux")] > 0  # the auxiliary head's CE is in the update
+    start, _ = build_model_and_optimizer(cfg, torch.device("cpu"), N)
     before = {n: p.detach().double() for n, p in start.named_parameters()}
     assert _max_rel_diff(got["params"], before) > 1e-4  # the step moved the parameters
 

@@ -98,7 +98,7 @@ def test_imports_run_one_way() -> None:
 @pytest.mark.parametrize(
     ("source", "line"),
     [
-        ("cbp/losses.py", "from cbp.engine.train import compute_loss"),  # method -> engine
+        ("cbp/losses.py", "from cbp.engine.loss import compute_loss"),  # method -> engine
         ("cbp/engine/train.py", "def f():\n    from cbp.book import launch\n"),  # hidden in a function
         ("cbp/models/builder.py", "from ..engine import config"),  # relative import
     ],

@@ -82,7 +82,7 @@ def test_norm_prior_boundaries_match_eq_2() -> None:
     # p(a) = 1/2 where T cos(theta) = T r sin(theta), i.e. theta = atan(1 / r)
     plotting.use_style()
     fig = toy_figures.plot_norm_prior([1.0, 2.0])
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]  # one legend, below the axes
     for ratio, label in zip([1.0, 2.0], labels):
         assert label.endswith(f"{np.degrees(np.arctan(1 / ratio)):.0f}°")
     plt.close(fig)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -104,7 +105,9 @@ def test_the_study_is_the_newest_folder_with_training_records(tmp_path: Path) ->
 
 
 def test_the_repository_study_is_found() -> None:
-    study = build_info.study_records(ROOT / "results")
+    assert "ablations-v2-a6" in build_info.current_folders()
+    assert build_info.study_records(ROOT / "results", {"nothing"}) is None
+    study = build_info.study_records(ROOT / "results", build_info.current_folders())
     assert study is not None and study["folder"].startswith("results/") and study["runs"] > 0
     assert study["first"] <= study["last"]
 
@@ -151,7 +154,7 @@ def test_footer_text() -> None:
     assert build_info.footer_html(info) == (
         '<p class="cbp-build-info">Built 2026-12-06 (UTC) from commit 3d7e7d6 + local changes. '
         "Study records: results/ablations-v2-tables/ (amendment 5&#x27;s x, 66 training runs recorded "
-        "2026-11-30; the newest records in results/).</p>"
+        "2026-11-30; the current study&#x27;s newest records).</p>"
     )
     info = {
         "commit": "3d7e7d6",
@@ -161,7 +164,7 @@ def test_footer_text() -> None:
     }
     assert "from commit 3d7e7d6. " in build_info.footer_html(info)
     assert "66 training runs recorded 2026-11-30 to 2026-12-01" in build_info.footer_html(info)
-    assert "no study records in results/" in build_info.footer_html({**info, "study": None})
+    assert "no record of the current study in results/ yet" in build_info.footer_html({**info, "study": None})
 
 
 def test_handout_pages() -> None:
@@ -183,7 +186,11 @@ def test_handout_pages() -> None:
 
 
 def _results(root: Path) -> None:
-    _record(root / "results" / "ablations-v2-x", "r-s0", "train", "2026-11-30 01:00:00", "amendment 5's x: y")
+    _record(
+        root / "results" / "ablations-v2-a6", "r-s0", "train", "2026-11-30 01:00:00", "amendment 5's x: y"
+    )
+    # newer, but not a folder of the current study (cbp.experiments.current): the footer ignores it
+    _record(root / "results" / "ablations-v2-x", "r-s0", "train", "2026-12-30 01:00:00", "old: y")
 
 
 def test_sphinx_footer_on_every_page_and_the_substitutions(tmp_path: Path) -> None:
@@ -223,8 +230,8 @@ def test_sphinx_footer_on_every_page_and_the_substitutions(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
     footer = (
         f'<p class="cbp-build-info">Built 2026-05-28 (UTC) from commit {short}. Study records: '
-        "results/ablations-v2-x/ (amendment 5&#x27;s x, 1 training run recorded 2026-11-30; the newest "
-        "records in results/).</p>"
+        "results/ablations-v2-a6/ (amendment 5&#x27;s x, 1 training run recorded 2026-11-30; the current "
+        "study&#x27;s newest records).</p>"
     )
     for page in ("index.html", "other.html"):
         assert footer in (out / page).read_text(encoding="utf-8"), page
@@ -237,10 +244,8 @@ def test_sphinx_footer_on_every_page_and_the_substitutions(tmp_path: Path) -> No
     assert recorded["version"] == short and recorded["published"] == "https://ada.github.io/cbp/"
 
 
-def test_make_dist_names_the_archive_after_the_build_and_offers_it_on_the_handout_page(
-    tmp_path: Path,
-) -> None:
-    make_dist = _load("make_dist")
+def _built_book(tmp_path: Path) -> Path:
+    """A minimal built book (site, notebook status, build info of version v9.9); returns its site."""
     build = tmp_path / "book" / "_build"
     site = build / "html"
     (site / "handout").mkdir(parents=True)
@@ -249,6 +254,14 @@ def test_make_dist_names_the_archive_after_the_build_and_offers_it_on_the_handou
     (build / "notebook-status.json").write_text('{"notebooks": {}}')
     info = {"commit": "abc1234", "dirty": False, "version": "v9.9", "date": "2026-12-06", "study": None}
     build_info.write_build_info(build, info)
+    return site
+
+
+def test_make_dist_names_the_archive_after_the_build_and_offers_it_on_the_handout_page(
+    tmp_path: Path,
+) -> None:
+    make_dist = _load("make_dist")
+    site = _built_book(tmp_path)
     out = tmp_path / "dist"
     for _ in range(2):  # a second `make dist` does not pack the first one's copy
         assert make_dist.main(["--book", str(tmp_path / "book"), "--out", str(out), "--no-pdf"]) == 0
@@ -268,6 +281,118 @@ def test_make_dist_names_the_archive_after_the_build_and_offers_it_on_the_handou
         readme = zf.read("cbp-book-v9.9/README.txt").decode()
     assert "You are reading the unpacked archive" in page and "cbp-book.pdf" not in page
     assert "Built on 2026-12-06 from version v9.9" in readme
+
+
+def test_the_archive_carries_the_library_and_the_notebooks_sources(tmp_path: Path) -> None:
+    """A student with only the archive can set up and run the notebooks: its source/ holds the
+    library, the set-up (Makefile, pyproject.toml, requirements.lock), every chapter's .py and the
+    records chapters 7 and 8 read; `import cbp` works from an extracted copy."""
+    make_dist = _load("make_dist")
+    _built_book(tmp_path)
+    out = tmp_path / "dist"
+    assert make_dist.main(["--book", str(tmp_path / "book"), "--out", str(out), "--no-pdf"]) == 0
+    top = "cbp-book-v9.9/"
+    with zipfile.ZipFile(out / "cbp-book-v9.9.zip") as zf:
+        names = set(zf.namelist())
+        readme = zf.read(top + "README.txt").decode()
+        page = zf.read(top + "site/handout/index.html").decode()
+        zf.extractall(tmp_path / "unpacked")
+    src = top + "source/"
+    for rel in (
+        "Makefile",
+        "book/make-book.mk",  # the Makefile includes it
+        "pyproject.toml",
+        "requirements.lock",
+        "README.md",  # pyproject's readme: pip install -e fails without it
+        "LICENSE",
+        "cbp/__init__.py",
+        "cbp/engine/train.py",
+        "cbp/data/classes.py",
+        "experiments/protocol.md",
+        "results/ablations-v2-hard150/pretrained-cbp_occl-s0.json",  # chapter 7 reads it
+    ):
+        assert src + rel in names, rel
+    assert any(n.startswith(src + "cbp/data/") and n.endswith(".tsv") for n in names)  # package data
+    chapters = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert (
+        chapters
+        and sorted(n[len(src + "notebooks/") :] for n in names if n.startswith(src + "notebooks/"))
+        == chapters
+    )
+    assert not any(
+        "__pycache__" in n or n.endswith((".pyc", ".ipynb", ".pt")) for n in names if n.startswith(src)
+    )
+    assert not any(n.startswith((src + ".venv", src + "runs/", src + "data/", src + "tests/")) for n in names)
+    # the one set-up command, and where to start
+    assert "cd source && make workshop" in readme and ".venv/bin/jupyter lab notebooks/" in readme
+    assert "source/" in page and "make workshop" in page
+    # the extracted library imports (from source/, not from this checkout)
+    unpacked = tmp_path / "unpacked" / top / "source"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import cbp, sys; print(cbp.__file__); print(len(cbp.category_basis_prototypes(3, 4)))",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(unpacked)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.splitlines()[0]).resolve() == (unpacked / "cbp" / "__init__.py").resolve()
+    assert proc.stdout.splitlines()[1] == "3"
+    # its Makefile has the workshop target, and it resolves there (dry run: nothing is installed)
+    if shutil.which("make"):
+        dry = subprocess.run(
+            ["make", "-n", "workshop"], cwd=unpacked, capture_output=True, text=True, timeout=60
+        )
+        assert dry.returncode == 0, dry.stderr
+        assert 'install -c requirements.lock -e ".[workshop]"' in dry.stdout
+        assert "jupytext --quiet --to ipynb" in dry.stdout and "notebooks/01_ambiguity.ipynb" in dry.stdout
+
+
+def test_source_files_outside_git_skip_caches_and_paired_notebooks(tmp_path: Path) -> None:
+    make_dist = _load("make_dist")
+    for rel in ("Makefile", "pyproject.toml", "requirements.lock", "README.md", "cbp/__init__.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x\n")
+    for rel in (
+        "cbp/__pycache__/x.pyc",
+        "notebooks/01_a.py",
+        "notebooks/01_a.ipynb",
+        "notebooks/helper.py",
+        "runs/r/x",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x\n")
+    assert make_dist.source_files(tmp_path) == [
+        "Makefile",
+        "README.md",
+        "cbp/__init__.py",
+        "notebooks/01_a.py",
+        "pyproject.toml",
+        "requirements.lock",
+    ]
+    (tmp_path / "Makefile").unlink()
+    with pytest.raises(FileNotFoundError, match="Makefile"):
+        make_dist.source_files(tmp_path)
+
+
+def test_the_repository_address_declared_in_pyproject_is_used_without_a_remote(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "cbp"\n[project.urls]\nRepository = "https://github.com/ada/cbp"\n'
+    )
+    assert build_info.declared_repository(tmp_path) == "https://github.com/ada/cbp"
+    assert build_info.remote_url(tmp_path) == "https://github.com/ada/cbp"  # not a git checkout
+    assert build_info.substitutions(build_info.remote_url(tmp_path))["cbp_clone"] == (
+        "`git clone https://github.com/ada/cbp.git cbp`"
+    )
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "cbp"\n')
+    assert build_info.remote_url(tmp_path) is None
+    said = build_info.substitutions(None)["cbp_clone"]
+    assert "no repository address" in said and "handout archive" in said
 
 
 def test_check_site_finds_pages_without_the_footer(tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from tiny_run import make_tiny_synthetic, tiny_args
 
+from cbp.engine.command import parse_args
 from cbp.engine.config import to_dict
 from cbp.engine.errors import describe, one_line
-from cbp.engine.train import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 

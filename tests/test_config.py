@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import cbp.engine.train as train
+from cbp.engine.command import parse_args
 from cbp.engine.config import (
     PRESETS,
     Config,
@@ -186,7 +187,7 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         train.cli(["--train.iters=3"])
     assert e.value.code == 2 and "--out RUN_DIR is required" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        train.parse_args(["--list-presets"])
+        parse_args(["--list-presets"])
     assert e.value.code == 0 and "ade20k_ablation_segformer_b0" in capsys.readouterr().out
 
 
@@ -238,14 +239,14 @@ def test_config_file_is_a_base_with_overrides_on_top(
     base = apply_overrides(get_preset("ade20k_swin_b"), ["--train.iters=7", "--seed=3"])
     path = tmp_path / "config.json"
     path.write_text(json.dumps(to_dict(base)))
-    cfg, out = train.parse_args(["--config", str(path), "--out", str(tmp_path / "r"), "--loss.phi=0.5"])
+    cfg, out = parse_args(["--config", str(path), "--out", str(tmp_path / "r"), "--loss.phi=0.5"])
     assert out == tmp_path / "r"
     assert diff(base, cfg) == {"loss.phi": (0.2, 0.5)}  # everything else from the file, not a preset
     record = tmp_path / "metrics.json"
     record.write_text(json.dumps({"mIoU": 1.0, "config": to_dict(base)}))
     assert read_config_file(record) == base
     with pytest.raises(SystemExit) as e:
-        train.parse_args(["--config", str(path), "--print-config", "--train.iters=9"])
+        parse_args(["--config", str(path), "--print-config", "--train.iters=9"])
     printed = json.loads(capsys.readouterr().out)
     assert e.value.code == 0 and printed["train"]["iters"] == 9 and printed["seed"] == 3
 

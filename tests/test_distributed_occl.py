@@ -1,4 +1,4 @@
-"""Two gloo processes: OCCL(views="global") and ConfusionMatrix.all_reduce equal the single-process result.
+"""Two gloo processes: OCCL(views="global"), ConfusionMatrix.all_reduce and the EMA head's centroid averaging equal the single-process result.
 
 View assignment (``cbp.OCCL`` docstring): with ``"global"`` every rank applies ``"batch"`` views to its
 own images (first half = view 1, second half = view 2), then centroid sums and counts are summed over
@@ -100,3 +100,46 @@ def test_single_process_helpers_are_no_ops() -> None:
     before = cm.matrix.clone()
     cm.all_reduce()
     assert torch.equal(cm.matrix, before)
+
+
+def _ema_data() -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """Each rank's category centroids (N, C) and presence (N,), and the heads' initial prototypes."""
+    g = torch.Generator().manual_seed(1)
+    pairs = [(torch.randn(N, C, generator=g), torch.rand(N, generator=g) < 0.6) for _ in range(WORLD)]
+    pairs[0][1][0], pairs[1][1][0] = True, False  # class 0 seen by rank 0 only
+    pairs[0][1][1], pairs[1][1][1] = True, True  # class 1 by both
+    return pairs, cbp.CBPHead(C, N, update="ema", momentum=0.9).prototypes.clone()
+
+
+def _ema_worker(rank: int, init_file: str, out_dir: str) -> None:
+    from cbp.distributed import all_reduce_sum_
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        pairs, _ = _ema_data()
+        head = cbp.CBPHead(C, N, update="ema", momentum=0.9)
+        head.observe(*pairs[rank])
+        head.after_step(all_reduce=all_reduce_sum_)
+        torch.save(head.prototypes.clone(), Path(out_dir) / f"ema{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_ema_centroids_averaged_over_two_ranks_equal_one_process_global_centroids(tmp_path: Path) -> None:
+    """Two gloo processes, each observing its own batch's category centroids, end with the prototypes of
+    one process that observes both batches (the EMA of the global, presence-weighted centroid)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_ema_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    pairs, before = _ema_data()
+    single = cbp.CBPHead(C, N, update="ema", momentum=0.9)
+    for centroids, present in pairs:  # one process, both batches (two forward passes of one step)
+        single.observe(centroids, present)
+    single.after_step()
+    ranks = [torch.load(tmp_path / f"ema{r}.pt") for r in range(WORLD)]
+    assert torch.equal(ranks[0], ranks[1])  # every rank holds the same prototypes
+    torch.testing.assert_close(ranks[0], single.prototypes, atol=1e-6, rtol=1e-5)
+    seen = pairs[0][1] | pairs[1][1]
+    assert not torch.allclose(ranks[0][seen], before[seen]) and torch.equal(ranks[0][~seen], before[~seen])

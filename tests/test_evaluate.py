@@ -16,7 +16,7 @@ import cbp.engine.evaluate as ev
 import cbp.engine.train as train
 from cbp.engine.config import ConfigError, get_preset
 from cbp.engine.errors import DataError
-from cbp.engine.run_files import foreign_files, is_run
+from cbp.engine.run_dir import foreign_files, is_run
 from cbp.engine.sampler import ShardSampler
 
 

@@ -412,7 +412,7 @@ def _value(command: tuple[str, ...], key: str) -> str | None:
 
 def _parse(run: study.Run):
     """The engine's config of a training run, as ``python -m cbp.train`` parses its command."""
-    from cbp.engine.train import parse_args
+    from cbp.engine.command import parse_args
 
     launcher = study.TORCHRUN2 if run.command[: len(study.TORCHRUN2)] == study.TORCHRUN2 else study.TRAIN
     assert run.command[: len(launcher)] == launcher

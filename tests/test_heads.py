@@ -166,6 +166,49 @@ def test_ema_after_step_moves_toward_centroids_and_re_equalises() -> None:
     assert (cos_after[present] > cos_before[present]).all()
 
 
+def test_ema_hook_pools_observed_centroids_over_passes_and_ranks() -> None:
+    """The engine's path: ``observe`` per forward pass (two accumulation steps), then ``after_step`` with
+    an all-reduce (here a second rank's centroids added by hand). Reference: a float64 loop over the
+    classes of the pooled centroid (presence-weighted mean over passes, then over ranks) and the update
+    of amendment 5, ``w <- m w + (1 - m) T s / |s|`` re-equalised."""
+    m, length = 0.9, 2.0
+    g = torch.Generator().manual_seed(0)
+    passes = [(torch.randn(N, C, generator=g), torch.rand(N, generator=g) < 0.6) for _ in range(2)]
+    other = (torch.randn(N, C, generator=g), torch.rand(N, generator=g) < 0.6)  # the other rank's pooled pair
+    head = cbp.CBPHead(C, N, update="ema", momentum=m, length=length)
+    assert head.observes_centroids and not cbp.CBPHead(C, N).observes_centroids
+    before = head.prototypes.double().clone()
+    for centroids, present in passes:
+        head.observe(centroids, present)
+
+    def all_reduce(packed: torch.Tensor) -> torch.Tensor:  # rank 1's (centroids * w, w), summed in place
+        w = other[1].float()
+        return packed.add_(torch.cat([other[0] * w[:, None], w[:, None]], dim=1))
+
+    head.after_step(all_reduce=all_reduce)
+    expected = before.clone()
+    for i in range(N):
+        total, count = torch.zeros(C, dtype=torch.float64), 0.0
+        local = [c[i].double() for c, p in passes if p[i]]
+        if local:  # this rank: the mean over the passes that saw class i, then weight 1
+            total, count = total + sum(local) / len(local), count + 1
+        if other[1][i]:
+            total, count = total + other[0][i].double(), count + 1
+        if count == 0:
+            continue  # absent everywhere: untouched
+        s = total / count
+        row = m * before[i] + (1 - m) * length * s / s.norm()
+        expected[i] = length * row / row.norm()
+    torch.testing.assert_close(head.prototypes.double(), expected, atol=1e-6, rtol=1e-5)
+    seen = torch.stack([p for _, p in passes]).any(0) | other[1]
+    assert seen.any() and not torch.equal(head.prototypes[seen], before[seen].float())
+    with pytest.raises(ValueError, match="observe"):  # the observations were used up by the step
+        head.after_step()
+    linear = cbp.LinearHead(C, N)
+    linear.observe(*passes[0])  # a no-op for the baseline
+    linear.after_step(all_reduce=all_reduce)
+
+
 def _penalty_reference(w: torch.Tensor, weight: float = 1.0, form: str = "squared") -> torch.Tensor:
     """Amendment 5's form: for each row, the sum over the other rows; the mean over rows (float64 loop)."""
     n = w.shape[0]

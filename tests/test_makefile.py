@@ -64,3 +64,54 @@ def test_an_install_into_a_venv_that_has_torch_is_not_blocked(tmp_path: Path) ->
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / ".venv" / ".test-installed").exists()
+
+
+def test_every_requirement_of_every_extra_is_pinned_in_the_lock() -> None:
+    """`pip install -c requirements.lock` pins only what the lock lists: an extra compiled out of it
+    (e.g. the workshop's JupyterLab) would install at whatever version PyPI has that day."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = {
+        re.sub(r"[-_.]+", "-", m.group(1)).lower()
+        for m in re.finditer(
+            r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", (ROOT / "requirements.lock").read_text(), re.M
+        )
+    }
+    extras = project["optional-dependencies"]
+    assert {"test", "book", "ci", "workshop"} <= set(extras)
+    for extra, reqs in {"dependencies": project["dependencies"], **extras}.items():
+        for req in reqs:
+            name = re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req).group(0)).lower()
+            assert name in pinned, (
+                f"{extra}: {req} is not pinned in requirements.lock (refresh it: CONTRIBUTING.md)"
+            )
+    assert any(r.startswith("jupyterlab") for r in extras["workshop"])
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_workshop_installs_jupyterlab_on_the_book_environment(tmp_path: Path) -> None:
+    """`make workshop` (dry run): the book's stamp first (test and book extras, as `make book`),
+    then the workshop extra at the lock's versions, the kernel, and every notebook paired."""
+    _copy_makefiles(tmp_path)
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "notebooks").mkdir()
+    for nb in ROOT.glob("notebooks/[0-9][0-9]_*.py"):
+        shutil.copy(nb, tmp_path / "notebooks" / nb.name)
+    dry = subprocess.run(["make", "-n", "workshop"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    book = lines.index('.venv/bin/pip install -c requirements.lock -e ".[test,book]"')
+    workshop = lines.index('.venv/bin/pip install -c requirements.lock -e ".[workshop]"')
+    kernel = next(i for i, line in enumerate(lines) if "ipykernel install" in line)
+    assert book < workshop < kernel
+    paired = [line for line in lines if line.startswith(".venv/bin/jupytext") and "--to ipynb" in line]
+    assert len(paired) == len(list(ROOT.glob("notebooks/[0-9][0-9]_*.py"))) > 0
+    assert "jupyter lab notebooks/" in lines[-1]
+    # `make book` and `make test` install what they did before: no workshop extra
+    for target, extra in (("book", ".[test,book]"), ("test", ".[test]")):
+        out = subprocess.run(
+            ["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        ).stdout
+        assert f'-e "{extra}"' in out and ".[workshop]" not in out, target

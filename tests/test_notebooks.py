@@ -116,31 +116,49 @@ def _strings(node: ast.AST) -> list[str]:
     ]
 
 
-def _book_functions_called(tree: ast.Module) -> dict[str, set[str]]:
-    """``module -> functions`` of :mod:`cbp.book` a notebook calls (``launch.train_runs(...)``), with the
-    functions of the same module those call, and so on."""
+def _book_aliases(tree: ast.Module) -> dict[str, str]:
+    """Local name -> module of ``from cbp.book import module [as name]`` in ``tree``."""
     aliases = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "cbp.book":
             aliases.update({a.asname or a.name: a.name for a in node.names})
+    return aliases
+
+
+def _book_functions_called(tree: ast.Module) -> dict[str, set[str]]:
+    """``module -> functions`` of :mod:`cbp.book` a notebook calls (``launch.train_runs(...)``), with the
+    functions those call, in the same module or through ``from cbp.book import module`` in another
+    (``training_page.train_and_read`` -> ``launch.train_runs``), and so on."""
+    modules: dict[str, tuple[dict[str, ast.AST], dict[str, str]]] = {}
+
+    def module(name: str) -> tuple[dict[str, ast.AST], dict[str, str]]:
+        if name not in modules:
+            source = ast.parse((BOOK / f"{name}.py").read_text())
+            defs = {n.name: n for n in source.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            modules[name] = (defs, _book_aliases(source))
+        return modules[name]
+
+    def references(node: ast.AST, aliases: dict[str, str]) -> list[tuple[str | None, str]]:
+        """(module, name) of ``alias.name`` under ``node``, and (None, name) of every bare name."""
+        found: list[tuple[str | None, str]] = []
+        for n in ast.walk(node):
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in aliases:
+                found.append((aliases[n.value.id], n.attr))
+            elif isinstance(n, ast.Name):
+                found.append((None, n.id))
+        return found
+
     called: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
-            called.setdefault(aliases[node.value.id], set()).add(node.attr)
-    for module, names in called.items():
-        defs = {
-            n.name: n
-            for n in ast.parse((BOOK / f"{module}.py").read_text()).body
-            if isinstance(n, (ast.FunctionDef, ast.ClassDef))
-        }
-        todo = list(names)
-        while todo:
-            for n in ast.walk(defs.get(todo.pop(), ast.Module(body=[], type_ignores=[]))):
-                if isinstance(n, ast.Name) and n.id in defs and n.id not in names:
-                    names.add(n.id)
-                    todo.append(n.id)
-        called[module] = {n for n in names if n in defs}
-    return called
+    todo = [(m, name) for m, name in references(tree, _book_aliases(tree)) if m is not None]
+    while todo:
+        name_module, name = todo.pop()
+        defs, aliases = module(name_module)
+        if name not in defs or name in called.setdefault(name_module, set()):
+            continue
+        called[name_module].add(name)
+        for m, n in references(defs[name], aliases):
+            todo.append((m or name_module, n))
+    return {m: names for m, names in called.items() if names}
 
 
 def _hints(path: Path) -> dict[str, str]:
@@ -264,3 +282,50 @@ def test_check_parameters() -> None:
             check_parameters({**good, "ts" if isinstance(value, list) else "lr": value}, types)
     with pytest.raises(ValueError, match="parameter fresh is not set"):
         check_parameters(good, {**types, "fresh": bool})
+
+
+def _exercises(path: Path) -> str:
+    """The markdown of a chapter's "## Exercises" cell, uncommented."""
+    for header, body in _cells(path.read_text(encoding="utf-8")):
+        if "[markdown]" in header and re.search(r"^# ## Exercises$", body, re.MULTILINE):
+            lines = body.strip("\n").splitlines()
+            return "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines)
+    raise AssertionError(f"{path.name}: no '## Exercises' markdown cell")
+
+
+ANSWER_OPEN = "<details><summary>Worked answer</summary>"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_asks_for_a_prediction_and_folds_its_answer(path: Path) -> None:
+    """Each exercise asks for a prediction before its run, and its worked answer is an HTML
+    ``<details>`` block, which JupyterLab, VS Code and the web book all show folded (a MyST dropdown
+    is folded on the web only: JupyterLab shows it as raw text under the question)."""
+    md = _exercises(path)
+    assert ":class: dropdown" not in md and "{admonition}" not in md
+    blocks = re.split(r"^\*\*(\d+)\. ", md, flags=re.MULTILINE)
+    numbers = [int(n) for n in blocks[1::2]]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 2, numbers
+    for n, block in zip(numbers, blocks[2::2]):
+        question, sep, answer = block.partition(ANSWER_OPEN)
+        assert sep, f"{path.name}, exercise {n}: no '{ANSWER_OPEN}' answer"
+        assert re.search(r"\bpredict", question, re.IGNORECASE), (
+            f"{path.name}, exercise {n}: no prediction asked"
+        )
+        # CommonMark: the HTML lines must stand alone, between blank lines, for the markdown
+        # between them to render (and not show as raw text)
+        assert question.endswith("\n\n") and answer.startswith("\n\n"), f"{path.name}, exercise {n}"
+        assert answer.count("</details>") == 1 and "\n\n</details>\n" in answer + "\n", f"{path.name}, {n}"
+        assert answer.split("</details>")[1].strip() == "", f"{path.name}, {n}: text after the answer"
+    # Rendered as CommonMark (markdown-it-py, the parser under MyST; JupyterLab's is CommonMark too):
+    # each answer's text is inside its folded <details>, rendered as markdown, and no question is.
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").render(md)
+    folded = re.findall(r"<details><summary>Worked answer</summary>\n(.*?)</details>", html, re.DOTALL)
+    assert len(folded) == len(numbers)
+    for body in folded:
+        assert body.strip().startswith(("<p>", "<pre>")) and "Predict" not in body
+        assert "<details>" not in body and "**" not in body  # no raw markdown left
+    outside = re.sub(r"<details>.*?</details>", "", html, flags=re.DOTALL)
+    assert len(re.findall(r"<strong>\d+\. ", outside)) == len(numbers)

@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,9 @@ from tiny_run import make_tiny_synthetic, tiny_args
 
 import cbp.engine.train as train
 from cbp.engine import checkpoint
+from cbp.engine.config import ConfigError, get_preset, to_dict
+from cbp.engine.run_dir import LOCK_NAME, ResumeRefused, RunLocked, check_resume_config, is_unused, locked
+from cbp.io import write_json
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +119,7 @@ def test_a_kill_between_a_checkpoint_and_its_evaluation_loses_no_eval_row(
 def hold_lock(run: Path, pid: int) -> int:
     """Lock ``run/.lock`` as another process would (flock is per open file) and write ``pid`` in it."""
     run.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run / train.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(run / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.write(fd, f"{pid}\n".encode())
     return fd
@@ -124,14 +129,63 @@ def test_a_second_process_on_a_locked_run_stops_at_once(synth: Path, tmp_path: P
     run = tmp_path / "run"
     fd = hold_lock(run, 4242)
     try:
-        with pytest.raises(train.RunLocked, match=r"process 4242 is training this run"):
+        with pytest.raises(RunLocked, match=r"process 4242 is training this run"):
             train.main(tiny_args(synth, run, "--train.iters=2"))
-        assert sorted(p.name for p in run.iterdir()) == [train.LOCK_NAME]  # nothing written
+        assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]  # nothing written
     finally:
         os.close(fd)  # the holder ends: its lock goes with it, the file stays (stale)
     train.main(tiny_args(synth, run, "--train.iters=2"))
     assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 2
-    assert (run / train.LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    assert (run / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+def test_the_public_lock_refuses_a_second_process(tmp_path: Path) -> None:
+    """:func:`cbp.engine.run_dir.locked` (what cbp.book.launch uses): a folder another process holds is
+    refused at once with the holder's PID, and taken once that process has ended."""
+    run = tmp_path / "run"
+    holder = subprocess.Popen(  # the engine's lock, held by another process
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from cbp.engine.run_dir import "
+         "locked\nwith locked(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert is_unused(run)  # only the lock: a run folder that holds nothing yet
+        with pytest.raises(RunLocked, match=f"process {holder.pid} is training this run") as e:
+            with locked(run):
+                pytest.fail("a locked run folder was entered")
+        assert e.value.holder == str(holder.pid) and e.value.out == run
+    finally:
+        holder.kill()
+        holder.wait()
+    assert is_unused(tmp_path / "none") and not is_unused(tmp_path)
+    with locked(run):  # the holder ended: the kernel released its lock
+        assert (run / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+def test_a_resume_with_another_config_is_refused_with_the_differences(tmp_path: Path) -> None:
+    """:func:`cbp.engine.run_dir.check_resume_config`: run-time and recovery keys may change, any other
+    key is refused, and the refusal lists the differing keys (old -> new) and carries all of them."""
+    run = tmp_path / "run"
+    run.mkdir()
+    assert check_resume_config(get_preset("synthetic"), run) == {}  # no config.json: a new run
+    old = get_preset("synthetic")
+    write_json(to_dict(old), run / "config.json")
+    new = get_preset("synthetic")
+    new.train.num_workers, new.optim.lr = 0, old.optim.lr / 2  # a run-time key and a recovery key
+    assert check_resume_config(new, run) == {
+        "train.num_workers": (old.train.num_workers, 0),
+        "optim.lr": (old.optim.lr, old.optim.lr / 2),
+    }
+    new.loss.tau = 0.5
+    with pytest.raises(
+        ResumeRefused, match=rf"(?s)Differences:\n  loss\.tau: {old.loss.tau!r} \(in config\.json\) -> 0\.5"
+    ) as e:
+        check_resume_config(new, run)
+    assert "train.num_workers" not in str(e.value).split("Differences:")[1]  # only the refused keys listed
+    assert e.value.changed == {**check_resume_config(old, run), "train.num_workers": (old.train.num_workers, 0),
+                               "optim.lr": (old.optim.lr, old.optim.lr / 2), "loss.tau": (old.loss.tau, 0.5)}  # fmt: skip
+    assert isinstance(e.value, ConfigError)  # exit code 2, like any usage error
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +203,7 @@ def test_failed_setup_leaves_nothing_and_the_fixed_command_runs(
     run.mkdir()  # an existing (empty) folder: still nothing but the lock file
     with pytest.raises(Exception):  # noqa: B017
         train.main(tiny_args(synth, run, "--train.iters=2", bad))
-    assert [p.name for p in run.iterdir() if p.name != train.LOCK_NAME] == []
+    assert [p.name for p in run.iterdir() if p.name != LOCK_NAME] == []
     train.main(tiny_args(synth, run, "--train.iters=2"))
     assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 2
 
@@ -271,11 +325,11 @@ def test_the_divergence_advice_works_a_lower_lr_resumes(
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
-        loss, terms, occl_out = real(*args, **kwargs)
+        loss, terms = real(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 6:  # iteration 6, after the checkpoint of iteration 4
             loss, terms = loss * float("nan"), {**terms, "loss": terms["loss"] * float("nan")}
-        return loss, terms, occl_out
+        return loss, terms
 
     monkeypatch.setattr(train, "compute_loss", poisoned)
     with pytest.raises(
@@ -296,12 +350,10 @@ def test_iters_may_grow_but_never_shrink_below_the_checkpoint(synth: Path, tmp_p
     run = tmp_path / "run"
     train.main(tiny_args(synth, run, "--train.iters=4"))
     config = (run / "config.json").read_bytes()
-    with pytest.raises(
-        train.ConfigError, match=r"train\.iters=2 is below the iteration of .*ckpt_last\.pt \(4\)"
-    ):
+    with pytest.raises(ConfigError, match=r"train\.iters=2 is below the iteration of .*ckpt_last\.pt \(4\)"):
         train.main(tiny_args(synth, run, "--train.iters=2"))
     assert (run / "config.json").read_bytes() == config  # a refused shrink rewrites nothing
-    with pytest.raises(train.ConfigError, match=r"(?s)only run-time keys.*model\.update: 'frozen'"):
+    with pytest.raises(ConfigError, match=r"(?s)only run-time keys.*model\.update: 'frozen'"):
         train.main(tiny_args(synth, run, "--train.iters=6", "--model.update=ema"))
     train.main(tiny_args(synth, run, "--train.iters=6"))
     assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 6
@@ -364,8 +416,8 @@ def test_a_divergence_before_the_first_checkpoint_says_there_is_none(
     real = train.compute_loss
 
     def poisoned(*args, **kwargs):
-        loss, terms, occl_out = real(*args, **kwargs)
-        return loss * float("nan"), {**terms, "loss": terms["loss"] * float("nan")}, occl_out
+        loss, terms = real(*args, **kwargs)
+        return loss * float("nan"), {**terms, "loss": terms["loss"] * float("nan")}
 
     monkeypatch.setattr(train, "compute_loss", poisoned)
     with pytest.raises(train.TrainingDiverged) as e:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from cbp.book import captions, figures, launch, run_data
+from cbp.engine.command import parse_args
 from cbp.engine.config import PRESETS, apply_overrides, get_preset, to_dict
-from cbp.engine.train import parse_args
 from cbp.paper import PAPER_TABLE1_GAINS
 
 ROOT = Path("/repo")
@@ -367,7 +367,7 @@ def test_a_run_another_process_holds_is_never_deleted(tmp_path: Path) -> None:
     """resume=False must not pull a run folder from under a process that is training in it."""
     run_dir = _write_run(launch.RunSpec(iters=4, out_dir=str(tmp_path / "busy")), tmp_path, finished=False)
     holder = subprocess.Popen(  # takes the run's lock the way the engine does, then waits
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from cbp.engine.train import "
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from cbp.engine.run_dir import "
          "try_lock_run_dir; fd, _ = try_lock_run_dir(Path(sys.argv[1])); print('locked', flush=True); "
          "time.sleep(60)", str(run_dir)],
         stdout=subprocess.PIPE, text=True,

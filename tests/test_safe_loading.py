@@ -16,8 +16,8 @@ import torch
 from tiny_run import make_tiny_synthetic, tiny_args
 
 from cbp.engine.build import build_model
+from cbp.engine.command import parse_args
 from cbp.engine.config import get_preset, to_dict
-from cbp.engine.train import parse_args
 from cbp.io import UnreadableFileError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cbp
-from cbp.book import toy
+from cbp.book import toy, toy_figures
 
 SMALL = {"num_classes": 8, "input_dim": 16, "n_max": 500, "imbalance": 50.0, "confusable": [(0, 5), (1, 7)]}
 
@@ -185,3 +185,31 @@ def test_train_full_batch_frozen_heads_stay_put() -> None:
         torch.testing.assert_close(traj[0].norm(dim=1), torch.full((3,), 0.5))
     zero = _full("cbp", data, 1, steps=0)
     assert zero["trajectory"].shape == (1, 3, 3) and np.isnan(zero["loss"])
+
+
+def test_train_full_batch_records_the_test_recall_of_the_run_it_would_stop_at() -> None:
+    data = toy.toy_2d_dataset("long-tailed", 2)
+    run = _full("cbp", data, 2, steps=40)
+    np.testing.assert_array_equal(run["steps"], [0, 10, 20, 30, 40])
+    assert run["recall_path"].shape == (5, 3)
+    np.testing.assert_array_equal(run["recall_path"][-1], run["recall"])
+    shorter = _full("cbp", data, 2, steps=20)  # a run is deterministic: its first 20 steps are the same
+    np.testing.assert_array_equal(run["recall_path"][2], shorter["recall"])
+    assert toy_figures.recall_at(run, 20) == pytest.approx((shorter["mAcc"], shorter["recall"][2]))
+    with pytest.raises(KeyError, match="not recorded"):
+        toy_figures.recall_at(run, 25)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_chapter_2_regime_frozen_heads_find_the_rare_class_sooner_and_all_end_level(seed: int) -> None:
+    """Chapter 2's point, at its default settings: on the long-tailed set, after 100 of 500 steps the
+    frozen CBP head recalls much more of the rare class than the learnable head (which starts from
+    tiny prototypes and learns the prior first); after 500 steps their mAcc is level."""
+    data = toy.toy_2d_dataset("long-tailed", seed)
+    args = {"hidden": 32, "steps": 500}
+    runs = {kind: _full(kind, data, seed, **args) for kind in ("learnable", "cbp")}
+    early = {kind: toy_figures.recall_at(run, 100) for kind, run in runs.items()}
+    assert early["cbp"][1] - early["learnable"][1] > 20  # rare-class recall, percentage points
+    assert early["cbp"][0] - early["learnable"][0] > 5  # mAcc
+    assert abs(runs["cbp"]["mAcc"] - runs["learnable"]["mAcc"]) < 2

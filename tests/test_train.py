@@ -22,7 +22,8 @@ from torch.utils.data import DistributedSampler
 
 import cbp.engine.train as train
 from cbp.engine import checkpoint
-from cbp.engine.config import OptimConfig, get_preset
+from cbp.engine.build import batch_split
+from cbp.engine.config import ConfigError, OptimConfig, get_preset
 from cbp.engine.optim import build_optimizer, param_groups, poly_lr
 from cbp.engine.sampler import StreamSampler, epoch_permutation
 
@@ -94,7 +95,7 @@ def test_frozen_prototypes_unchanged_and_not_optimised(synth: Path, tmp_path: Pa
 def test_rerun_with_other_config_is_an_error_but_iters_extends(synth: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train.main(tiny_args(synth, run, "--train.iters=2"))
-    with pytest.raises(train.ConfigError, match=r"(?s)only run-time keys.*loss.tau: 0.07"):
+    with pytest.raises(ConfigError, match=r"(?s)only run-time keys.*loss.tau: 0.07"):
         train.main(tiny_args(synth, run, "--train.iters=2", "--loss.tau=0.5"))
     train.main(tiny_args(synth, run, "--train.iters=4"))  # extending is allowed
     assert checkpoint.load(run / "ckpt_last.pt")["iter"] == 4
@@ -159,12 +160,12 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
-        loss, terms, occl_out = real(*args, **kwargs)
+        loss, terms = real(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 3:  # iteration 3
             loss = loss * float("nan")
             terms = {**terms, "loss": terms["loss"] * float("nan")}
-        return loss, terms, occl_out
+        return loss, terms
 
     monkeypatch.setattr(train, "compute_loss", poisoned)
     with pytest.raises(train.TrainingDiverged, match=r"iteration 3 \(loss=nan, ce="):
@@ -314,16 +315,16 @@ def test_param_groups_head_lr_and_no_decay() -> None:
 
 def test_batch_split_accumulates_to_total() -> None:
     cfg = get_preset("ade20k_segformer_b0")  # batch 16, 2 per device
-    assert train.batch_split(cfg, 1) == (2, 8)
-    assert train.batch_split(cfg, 8) == (2, 1)
+    assert batch_split(cfg, 1) == (2, 8)
+    assert batch_split(cfg, 8) == (2, 1)
     cfg.train.grad_accum = 2
-    assert train.batch_split(cfg, 2) == (4, 2)
+    assert batch_split(cfg, 2) == (4, 2)
     cfg.train.grad_accum = 0
     cfg.train.device_batch = 1
-    assert train.batch_split(cfg, 1) == (1, 16)  # the default object views split any batch
+    assert batch_split(cfg, 1) == (1, 16)  # the default object views split any batch
     cfg.loss.views = "batch"  # image halves need two images per forward pass
-    with pytest.raises(train.ConfigError, match="even per-device batch"):
-        train.batch_split(cfg, 1)
+    with pytest.raises(ConfigError, match="even per-device batch"):
+        batch_split(cfg, 1)
 
 
 def test_bf16_autocast_on_cpu_trains_and_resumes_exactly(

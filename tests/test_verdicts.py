@@ -144,3 +144,31 @@ def test_calibration_targets_are_the_amendments(
     row = {"mIoU": miou, "f1_rarest_group": f1, "rare_third_IoU": rare, "frequent_third_IoU": frequent}
     out = v.calibration_row(row)
     assert out["meets"] is meets and out["rare_gap"] == pytest.approx(frequent - rare)
+
+
+@pytest.mark.parametrize("draw", range(6))
+def test_holm_intervals_agree_with_the_verdicts_and_a_loop_reference(draw: int) -> None:
+    """The drawn interval of a difference claim excludes 0 exactly when its Holm verdict is significant,
+    and equals a float64 t interval at the level Holm's step-down used (a loop over the sorted p)."""
+    rng = np.random.default_rng(draw)
+    arms = ("linear", "linear_occl", "cbp", "cbp_occl", "gradient", "ema", "penalty", "orthogonal", "equal")
+    shift = dict(zip(arms, rng.normal(0.0, 1.5, size=len(arms))))
+    recs = [rec(a, s, 30 + shift[a] + rng.normal(0, 0.6), f1=20 + rng.normal(), rare=15 + rng.normal())
+            for a in arms for s in range(6)]  # fmt: skip
+    out = v.holm_intervals(v.compare(frame(recs)))
+    for fam, g in out.groupby("family"):
+        ps = g.p.to_numpy()
+        order = np.argsort(ps, kind="stable")
+        level, stopped = {}, False
+        for r, i in enumerate(order):
+            if not stopped and ps[i] >= 0.05 / (len(ps) - r):
+                stopped, stop_level = True, 0.05 / (len(ps) - r)
+            level[g.index[i]] = stop_level if stopped else 0.05 / (len(ps) - r)
+        for i, row in g.iterrows():
+            d, _, _ = v.pairs(frame(recs), row.a, row.b, row.metric)
+            half = scipy.stats.t.ppf(1 - level[i] / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)
+            assert row.lo_holm == pytest.approx(d.mean() - half, abs=1e-9)
+            assert row.hi_holm == pytest.approx(d.mean() + half, abs=1e-9)
+            if row.kind == "diff":
+                significant = row.verdict in (v.Verdict.HOLDS, v.Verdict.DOES_NOT_HOLD)
+                assert significant == (row.lo_holm > 0 or row.hi_holm < 0), (fam, row.key)

@@ -3,6 +3,8 @@
 * :mod:`cbp.book.parameters`: check the types of a page's Papermill parameters (the cell after them);
 * :mod:`cbp.book.launch`: turn a page's parameters into a training command and run it;
 * :mod:`cbp.book.run_data`: read what a run wrote (logs, metrics, predictions);
+* :mod:`cbp.book.training_page`: what the training pages (chapters 5-6) share: train or reuse their
+  runs, read them, the paper's numbers beside them and the conclusions they support;
 * :mod:`cbp.book.figures`: the training pages' figures; :mod:`cbp.book.plotting`: the book's style
   and shared plots;
 * :mod:`cbp.book.captions`: the text that labels a run (data, iterations, hardware) and the paper's

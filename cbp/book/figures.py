@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, subplots
+from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, legend_below, subplots
 from cbp.book.run_data import read_log, read_metrics
 from cbp.experiments.study import ARM_LABELS
 from cbp.experiments.tables import short_label
@@ -56,14 +56,14 @@ def plot_losses(
         ax.set_xlabel("iteration")
     for ax in panels[len(terms) :]:
         ax.set_visible(False)
-    panels[0].legend()
+    legend_below(fig, ncols=2)
     fig.supylabel("mean over each logged window", fontsize=MIN_FONT)
     return fig
 
 
 def plot_miou(runs: dict[str, str | Path]) -> Any:
     """Validation mIoU against iterations (``eval.jsonl`` + the final ``metrics.json``), one line per run."""
-    fig, axes = subplots()
+    fig, axes = subplots(panel_height=3.8)
     ax = axes[0, 0]
     for label, run_dir in runs.items():
         metrics = read_metrics(run_dir)
@@ -74,7 +74,7 @@ def plot_miou(runs: dict[str, str | Path]) -> Any:
         ax.plot(list(points), list(points.values()), marker="o", label=label, color=color)
     ax.set_xlabel("iteration")
     ax.set_ylabel("validation mIoU (%)")
-    ax.legend()
+    legend_below(fig, ncols=2)
     return fig
 
 
@@ -105,7 +105,7 @@ def plot_per_class_iou(tables: dict[str, pd.DataFrame], *, max_classes: int = 30
         f"class, {first.attrs.get('order', 'by index')}{shown}\n(no bar: IoU 0, or absent from validation)"
     )
     ax.set_ylabel("IoU (%)")
-    ax.legend()
+    legend_below(fig, ncols=2)
     return fig
 
 

@@ -4,8 +4,10 @@ command -> a subprocess whose progress the page shows (used by chapters 5 and 6)
 :func:`train_command` builds the command line, :func:`run` starts it and streams its output in
 short form, :func:`train_runs` trains, resumes or reuses the runs of a page. Nothing is ever deleted
 unless a page asks for it (its parameter ``resume=False``, which says what it deletes before it does), and then only
-a run: a folder the engine recognises as one and that holds nothing the engine did not write
-(:mod:`cbp.engine.run_files`).
+a run: a folder the engine recognises as one and that holds nothing the engine did not write. The
+engine's public API is all it uses: its command-line parser
+(:mod:`cbp.engine.command`), its presets (:func:`cbp.engine.config.preset_for`) and its run-folder
+checks (:mod:`cbp.engine.run_dir`).
 """
 
 from __future__ import annotations
@@ -21,16 +23,23 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cbp.engine.build import read_run_config
-from cbp.engine.config import PAPER_DATASETS, PAPER_PRESETS, ConfigError, diff, get_preset
-from cbp.engine.run_files import LOCK_NAME, foreign_files, is_run
-from cbp.engine.train import check_resume_config, parse_args, try_lock_run_dir
+from cbp.engine.command import parse_args
+from cbp.engine.config import get_preset, preset_for
+from cbp.engine.run_dir import (
+    LOCK_NAME,
+    ResumeRefused,
+    RunLocked,
+    check_resume_config,
+    foreign_files,
+    is_run,
+    is_unused,
+    locked,
+)
 from cbp.io import read_json
-from cbp.models.builder import get_spec
 
 #: Training iterations that keep a CPU run of the synthetic set to about a minute per backbone.
 CPU_ITERS: dict[str, int] = {
@@ -66,31 +75,6 @@ def repo_root(start: str | Path | None = None) -> Path:
         if (p / "pyproject.toml").is_file() and (p / "cbp").is_dir():
             return p
     raise FileNotFoundError(f"no cbp repository at or above {here}: run the notebook inside the repository")
-
-
-def preset_for(dataset: str, backbone: str) -> tuple[str, list[str]]:
-    """The preset of ``backbone`` on ``dataset`` and the overrides that adapt it.
-
-    Args:
-        dataset: "synthetic", "ade20k" or "cocostuff10k".
-        backbone: a name of :data:`cbp.models.BACKBONES`.
-
-    Returns:
-        (preset name, overrides): ``("ade20k_swin_b", [])``, ``("ade20k_fcn_r50",
-        ["--model.backbone=resnet101"])`` (no preset of its own: its family's),
-        ``("synthetic", ["--model.backbone=swin_b"])``.
-    """
-    paper_model = get_spec(backbone).paper_model
-    if dataset == "synthetic":
-        return "synthetic", [] if backbone == "cnn_tiny" else [f"--model.backbone={backbone}"]
-    if dataset not in PAPER_DATASETS:
-        raise ValueError(f"dataset must be 'synthetic', 'ade20k' or 'cocostuff10k' (got {dataset!r})")
-    for suffix, preset_backbone in PAPER_PRESETS.items():  # the backbone's own preset, if it has one
-        if preset_backbone == backbone:
-            return f"{dataset}_{suffix}", []
-    # else the first preset of its paper model (e.g. resnet101 -> fcn_r50, cnn_tiny -> segformer_b0)
-    suffix = next(s for s, b in PAPER_PRESETS.items() if get_spec(b).paper_model == paper_model)
-    return f"{dataset}_{suffix}", [f"--model.backbone={backbone}"]
 
 
 def total_iters(spec: RunSpec) -> int:
@@ -273,7 +257,6 @@ def run(
     """
     last_lines: collections.deque[str] = collections.deque(maxlen=tail)
     start = time.time()
-    printed = next_print = -1
     with subprocess.Popen(
         list(cmd),
         cwd=cwd,
@@ -287,23 +270,7 @@ def run(
         bufsize=1,
     ) as proc:
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip()
-            if not line or _EVAL_BAR.match(line):
-                continue
-            progress = progress_line(line)
-            if progress is None:
-                last_lines.append(line)
-                if echo:
-                    print(line, flush=True)
-                continue
-            it, total, summary = progress
-            total = total_iters or total
-            step = max(1, total // max(1, max_lines))
-            if it != printed and (it >= next_print or it == total):
-                print(summary, flush=True)
-                last_lines.append(summary)
-                printed, next_print = it, (it // step + 1) * step
+        _condense(proc.stdout, last_lines, total_iters=total_iters, max_lines=max_lines, echo=echo)
     seconds = time.time() - start
     if proc.returncode != 0:
         quoted = "\n".join(last_lines)
@@ -312,6 +279,37 @@ def run(
             f"last {len(last_lines)} lines of its output:\n{quoted}"
         )
     return seconds
+
+
+def _condense(
+    lines: Iterable[str],
+    last_lines: collections.deque[str],
+    *,
+    total_iters: int | None,
+    max_lines: int,
+    echo: bool,
+) -> None:
+    """Print the engine's output ``lines`` in short form as they come (see :func:`run`): about
+    ``max_lines`` summaries of its training bar, no evaluation bar, every other line (``echo``).
+    Each printed or echoed line is appended to ``last_lines``, the error message's quote."""
+    printed = next_print = -1
+    for raw in lines:
+        line = raw.rstrip()
+        if not line or _EVAL_BAR.match(line):
+            continue
+        progress = progress_line(line)
+        if progress is None:
+            last_lines.append(line)
+            if echo:
+                print(line, flush=True)
+            continue
+        it, total, summary = progress
+        total = total_iters or total
+        step = max(1, total // max(1, max_lines))
+        if it != printed and (it >= next_print or it == total):
+            print(summary, flush=True)
+            last_lines.append(summary)
+            printed, next_print = it, (it // step + 1) * step
 
 
 class RunDirConflict(ValueError):
@@ -335,7 +333,7 @@ def holds_run(run_dir: Path) -> bool:
         )
     if is_run(run_dir):
         return True
-    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} <= {LOCK_NAME}:
+    if is_unused(run_dir):
         return False
     raise RunDirConflict(
         f"{run_dir} is not a cbp run folder (a run holds a config.json written by the engine and a "
@@ -359,12 +357,10 @@ def run_dir_state(cmd: Sequence[str], run_dir: Path) -> str:
     if not holds_run(run_dir):
         return "new"
     cfg, _ = parse_args(list(cmd[list(cmd).index("cbp.train") + 1 :]))
-    old = read_run_config(run_dir)
     try:
         check_resume_config(cfg, run_dir)
-    except ConfigError:
-        changed = diff(old, cfg)
-        keys = "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in changed.items())
+    except ResumeRefused as e:
+        keys = "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in e.changed.items())
         raise RunDirConflict(
             f"{run_dir} holds a run of another config (differing keys: {keys}); nothing was deleted. "
             "Pass resume=False (the page's parameter `resume`) to delete it and train afresh, or choose "
@@ -389,18 +385,16 @@ def delete_run_dir(run_dir: Path) -> list[str]:
     run_dir = Path(run_dir)
     if not holds_run(run_dir):
         return []
-    fd, holder = try_lock_run_dir(run_dir)  # never delete a run a process is training right now
-    if fd is None:
-        raise RunDirConflict(
-            f"{run_dir} is in use by process {holder} (it holds the run's lock); nothing was deleted. "
-            "Wait for it to finish or stop it first."
-        )
     try:
-        files = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
-        print(f"== resume=False: deleting {run_dir} ({len(files)} files: {', '.join(files)})", flush=True)
-        shutil.rmtree(run_dir)
-    finally:
-        os.close(fd)
+        with locked(run_dir):  # never delete a run a process is training right now
+            files = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
+            print(f"== resume=False: deleting {run_dir} ({len(files)} files: {', '.join(files)})", flush=True)
+            shutil.rmtree(run_dir)
+    except RunLocked as e:
+        raise RunDirConflict(
+            f"{run_dir} is in use by process {e.holder} (it holds the run's lock); nothing was deleted. "
+            "Wait for it to finish or stop it first."
+        ) from None
     return files
 
 

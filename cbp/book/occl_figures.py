@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cbp.book.plotting import PAGE_WIDTH, similarity_heatmap, subplots
+from cbp.book.plotting import PAGE_WIDTH, legend_below, similarity_heatmap, subplots
 from cbp.losses import OCCL, ViewCentroids
 
 
@@ -92,7 +92,7 @@ def plot_follow(runs: Mapping[str, pd.DataFrame]) -> Any:
         ax.set_title(col)
         ax.set_ylabel("mean cosine")
     axes[-1, 0].set_xlabel("Adam step on the free features")
-    axes[0, 0].legend()
+    legend_below(fig, ncols=1, title="loss")
     return fig
 
 

@@ -114,6 +114,22 @@ def descent_directions(
     }
 
 
+def _centroid_cosines(features: Tensor, small: Tensor, view: Tensor, idx: Tensor, prototypes: Tensor) -> dict:
+    """Mean cosines of the L2-normalised centroids of the classes ``idx`` (K,) present in both views:
+    ``"cos_views"`` = cos(v_i1, v_i2), ``"cos_classes"`` = cos(s_i, s_j) over i != j and
+    ``"cos_prototype"`` = cos(s_i, w_i); ``small`` and ``view`` as :func:`batch_views` returns them."""
+    with torch.no_grad():
+        cent = centroids_from_sums(*view_centroids(features, small, view, prototypes.shape[0]))
+        v = F.normalize(cent.view_centroids, dim=2)  # (2, N, C)
+        s = F.normalize(cent.category_centroids[idx], dim=1)  # (K, C)
+        off = ~torch.eye(len(idx), dtype=torch.bool)  # (K, K)
+        return {
+            "cos_views": (v[0, idx] * v[1, idx]).sum(1).mean().item(),
+            "cos_classes": (s @ s.T)[off].mean().item(),
+            "cos_prototype": (s * F.normalize(prototypes[idx], dim=1)).sum(1).mean().item(),
+        }
+
+
 def follow(
     features: Tensor,
     labels: Tensor,
@@ -145,33 +161,14 @@ def follow(
         ``"cos_views"`` = cos(v_i1, v_i2), ``"cos_classes"`` = cos(s_i, s_j) over i != j and
         ``"cos_prototype"`` = cos(s_i, w_i).
     """
-    classes = prototypes.shape[0]
-    small, view, _, idx = batch_views(features, labels, classes)
+    small, view, _, idx = batch_views(features, labels, prototypes.shape[0])
     feats = features.clone().requires_grad_(True)
     occl = OCCL(tau=tau, lam=lam, phi=phi, views="batch")  # the views of batch_views
     opt = torch.optim.Adam([feats], lr=lr)
-    log = []
-    for step in range(steps + 1):
-        with torch.no_grad():
-            s_, c_ = view_centroids(feats, small, view, classes)
-            cc = centroids_from_sums(s_, c_)
-            v = F.normalize(cc.view_centroids, dim=2)  # (2, N, C)
-            s = F.normalize(cc.category_centroids[idx], dim=1)  # (K, C)
-            cos_ss = s @ s.T  # (K, K)
-            off = ~torch.eye(len(idx), dtype=torch.bool)  # (K, K)
-            w = F.normalize(prototypes[idx], dim=1)  # (K, C)
-            log.append(
-                {
-                    "step": step,
-                    "cos_views": (v[0, idx] * v[1, idx]).sum(1).mean().item(),
-                    "cos_classes": cos_ss[off].mean().item(),
-                    "cos_prototype": (s * w).sum(1).mean().item(),
-                }
-            )
-        if step == steps:
-            break
-        loss = occl(feats, labels, prototypes)["loss"]
+    log = [{"step": 0} | _centroid_cosines(feats, small, view, idx, prototypes)]
+    for step in range(1, steps + 1):
         opt.zero_grad()
-        loss.backward()
+        occl(feats, labels, prototypes)["loss"].backward()
         opt.step()
+        log.append({"step": step} | _centroid_cosines(feats, small, view, idx, prototypes))
     return log

@@ -149,6 +149,40 @@ def subplots(
     return plt.subplots(nrows, ncols, figsize=(width, panel_height * nrows), **kwargs)
 
 
+def legend_below(
+    fig: plt.Figure, *, ncols: int = 3, extra: Sequence[mpl.artist.Artist] = (), **kwargs
+) -> mpl.legend.Legend | None:
+    """One legend for the whole figure, below its panels, so that it never hides a data point.
+
+    The entries of every axes are collected in order, each label once. The figure needs a constrained
+    layout (as :func:`subplots` makes), which keeps room for the legend ("outside lower center").
+
+    Args:
+        fig: the figure.
+        ncols: most entries a row (fewer when there are fewer entries).
+        extra: more labelled handles, after those of the axes (e.g. a proxy for an arrow).
+        **kwargs: passed to ``fig.legend`` (``title``, ``markerscale`` ...).
+
+    Returns:
+        The legend, or None when no axes has a labelled artist.
+    """
+    entries: dict[str, mpl.artist.Artist] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    for handle in extra:
+        entries.setdefault(handle.get_label(), handle)
+    if not entries:
+        return None
+    return fig.legend(
+        list(entries.values()),
+        list(entries),
+        loc="outside lower center",
+        ncols=min(ncols, len(entries)),
+        **kwargs,
+    )
+
+
 def finish(fig: plt.Figure, name: str | None = None, *, out_dir: str | Path | None = None) -> None:
     """Lay out a figure, optionally save it as ``out_dir/name.png``, then show it.
 

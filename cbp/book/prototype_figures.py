@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from cbp.book.plotting import CLASSIFIER_COLORS, from_paper, similarity_heatmap, subplots
+from cbp.book.plotting import CLASSIFIER_COLORS, from_paper, legend_below, similarity_heatmap, subplots
 from cbp.prototypes import category_basis_prototypes, class_separability, cosine_similarity_matrix
 
 
@@ -95,7 +95,7 @@ def plot_separability_histogram(
     cs: Mapping[str, np.ndarray], *, num_classes: int, channels: int, paper_equal: float
 ) -> Any:
     """Histogram of CS over the draws for equal-norm-only and Kaiming rows, CBP's 0 and the paper's "Equal"."""
-    fig, axes = subplots()
+    fig, axes = subplots(panel_height=4.0)
     ax = axes[0, 0]
     bins = np.linspace(-25, 25, 41)
     draws = len(cs["equal"])
@@ -114,8 +114,7 @@ def plot_separability_histogram(
     ax.set_xlabel("class separability CS (Eq. 8)")
     ax.set_ylabel("number of seeds")
     ax.set_title(f"CS of {num_classes} prototypes in {channels} dimensions")
-    ax.set_ylim(0, 1.7 * ax.get_ylim()[1])  # room for the legend above the bars
-    ax.legend(loc="upper left")
+    legend_below(fig, ncols=2)
     return fig
 
 

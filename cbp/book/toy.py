@@ -198,8 +198,27 @@ def make_head(kind: str, channels: int, num_classes: int, *, length: float, seed
     return CBPHead(channels, num_classes, length=length, init=HEAD_INITS[kind], seed=seed)  # frozen buffer
 
 
-def _recall(pred: Tensor, target: Tensor, num_classes: int) -> tuple[ConfusionMatrix, dict[str, Any]]:
-    """Confusion matrix of test predictions (M,) against labels (M,) and its metrics (recall = "Acc")."""
+def _model(
+    kind: str, widths: Sequence[int], num_classes: int, *, relu_out: bool, length: float, seed: int
+) -> tuple[nn.Sequential, nn.Sequential, nn.Module]:
+    """``torch.manual_seed(seed)``, then an :func:`mlp_encoder` through ``widths`` and a :func:`make_head`.
+
+    Returns:
+        ``(model, encoder, head)``: the model maps (B, widths[0]) inputs through (B, C, 1, 1) feature maps
+        (the form the segmentation heads read) to (B, N) logits.
+    """
+    torch.manual_seed(seed)
+    encoder = mlp_encoder(widths, relu_out=relu_out)
+    head = make_head(kind, widths[-1], num_classes, length=length, seed=seed)
+    model = nn.Sequential(encoder, nn.Unflatten(1, (widths[-1], 1, 1)), head, nn.Flatten(1))
+    return model, encoder, head
+
+
+def _recall(model: nn.Module, x: Tensor, target: Tensor, num_classes: int) -> tuple[ConfusionMatrix, dict]:
+    """Confusion matrix of the model's predictions on ``x`` (M, D) against ``target`` (M,) and its
+    metrics (recall = ``"Acc"``, in %)."""
+    with torch.no_grad():
+        pred = model(x).argmax(1)  # (M,)
     cm = ConfusionMatrix(num_classes)
     cm.update(pred, target)
     return cm, cm.compute()
@@ -218,29 +237,15 @@ def train_minibatch(
     optimizer: Literal["sgd", "adam"] = "sgd",
     hidden: int = 64,
     length: float = 2.0,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
 ) -> dict[str, Any]:
     """Chapter 1's loop: encoder + head trained by mini-batch cross-entropy, prototype stats per epoch.
 
-    The encoder is ``D -> hidden -> C`` with a ReLU after each layer (a post-ReLU embedding); the
-    loss is the pixel cross-entropy of Eq. 7 on (B, C, 1, 1) feature maps. ``torch.manual_seed(seed)``
-    draws the encoder and a learnable head; the batch order comes from a generator seeded with ``seed``.
-
-    Args:
-        head_kind: see :func:`make_head` (``"learnable"``, ``"cbp"`` or ``"equal"``).
-        data: a :func:`long_tailed_clusters` dict (``"x"``, ``"y"``, ``"x_test"``, ``"y_test"``).
-        seed: seed of the run (encoder, head, batch order).
-        num_classes: N, the number of classes.
-        channels: C, width of the feature the head reads.
-        epochs: passes over the training set.
-        batch_size: samples per step (the last batch of an epoch may be smaller).
-        lr: learning rate.
-        optimizer: ``"sgd"`` (with ``momentum`` and ``weight_decay``) or ``"adam"`` (defaults otherwise).
-        hidden: width of the encoder's hidden layer.
-        length: T of a frozen head.
-        momentum: SGD momentum.
-        weight_decay: SGD weight decay.
+    The encoder is ``D -> hidden -> C`` with a ReLU after each layer (a post-ReLU embedding); the loss
+    is the pixel cross-entropy of Eq. 7. ``torch.manual_seed(seed)`` draws the encoder and a learnable
+    head, a generator seeded with ``seed`` the batch order. ``"sgd"`` has momentum 0.9 and weight decay
+    1e-4 (mmsegmentation's), ``"adam"`` torch's defaults. ``data`` is a :func:`long_tailed_clusters`
+    dict; ``head_kind``, ``channels`` and ``length`` are those of :func:`make_head`; the last batch of
+    an epoch may be smaller than ``batch_size``.
 
     Returns:
         dict with ``"history"`` (one dict per epoch with ``"epoch"``, ``"norms"`` (N,) float32 and ``"cos"``
@@ -250,32 +255,24 @@ def train_minibatch(
     """
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"unknown optimizer {optimizer!r}: expected 'sgd' or 'adam'")
-    torch.manual_seed(seed)
-    encoder = mlp_encoder([data["x"].shape[1], hidden, channels], relu_out=True)
-    head = make_head(head_kind, channels, num_classes, length=length, seed=seed)
-    params = list(encoder.parameters()) + list(head.parameters())  # a frozen head adds nothing here
+    widths = [data["x"].shape[1], hidden, channels]
+    model, _, head = _model(head_kind, widths, num_classes, relu_out=True, length=length, seed=seed)
     if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     else:
-        opt = torch.optim.Adam(params, lr=lr)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     history = []
     for epoch in range(epochs):
-        order = torch.randperm(len(data["y"]), generator=g)  # (M,)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]  # (B,)
-            feats = encoder(data["x"][idx])[:, :, None, None]  # (B, C, 1, 1)
-            logits = head(feats)[:, :, 0, 0]  # (B, N)
-            loss = F.cross_entropy(logits, data["y"][idx])
+        for idx in torch.randperm(len(data["y"]), generator=g).split(batch_size):  # (B,) each
+            loss = F.cross_entropy(model(data["x"][idx]), data["y"][idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
         W = head.prototypes.detach()  # (N, C)
-        cos = cosine_similarity_matrix(W)  # (N, N)
-        history.append({"epoch": epoch + 1, "norms": W.norm(dim=1).numpy().copy(), "cos": cos.numpy().copy()})
-    with torch.no_grad():
-        pred = head(encoder(data["x_test"])[:, :, None, None])[:, :, 0, 0].argmax(1)  # (M,)
-    cm, result = _recall(pred, data["y_test"], num_classes)
+        cos = cosine_similarity_matrix(W).numpy()  # (N, N)
+        history.append({"epoch": epoch + 1, "norms": W.norm(dim=1).numpy().copy(), "cos": cos})
+    cm, result = _recall(model, data["x_test"], data["y_test"], num_classes)
     bias = head.bias.detach().numpy().copy() if head_kind == "learnable" else np.zeros(num_classes)
     return {
         "history": history,
@@ -298,58 +295,49 @@ def train_full_batch(
     steps: int,
     lr: float,
     length: float,
-    momentum: float = 0.9,
     record_every: int = 10,
 ) -> dict[str, Any]:
-    """Chapter 2's loop: encoder + head trained by full-batch SGD, prototypes recorded every few steps.
+    """Chapter 2's loop: encoder + head trained by full-batch SGD (momentum 0.9), recorded every few steps.
 
-    The encoder is ``2 -> hidden -> hidden -> C`` with ReLUs between the layers and none on the
-    output; the model is ``encoder -> (B, C, 1, 1) -> head -> (B, N)``. ``torch.manual_seed(seed)``
-    draws the encoder and a learnable head; the frozen prototypes come from ``seed``.
-
-    Args:
-        kind: see :func:`make_head`.
-        data: a :func:`toy_2d_dataset` dict.
-        seed: seed of the run.
-        num_classes: N, the number of classes.
-        channels: C, width of the feature the head reads.
-        hidden: encoder width.
-        steps: SGD steps on the whole training set.
-        lr: learning rate.
-        length: T of a frozen head.
-        momentum: SGD momentum.
-        record_every: the prototypes are recorded at steps 0, record_every, ..., up to ``steps``.
+    The encoder is ``2 -> hidden -> hidden -> C`` with ReLUs between the layers and none on the output.
+    ``torch.manual_seed(seed)`` draws the encoder and a learnable head; the frozen prototypes come from
+    ``seed``. ``data`` is a :func:`toy_2d_dataset` dict; ``kind``, ``channels`` and ``length`` are those
+    of :func:`make_head`. At steps 0, ``record_every``, ... up to ``steps`` the prototypes and the test
+    recall are recorded: the model after 50 steps is the one a run of ``steps=50`` returns.
 
     Returns:
-        dict with the trained ``"model"`` ((B, 2) -> (B, N) logits), ``"encoder"`` and ``"head"``, the
-        ``"trajectory"`` of prototypes (S, N, C), test ``"recall"`` (N,) and ``"mAcc"`` in %, the last
-        training ``"loss"`` (of the batch before the last update; NaN for ``steps=0``) and ``"feat_norm"``, the mean test feature norm.
+        dict with the trained ``"model"`` ((B, 2) -> (B, N) logits), ``"encoder"`` and ``"head"``; the
+        recorded ``"steps"`` (S,), prototypes ``"trajectory"`` (S, N, C) and test recall
+        ``"recall_path"`` (S, N) in %; the final test ``"recall"`` (N,) and ``"mAcc"`` in %, the last
+        training ``"loss"`` (of the batch before the last update; NaN for ``steps=0``) and
+        ``"feat_norm"``, the mean test feature norm.
     """
-    torch.manual_seed(seed)
-    encoder = mlp_encoder([data["x"].shape[1], hidden, hidden, channels], relu_out=False)
-    head = make_head(kind, channels, num_classes, length=length, seed=seed)
-    model = nn.Sequential(encoder, nn.Unflatten(1, (channels, 1, 1)), head, nn.Flatten(1))  # (B, 2) -> (B, N)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    trajectory = []
+    widths = [data["x"].shape[1], hidden, hidden, channels]
+    model, encoder, head = _model(kind, widths, num_classes, relu_out=False, length=length, seed=seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    recorded, trajectory, recall_path = [], [], []
     loss = torch.tensor(float("nan"))  # no step taken yet
     for step in range(steps + 1):
         if step % record_every == 0:
+            recorded.append(step)
             trajectory.append(head.prototypes.detach().clone())  # (N, C)
+            recall_path.append(_recall(model, data["x_test"], data["y_test"], num_classes)[1]["Acc"])
         if step == steps:
             break
         loss = F.cross_entropy(model(data["x"]), data["y"])
         opt.zero_grad()
         loss.backward()
         opt.step()
+    _, res = _recall(model, data["x_test"], data["y_test"], num_classes)
     with torch.no_grad():
-        pred = model(data["x_test"]).argmax(1)  # (M,)
         feat_norm = encoder(data["x_test"]).norm(dim=1).mean().item()
-    _, res = _recall(pred, data["y_test"], num_classes)
     return {
         "model": model,
         "encoder": encoder,
         "head": head,
+        "steps": np.array(recorded),
         "trajectory": torch.stack(trajectory),  # (S, N, C)
+        "recall_path": torch.stack(recall_path).numpy(),  # (S, N)
         "recall": res["Acc"].numpy(),
         "mAcc": res["mAcc"],
         "loss": loss.item(),

@@ -17,11 +17,27 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 from scipy import stats
 
-from cbp.book.plotting import CLASS_COLORS, CLASSIFIER_COLORS, similarity_heatmap, subplots
+from cbp.book.plotting import (
+    CLASS_COLORS,
+    CLASSIFIER_COLORS,
+    MIN_FONT,
+    PAGE_WIDTH,
+    legend_below,
+    similarity_heatmap,
+    subplots,
+)
 
 Run = dict[str, Any]
+
+#: Line style of each head kind, so that two curves on top of each other both stay visible.
+HEAD_STYLES: dict[str, dict[str, Any]] = {
+    "learnable": {"color": CLASSIFIER_COLORS["learnable"], "ls": "-", "lw": 2.5},
+    "cbp": {"color": CLASSIFIER_COLORS["cbp"], "ls": "--", "lw": 2.0},
+    "equal": {"color": CLASSIFIER_COLORS["equal"], "ls": ":", "lw": 2.0},
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -41,7 +57,7 @@ def plot_norm_prior(ratios: Sequence[float] = (1.0, 1.5, 2.0, 3.0), length: floa
     theta = torch.linspace(0, 90, 361)  # degrees from w_a
     rad = torch.deg2rad(theta)
     f = torch.stack([torch.cos(rad), torch.sin(rad)], dim=1)  # (K, 2), |f| = 1
-    fig, axes = subplots()
+    fig, axes = subplots(panel_height=4.2)
     ax = axes[0, 0]
     for ratio in ratios:
         w = torch.tensor([[1.0, 0.0], [0.0, ratio]]) * length  # (2, 2)
@@ -52,7 +68,7 @@ def plot_norm_prior(ratios: Sequence[float] = (1.0, 1.5, 2.0, 3.0), length: floa
     ax.set_xlabel(r"angle between $f$ and $w_a$ (degrees)")
     ax.set_ylabel(r"$p(a \mid f)$ (Eq. 1)")
     ax.set_title("A larger norm moves the boundary")
-    ax.legend(loc="upper right", title=r"$\|w_b\| / \|w_a\|$: boundary at")
+    legend_below(fig, ncols=2, title=r"$\|w_b\| / \|w_a\|$: boundary at")
     return fig
 
 
@@ -87,7 +103,7 @@ def plot_against_frequency(
     """
     log_n = np.log(counts)
     colour = CLASSIFIER_COLORS["learnable"]
-    fig, axes = subplots()
+    fig, axes = subplots(panel_height=3.8)
     ax = axes[0, 0]
     for r, run in enumerate(runs):
         y = run["history"][-1]["norms"] if what == "norms" else run["bias"]
@@ -103,7 +119,7 @@ def plot_against_frequency(
     else:
         ax.set_ylabel(r"learned bias $b_l$")
         ax.set_title("The bias learns the prior too")
-    ax.legend()
+    legend_below(fig, ncols=2)
     return fig
 
 
@@ -117,7 +133,7 @@ def plot_norm_correlation_over_epochs(
         counts: (N,) training samples per class.
         paper: the paper's correlation (Section 4.3), drawn as a dotted line.
     """
-    fig, axes = subplots()
+    fig, axes = subplots(panel_height=3.8)
     ax = axes[0, 0]
     for name, (runs, colour) in groups.items():
         for r, run in enumerate(runs):
@@ -130,7 +146,7 @@ def plot_norm_correlation_over_epochs(
     ax.set_xlabel("epoch")
     ax.set_ylabel(r"Pearson($\|w_l\|$, $\log n_l$)")
     ax.set_title("Norm-frequency correlation in training")
-    ax.legend()
+    legend_below(fig, ncols=3)
     return fig
 
 
@@ -144,7 +160,7 @@ def pair_masks(num_classes: int, pairs: Sequence[tuple[int, int]]) -> tuple[np.n
 
 def plot_pair_cosines(runs: Mapping[str, Sequence[Run]], pairs: Sequence[tuple[int, int]]) -> Any:
     """Mean cosine of the confusable pairs (solid) and of the other pairs (dashed) after every epoch."""
-    fig, axes = subplots()
+    fig, axes = subplots(panel_height=3.8)
     ax = axes[0, 0]
     for kind, group in runs.items():
         pair, other = pair_masks(len(group[0]["history"][0]["norms"]), pairs)
@@ -158,13 +174,13 @@ def plot_pair_cosines(runs: Mapping[str, Sequence[Run]], pairs: Sequence[tuple[i
     ax.set_xlabel("epoch")
     ax.set_ylabel(r"mean $\cos(w_i, w_j)$")
     ax.set_title("Similarity of prototypes in training")
-    ax.legend()
+    legend_below(fig, ncols=2)
     return fig
 
 
 def plot_separability(runs: Mapping[str, Sequence[Run]]) -> Any:
     """Class separability CS (Eq. 8) of the prototypes after every epoch, one line per run."""
-    fig, axes = subplots()
+    fig, axes = subplots(panel_height=3.6)
     ax = axes[0, 0]
     for kind, group in runs.items():
         for r, run in enumerate(group):
@@ -181,7 +197,7 @@ def plot_separability(runs: Mapping[str, Sequence[Run]]) -> Any:
     ax.set_xlabel("epoch")
     ax.set_ylabel("class separability CS (Eq. 8)")
     ax.set_title(f"CS of the prototypes, N = {n} classes")
-    ax.legend()
+    legend_below(fig)
     return fig
 
 
@@ -226,25 +242,46 @@ def plot_cosine_maps(runs: Mapping[str, Run], pairs: Sequence[tuple[int, int]]) 
     return fig
 
 
-def plot_recall_vs_frequency(runs: Mapping[str, Sequence[Run]], counts: np.ndarray) -> Any:
-    """Per-class recall on the balanced test set against ``log n_l``, mean ± std over runs, per head."""
-    fig, axes = subplots()
+def plot_recall_vs_frequency(
+    runs: Mapping[str, Sequence[Run]], counts: np.ndarray, pairs: Sequence[tuple[int, int]] = ()
+) -> Any:
+    """Per-class recall on the balanced test set against ``log n_l``, mean ± std over runs, per head.
+
+    Each head is a set of unconnected markers (a line through classes ordered by frequency would only
+    zigzag between the classes of the confusable pairs), shifted a little sideways so that equal
+    values stay visible: the learnable head as open circles, the others as filled squares and triangles.
+    The rare member of each of ``pairs`` (its class with fewer samples) is marked by a grey band.
+    """
+    fig, axes = subplots(panel_height=4.0)
     ax = axes[0, 0]
-    for kind, group in runs.items():
+    log_n = np.log(counts)
+    dodge = 0.015 * (log_n.max() - log_n.min())
+    for k, (kind, group) in enumerate(runs.items()):
         rec = np.stack([run["recall"] for run in group])  # (runs, N)
+        marker = {"learnable": "o", "cbp": "s"}.get(kind, "^")
+        filled = kind != "learnable"
         ax.errorbar(
-            np.log(counts),
+            log_n + (k - (len(runs) - 1) / 2) * 2 * dodge,
             rec.mean(0),
             yerr=rec.std(0),
-            fmt="o-",
+            fmt=marker,
+            ms=8 if not filled else 6,
+            mfc=CLASSIFIER_COLORS[kind] if filled else "none",
+            mew=2,
             capsize=3,
             color=CLASSIFIER_COLORS[kind],
             label=kind,
+            zorder=3 if filled else 2,
         )
+    band = {"color": "grey", "alpha": 0.2, "lw": 0}
+    for a, b in pairs:
+        rare = a if counts[a] < counts[b] else b
+        ax.axvspan(log_n[rare] - 2.5 * dodge, log_n[rare] + 2.5 * dodge, **band)
     ax.set_xlabel(r"$\log n_l$ (training samples)")
     ax.set_ylabel("recall, balanced test (%)")
     ax.set_title(f"Per-class recall, {len(next(iter(runs.values())))} runs (synthetic)")
-    ax.legend()
+    extra = [Patch(**band, label="rare member of a confusable pair")] if len(pairs) else []
+    legend_below(fig, ncols=2, extra=extra, title="mean ± std over runs, one marker per class")
     return fig
 
 
@@ -271,19 +308,19 @@ def recall_summary(runs: Mapping[str, Sequence[Run]], tail: int = 4) -> pd.DataF
 
 
 def plot_2d_sets(dataset: Any, names: Sequence[str], seed: int) -> Any:
-    """The training points of each 2-D set (``dataset(name, seed)``), one panel per set."""
-    fig, axes = subplots(1, len(names), panel_height=3.4, sharex=True, sharey=True)
+    """The training points of each 2-D set (``dataset(name, seed)``), one panel per set; the class
+    counts in the titles, the class colours in one legend below."""
+    fig, axes = subplots(1, len(names), panel_height=3.6, sharex=True, sharey=True)
     for ax, name in zip(axes[0], names):
         d = dataset(name, seed)
-        for c in range(int(d["y"].max()) + 1):
+        counts = torch.bincount(d["y"]).tolist()
+        for c in range(len(counts)):
             pts = d["x"][d["y"] == c]
-            ax.scatter(
-                pts[:, 0], pts[:, 1], s=4, alpha=0.5, color=CLASS_COLORS[c], label=f"{c} (n={len(pts)})"
-            )
-        ax.set_title(f"{name} training set")
+            ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.5, color=CLASS_COLORS[c], label=f"class {c}")
+        ax.set_title(f"{name}: " + " / ".join(map(str, counts)))
         ax.set_xlabel("$x_1$")
-        ax.legend(markerscale=3, loc="best", title="class", handletextpad=0.1)
     axes[0, 0].set_ylabel("$x_2$")
+    legend_below(fig, markerscale=3, title="training points per class in the titles")
     return fig
 
 
@@ -302,21 +339,61 @@ def summary_2d(runs: Mapping[tuple[str, str, int], Run], first_seed: int = 0) ->
     return table.groupby(["data", "classifier"], sort=False).agg(["mean", "std"])
 
 
-def plot_decision_regions(
+def _head_runs(runs: Mapping[tuple[str, str, int], Run], name: str, kind: str) -> list[Run]:
+    """The runs of one head on one data set, by seed index."""
+    return [runs[key] for key in sorted(k for k in runs if k[0] == name and k[1] == kind)]
+
+
+def plot_learning_curves(
     runs: Mapping[tuple[str, str, int], Run],
+    names: Sequence[str],
+    heads: Mapping[str, str],
+    *,
+    mark: int | None = None,
+) -> Any:
+    """Test mAcc (left) and recall of the rarest class (right) during training, mean ± std over seeds.
+
+    Args:
+        runs: chapter 2's runs (their ``"steps"`` and ``"recall_path"``), keyed ``(name, kind, seed index)``.
+        names: the data sets, one row of panels each.
+        heads: kind -> its short name (one line each, in the head's colour and line style).
+        mark: a step to mark with a vertical line (the step of the early decision regions), or None.
+    """
+    fig, axes = subplots(len(names), 2, panel_height=2.6, sharex=True, sharey=True)
+    for row, name in zip(axes, names):
+        for kind, label in heads.items():
+            group = _head_runs(runs, name, kind)
+            rec = np.stack([run["recall_path"] for run in group])  # (R, S, N)
+            for ax, y in zip(row, (rec.mean(2), rec[:, :, -1])):  # (R, S) each
+                mean, std = y.mean(0), y.std(0)
+                ax.plot(group[0]["steps"], mean, label=label, **HEAD_STYLES[kind])
+                ax.fill_between(
+                    group[0]["steps"], mean - std, mean + std, color=HEAD_STYLES[kind]["color"], alpha=0.15
+                )
+        row[0].set_ylabel(f"{name}\ntest (%)")
+        for ax, title in zip(row, ("mAcc", "recall, rare class")):
+            if mark is not None:
+                ax.axvline(mark, color="grey", lw=0.8, ls=":")
+            ax.set_title(title)
+    for ax in axes[-1]:
+        ax.set_xlabel("SGD step")
+    legend_below(fig, title=f"head (line: mean, band: ± std over {len(group)} seeds)")
+    return fig
+
+
+def plot_decision_regions(
+    rows: Mapping[str, Mapping[str, Run]],
     data: Mapping[str, Any],
-    name: str,
     heads: Mapping[str, str],
     *,
     grid_size: int = 160,
     lim: tuple[tuple[float, float], tuple[float, float]] = ((-3.2, 3.2), (-3.0, 4.6)),
 ) -> Any:
-    """The plane coloured by the class each head predicts (seed index 0) with the training points on top.
+    """The plane coloured by the class each head predicts, the training points on top; one row per stage.
 
     Args:
-        runs: chapter 2's runs, keyed ``(name, kind, seed index)``.
-        data: the training set ``{"x", "y"}`` drawn on top.
-        name: which data set's runs.
+        rows: row name (e.g. "after 100 steps") -> kind -> a run of :func:`cbp.book.toy.train_full_batch`.
+        data: the training set ``{"x", "y"}`` drawn on top (its class counts go in the legend).
         heads: kind -> its short name (one panel each, at most three).
         grid_size: grid points along each axis.
         lim: the plotted ranges of ``x_1`` and ``x_2``.
@@ -325,18 +402,24 @@ def plot_decision_regions(
         torch.linspace(*lim[0], grid_size), torch.linspace(*lim[1], grid_size), indexing="xy"
     )
     grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)  # (G, 2)
-    cmap = ListedColormap(CLASS_COLORS[:3])
-    fig, axes = subplots(1, len(heads), panel_height=3.0, sharex=True, sharey=True)
-    for ax, kind in zip(axes[0], heads):
-        run = runs[(name, kind, 0)]
-        with torch.no_grad():
-            region = run["model"](grid).argmax(1).reshape(grid_size, grid_size)
-        ax.contourf(gx, gy, region, levels=[-0.5, 0.5, 1.5, 2.5], cmap=cmap, alpha=0.25)
-        ax.scatter(data["x"][:, 0], data["x"][:, 1], c=data["y"], cmap=cmap, s=3, alpha=0.6)
-        ax.set_title(f"{heads[kind]}\nmAcc {run['mAcc']:.1f} %\nrare recall {run['recall'][2]:.1f} %")
+    counts = torch.bincount(data["y"]).tolist()
+    cmap = ListedColormap(CLASS_COLORS[: len(counts)])
+    fig, axes = subplots(len(rows), len(heads), panel_height=2.6, sharex=True, sharey=True)
+    for row_axes, (when, row) in zip(axes, rows.items()):
+        for ax, kind in zip(row_axes, heads):
+            with torch.no_grad():
+                region = row[kind]["model"](grid).argmax(1).reshape(grid_size, grid_size)
+            ax.contourf(gx, gy, region, levels=np.arange(len(counts) + 1) - 0.5, cmap=cmap, alpha=0.25)
+            ax.scatter(data["x"][:, 0], data["x"][:, 1], c=data["y"], cmap=cmap, s=3, alpha=0.6)
+            rec = row[kind]["recall"]
+            ax.set_title(f"{heads[kind]}\nmAcc {row[kind]['mAcc']:.0f} %, rare {rec[-1]:.0f} %")
+            ax.grid(False)
+        row_axes[0].set_ylabel(f"{when}\n$x_2$")
+    for ax in axes[-1]:
         ax.set_xlabel("$x_1$")
-        ax.grid(False)
-    axes[0, 0].set_ylabel("$x_2$")
+    for c, n in enumerate(counts):
+        axes[0, 0].scatter([], [], s=30, color=CLASS_COLORS[c], label=f"class {c} (n={n})")
+    legend_below(fig, title="colour: predicted class; dots: training points")
     return fig
 
 
@@ -346,7 +429,6 @@ def plot_prototype_paths(
     counts: Sequence[int],
     *,
     length: float,
-    every: int = 10,
 ) -> Any:
     """The learnable head's prototype norms (left) and cosines (right) during training, on one data set.
 
@@ -355,68 +437,79 @@ def plot_prototype_paths(
         name: the data set.
         counts: training points per class of that set (legend).
         length: T of the frozen heads (drawn as a reference line).
-        every: steps between two recorded prototypes.
     """
-    fig, axes = subplots(1, 2, panel_height=3.3, sharex=True)
-    seeds = sorted(r for (n, k, r) in runs if n == name and k == "learnable")
-    for r in seeds:
-        W = runs[(name, "learnable", r)]["trajectory"]  # (S, N, C)
-        steps = np.arange(W.shape[0]) * every
+    fig, axes = subplots(1, 2, panel_height=4.4, sharex=True)
+    group = _head_runs(runs, name, "learnable")
+    for r, run in enumerate(group):
+        W = run["trajectory"]  # (S, N, C)
         unit = F.normalize(W, dim=2)
         cos = unit @ unit.transpose(1, 2)  # (S, N, N)
         a = 0.9 if r == 0 else 0.3
         for c in range(W.shape[1]):
-            label = f"class {c} (n={counts[c]})" if r == 0 else None
-            axes[0, 0].plot(steps, W[:, c].norm(dim=1), color=CLASS_COLORS[c], alpha=a, label=label)
+            label = f"$\\|w_{c}\\|$, class {c} (n={counts[c]})" if r == 0 else None
+            axes[0, 0].plot(run["steps"], W[:, c].norm(dim=1), color=CLASS_COLORS[c], alpha=a, label=label)
         for (p, q), ls in [((1, 2), "-"), ((0, 1), "--"), ((0, 2), ":")]:
-            label = f"cos(w{p}, w{q})" if r == 0 else None
-            axes[0, 1].plot(steps, cos[:, p, q], color="black", ls=ls, alpha=a, label=label)
-    axes[0, 0].axhline(length, color=CLASSIFIER_COLORS["cbp"], lw=1, label=f"frozen: T = {length:g}")
-    axes[0, 1].axhline(0, color=CLASSIFIER_COLORS["cbp"], lw=1, label="CBP: cos = 0")
+            label = f"cos($w_{p}$, $w_{q}$)" if r == 0 else None
+            axes[0, 1].plot(run["steps"], cos[:, p, q], color="black", ls=ls, alpha=a, label=label)
+    axes[0, 0].axhline(length, color="grey", ls="-.", lw=1.5, label=f"frozen heads: norm T = {length:g}")
+    axes[0, 1].axhline(0, color="grey", ls="-.", lw=1.5, label="CBP: cos = 0")
     axes[0, 0].set_ylabel(r"$\|w_l\|$")
     axes[0, 1].set_ylabel(r"$\cos(w_i, w_j)$")
-    axes[0, 0].set_title(f"norms ({len(seeds)} runs)")
+    axes[0, 0].set_title("norms")
     axes[0, 1].set_title("cosines")
     for ax in axes[0]:
         ax.set_xlabel("SGD step")
-        ax.legend()
-    fig.suptitle(f"Learnable prototypes, {name} set")
+    legend_below(fig, ncols=2, title=f"learnable head, {name} set, {len(group)} seeds (seed 0 darker)")
     return fig
 
 
 def plot_feature_space(
-    runs: Mapping[tuple[str, str, int], Run], data: Mapping[str, Any], name: str, heads: Mapping[str, str]
+    runs: Mapping[str, Run], data: Mapping[str, Any], heads: Mapping[str, str], *, every: int = 5
 ) -> Any:
-    """Test features (dots) and prototypes (arrows, scaled to one length) of each head in the 3-D
-    feature space, seed index 0; the titles give the prototypes' true norms."""
-    from matplotlib import pyplot as plt
+    """Test features scaled to unit length (dots) and prototype directions (arrows) in the 3-D feature
+    space, one panel per head; the titles give the prototypes' true norms.
 
-    fig = plt.figure(figsize=(7.0, 3.0), layout="constrained")
+    Args:
+        runs: kind -> a run of :func:`cbp.book.toy.train_full_batch` (its ``"encoder"`` and ``"head"``).
+        data: the data set; its test points are drawn (every ``every``-th one).
+        heads: kind -> its short name (one panel each, at most three).
+        every: draw one test point in this many.
+    """
+    from matplotlib import pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig = plt.figure(figsize=(PAGE_WIDTH, 3.4), layout="constrained")
+    x, y = data["x_test"][::every], data["y_test"][::every]
+    num_classes = int(y.max()) + 1
     for j, kind in enumerate(heads):
-        run = runs[(name, kind, 0)]
         ax = fig.add_subplot(1, len(heads), j + 1, projection="3d")
         with torch.no_grad():
-            feats = run["encoder"](data["x_test"])  # (M, 3)
-        feats = feats / feats.norm(dim=1).max()
-        sub = torch.arange(0, len(feats), 7)
-        ax.scatter(*feats[sub].T, c=[CLASS_COLORS[c] for c in data["y_test"][sub]], s=5, alpha=0.6)
-        W = run["head"].prototypes.detach()
-        for c in range(W.shape[0]):
-            ax.quiver(0, 0, 0, *(W[c] / W[c].norm() * 1.2), color=CLASS_COLORS[c], lw=2.5)
+            feats = F.normalize(runs[kind]["encoder"](x), dim=1)  # (M, 3), unit length
+        W = runs[kind]["head"].prototypes.detach()  # (N, 3)
+        for c in range(num_classes):
+            rare = " (rare)" if c == num_classes - 1 else ""
+            pts = feats[y == c]
+            ax.scatter(
+                *pts.T, color=CLASS_COLORS[c], s=6, alpha=0.5, depthshade=False, label=f"class {c}{rare}"
+            )
+            ax.quiver(
+                0, 0, 0, *(1.5 * W[c] / W[c].norm()), color=CLASS_COLORS[c], lw=2.5, arrow_length_ratio=0.2
+            )
         norms = " / ".join(f"{float(v):.2f}" for v in W.norm(dim=1))
-        ax.set_title(f"{heads[kind]}\nnorms {norms}")
+        ax.set_title(f"{heads[kind]}\nnorms {norms}", fontsize=MIN_FONT + 1)
         ax.set(
-            xlim=(-1.3, 1.3),
-            ylim=(-1.3, 1.3),
-            zlim=(-1.3, 1.3),
+            xlim=(-1.2, 1.2),
+            ylim=(-1.2, 1.2),
+            zlim=(-1.2, 1.2),
             xticklabels=[],
             yticklabels=[],
             zticklabels=[],
         )
         ax.set_box_aspect((1, 1, 1))
-        ax.set_xlabel("$f_1$", labelpad=-10)
-        ax.set_ylabel("$f_2$", labelpad=-10)
-        ax.set_zlabel("$f_3$", labelpad=-10)
+        for axis in "xyz":
+            getattr(ax, f"set_{axis}label")(f"$f_{'xyz'.index(axis) + 1}$", labelpad=-12)
+    arrow = Line2D([], [], color="black", lw=2.5, label="arrow: prototype direction (class colour)")
+    legend_below(fig, ncols=2, extra=[arrow], markerscale=2.5, title="test features, scaled to unit length")
     return fig
 
 
@@ -439,11 +532,26 @@ def plot_length_sweep(agg: pd.DataFrame, *, steps: int, seeds: int) -> Any:
             color=CLASSIFIER_COLORS["cbp"],
         )
         ax.set_xscale("log")
+        ax.set_xticks(agg.index, [f"{t:g}" for t in agg.index], minor=False)
+        ax.minorticks_off()
         ax.set_ylabel(col)
     axes[-1, 0].set_yscale("log")
     axes[-1, 0].set_xlabel("prototype length T (log scale)")
     axes[0, 0].set_title(f"CBP, long-tailed toy: {seeds} seeds, {steps} SGD steps")
     return fig
+
+
+def recall_at(run: Run, step: int) -> tuple[float, float]:
+    """mAcc and the rarest class's recall (%) of a 2-D run at one of its recorded ``"steps"``.
+
+    Raises:
+        KeyError: ``step`` was not recorded (it is not a multiple of the run's ``record_every``).
+    """
+    where = np.flatnonzero(run["steps"] == step)
+    if not len(where):
+        raise KeyError(f"step {step} was not recorded: the run recorded steps {run['steps'].tolist()}")
+    recall = run["recall_path"][where[0]]  # (N,)
+    return float(recall.mean()), float(recall[-1])
 
 
 def sweep_numbers(run: Run) -> dict[str, float]:

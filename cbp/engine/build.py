@@ -1,8 +1,10 @@
-"""Build the model and the datasets a :class:`cbp.engine.config.Config` describes (shared by train and evaluate)."""
+"""Build the model, the datasets, OCCL and the optimiser a :class:`cbp.engine.config.Config` describes
+(shared by train and evaluate), and split the batch over devices and accumulation steps."""
 
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,12 @@ from torch import nn
 from cbp.data import build_dataset
 from cbp.data.synthetic import META_FILE, ensure_synthetic, read_meta
 from cbp.data.transforms import TestTransform, TrainTransform
-from cbp.distributed import barrier, is_main_process
+from cbp.distributed import barrier, is_distributed, is_main_process
 from cbp.engine import checkpoint
 from cbp.engine.config import Config, ConfigError, from_dict
 from cbp.engine.errors import DataError
+from cbp.engine.optim import build_optimizer
+from cbp.engine.process import seed_everything
 from cbp.io import load_torch, read_json
 from cbp.losses import OCCL
 from cbp.models import create_model
@@ -222,3 +226,56 @@ def restore_model(cfg: Config, num_classes: int, ckpt_path: str | Path) -> tuple
     )
     checkpoint.load_model_state(model, ckpt, Path(ckpt_path), hint=hint)
     return model, ckpt
+
+
+def build_model_and_optimizer(
+    cfg: Config, device: torch.device, num_classes: int
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The model (same init on every rank; DDP also broadcasts rank 0's) and its optimiser."""
+    seed_everything(cfg.seed)
+    model = build_model(cfg, num_classes).to(device)
+    if cfg.train.sync_bn and is_distributed():
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif is_main_process():
+            warnings.warn("train.sync_bn needs CUDA; keeping per-rank BatchNorm on CPU", stacklevel=1)
+    optimizer = build_optimizer(model, cfg.optim)
+    buffers = {id(b) for b in model.buffers()}
+    assert not any(id(p) in buffers for g in optimizer.param_groups for p in g["params"]), (
+        "a buffer (frozen prototypes) reached the optimizer"
+    )
+    if cfg.model.classifier == "cbp" and cfg.model.update in ("frozen", "ema"):
+        proto = model.classifier.prototypes
+        assert not any(p is proto for g in optimizer.param_groups for p in g["params"]), (
+            "the frozen prototypes must never be optimised"
+        )
+    return model, optimizer
+
+
+def batch_split(cfg: Config, world: int) -> tuple[int, int]:
+    """(images per device and forward pass, accumulation steps) that keep ``train.batch_size`` in total."""
+    total = cfg.train.batch_size
+    if cfg.train.grad_accum > 0:
+        accum = cfg.train.grad_accum
+    elif cfg.train.device_batch > 0 and world * cfg.train.device_batch < total:
+        if total % (world * cfg.train.device_batch):
+            raise ConfigError(
+                f"train.batch_size={total} is not a multiple of world_size x train.device_batch = "
+                f"{world} x {cfg.train.device_batch}; set --train.grad_accum or --train.device_batch"
+            )
+        accum = total // (world * cfg.train.device_batch)
+    else:
+        accum = 1
+    if total % (world * accum):
+        raise ConfigError(
+            f"train.batch_size={total} is not divisible by world_size x grad_accum = {world} x {accum}; "
+            "change --train.batch_size, --train.grad_accum or the number of processes"
+        )
+    micro = total // (world * accum)
+    if cfg.loss.occl and cfg.loss.views in ("batch", "global") and (micro < 2 or micro % 2):
+        raise ConfigError(
+            f"OCCL views={cfg.loss.views!r} splits each forward batch in two halves, but each device gets "
+            f"{micro} image(s) per forward pass (batch {total} / world {world} / accum {accum}); use an "
+            "even per-device batch >= 2 (--train.grad_accum / --train.device_batch) or --loss.views=random"
+        )
+    return micro, accum

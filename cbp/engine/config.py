@@ -251,38 +251,43 @@ def _paper(dataset: dict[str, Any], backbone: str) -> Config:
         ),
         eval=EvalConfig(mode="whole", crop_size=(512, 512), stride=(341, 341)),
     )
+    cfg.optim = _paper_optim(family)
+    if family == "swin":
+        cfg.model.img_size = 512
+    elif family == "convnext":
+        cfg.train.amp = "fp16"
+        cfg.eval.mode = "slide"
+    return cfg
+
+
+def _paper_optim(family: str) -> OptimConfig:
+    """The optimiser and schedule of a paper model family (mmseg's configs of each model)."""
     if family == "fcn":
-        cfg.optim = OptimConfig(
+        return OptimConfig(
             name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, power=0.9, min_lr=1e-4, warmup_iters=0
         )
-    elif family == "segformer":
-        cfg.optim = OptimConfig(
+    warmup = {"power": 1.0, "min_lr": 0.0, "warmup_iters": 1500, "warmup_ratio": 1e-6}
+    if family == "segformer":
+        return OptimConfig(
             name="adamw",
             lr=6e-5,
             betas=(0.9, 0.999),
             weight_decay=0.01,
             head_lr_mult=10.0,
             no_decay_keys=("pos_block", "norm"),
-            power=1.0,
-            min_lr=0.0,
-            warmup_iters=1500,
-            warmup_ratio=1e-6,
+            **warmup,
         )
-    elif family == "swin":
-        cfg.model.img_size = 512
-        cfg.optim = OptimConfig(
+    if family == "swin":
+        return OptimConfig(
             name="adamw",
             lr=6e-5,
             betas=(0.9, 0.999),
             weight_decay=0.01,
             no_decay_keys=("absolute_pos_embed", "relative_position_bias_table", "norm"),
-            power=1.0,
-            min_lr=0.0,
-            warmup_iters=1500,
-            warmup_ratio=1e-6,
+            **warmup,
         )
-    elif family == "convnext":
-        cfg.optim = OptimConfig(
+    if family == "convnext":
+        return OptimConfig(
             name="adamw",
             lr=1e-4,
             betas=(0.9, 0.999),
@@ -290,14 +295,9 @@ def _paper(dataset: dict[str, Any], backbone: str) -> Config:
             no_decay_1d=True,
             layer_decay_rate=0.9,
             layer_decay_layers=12,
-            power=1.0,
-            min_lr=0.0,
-            warmup_iters=1500,
-            warmup_ratio=1e-6,
+            **warmup,
         )
-        cfg.train.amp = "fp16"
-        cfg.eval.mode = "slide"
-    return cfg
+    return OptimConfig()  # a family without a recipe of its own: the defaults
 
 
 def _preset(dataset: dict[str, Any], backbone: str, name: str) -> Callable[[], Config]:
@@ -330,6 +330,32 @@ PAPER_PRESETS: dict[str, str] = {
     **{f"segformer_b{k}": f"mit_b{k}" for k in range(6)},
 }
 PAPER_DATASETS = ("ade20k", "cocostuff10k")
+
+
+def preset_for(dataset: str, backbone: str) -> tuple[str, list[str]]:
+    """The preset of ``backbone`` on ``dataset`` and the overrides that adapt it.
+
+    Args:
+        dataset: "synthetic", "ade20k" or "cocostuff10k".
+        backbone: a name of :data:`cbp.models.BACKBONES`.
+
+    Returns:
+        (preset name, overrides): ``("ade20k_swin_b", [])``, ``("ade20k_fcn_r50",
+        ["--model.backbone=resnet101"])`` (no preset of its own: its family's),
+        ``("synthetic", ["--model.backbone=swin_b"])``.
+    """
+    paper_model = get_spec(backbone).paper_model
+    if dataset == "synthetic":
+        return "synthetic", [] if backbone == "cnn_tiny" else [f"--model.backbone={backbone}"]
+    if dataset not in PAPER_DATASETS:
+        raise ValueError(f"dataset must be 'synthetic', 'ade20k' or 'cocostuff10k' (got {dataset!r})")
+    for suffix, preset_backbone in PAPER_PRESETS.items():  # the backbone's own preset, if it has one
+        if preset_backbone == backbone:
+            return f"{dataset}_{suffix}", []
+    # else the first preset of its paper model (e.g. resnet101 -> fcn_r50, cnn_tiny -> segformer_b0)
+    suffix = next(s for s, b in PAPER_PRESETS.items() if get_spec(b).paper_model == paper_model)
+    return f"{dataset}_{suffix}", [f"--model.backbone={backbone}"]
+
 
 PRESETS: dict[str, Callable[[], Config]] = {"synthetic": synthetic, "synthetic150": synthetic150}
 for _ds, _prefix in ((_ADE, "ade20k"), (_COCO, "cocostuff10k")):

@@ -39,7 +39,7 @@ from cbp.engine.build import build_split, check_inputs, ensure_data, restore_mod
 from cbp.engine.config import Config, ConfigError, apply_overrides, read_config_file, to_dict
 from cbp.engine.errors import DataError, OneLineParser, out_folder, run_cli
 from cbp.engine.process import setup_distributed
-from cbp.engine.run_files import is_run
+from cbp.engine.run_dir import is_run
 from cbp.engine.sampler import ShardSampler
 from cbp.io import read_json, write_json
 from cbp.metrics import ConfusionMatrix
@@ -204,7 +204,7 @@ def check_out(out: Path, *, given: bool, run_dir: Path | None = None) -> None:
     """Refuse an output path that would write over a file this command should not replace.
 
     The rule, whichever way the run was given (RUN_DIR, or ``--config`` and ``--ckpt``): in a run
-    folder (RUN_DIR, or any folder :func:`cbp.engine.run_files.is_run` recognises; links resolved)
+    folder (RUN_DIR, or any folder :func:`cbp.engine.run_dir.is_run` recognises; links resolved)
     ``--out`` may only name a new ``eval-*.json``, never a checkpoint, ``config.json``, a log,
     ``metrics.json`` or any other file; the default ``eval-<mode>-<iter>.json`` may replace an
     earlier record of this command. Anywhere else the output may be a new file or an earlier record

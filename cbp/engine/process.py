@@ -1,9 +1,13 @@
-"""The process a run lives in: its device, its process group (when launched by torchrun) and its seeds."""
+"""The process a run lives in: its device, its process group (when launched by torchrun), its seeds,
+its numerical switches (determinism, AMP) and its signals (SIGTERM / SIGINT stop a run cleanly)."""
 
 from __future__ import annotations
 
 import os
 import random
+import signal
+import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,3 +44,49 @@ def seed_everything(seed: int) -> None:
 def rank_seed(seed: int, rank: int) -> int:
     """Distinct, reproducible seed per rank."""
     return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def configure_backends(cfg: Config, device: torch.device) -> str:
+    """Determinism switches; returns the AMP mode actually used (``fp16`` falls back to ``none`` on CPU,
+    which has no float16 autocast worth having; ``bf16`` runs on CPU as on CUDA)."""
+    if device.type == "cpu" and cfg.train.amp == "fp16":
+        warnings.warn(
+            "train.amp=fp16 is for CUDA; training in float32 on CPU (bf16 works on CPU)", stacklevel=1
+        )
+    if cfg.train.deterministic:
+        torch.backends.cudnn.benchmark = False
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+    return cfg.train.amp if device.type == "cuda" or cfg.train.amp == "bf16" else "none"
+
+
+class StopFlag:
+    """SIGTERM / SIGINT set a flag; the loop saves a checkpoint at the end of the iteration and exits.
+
+    A second signal exits at once.
+    """
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum:
+            raise KeyboardInterrupt(
+                f"second signal {signal.Signals(signum).name}: exiting without a checkpoint"
+            )
+        self.signum = signum
+
+    def __enter__(self) -> StopFlag:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)

@@ -475,6 +475,11 @@ CALIBRATION_CANDIDATES: dict[str, tuple[str, ...]] = {
            "--tail-power", "0.6"),
     "c7": ("--groups", "50", "--lookalike-deg", "12", "--noise-scale", "2.5", "--amplitude-scale", "0.85",
            "--tail-power", "0.6"),
+    # appended 2026-12-07 after c6 and c7 were recorded: between them on the line of their knobs
+    "c8": ("--groups", "50", "--lookalike-deg", "11", "--noise-scale", "2.75", "--amplitude-scale", "0.775",
+           "--tail-power", "0.6"),
+    "c9": ("--groups", "50", "--lookalike-deg", "11.3", "--noise-scale", "2.675", "--amplitude-scale", "0.7975",
+           "--tail-power", "0.6"),
 }  # fmt: skip
 CALIBRATION_ITERS = 4000
 

@@ -93,6 +93,7 @@ def record_row(rec: dict) -> dict:
         "f1_rarest_group": float(groups[0]),
         "rare_third_IoU": float(analysis.get("rare_third_IoU", math.nan)),
         "frequent_third_IoU": float(analysis.get("frequent_third_IoU", math.nan)),
+        "norm_r": float((analysis.get("norm_correlation") or {}).get("pearson_log", math.nan)),
         "curve": rec.get("curve") or [],
     }
 
@@ -104,7 +105,7 @@ def records(folder: str | Path) -> pd.DataFrame:
         for p in sorted(Path(folder).glob("*.json"))
         if (r := read_json(p)).get("kind") == "train"
     ]
-    columns = ["run", "arm", "seed", "cpu_model", "iters", *METRICS, "curve"]
+    columns = ["run", "arm", "seed", "cpu_model", "iters", *METRICS, "norm_r", "curve"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -181,6 +182,38 @@ def compare(
         smallest_effect(planned.get(k, math.nan), n, m) for k, n, m in zip(out.key, out.n, size)
     ]
     out["observed_effect"] = [smallest_effect(s, n, m) for s, n, m in zip(out.sd, out.n, size)]
+    return out
+
+
+def holm_intervals(out: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """The interval each difference claim's Holm verdict uses, so that a drawn interval never contradicts it.
+
+    Holm's step-down tests the claim of rank ``r`` (0-based, by p within its family of ``m``) at level
+    ``alpha / (m - r)`` while every claim before it was significant; the first that is not stops it, and
+    every later claim is read at that claim's level. The t interval at ``1 - level`` excludes 0 exactly
+    when the claim is significant. A tie claim's verdict uses the unadjusted 95 % interval (inside
+    ± :data:`TIE_MARGIN`) and, for "does not hold", the Holm-adjusted one; both are returned.
+
+    Args:
+        out: :func:`compare`'s frame (mean, sd, n, p, family).
+
+    Returns:
+        A copy with ``level`` (the two-sided error level used) and ``lo_holm``, ``hi_holm``.
+    """
+    out = out.copy()
+    out["level"] = np.nan
+    for _, idx in out.groupby("family").groups.items():
+        fam = out.loc[idx]
+        ranked = fam[np.isfinite(fam.p)].sort_values("p", kind="stable")
+        m, stop = len(ranked), None
+        for r, (i, row) in enumerate(ranked.iterrows()):
+            if stop is None and row.p >= alpha / (m - r):
+                stop = alpha / (m - r)
+            out.loc[i, "level"] = stop if stop is not None else alpha / (m - r)
+    k = out.n.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = scipy.stats.t.ppf(1 - out.level / 2, k - 1) * out.sd / np.sqrt(k)
+    out["lo_holm"], out["hi_holm"] = out["mean"] - half, out["mean"] + half
     return out
 
 

@@ -1,0 +1,189 @@
+"""Chapter 7's tables: the current study (:data:`cbp.experiments.current.CURRENT`) read from its records.
+
+Each function returns a DataFrame or a line of text computed from ``results/``; nothing here is typed
+from a run. Before a phase of the study has records, its function says so (an empty frame or a
+"not run yet" line), so the page reads the same code before and after the runs land.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cbp.book.benchmark import calibration_table
+from cbp.experiments import study, verdicts
+from cbp.experiments.current import CURRENT, VERDICT_PROFILE
+from cbp.io import read_json
+
+
+def _folder(profile: str, root: str | Path) -> Path:
+    return CURRENT.folders(root)[profile]
+
+
+def _planned(profile: str) -> int | None:
+    """How many training runs a profile plans (None while it does not exist: its values are not fixed)."""
+    profiles = study.amendment6_profiles(study.REGIME6, study.TUNED6, study.ITERS6)
+    return len(profiles[profile].arm_runs) if profile in profiles else None
+
+
+def phase_rows(root: str | Path = ".") -> pd.DataFrame:
+    """The study's phases in order: what each fixes, how many runs it has recorded of how many planned."""
+    cal = calibration_table(Path(root) / "results")
+    rows = [
+        {
+            "phase": "calibration (tuning set)",
+            "fixes": f"the regime: {study.REGIME6 or 'not fixed yet'}",
+            "recorded": f"{int(cal.recorded.sum())} of {len(cal)} candidates",
+        }
+    ]
+    for profile, what, fixed in (
+        ("a6-tune", "the head lr, T", study.TUNED6),
+        ("a6-schedule", "the length, the planned sd", study.ITERS6),
+        (VERDICT_PROFILE, "the verdicts", None),
+    ):
+        planned = _planned(profile)
+        have = len(verdicts.records(_folder(profile, root)))
+        total = "not planned yet" if planned is None else f"{have} of {planned} runs"
+        done = f": {fixed}" if fixed else ""
+        rows.append({"phase": f"{profile}", "fixes": what + done, "recorded": total})
+    return pd.DataFrame(rows)
+
+
+def claims_frame() -> pd.DataFrame:
+    """The claims amendment 6 tests, by Holm family: arms, metric, kind and the paper's number."""
+    return pd.DataFrame(
+        [
+            {
+                "family": c.family,
+                "claim": c.text,
+                "arms": f"{c.a} vs {c.b}",
+                "metric": c.metric,
+                "kind": c.kind,
+                "paper": c.paper,
+            }  # fmt: skip
+            for c in verdicts.CLAIMS
+        ]
+    )
+
+
+def premise_frame(root: str | Path = ".") -> pd.DataFrame:
+    """The paper's premise on every recorded calibration set: the learnable baseline's row norms and bias
+    against the log training pixel count of each class (Pearson; the paper reports +0.27 for the norms)."""
+    rows = []
+    for name in study.CALIBRATION_CANDIDATES:
+        folder = _folder(f"calib-{name}", root)
+        for path in sorted(folder.glob("*.json")):
+            rec = read_json(path)
+            if rec.get("kind") != "train":
+                continue
+            a = rec["analysis"]
+            rows.append(
+                {
+                    "candidate": name,
+                    "mIoU": rec["metrics"]["mIoU"],
+                    "norm vs log pixels": a["norm_correlation"]["pearson_log"],
+                    "bias vs log pixels": (a.get("bias_correlation") or {}).get("pearson", math.nan),
+                }
+            )
+    return pd.DataFrame(rows, columns=["candidate", "mIoU", "norm vs log pixels", "bias vs log pixels"])
+
+
+def verdict_records(root: str | Path = ".") -> pd.DataFrame:
+    """The verdict runs' records (:func:`cbp.experiments.verdicts.records`; empty before they run)."""
+    return verdicts.records(_folder(VERDICT_PROFILE, root))
+
+
+def verdict_frame(root: str | Path = ".") -> pd.DataFrame:
+    """The verdicts (:func:`cbp.experiments.verdicts.compare` with Holm intervals) of the recorded verdict
+    runs, with the planned sds of the schedule-check runs once they exist; empty before any verdict run."""
+    df = verdict_records(root)
+    if df.empty:
+        return pd.DataFrame()
+    tuning = verdicts.records(_folder("a6-schedule", root))
+    planned = verdicts.planned_sds(tuning) if len(tuning) else None
+    return verdicts.holm_intervals(verdicts.compare(df, planned_sd=planned))
+
+
+def verdict_table(out: pd.DataFrame) -> pd.DataFrame:
+    """:func:`verdict_frame` as the page shows it: one row per claim, numbers rounded, verdict in words."""
+
+    def interval(lo: float, hi: float) -> str:
+        return "–" if not np.isfinite(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
+
+    return pd.DataFrame(
+        {
+            "family": out.family,
+            "claim": out.text,
+            "paper": out.paper,
+            "seeds": out.n,
+            "mean": out["mean"].map(lambda x: f"{x:+.2f}"),
+            "95% CI (unadjusted)": [interval(a, b) for a, b in zip(out.lo, out.hi)],
+            "Holm interval": [interval(a, b) for a, b in zip(out.lo_holm, out.hi_holm)],
+            "verdict": [v.value for v in out.verdict],
+            "smallest resolvable": out.planned_effect.map(
+                lambda x: "–" if not np.isfinite(x) else f"{x:.2f}"
+            ),
+        }
+    )
+
+
+def tuning_frame(root: str | Path = ".") -> pd.DataFrame:
+    """The equal tuning budget (``a6-tune``): each setting's final mIoU on the tuning set (empty before)."""
+    df = verdicts.records(_folder("a6-tune", root))
+    return df[["run", "mIoU", "mAcc", "f1_rarest_group"]].sort_values("run").reset_index(drop=True)
+
+
+def _span(values: pd.Series, fmt: str = "{:.0f}") -> str:
+    lo, hi = fmt.format(values.min()), fmt.format(values.max())
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+def calibration_sentence(root: str | Path = ".") -> str:
+    """The calibration's state in one sentence (the README and the intro quote it; a test checks it)."""
+    cal = calibration_table(Path(root) / "results")
+    done = cal[cal.recorded]
+    if study.REGIME6 is not None:
+        row = done[done.candidate == study.REGIME6].iloc[0]
+        return (
+            f"of {len(done)} candidate sets, {study.REGIME6} puts the learnable baseline at {row.mIoU:.1f} mIoU "
+            f"with rarest-group F1 {row.f1_rarest_group:.1f}, and is the benchmark"
+        )
+    return (
+        f"{len(done)} candidate sets put the learnable baseline at {_span(done.mIoU)} mIoU with rarest-group "
+        f"F1 {_span(done.f1_rarest_group)}; none meets all three targets yet"
+    )
+
+
+def premise_sentence(root: str | Path = ".") -> str:
+    """The paper's premise on the calibration sets, in one sentence (quoted by the README and the intro)."""
+    p = premise_frame(root)
+    norm, bias = p["norm vs log pixels"], p["bias vs log pixels"]
+    sign = "negatively" if (norm < 0).all() else ("positively" if (norm > 0).all() else "with either sign")
+    words = _span(norm, "{:+.2f}").replace("-", "\u2212")
+    return (
+        f"on all {len(p)} calibration sets the learnable baseline's row norms correlate {sign} with class "
+        f"frequency (r = {words} against log pixels; the paper: +0.27), its bias "
+        f"{'positively' if (bias > 0).all() else 'with either sign'}"
+    )
+
+
+def mechanism_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The mechanism beside the verdicts, per arm (mean ± std over seeds): mIoU, the rare and frequent
+    thirds' IoU, the rarest frequency group's F1, and the classifier's row norm vs log pixel count (r).
+
+    Args:
+        df: :func:`cbp.experiments.verdicts.records` of the verdict runs.
+    """
+    cols = {"mIoU": "mIoU", "rare_third_IoU": "rare third IoU", "frequent_third_IoU": "frequent third IoU",
+            "f1_rarest_group": "rarest-group F1", "norm_r": "norm vs log pixels (r)"}  # fmt: skip
+    rows = []
+    for arm, g in df.groupby("arm", sort=False):
+        row = {"arm": arm, "seeds": len(g)}
+        for col, name in cols.items():
+            v = g[col].to_numpy(dtype=np.float64)
+            row[name] = f"{np.nanmean(v):.2f} ± {np.nanstd(v, ddof=1):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+        rows.append(row)
+    return pd.DataFrame(rows)

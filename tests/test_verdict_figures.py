@@ -1,0 +1,73 @@
+"""The current study's forest plot draws each claim in its verdict's colour, with the verdict's interval."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+
+from cbp.book import verdict_figures
+from cbp.experiments import verdicts as v
+
+
+def test_forest_plot_colours_each_claim_by_its_verdict() -> None:
+    rng = np.random.default_rng(3)
+    rows = []
+    for arm, shift in (("linear", 0.0), ("linear_occl", 0.2), ("cbp", 0.0), ("cbp_occl", 3.0)):
+        for s in range(8):
+            miou = 30 + shift + rng.normal(0, 0.3)
+            rows.append({"run": f"p-{arm}-s{s}", "arm": arm, "seed": s, "cpu_model": "x", "iters": 10,
+                         "mIoU": miou, "mAcc": miou, "f1_rarest_group": 1.0, "rare_third_IoU": 1.0,
+                         "frequent_third_IoU": 1.0, "curve": []})  # fmt: skip
+    t3 = tuple(c for c in v.CLAIMS if c.family == "T3")
+    out = v.holm_intervals(v.compare(pd.DataFrame(rows), t3, planned_sd={c.key: 0.5 for c in t3}))
+    assert v.Verdict.HOLDS in set(out.verdict)  # the +3 claims hold: the test covers a coloured row
+    fig = verdict_figures.plot_forest(out, "test")
+    ax = fig.axes[0]
+    segments = [c for c in ax.collections if len(c.get_segments()) == 1]
+    drawn = {}
+    for c in segments:
+        (x0, y0), (x1, _) = c.get_segments()[0]
+        drawn.setdefault(round(y0), []).append(
+            (min(x0, x1), max(x0, x1), matplotlib.colors.to_hex(c.get_colors()[0]))
+        )
+    for y, row in zip(range(len(out) - 1, -1, -1), out.itertuples(index=False)):
+        colour = verdict_figures.VERDICT_COLORS[row.verdict].lower()
+        assert all(col == colour for *_, col in drawn[y])
+        assert any(abs(lo - row.lo_holm) < 1e-9 and abs(hi - row.hi_holm) < 1e-9 for lo, hi, _ in drawn[y])
+
+
+def _records(rng: np.random.Generator) -> pd.DataFrame:
+    rows = []
+    for arm, shift in (("linear", 0.0), ("cbp_occl", 2.0)):
+        for s in range(4):
+            curve = [{"iter": i, "mIoU": 10 + shift + i / 100 + rng.normal()} for i in (100, 200, 300)]
+            rows.append({"run": f"p-{arm}-s{s}", "arm": arm, "seed": s, "cpu_model": "x", "iters": 300,
+                         "mIoU": curve[-1]["mIoU"], "mAcc": 0.0, "f1_rarest_group": 20 + s,
+                         "rare_third_IoU": 5.0 + s, "frequent_third_IoU": 50.0, "norm_r": -0.5 + shift,
+                         "curve": curve if s < 3 else []})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_curves_draw_the_seed_mean_of_the_seeds_that_record_a_curve() -> None:
+    df = _records(np.random.default_rng(0))
+    fig = verdict_figures.plot_curves(df, ("linear", "cbp_occl", "gradient"), "t")
+    lines = fig.axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == ["linear (3 seeds)", "cbp_occl (3 seeds)"]  # no gradient runs
+    for ln, arm in zip(lines, ("linear", "cbp_occl")):
+        ref = np.mean([[p["mIoU"] for p in c] for c in df[df.arm == arm].curve if c], axis=0)
+        np.testing.assert_allclose(ln.get_ydata(), ref)
+
+
+def test_mechanism_frame_is_mean_and_std_over_seeds() -> None:
+    from cbp.book import current_study
+
+    df = _records(np.random.default_rng(1))
+    out = current_study.mechanism_frame(df).set_index("arm")
+    assert out.loc["linear", "seeds"] == 4
+    rare = df[df.arm == "linear"].rare_third_IoU
+    assert out.loc["linear", "rare third IoU"] == f"{rare.mean():.2f} ± {rare.std(ddof=1):.2f}"
+    assert out.loc["cbp_occl", "norm vs log pixels (r)"] == "1.50 ± 0.00"
