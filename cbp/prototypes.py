@@ -168,27 +168,30 @@ def category_basis_prototypes(
     orthogonal = init.startswith("orthogonal") or init.endswith("+orthogonal")
     if orthogonal:
         _check_orthogonal_possible(num_classes, channels)
-
-    if init in EMBEDDING_INITS:
-        if embeddings is None:
-            raise ValueError(f"init={init!r} needs class embeddings: pass embeddings=Tensor (N, D)")
-        if embeddings.dim() != 2 or embeddings.shape[0] != num_classes:
-            raise ValueError(
-                f"class embeddings must be (N={num_classes}, D), got shape {tuple(embeddings.shape)}"
-            )
-        weight = project_embeddings(embeddings, channels, seed=seed)  # (N, C) float64
-    else:
-        if embeddings is not None:
-            raise ValueError(
-                f"embeddings were given but init={init!r} ignores them; use init='masked' or 'text'"
-            )
-        weight = kaiming_rows(num_classes, channels, seed=seed)  # (N, C) float64
-
+    weight = _initial_rows(init, num_classes, channels, seed, embeddings)  # (N, C) float64
     if orthogonal:
         weight = gram_schmidt(weight)
     if init != "orthogonal" and init != "random":
         weight = equalize(weight, length)
     return weight.to(torch.float32).contiguous()
+
+
+def _initial_rows(init: str, num_classes: int, channels: int, seed: int, embeddings: Tensor | None) -> Tensor:
+    """The rows an init starts from, float64 (N, C): the Kaiming draw of Algorithm 1, line 1, or (text
+    and masked inits) the class embeddings projected to C."""
+    if init not in EMBEDDING_INITS:
+        if embeddings is not None:
+            raise ValueError(
+                f"embeddings were given but init={init!r} ignores them; use init='masked' or 'text'"
+            )
+        return kaiming_rows(num_classes, channels, seed=seed)
+    if embeddings is None:
+        raise ValueError(f"init={init!r} needs class embeddings: pass embeddings=Tensor (N, D)")
+    if embeddings.dim() != 2 or embeddings.shape[0] != num_classes:
+        raise ValueError(
+            f"class embeddings must be (N={num_classes}, D), got shape {tuple(embeddings.shape)}"
+        )
+    return project_embeddings(embeddings, channels, seed=seed)
 
 
 def cosine_similarity_matrix(weight: Tensor) -> Tensor:

@@ -740,3 +740,32 @@ def test_a_killed_recording_steps_temporary_is_removed_at_the_next_start(
     runner.run_study("ablations", "quick", root=str(tmp_path), dry_run=True)
     assert not dead.exists() and live.exists()
     assert f"removed {dead}" in capsys.readouterr().out
+
+
+def test_execute_all_runs_each_job_after_its_dependencies_and_skips_the_dependents_of_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def run(name: str, *deps: str) -> study.Run:
+        return study.Run(name, "train", ("true",), f"runs/{name}", deps=deps)
+
+    runs = [run("a"), run("b", "a"), run("bad"), run("c", "bad"), run("d", "c"), run("done")]
+    started: list[str] = []
+
+    def execute(r: study.Run, *args: object, **kw: object) -> tuple[bool, str]:
+        assert all(d in started for d in r.deps)
+        started.append(r.name)
+        return r.name != "bad", "ok" if r.name != "bad" else "exit 1"
+
+    class Bar:
+        def write(self, line: str) -> None: ...
+        def update(self, n: int) -> None: ...
+        def set_postfix_str(self, s: str) -> None: ...
+
+    monkeypatch.setattr(runner, "execute", execute)
+    ok, failed = runner.execute_all(runs, runs[:-1], "ablations", "quick", jobs=2, root="results", bar=Bar())
+    assert ok == {"a", "b", "done"} and set(started) == {"a", "b", "bad"}
+    assert failed == {
+        "bad": "exit 1",
+        "c": "skipped: dependency bad failed",
+        "d": "skipped: dependency c failed",
+    }

@@ -32,6 +32,25 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def _draw_arm(ax: Any, results: dict[str, Any], regime: str, arm: str) -> bool:
+    """One arm's seed-mean curve, its ± one seed std band and its plateau's ring; False if it has no run."""
+    iters, values, seeds = endpoints.curves(results, regime, arm)
+    if not seeds:
+        return False
+    colour, style = ARM_STYLE.get(arm, ("paper", "-"))
+    c = CLASSIFIER_COLORS[colour]
+    mean = values.mean(axis=0)
+    label = f"{short_label(arm)} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
+    ax.plot(iters, mean, style, color=c, label=label, linewidth=1.8)
+    if len(seeds) > 1:
+        std = values.std(axis=0, ddof=1)
+        ax.fill_between(iters, mean - std, mean + std, color=c, alpha=0.2, linewidth=0)
+        i = endpoints.plateau_index(values)
+        if i is not None and i < len(iters) - 1:  # not reached: no ring
+            ax.plot(iters[i], mean[i], "o", color=c, markersize=7, markeredgecolor="black")
+    return True
+
+
 def plot_learning_curves(
     results: dict[str, Any],
     *,
@@ -56,21 +75,8 @@ def plot_learning_curves(
     for ax, (panel_title, arms) in zip(axes[:, 0], panels):
         missing = []
         for arm in arms:
-            iters, values, seeds = endpoints.curves(results, regime, arm)
-            if not seeds:
+            if not _draw_arm(ax, results, regime, arm):
                 missing.append(short_label(arm))
-                continue
-            colour, style = ARM_STYLE.get(arm, ("paper", "-"))
-            c = CLASSIFIER_COLORS[colour]
-            mean = values.mean(axis=0)
-            label = f"{short_label(arm)} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
-            ax.plot(iters, mean, style, color=c, label=label, linewidth=1.8)
-            if len(seeds) > 1:
-                std = values.std(axis=0, ddof=1)
-                ax.fill_between(iters, mean - std, mean + std, color=c, alpha=0.2, linewidth=0)
-                i = endpoints.plateau_index(values)
-                if i is not None and i < len(iters) - 1:  # not reached: no ring
-                    ax.plot(iters[i], mean[i], "o", color=c, markersize=7, markeredgecolor="black")
         ax.set_title(panel_title)
         ax.set_xlabel("iteration")
         ax.set_ylabel("val mIoU (%)")

@@ -47,6 +47,46 @@ def _arms_words(arms: str) -> str:
     return "against " + arms.removeprefix("vs ") if arms.startswith("vs ") else arms
 
 
+def _draw_claim(ax: Any, yi: int, row: dict[str, Any], clip: float) -> None:
+    """One claim's row: its verdict in words when it has no number; a triangle at the panel's edge with
+    the value when its mean is beyond ±``clip``; else the mean as a dot and its 95% interval."""
+    if math.isnan(row["d"]):
+        ax.text(0, yi, row["verdict"], ha="center", va="center", fontsize=MIN_FONT, color="#777777")
+        return
+    colour = EFFECT_COLORS[effect(row["verdict"], row["d"])]
+    if abs(row["d"]) > clip:
+        edge = math.copysign(clip, row["d"])
+        ax.plot(edge, yi, "<" if edge < 0 else ">", color=colour, ms=8, clip_on=False)
+        ax.annotate(
+            f"{row['d']:+.1f}",
+            (edge, yi),
+            xytext=(10 if edge < 0 else -10, 0),
+            textcoords="offset points",
+            ha="left" if edge < 0 else "right",
+            va="center",
+            fontsize=MIN_FONT,
+            color=colour,
+        )
+        return
+    lo, hi = row["ci95"]
+    if not math.isnan(lo):
+        ax.plot([lo, hi], [yi, yi], color=colour, lw=2.5, alpha=0.7)
+    ax.plot(row["d"], yi, "o", color=colour, ms=6)
+
+
+def _legend_handles() -> list[Line2D]:
+    """The four effects a verdict states, in the figure's colours."""
+    return [
+        Line2D([], [], color=colour, marker="o", lw=2.5, label=words)
+        for words, colour in (
+            ("first arm significantly higher", EFFECT_COLORS[other_tables.HIGHER]),
+            ("first arm significantly lower", EFFECT_COLORS[other_tables.LOWER]),
+            ("same (interval within ±0.5, shaded)", EFFECT_COLORS[other_tables.SAME]),
+            ("not resolved", EFFECT_COLORS[claims.NOT_RESOLVED]),
+        )
+    ]
+
+
 def plot_paired_intervals(
     panels: Sequence[tuple[str, list[dict[str, Any]]]], *, title: str = "", clip: float = 12.0
 ) -> Any:
@@ -80,28 +120,7 @@ def plot_paired_intervals(
         ax.axvline(0, color="#333333", lw=0.8)
         clipped = any(abs(r["d"]) > clip for r in rows)  # NaN compares False
         for yi, row in zip(y, rows):
-            if math.isnan(row["d"]):
-                ax.text(0, yi, row["verdict"], ha="center", va="center", fontsize=MIN_FONT, color="#777777")
-                continue
-            colour = EFFECT_COLORS[effect(row["verdict"], row["d"])]
-            if abs(row["d"]) > clip:
-                edge = math.copysign(clip, row["d"])
-                ax.plot(edge, yi, "<" if edge < 0 else ">", color=colour, ms=8, clip_on=False)
-                ax.annotate(
-                    f"{row['d']:+.1f}",
-                    (edge, yi),
-                    xytext=(10 if edge < 0 else -10, 0),
-                    textcoords="offset points",
-                    ha="left" if edge < 0 else "right",
-                    va="center",
-                    fontsize=MIN_FONT,
-                    color=colour,
-                )
-                continue
-            lo, hi = row["ci95"]
-            if not math.isnan(lo):
-                ax.plot([lo, hi], [yi, yi], color=colour, lw=2.5, alpha=0.7)
-            ax.plot(row["d"], yi, "o", color=colour, ms=6)
+            _draw_claim(ax, yi, row, clip)
         if clipped:
             ax.set_xlim(-clip, clip)
         ax.set_yticks(y, panel_labels)
@@ -109,16 +128,7 @@ def plot_paired_intervals(
         ax.grid(axis="y", visible=False)
         ax.set_title(name, loc="left")
     axes[-1, 0].set_xlabel("paired difference, first arm minus second (points); line: 95% interval")
-    handles = [
-        Line2D([], [], color=colour, marker="o", lw=2.5, label=words)
-        for words, colour in (
-            ("first arm significantly higher", EFFECT_COLORS[other_tables.HIGHER]),
-            ("first arm significantly lower", EFFECT_COLORS[other_tables.LOWER]),
-            ("same (interval within ±0.5, shaded)", EFFECT_COLORS[other_tables.SAME]),
-            ("not resolved", EFFECT_COLORS[claims.NOT_RESOLVED]),
-        )
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False)
+    fig.legend(handles=_legend_handles(), loc="outside lower center", ncol=2, frameon=False)
     if title:
         fig.suptitle(title)
     return fig

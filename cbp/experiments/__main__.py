@@ -7,6 +7,7 @@ file; 1 a bug, with its traceback; see :mod:`cbp.engine.errors`). ``run`` return
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from cbp.engine.config import ConfigError
@@ -17,25 +18,22 @@ from cbp.experiments.runner import results_dir, run_study, status
 from cbp.experiments.study import PROFILES, plan
 from cbp.experiments.trained_runs import similarity_snapshot
 
+#: The subcommands and their help.
+COMMANDS = {
+    "run": "run every unfinished run of a study (resumable)",
+    "status": "which runs are done / started / pending",
+    "table": "the verdict table of the paper's claims",
+    "plan": "print the commands of the study",
+    "record": "(internal) write the result JSON of a finished run",
+    "snapshot": "save similarity maps of one validation image for some runs (small .npz for the book)",
+}
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "embed":  # internal step of the plan; takes --section.key=value overrides
-        embed_main(argv[1:])
-        return 0
-    if argv and argv[0] == "encoder":  # internal step: encoder weights of the pretraining checkpoint
-        encoder_main(argv[1:])
-        return 0
+
+def build_parser() -> OneLineParser:
+    """The parser of the subcommands of :data:`COMMANDS`."""
     parser = OneLineParser(prog="python -m cbp.experiments", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name, text in (
-        ("run", "run every unfinished run of a study (resumable)"),
-        ("status", "which runs are done / started / pending"),
-        ("table", "the verdict table of the paper's claims"),
-        ("plan", "print the commands of the study"),
-        ("record", "(internal) write the result JSON of a finished run"),
-        ("snapshot", "save similarity maps of one validation image for some runs (small .npz for the book)"),
-    ):
+    for name, text in COMMANDS.items():
         p = sub.add_parser(name, help=text)
         p.add_argument("study", nargs="?", default="ablations")
         if name == "record":
@@ -54,57 +52,89 @@ def main(argv: list[str] | None = None) -> int:
                 "--only", nargs="*", default=None, help="only runs whose name contains one of these"
             )
             p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    # a history profile, an unlocked environment or a dirty tree is a ConfigError (exit 2), said
+    # before any run; anything else is a bug and keeps its traceback
+    failed = run_study(
+        args.study, args.profile, jobs=args.jobs, only=args.only, root=args.results, dry_run=args.dry_run
+    )
+    return 1 if failed else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    print(status(args.study, args.profile, args.results))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    for r in plan(args.study, args.profile):
+        print(f"{r.name:34s} OMP_NUM_THREADS=1 {' '.join(r.command)}")
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    print(record(args.study, args.run, args.profile, args.seconds, args.results))
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    dirs = {r.name: r.run_dir for r in plan(args.study, args.profile)}
+    arrays: dict[str, np.ndarray] = {}
+    index = args.index
+    for name in args.runs:
+        snap = similarity_snapshot(dirs[name], index)
+        index = int(snap["index"])  # the same image for every run
+        arrays.update({f"{name}/{k}": v for k, v in snap.items()})
+    out = results_dir(args.study, args.profile, args.results) / "similarity_snapshot.npz"
+    np.savez_compressed(out, **arrays)
+    print(f"{out}: image {index}, runs {args.runs}")
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    results = load_results(results_dir(args.study, args.profile, args.results))
+    cols = [
+        "source",
+        "claim",
+        "paper",
+        "ours scratch",
+        "verdict scratch",
+        "ours pretrained",
+        "verdict pretrained",
+    ]
+    print(format_table(verdict_rows(results), cols))
+    return 0
+
+
+HANDLERS = {
+    "run": _run,
+    "status": _status,
+    "plan": _plan,
+    "record": _record,
+    "snapshot": _snapshot,
+    "table": _table,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "embed":  # internal step of the plan; takes --section.key=value overrides
+        embed_main(argv[1:])
+        return 0
+    if argv and argv[0] == "encoder":  # internal step: encoder weights of the pretraining checkpoint
+        encoder_main(argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
     try:
         plan(args.study, args.profile)  # an unknown study or profile: one line, exit code 2
     except KeyError as e:
         raise ConfigError(f"{e.args[0]}; see python -m cbp.experiments {args.cmd} --help") from None
-
-    if args.cmd == "run":
-        # a history profile, an unlocked environment or a dirty tree is a ConfigError (exit 2), said
-        # before any run; anything else is a bug and keeps its traceback
-        failed = run_study(
-            args.study, args.profile, jobs=args.jobs, only=args.only, root=args.results, dry_run=args.dry_run
-        )
-        return 1 if failed else 0
-    if args.cmd == "status":
-        print(status(args.study, args.profile, args.results))
-        return 0
-    if args.cmd == "plan":
-        for r in plan(args.study, args.profile):
-            print(f"{r.name:34s} OMP_NUM_THREADS=1 {' '.join(r.command)}")
-        return 0
-    if args.cmd == "record":
-        print(record(args.study, args.run, args.profile, args.seconds, args.results))
-        return 0
-    if args.cmd == "snapshot":
-        import numpy as np
-
-        dirs = {r.name: r.run_dir for r in plan(args.study, args.profile)}
-        arrays: dict[str, np.ndarray] = {}
-        index = args.index
-        for name in args.runs:
-            snap = similarity_snapshot(dirs[name], index)
-            index = int(snap["index"])  # the same image for every run
-            arrays.update({f"{name}/{k}": v for k, v in snap.items()})
-        out = results_dir(args.study, args.profile, args.results) / "similarity_snapshot.npz"
-        np.savez_compressed(out, **arrays)
-        print(f"{out}: image {index}, runs {args.runs}")
-        return 0
-    if args.cmd == "table":
-        results = load_results(results_dir(args.study, args.profile, args.results))
-        cols = [
-            "source",
-            "claim",
-            "paper",
-            "ours scratch",
-            "verdict scratch",
-            "ours pretrained",
-            "verdict pretrained",
-        ]
-        print(format_table(verdict_rows(results), cols))
-        return 0
-    return 2
+    return HANDLERS[args.cmd](args)
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -275,74 +275,93 @@ CLAIMS: list[Claim] = [
 ]
 
 
+#: A claim's values of one arm in one regime (the claim's metric unless given).
+Values = Callable[..., np.ndarray]
+NAN = float("nan")
+
+#: A tie of the paper agrees with a difference within noise; a clear difference either way does not.
+TIE_VERDICTS = {
+    NOISE: HOLDS + " (within noise, as the paper's tie)",
+    HOLDS: FAILS + " (clear gain; paper: tie)",
+    FAILS: FAILS + " (clear loss; paper: tie)",
+}
+
+
+def _row(ours: str, verdict: str, d: float = NAN, s: float = NAN) -> dict[str, Any]:
+    return {"ours": ours, "d": d, "s": s, "verdict": verdict}
+
+
+def _difference(claim: Claim, get: Values) -> dict[str, Any]:
+    """``diff``: arm a beats arm b (:func:`decide`); ``tie``: the paper reports no difference."""
+    a, b = get(claim.a), get(claim.b)
+    verdict, d, s = decide(a, b, claim.sign)
+    if claim.kind == "tie":
+        verdict = TIE_VERDICTS.get(verdict, verdict)
+    return _row(f"{fmt(a)} vs {fmt(b)}", verdict, d, s)
+
+
+def _range(claim: Claim, get: Values) -> dict[str, Any]:
+    """Table 9's lengths: the best against the worst."""
+    got = {n: v for n in TABLE_ARMS["9"] if (v := get(n)).size}
+    if len(got) < 2:
+        return _row("–", MISSING)
+    means = {n: float(np.nanmean(v)) for n, v in got.items()}
+    hi, lo = max(means, key=means.get), min(means, key=means.get)
+    verdict, d, s = decide(got[hi], got[lo])
+    return _row(f"range {means[lo]:.2f}–{means[hi]:.2f} ({arm_label(lo)} … {arm_label(hi)})", verdict, d, s)
+
+
+def _std(claim: Claim, get: Values) -> dict[str, Any]:
+    """Table 10: the seed spread of an arm (holds at std <= 0.5, fails above 1.0)."""
+    x = get(claim.a)
+    m, s = mean_std(x)
+    verdict = MISSING if math.isnan(s) else HOLDS if s <= 0.5 else FAILS if s > 1.0 else NOISE
+    return _row(f"std {s:.2f} ({x.size} seeds, mean {m:.2f})", verdict, s=s)
+
+
+def _order(claim: Claim, get: Values) -> dict[str, Any]:
+    """Table 8: CS of learnable > equal-only > CBP = 0, seed by seed."""
+    lin, eq, cbp = get("linear", "cs"), get("equal", "cs"), get("cbp_occl", "cs")
+    n = min(lin.size, eq.size, cbp.size)
+    if n == 0:
+        return _row("–", MISSING)
+    ok = bool(
+        np.all(lin[:n] > eq[:n]) and np.all(eq[:n] > np.abs(cbp[:n])) and np.all(np.abs(cbp[:n]) < 1e-3)
+    )
+    return _row(f"{fmt(lin, 1)} > {fmt(eq, 1)} > {fmt(cbp, 3)}", HOLDS if ok else FAILS)
+
+
+def _positive(claim: Claim, get: Values) -> dict[str, Any]:
+    """``positive`` / ``paired``: an arm's value (a correlation, a paired gain) is above 0 by 2 std."""
+    x = get(claim.a)
+    m, s = mean_std(x)
+    if math.isnan(m):
+        return _row("–", MISSING)
+    if math.isnan(s):
+        verdict = NOISE + " (1 seed)"
+    else:
+        verdict = HOLDS if m > 2 * s and m > 0 else FAILS if m < -2 * s else NOISE
+    return _row(fmt(x), verdict, m, s)
+
+
+#: How each kind of claim is judged.
+JUDGES: dict[str, Callable[[Claim, Values], dict[str, Any]]] = {
+    "not_run": lambda claim, get: _row("not run", "not run: no offline text encoder"),
+    "diff": _difference,
+    "tie": _difference,
+    "range": _range,
+    "std": _std,
+    "order": _order,
+    "positive": _positive,
+    "paired": _positive,
+}
+
+
 def evaluate_claim(claim: Claim, results: dict[str, Any], regime: str) -> dict[str, Any]:
     """Ours and the verdict of one claim in one regime: ``{"ours": str, "d": float, "s": float, "verdict": str}``."""
-    get = lambda arm, metric=claim.metric: values(results, regime, arm, metric)  # noqa: E731
-    if claim.kind == "not_run":
-        return {
-            "ours": "not run",
-            "d": float("nan"),
-            "s": float("nan"),
-            "verdict": "not run: no offline text encoder",
-        }
-    if claim.kind in ("diff", "tie"):
-        a, b = get(claim.a), get(claim.b)
-        verdict, d, s = decide(a, b, claim.sign)
-        if (
-            claim.kind == "tie"
-        ):  # the paper reports no difference: a tie agrees, a clear difference either way does not
-            verdict = {
-                NOISE: HOLDS + " (within noise, as the paper's tie)",
-                HOLDS: FAILS + " (clear gain; paper: tie)",
-                FAILS: FAILS + " (clear loss; paper: tie)",
-            }.get(verdict, verdict)
-        return {"ours": f"{fmt(a)} vs {fmt(b)}", "d": d, "s": s, "verdict": verdict}
-    if claim.kind == "range":
-        got = {n: v for n in TABLE_ARMS["9"] if (v := get(n)).size}
-        if len(got) < 2:
-            return {"ours": "–", "d": float("nan"), "s": float("nan"), "verdict": MISSING}
-        means = {n: float(np.nanmean(v)) for n, v in got.items()}
-        hi, lo = max(means, key=means.get), min(means, key=means.get)
-        verdict, d, s = decide(got[hi], got[lo])
-        text = f"range {means[lo]:.2f}–{means[hi]:.2f} ({arm_label(lo)} … {arm_label(hi)})"
-        return {"ours": text, "d": d, "s": s, "verdict": verdict}
-    if claim.kind == "std":
-        m, s = mean_std(get(claim.a))
-        if math.isnan(s):
-            verdict = MISSING
-        else:
-            verdict = HOLDS if s <= 0.5 else FAILS if s > 1.0 else NOISE
-        return {
-            "ours": f"std {s:.2f} ({get(claim.a).size} seeds, mean {m:.2f})",
-            "d": float("nan"),
-            "s": s,
-            "verdict": verdict,
-        }
-    if claim.kind == "order":
-        lin, eq, cbp = get("linear", "cs"), get("equal", "cs"), get("cbp_occl", "cs")
-        n = min(lin.size, eq.size, cbp.size)
-        if n == 0:
-            return {"ours": "–", "d": float("nan"), "s": float("nan"), "verdict": MISSING}
-        ok = bool(
-            np.all(lin[:n] > eq[:n]) and np.all(eq[:n] > np.abs(cbp[:n])) and np.all(np.abs(cbp[:n]) < 1e-3)
-        )
-        text = f"{fmt(lin, 1)} > {fmt(eq, 1)} > {fmt(cbp, 3)}"
-        return {"ours": text, "d": float("nan"), "s": float("nan"), "verdict": HOLDS if ok else FAILS}
-    if claim.kind in ("positive", "paired"):
-        x = get(claim.a)
-        m, s = mean_std(x)
-        if math.isnan(m):
-            return {"ours": "–", "d": float("nan"), "s": float("nan"), "verdict": MISSING}
-        if math.isnan(s):
-            verdict = NOISE + " (1 seed)"
-        elif m > 2 * s and m > 0:
-            verdict = HOLDS
-        elif m < -2 * s:
-            verdict = FAILS
-        else:
-            verdict = NOISE
-        return {"ours": fmt(x), "d": m, "s": s, "verdict": verdict}
-    raise ValueError(f"unknown claim kind {claim.kind!r}")
+    if claim.kind not in JUDGES:
+        raise ValueError(f"unknown claim kind {claim.kind!r}")
+    return JUDGES[claim.kind](claim, lambda arm, metric=claim.metric: values(results, regime, arm, metric))
 
 
 def verdict_rows(

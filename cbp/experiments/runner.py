@@ -387,32 +387,9 @@ def execute(
     return True, f"{score} in {seconds:.0f} s"
 
 
-def run_study(
-    study: str = "ablations",
-    profile: str = "default",
-    *,
-    jobs: int = 2,
-    only: list[str] | None = None,
-    root: str = RESULTS_ROOT,
-    runs_root: str = "runs",
-    dry_run: bool = False,
-) -> int:
-    """Run every unfinished run of a study with ``jobs`` parallel subprocesses.
-
-    Args:
-        study: study name.
-        profile: ``quick`` | ``default`` | ``gpu``.
-        jobs: parallel runs (each one thread).
-        only: restrict to runs whose name contains one of these substrings (and their deps).
-        root: results folder.
-        runs_root: run directories folder.
-        dry_run: print the commands that would run, run nothing.
-
-    Returns:
-        Number of failed runs (0 = success).
-    """
-    from tqdm import tqdm
-
+def refuse_to_run(profile: str, dry_run: bool) -> None:
+    """Raise :class:`~cbp.engine.config.ConfigError` (a usage error) for a history profile (generator 1)
+    and, unless ``dry_run``, for an environment that is not the locked one or a dirty tree."""
     if PROFILES[profile].generator != GENERATOR:
         raise ConfigError(
             f"profile {profile!r} holds the records of synthetic generator {PROFILES[profile].generator} "
@@ -429,47 +406,42 @@ def run_study(
             f"refusing to run a study from a dirty tree ({len(dirty)} changed files under "
             f"{'/, '.join(TRACKED_PATHS)}/, e.g. {dirty[:3]}): commit them, or run from a clean clone"
         )
-    runs = plan(study, profile, runs_root)
-    if only:
-        unmatched = [s for s in only if not any(s in r.name for r in runs)]
-        if unmatched:
-            import difflib
 
-            names = [r.name for r in runs]
-            close = sorted(
-                {c for s in unmatched for c in difflib.get_close_matches(s, names, n=3, cutoff=0.5)}
-            )
-            raise ConfigError(
-                f"--only {' '.join(unmatched)} matches no run of {study} [{profile}]"
-                + (f"; close: {', '.join(close)}" if close else "")
-                + f"; list them with: python -m cbp.experiments plan {study} --profile {profile}"
-            )
-        keep = with_dependencies(runs, {r.name for r in runs if any(s in r.name for s in only)})
-        runs = [r for r in runs if r.name in keep]
-    todo = to_do(runs, study, profile, root)
-    results_dir(study, profile, root).mkdir(parents=True, exist_ok=True)
-    for stale in remove_stale_temporaries(results_dir(study, profile, root)):
-        print(f"removed {stale}, left by a recording step that was killed")
-    done_before = len(runs) - len([r for r in todo if not finished(r, study, profile, root)])
-    if dry_run:
-        for r in todo:
-            print(f"OMP_NUM_THREADS=1 {' '.join(r.command)}")
-        return 0
 
+def select(runs: list[Run], only: list[str], study: str, profile: str) -> list[Run]:
+    """The runs whose name contains one of ``only``, and their dependencies, in plan order.
+
+    Raises:
+        ConfigError: an entry of ``only`` matches no run (the message names close ones).
+    """
+    unmatched = [s for s in only if not any(s in r.name for r in runs)]
+    if unmatched:
+        import difflib
+
+        names = [r.name for r in runs]
+        close = sorted({c for s in unmatched for c in difflib.get_close_matches(s, names, n=3, cutoff=0.5)})
+        raise ConfigError(
+            f"--only {' '.join(unmatched)} matches no run of {study} [{profile}]"
+            + (f"; close: {', '.join(close)}" if close else "")
+            + f"; list them with: python -m cbp.experiments plan {study} --profile {profile}"
+        )
+    keep = with_dependencies(runs, {r.name for r in runs if any(s in r.name for s in only)})
+    return [r for r in runs if r.name in keep]
+
+
+def execute_all(
+    runs: list[Run], todo: list[Run], study: str, profile: str, *, jobs: int, root: str, bar: Any
+) -> tuple[set[str], dict[str, str]]:
+    """Execute ``todo`` with ``jobs`` parallel jobs, each as soon as its dependencies have finished; a run
+    whose dependency failed is skipped. Returns the finished runs' names and the failed ones' messages."""
     pending = list(todo)
     running: dict[Future, Run] = {}
     ok_names: set[str] = {r.name for r in runs if r not in todo}
     failed: dict[str, str] = {}
-    bar = tqdm(
-        total=len(runs), initial=done_before, desc=f"{study} [{profile}]", unit="run", dynamic_ncols=True
-    )
-    t_start = time.time()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while pending or running:
-            # skip runs whose dependency failed
-            for r in list(pending):
-                bad = [d for d in r.deps if d in failed]
-                if bad:
+            for r in list(pending):  # skip runs whose dependency failed
+                if bad := [d for d in r.deps if d in failed]:
                     pending.remove(r)
                     failed[r.name] = f"skipped: dependency {bad[0]} failed"
                     bar.write(f"  skip {r.name}: dependency {bad[0]} failed")
@@ -496,6 +468,53 @@ def run_study(
                     failed[r.name] = msg
                 bar.write(f"  {'done' if ok else 'FAIL'} {r.name}: {msg}")
             bar.set_postfix_str(" | ".join(f"{r.name} {_progress(r)}" for r in running.values()))
+    return ok_names, failed
+
+
+def run_study(
+    study: str = "ablations",
+    profile: str = "default",
+    *,
+    jobs: int = 2,
+    only: list[str] | None = None,
+    root: str = RESULTS_ROOT,
+    runs_root: str = "runs",
+    dry_run: bool = False,
+) -> int:
+    """Run every unfinished run of a study with ``jobs`` parallel subprocesses.
+
+    Args:
+        study: study name.
+        profile: ``quick`` | ``default`` | ``gpu``.
+        jobs: parallel runs (each one thread).
+        only: restrict to runs whose name contains one of these substrings (and their deps).
+        root: results folder.
+        runs_root: run directories folder.
+        dry_run: print the commands that would run, run nothing.
+
+    Returns:
+        Number of failed runs (0 = success).
+    """
+    from tqdm import tqdm
+
+    refuse_to_run(profile, dry_run)
+    runs = plan(study, profile, runs_root)
+    if only:
+        runs = select(runs, only, study, profile)
+    todo = to_do(runs, study, profile, root)
+    results_dir(study, profile, root).mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(results_dir(study, profile, root)):
+        print(f"removed {stale}, left by a recording step that was killed")
+    done_before = len(runs) - len([r for r in todo if not finished(r, study, profile, root)])
+    if dry_run:
+        for r in todo:
+            print(f"OMP_NUM_THREADS=1 {' '.join(r.command)}")
+        return 0
+    bar = tqdm(
+        total=len(runs), initial=done_before, desc=f"{study} [{profile}]", unit="run", dynamic_ncols=True
+    )
+    t_start = time.time()
+    ok_names, failed = execute_all(runs, todo, study, profile, jobs=jobs, root=root, bar=bar)
     bar.close()
     minutes = (time.time() - t_start) / 60
     print(

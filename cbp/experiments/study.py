@@ -4,6 +4,11 @@ The protocol is ``experiments/protocol.md`` (committed before any result). This 
 into a list of :class:`Run` in priority order (data, pretraining, Table 3, embeddings, Table 4,
 Table 5, Table 9). Nothing here trains; :mod:`cbp.experiments.runner` executes the plan.
 
+A :class:`Profile` is data: its sets, its pretraining and its training runs, each an :class:`ArmRun`
+(an arm in a regime with a seed, and the arm's overrides), in queue order. :func:`run_command` makes
+each run's command from (profile, arm, regime, seed); :func:`plan` puts the steps (:func:`steps`:
+the sets, the pretraining, its encoder, the masked class-mean embeddings) before the runs.
+
 A run's ``command`` is the argv that reproduces it from the repository root with
 ``OMP_NUM_THREADS=1`` (``python`` = the project's interpreter), e.g.::
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cbp.engine.config import ConfigError
 
@@ -129,102 +135,82 @@ def reading_arms() -> list[Arm]:
 
     Each changes one reading of CBP + OCCL (frozen) and names the arm it is compared with.
     """
-    pre = ("pretrained",)
     ema, penalty = "--model.update=ema", "--model.update=penalty"
+
+    def reading(
+        name: str, overrides: tuple[str, ...], label: str, reference: str = "cbp_occl", **kw: Any
+    ) -> Arm:
+        return Arm(name, "R", overrides, label, regimes=("pretrained",), reference=reference, **kw)
+
+    halves = "views: image halves (the default before amendment 5)"
     return [
-        Arm(
-            "views_batch",
-            "R",
-            ("--loss.views=batch",),
-            "views: image halves (the default before amendment 5)",
-            regimes=pre,
-            reference="cbp_occl",
-            generators=(2,),
-        ),
-        Arm(
-            "views_random",
-            "R",
-            ("--loss.views=random",),
-            "views: random pixel halves",
-            regimes=pre,
-            reference="cbp_occl",
-        ),
-        Arm(
-            "no_normalize",
-            "R",
-            ("--loss.normalize=false",),
-            "no L2 normalisation",
-            regimes=pre,
-            reference="cbp_occl",
-        ),
-        Arm(
-            "class_sum",
-            "R",
-            ("--loss.class_reduction=sum",),
-            "Eq. 4-5: sum over classes",
-            regimes=pre,
-            reference="cbp_occl",
-        ),
-        Arm(
-            "category_printed",
-            "R",
-            ("--loss.category_form=printed",),
-            "Eq. 5: printed denominator",
-            regimes=pre,
-            reference="cbp_occl",
-        ),
-        Arm("ema_m0.9", "R", (ema, "--model.ema_momentum=0.9"), "EMA, m = 0.9", regimes=pre, reference="ema"),
-        Arm(
-            "ema_m0.999",
-            "R",
-            (ema, "--model.ema_momentum=0.999"),
-            "EMA, m = 0.999",
-            regimes=pre,
-            reference="ema",
-        ),
-        Arm(
-            "penalty_abs",
-            "R",
-            (penalty, "--model.penalty_form=absolute"),
-            "penalty with |cos|",
-            regimes=pre,
-            reference="penalty",
-        ),
-        Arm(
-            "ddp2_batch",
-            "R",
-            ("--loss.views=batch",),  # image halves per process (the default before amendment 5)
-            "2 processes, views per process",
-            regimes=pre,
-            launcher=TORCHRUN2,
-            reference="cbp_occl",
-        ),
-        Arm(
+        reading("views_batch", ("--loss.views=batch",), halves, generators=(2,)),
+        reading("views_random", ("--loss.views=random",), "views: random pixel halves"),
+        reading("no_normalize", ("--loss.normalize=false",), "no L2 normalisation"),
+        reading("class_sum", ("--loss.class_reduction=sum",), "Eq. 4-5: sum over classes"),
+        reading("category_printed", ("--loss.category_form=printed",), "Eq. 5: printed denominator"),
+        reading("ema_m0.9", (ema, "--model.ema_momentum=0.9"), "EMA, m = 0.9", "ema"),
+        reading("ema_m0.999", (ema, "--model.ema_momentum=0.999"), "EMA, m = 0.999", "ema"),
+        reading("penalty_abs", (penalty, "--model.penalty_form=absolute"), "penalty with |cos|", "penalty"),
+        # image halves per process (the default before amendment 5)
+        reading("ddp2_batch", ("--loss.views=batch",), "2 processes, views per process", launcher=TORCHRUN2),
+        reading(
             "ddp2_global",
-            "R",
             ("--loss.views=global",),
             "2 processes, global views",
-            regimes=pre,
+            "ddp2_batch",
             launcher=TORCHRUN2,
-            reference="ddp2_batch",
         ),
     ]
 
 
+def protocol_arms(generator: int = GENERATOR, regimes: tuple[str, ...] = ("pretrained",)) -> list[Arm]:
+    """A generator's arms in priority order (protocol section 6): Table 3, 4, 5 (init arms), 9, the masked
+    inits (after the embeddings step), then table "R"'s readings.
+
+    ``regimes`` are those of Table 4's variants, the masked inits and Table 9's lengths (:func:`arms`).
+    """
+    every = [a for a in arms(regimes, regimes) if generator in a.generators]
+    ordered = [a for t in ("3", "4", "5", "9") for a in every if a.table == t and not a.embeddings]
+    return [*ordered, *(a for a in every if a.embeddings), *(a for a in every if a.table == "R")]
+
+
 @dataclass(frozen=True)
 class ArmRun:
-    """One training run of a profile given as data (amendments 5 and 6): ``pretrained-<arm>-s<seed>``,
-    fine-tuned from the profile's encoder on the profile's set, with these overrides after the shared ones."""
+    """One training run of a profile, as data: an arm in a regime with a seed, ``<regime>-<arm>-s<seed>``.
+
+    Its command (:func:`run_command`) gives the profile's shared overrides, then the run's ``overrides``,
+    then the files it starts from (the pretrained encoder, the masked class-mean embeddings).
+    """
 
     arm: str
     table: str
     seed: int
     overrides: tuple[str, ...] = ()
     iters: int | None = None  # None: the profile's
+    regime: str = "pretrained"  # fine-tuned from the profile's encoder, or "scratch"
+    launcher: tuple[str, ...] = TRAIN  # argv before the config arguments
+    embeddings: bool = False  # starts from the masked class-mean embeddings (the step "embed")
+    name: str = ""  # "" = "<regime>-<arm>-s<seed>"
 
-    @property
-    def name(self) -> str:
-        return f"pretrained-{self.arm}-s{self.seed}"
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.regime}-{self.arm}-s{self.seed}")
+
+
+def queue(arms_: list[Arm], seeds: tuple[int, ...], regimes: tuple[str, ...] = ()) -> tuple[ArmRun, ...]:
+    """The runs of ``arms_``, arm by arm, seed by seed, each in its own regimes (or in ``regimes``)."""
+    return tuple(
+        ArmRun(a.name, a.table, s, a.overrides, regime=r, launcher=a.launcher, embeddings=a.embeddings)
+        for a in arms_
+        for s in seeds
+        for r in regimes or a.regimes
+    )
+
+
+def named_arms(names: tuple[str, ...], generator: int = GENERATOR) -> list[Arm]:
+    """These arms of a generator's study, in priority order (:func:`protocol_arms`)."""
+    return [a for a in protocol_arms(generator) if a.name in names]
 
 
 @dataclass(frozen=True)
@@ -268,36 +254,61 @@ TUNE_ARMS: list[TuneRun] = [TuneRun("linear", m) for m in (3, 10, 30, 100)] + [
     TuneRun("cbp_occl", m, t) for t in (1, 2) for m in (10, 30)
 ]
 
+#: Amendment 5's check of the penalty's weight before Table 4 runs: ``gradient`` and ``penalty`` (weight
+#: :data:`PENALTY_WEIGHT`), 500 iterations, seeds 0-2, on the tuning set, at the paper's values (head lr
+#: x10, T = 2). The penalty must lower CS against ``gradient`` by more than the seed spread, or the
+#: weight is raised 10x (a new commit of PENALTY_WEIGHT) and the check repeated.
+PENALTY_CHECK_ITERS = 500
+PENALTY_CHECK_SEEDS = (0, 1, 2)
+
+#: The weight of Table 4's penalty in the end points (amendment 5: 1.0, raised 10x while the check fails).
+#: The check passed at 1.0 (``results/ablations-v2-tune/check-*``): CS at 500 iterations 101.2, 83.8, 98.7
+#: with ``gradient`` against 1.07, 0.76, 1.05 with the penalty, seeds 0-2.
+PENALTY_WEIGHT = 1.0
+
+
+def penalty_check_runs() -> tuple[ArmRun, ...]:
+    """Amendment 5's check of the penalty's weight (``check-<variant>-s<seed>``), at the paper's values."""
+    paper_values = ("--optim.head_lr_mult=10", "--model.length=2")
+    checks = {
+        "gradient": ("--model.update=gradient",),
+        "penalty": ("--model.update=penalty", f"--model.penalty_weight={PENALTY_WEIGHT:g}"),
+    }
+    return tuple(
+        ArmRun(f"check_{n}", "check", s, (*paper_values, *o), PENALTY_CHECK_ITERS, name=f"check-{n}-s{s}")
+        for s in PENALTY_CHECK_SEEDS
+        for n, o in checks.items()
+    )
+
+
+#: The tuning set: the study's task (class table, appearance) with other layouts (layout seed 1).
+TUNE_SET = ("--seed", "1", "--appearance-seed", "0")
+
 
 @dataclass(frozen=True)
 class Profile:
-    """Size of a study: iterations, seeds, which arms, data and device overrides."""
+    """A study as data: its sets, its pretraining and its training runs (:class:`ArmRun`) in queue order."""
 
     name: str
-    iters: int
+    iters: int  # of a training run (an ArmRun may give its own)
     pretrain_iters: int
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # the seeds an arm is reported with (endpoints, tables); the runs are arm_runs
+    arm_runs: tuple[ArmRun, ...] = ()  # the training runs, in queue order
     preset: str = "synthetic"
     classes: int = 50
     size: int = 64
     data_root: str = "data/synthetic-50"
     pretrain_root: str = "data/synthetic-50-pretrain"
     extra: tuple[str, ...] = ("--train.num_workers=0",)  # overrides for every training run
-    quick: bool = False  # Table 3 in both regimes + one seed of the other arms, pretrained only
-    length_regimes: tuple[str, ...] = ("pretrained",)
-    other_regimes: tuple[str, ...] = ("pretrained",)
-    extension_regimes: tuple[str, ...] = ()  # amendment 2: queued after all other runs
-    only_arms: tuple[str, ...] = ()  # restrict to these arms (empty = all)
-    only_regimes: tuple[str, ...] = ()  # restrict to these regimes (empty = as the arms say)
-    seed_major: bool = False  # queue seed 0 of every arm first (a partial study still covers every arm)
-    readings: bool = True  # amendment 4: table "R" (CPU processes; off for the one-GPU profile)
-    generator: int = GENERATOR  # version of cbp.data.synthetic; 1 = history (cannot be re-run)
+    # the runs' --data.name: "" keeps the preset's (the engine makes the default set itself); "ade20k"
+    # reads the set the data step made with its own seeds and knobs, as the pretraining does
+    data_name: str = ""
     arm_extra: tuple[str, ...] = ()  # overrides of every arm's run (not the pretraining)
-    arm_runs: tuple[ArmRun, ...] = ()  # amendments 5, 6: only these runs (the profile as data)
-    penalty_check: bool = False  # amendment 5: and the check of the penalty's weight
-    set_args: tuple[str, ...] = ()  # generator knobs of both sets (amendment 6's benchmark regime)
     tuned: bool = False  # amendment 5: every arm gets the tuned head lr / T of TUNED (arm_settings)
+    seed_major: bool = False  # queue every step, then seed 0 of every arm (a partial study covers every arm)
+    set_args: tuple[str, ...] = ()  # generator knobs of both sets (amendment 6's benchmark regime)
     data_args: tuple[str, ...] = ()  # extra generator arguments of the main data step
+    generator: int = GENERATOR  # version of cbp.data.synthetic; 1 = history (cannot be re-run)
     description: str = ""
 
 
@@ -312,15 +323,37 @@ TABLE5_ARMS = ("orthogonal", "equal", "masked", "masked_orthogonal")
 TABLE9_ARMS = ("length1", "length3", "length4", "length5")
 TABLES_ARMS = ("linear", "cbp_occl", "ema", "penalty", *TABLE5_ARMS, *TABLE9_ARMS)
 
+_SEEDS = (0, 1, 2)
+_PRETRAINED = ("pretrained",)
+_SETS_50_V2 = dict(data_root="data/synthetic-50-v2", pretrain_root="data/synthetic-50-v2-pretrain")
+
+
+def _history_runs() -> tuple[ArmRun, ...]:
+    """Profile ``default`` (generator 1, amendments 1, 2 and 4): every arm in its regimes, then amendment 2's
+    scratch runs of the arms that lack them, then table "R"'s readings; 3 seeds."""
+    core = [a for a in protocol_arms(1) if a.table != "R"]
+    scratch = [a for a in core if "scratch" not in a.regimes]
+    readings = [a for a in protocol_arms(1) if a.table == "R"]
+    return (*queue(core, _SEEDS), *queue(scratch, _SEEDS, ("scratch",)), *queue(readings, _SEEDS))
+
+
+def _quick_runs() -> tuple[ArmRun, ...]:
+    """Profile ``quick``: every arm once (seed 0); Table 3 in both regimes, the rest pretrained only."""
+    every = protocol_arms()
+    return (
+        *queue([a for a in every if a.table == "3"], (0,)),
+        *queue([a for a in every if a.table != "3"], (0,), _PRETRAINED),
+    )
+
+
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         "quick",
         iters=100,
         pretrain_iters=150,
         seeds=(0,),
-        quick=True,
-        data_root="data/synthetic-50-v2",
-        pretrain_root="data/synthetic-50-v2-pretrain",
+        arm_runs=_quick_runs(),
+        **_SETS_50_V2,
         description="end-to-end check, ~10 min",
     ),
     "tune": Profile(
@@ -328,24 +361,21 @@ PROFILES: dict[str, Profile] = {
         iters=2000,
         pretrain_iters=1500,
         seeds=(0,),
+        arm_runs=(*(ArmRun(t.name, "tune", 0, t.overrides) for t in TUNE_ARMS), *penalty_check_runs()),
         data_root="data/synthetic-50-v2-tune",
         pretrain_root="data/synthetic-50-v2-pretrain",
-        data_args=("--seed", "1", "--appearance-seed", "0"),
-        arm_runs=tuple(ArmRun(t.name, "tune", 0, t.overrides) for t in TUNE_ARMS),
-        penalty_check=True,
+        data_name="ade20k",
+        data_args=TUNE_SET,
         description="amendment 5: equal tuning budget (4 runs each) on the held-out tuning set, 2000 iterations",
     ),
     "endpoints": Profile(
         "endpoints",
         iters=8000,
         pretrain_iters=1500,
-        seeds=(0, 1, 2),
-        data_root="data/synthetic-50-v2",
-        pretrain_root="data/synthetic-50-v2-pretrain",
-        only_arms=ENDPOINT_ARMS,
-        only_regimes=("pretrained",),
+        seeds=_SEEDS,
+        arm_runs=queue(named_arms(ENDPOINT_ARMS), _SEEDS, _PRETRAINED),
+        **_SETS_50_V2,
         seed_major=True,
-        readings=False,
         arm_extra=("--train.eval_every=500",),
         tuned=True,
         description="amendment 5's end points: Table 3 and Table 4, pretrained regime, 3 seeds, 8000 iterations "
@@ -355,15 +385,13 @@ PROFILES: dict[str, Profile] = {
         "hard150",
         iters=4000,
         pretrain_iters=1500,
-        seeds=(0, 1, 2),
+        seeds=_SEEDS,
+        arm_runs=queue(named_arms(TABLE3_ARMS), _SEEDS, _PRETRAINED),
         preset="synthetic150",
         classes=150,
         data_root="data/synthetic-150-v2",
         pretrain_root="data/synthetic-150-v2-pretrain",
-        only_arms=TABLE3_ARMS,
-        only_regimes=("pretrained",),
         seed_major=True,
-        readings=False,
         tuned=True,
         description="amendment 5's harder regime: Table 3 on the 150-class set (64 x 64), pretrained regime, "
         "3 seeds, 4000 iterations",
@@ -372,11 +400,9 @@ PROFILES: dict[str, Profile] = {
         "tables",
         iters=2000,
         pretrain_iters=1500,
-        seeds=(0, 1, 2),
-        data_root="data/synthetic-50-v2",
-        pretrain_root="data/synthetic-50-v2-pretrain",
-        only_arms=(*TABLES_ARMS, *(a.name for a in reading_arms())),
-        only_regimes=("pretrained",),
+        seeds=_SEEDS,
+        arm_runs=queue(named_arms((*TABLES_ARMS, *(a.name for a in reading_arms()))), _SEEDS, _PRETRAINED),
+        **_SETS_50_V2,
         seed_major=True,
         tuned=True,
         description="amendment 5's other tables: Table 5, 9 and R with the arms they compare with, pretrained "
@@ -387,8 +413,8 @@ PROFILES: dict[str, Profile] = {
         "default",
         iters=500,
         pretrain_iters=1500,
-        seeds=(0, 1, 2),
-        extension_regimes=("scratch",),
+        seeds=_SEEDS,
+        arm_runs=_history_runs(),
         generator=1,
         description="the study with amendments 1, 2 and 4: 4 h of run time, ~2 h with 2 jobs on 2 cores "
         "(generator 1, history)",
@@ -397,9 +423,8 @@ PROFILES: dict[str, Profile] = {
         "long",
         iters=2000,
         pretrain_iters=1500,
-        seeds=(0, 1, 2),
-        only_arms=("linear", "cbp", "linear_occl", "cbp_occl"),
-        only_regimes=("pretrained",),
+        seeds=_SEEDS,
+        arm_runs=queue(named_arms(TABLE3_ARMS, generator=1), _SEEDS, _PRETRAINED),
         seed_major=True,
         generator=1,
         description="amendment 3: Table 3, pretrained regime, 2000 iterations (schedule sensitivity; "
@@ -409,7 +434,8 @@ PROFILES: dict[str, Profile] = {
         "gpu",
         iters=8000,
         pretrain_iters=8000,
-        seeds=(0, 1, 2),
+        seeds=_SEEDS,
+        arm_runs=queue([a for a in protocol_arms(regimes=REGIMES) if a.table != "R"], _SEEDS),
         preset="synthetic150",
         classes=150,
         size=128,
@@ -424,9 +450,6 @@ PROFILES: dict[str, Profile] = {
             "--train.num_workers=4",
             "--train.device=cuda",
         ),
-        length_regimes=REGIMES,
-        other_regimes=REGIMES,
-        readings=False,
         description="150-class set, 128 x 128, 8000 iterations, on one GPU",
     ),
 }
@@ -461,24 +484,47 @@ CALIBRATION_CANDIDATES: dict[str, tuple[str, ...]] = {
 CALIBRATION_ITERS = 4000
 
 
-def calibration_profile(name: str, set_args: tuple[str, ...]) -> Profile:
-    """The profile ``calib-<name>`` of a candidate regime (see :data:`CALIBRATION_CANDIDATES`)."""
+def regime_profile(
+    name: str,
+    regime: str,
+    set_args: tuple[str, ...],
+    arm_runs: tuple[ArmRun, ...],
+    description: str,
+    iters: int = CALIBRATION_ITERS,
+    tune_set: bool = True,
+) -> Profile:
+    """A profile on a candidate regime of amendment 6 (150 classes, 64 x 64, the knobs ``set_args``): its
+    tuning set (layout seed 1) or its verdict set (layout seed 0), and its pretraining, 1500 iterations."""
     return Profile(
-        f"calib-{name}",
-        iters=CALIBRATION_ITERS,
+        name,
+        iters=iters,
         pretrain_iters=1500,
         seeds=(0,),
+        arm_runs=arm_runs,
         preset="synthetic150",
         classes=150,
-        data_root=f"data/synthetic-150-{name}-tune",
-        pretrain_root=f"data/synthetic-150-{name}-pretrain",
-        data_args=("--seed", "1", "--appearance-seed", "0"),
+        data_root=f"data/synthetic-150-{regime}{'-tune' if tune_set else ''}",
+        pretrain_root=f"data/synthetic-150-{regime}-pretrain",
+        data_name="ade20k",
         set_args=set_args,
-        arm_runs=(ArmRun("linear_lr10", "tune", 0, TuneRun("linear", 10).overrides),),
-        arm_extra=(f"--train.eval_every={CALIBRATION_ITERS // 10}",),
-        description=f"amendment 6's calibration, candidate {name} ({' '.join(set_args)}): the baseline on the "
-        f"tuning set, {CALIBRATION_ITERS} iterations",
+        data_args=TUNE_SET if tune_set else (),
+        description=description,
     )
+
+
+def curve(iters: int) -> tuple[str, ...]:
+    """The override of a learning curve: an evaluation every 10 % of ``iters``."""
+    return (f"--train.eval_every={iters // 10}",)
+
+
+def calibration_profile(name: str, set_args: tuple[str, ...]) -> Profile:
+    """The profile ``calib-<name>`` of a candidate regime (see :data:`CALIBRATION_CANDIDATES`)."""
+    baseline = ArmRun("linear_lr10", "tune", 0, (*curve(CALIBRATION_ITERS), *TuneRun("linear", 10).overrides))
+    description = (
+        f"amendment 6's calibration, candidate {name} ({' '.join(set_args)}): the baseline on the "
+        f"tuning set, {CALIBRATION_ITERS} iterations"
+    )
+    return regime_profile(f"calib-{name}", name, set_args, (baseline,), description)
 
 
 PROFILES.update({f"calib-{n}": calibration_profile(n, a) for n, a in CALIBRATION_CANDIDATES.items()})
@@ -510,6 +556,27 @@ def a6_overrides(arm: str, tuned: dict[str, float], head_lr_mult: float | None =
     return (*out, *next(a.overrides for a in arms() if a.name == arm))
 
 
+def a6_verdict_runs(tuned: dict[str, float], iters: int) -> tuple[ArmRun, ...]:
+    """The runs of profile ``a6``: Table 3 with 8 seeds, Table 4's variants and Table 5's two inits with 5,
+    and with 5 the lr-swap control (Table 3 at CBP + OCCL's own head lr) when that lr differs; learning
+    curves for seeds 0-2 (:data:`SEEDS6`)."""
+    swap = tuned["cbp_head_lr_mult"] != tuned["head_lr_mult"]
+    runs = []
+    for seed in SEEDS6["3"]:
+        extra = curve(iters) if seed in SEEDS6["curves"] else ()
+        for arm in A6_ARMS:
+            table = "3" if arm in TABLE3_ARMS else ("4" if arm in ENDPOINT_ARMS else "5")
+            if table == "3" or seed in SEEDS6["other"]:
+                runs.append(ArmRun(arm, table, seed, (*extra, *a6_overrides(arm, tuned))))
+        if swap and seed in SEEDS6["other"]:
+            lr = tuned["cbp_head_lr_mult"]
+            runs += [
+                ArmRun(f"{arm}_lrswap", "3swap", seed, (*extra, *a6_overrides(arm, tuned, lr)))
+                for arm in TABLE3_ARMS
+            ]
+    return tuple(runs)
+
+
 def amendment6_profiles(
     regime: str | None = None, tuned: dict[str, float] | None = None, iters: int | None = None
 ) -> dict[str, Profile]:
@@ -522,84 +589,44 @@ def amendment6_profiles(
     """
     if regime is None:
         return {}
-    knobs = CALIBRATION_CANDIDATES[regime]
-    every = CALIBRATION_ITERS // 10
-    shared = dict(
-        pretrain_iters=1500,
-        seeds=(0,),
-        preset="synthetic150",
-        classes=150,
-        pretrain_root=f"data/synthetic-150-{regime}-pretrain",
-        set_args=knobs,
-    )
-    tune_set = dict(
-        data_root=f"data/synthetic-150-{regime}-tune", data_args=("--seed", "1", "--appearance-seed", "0")
-    )
-    curve = (f"--train.eval_every={every}",)
+    knobs, every = CALIBRATION_CANDIDATES[regime], curve(CALIBRATION_ITERS)
+    tune = tuple(ArmRun(t.name, "tune", 0, (*every, *t.overrides)) for t in TUNE_ARMS)
     out = {
-        "a6-tune": Profile(
+        "a6-tune": regime_profile(
             "a6-tune",
-            iters=CALIBRATION_ITERS,
-            **shared,
-            **tune_set,
-            arm_runs=tuple(ArmRun(t.name, "tune", 0, (*curve, *t.overrides)) for t in TUNE_ARMS),
-            description=f"amendment 6: the equal tuning budget on regime {regime}'s tuning set, {CALIBRATION_ITERS} iterations",
+            regime,
+            knobs,
+            tune,
+            f"amendment 6: the equal tuning budget on regime {regime}'s tuning set, {CALIBRATION_ITERS} iterations",
         )
     }
     if tuned is None:
         return out
-    out["a6-schedule"] = Profile(
+    schedule = tuple(
+        ArmRun(arm, "3", seed, (*every, *a6_overrides(arm, tuned)))
+        for seed in SEEDS6["curves"]
+        for arm in TABLE3_ARMS
+    )
+    out["a6-schedule"] = regime_profile(
         "a6-schedule",
-        iters=CALIBRATION_ITERS,
-        **shared,
-        **tune_set,
-        arm_runs=tuple(
-            ArmRun(arm, "3", seed, (*curve, *a6_overrides(arm, tuned)))
-            for seed in SEEDS6["curves"]
-            for arm in TABLE3_ARMS
-        ),
-        description="amendment 6: Table 3 at the tuned values, seeds 0-2, on the tuning set (schedule check, power)",
+        regime,
+        knobs,
+        schedule,
+        "amendment 6: Table 3 at the tuned values, seeds 0-2, on the tuning set (schedule check, power)",
     )
     if iters is None:
         return out
-    runs = []
-    for seed in SEEDS6["3"]:
-        extra = (f"--train.eval_every={iters // 10}",) if seed in SEEDS6["curves"] else ()
-        for arm in A6_ARMS:
-            table = "3" if arm in TABLE3_ARMS else ("4" if arm in ENDPOINT_ARMS else "5")
-            if table == "3" or seed in SEEDS6["other"]:
-                runs.append(ArmRun(arm, table, seed, (*extra, *a6_overrides(arm, tuned))))
-        if tuned["cbp_head_lr_mult"] != tuned["head_lr_mult"] and seed in SEEDS6["other"]:
-            lr = tuned["cbp_head_lr_mult"]
-            runs += [
-                ArmRun(f"{arm}_lrswap", "3swap", seed, (*extra, *a6_overrides(arm, tuned, lr)))
-                for arm in TABLE3_ARMS
-            ]
-    out["a6"] = Profile(
-        "a6",
-        iters=iters,
-        **shared,
-        data_root=f"data/synthetic-150-{regime}",
-        arm_runs=tuple(runs),
-        description=f"amendment 6, the third study: regime {regime}, {iters} iterations, Table 3 with 8 seeds, "
-        "Tables 4 and 5 with 5",
+    description = (
+        f"amendment 6, the third study: regime {regime}, {iters} iterations, Table 3 with 8 seeds, "
+        "Tables 4 and 5 with 5"
+    )
+    out["a6"] = regime_profile(
+        "a6", regime, knobs, a6_verdict_runs(tuned, iters), description, iters=iters, tune_set=False
     )
     return out
 
 
 PROFILES.update(amendment6_profiles(REGIME6, TUNED6, ITERS6))
-
-#: Amendment 5's check of the penalty's weight before Table 4 runs: ``gradient`` and ``penalty`` (weight
-#: :data:`PENALTY_WEIGHT`), 500 iterations, seeds 0-2, on the tuning set, at the paper's values (head lr
-#: x10, T = 2). The penalty must lower CS against ``gradient`` by more than the seed spread, or the
-#: weight is raised 10x (a new commit of PENALTY_WEIGHT) and the check repeated.
-PENALTY_CHECK_ITERS = 500
-PENALTY_CHECK_SEEDS = (0, 1, 2)
-
-#: The weight of Table 4's penalty in the end points (amendment 5: 1.0, raised 10x while the check fails).
-#: The check passed at 1.0 (``results/ablations-v2-tune/check-*``): CS at 500 iterations 101.2, 83.8, 98.7
-#: with ``gradient`` against 1.07, 0.76, 1.05 with the penalty, seeds 0-2.
-PENALTY_WEIGHT = 1.0
 
 #: Amendment 5: the tuned values, fixed by a commit from the ``tune`` profile's records (best tuning
 #: mIoU; within 0.5 mIoU of the paper's value: the paper's value, head lr x10 and T = 2) before any
@@ -698,6 +725,107 @@ def study_dir_name(study: str, profile: str) -> str:
     return f"{study}-v{GENERATOR}-{profile}"
 
 
+#: Where a study's pretrained encoder and masked class-mean embeddings go, in its runs folder.
+ENCODER = Path("pretrain") / "encoder.pt"
+EMBEDDINGS = Path("embed") / "masked_embeddings.pt"
+
+
+def train_head(
+    p: Profile, launcher: tuple[str, ...], out: Path, data_name: str, data_root: str
+) -> tuple[str, ...]:
+    """The start of every training command: the launcher, the preset, the run folder, the set and the
+    profile's overrides for every run."""
+    name = (f"--data.name={data_name}",) if data_name else ()
+    return (
+        *launcher,
+        "--preset",
+        p.preset,
+        "--out",
+        str(out),
+        *name,
+        f"--data.root={data_root}",
+        *p.extra,
+        "--train.progress=false",
+    )
+
+
+def run_command(p: Profile, run: ArmRun, base: Path) -> tuple[str, ...]:
+    """The argv of one training run (profile, arm, regime, seed) of a study whose runs folder is ``base``."""
+    start = (f"--model.pretrained={base / ENCODER}",) if run.regime == "pretrained" else ()
+    start += (f"--model.embeddings={base / EMBEDDINGS}",) if run.embeddings else ()
+    return (
+        *train_head(p, run.launcher, base / run.name, p.data_name, p.data_root),
+        f"--train.iters={run.iters or p.iters}",
+        f"--seed={run.seed}",
+        f"--model.proto_seed={run.seed}",
+        *p.arm_extra,
+        *(arm_settings(run.arm) if p.tuned else ()),
+        *run.overrides,
+        *start,
+    )
+
+
+def data_command(p: Profile, root: str, args: tuple[str, ...]) -> tuple[str, ...]:
+    """``python -m cbp.data.synthetic`` making one of a profile's sets in ``root`` (its ``args`` last)."""
+    knobs = ("--classes", str(p.classes), "--size", str(p.size), "--quiet", *p.set_args, *args)
+    return ("python", "-m", "cbp.data.synthetic", "--out", root, *knobs)
+
+
+def pretrain_command(p: Profile, out: Path) -> tuple[str, ...]:
+    """The pretraining: the baseline (one lr for all, as before amendment 5, whose head lr x10 is for the
+    arms) on the pretraining set, read with the ADE20K-layout reader, which takes its metadata from
+    ``cbp_meta.json`` (the engine's ``data.name=synthetic`` would regenerate the target set)."""
+    baseline = ("--model.classifier=linear", "--loss.occl=false", "--optim.head_lr_mult=1")
+    return (
+        *train_head(p, TRAIN, out, "ade20k", p.pretrain_root),
+        *baseline,
+        f"--train.iters={p.pretrain_iters}",
+        "--seed=0",
+    )
+
+
+def steps(p: Profile, base: Path) -> list[Run]:
+    """The steps before the training runs: the set, the pretraining set, the pretraining, its encoder and
+    the masked class-mean embeddings. Each step's folder (``base/<name>``) holds its log; a set's folder is
+    not its data root, since the generator refuses a non-empty folder."""
+    ckpt, encoder, embeddings = base / "pretrain" / "ckpt_last.pt", base / ENCODER, base / EMBEDDINGS
+    # the engine's checkpoint holds numpy RNG states, which create_model's weights-only loader refuses;
+    # the step "encoder" writes the plain encoder state dict that `model.pretrained=PATH` loads
+    tool = ("python", "-m", "cbp.experiments")
+    to_encoder = (*tool, "encoder", "--ckpt", str(ckpt), "--out", str(encoder))
+    target = (f"--data.root={p.data_root}", *(o for o in p.extra if not o.startswith("--train.")))
+    embed = (*tool, "embed", "--ckpt", str(encoder), "--preset", p.preset, "--out", str(embeddings), *target)
+
+    def step(
+        name: str, kind: str, table: str, command: tuple[str, ...], artefact: str | Path, *deps: str
+    ) -> Run:
+        return Run(name, kind, command, str(base / name), table, name, artefact=str(artefact), deps=deps)
+
+    def data(name: str, root: str, args: tuple[str, ...]) -> Run:
+        return step(name, "data", "data", data_command(p, root, args), f"{root}/cbp_meta.json")
+
+    return [
+        data("data", p.data_root, p.data_args),
+        data("data-pretrain", p.pretrain_root, ("--pretrain",)),
+        step("pretrain", "pretrain", "pre", pretrain_command(p, base / "pretrain"), ckpt, "data-pretrain"),
+        step("encoder", "encoder", "pre", to_encoder, encoder, "pretrain"),
+        step("embed", "embed", "5", embed, embeddings, "encoder", "data"),
+    ]
+
+
+def train_run(p: Profile, run: ArmRun, base: Path) -> Run:
+    """The :class:`Run` of one training run: its command, its folder and the steps it needs."""
+    deps = (
+        "data",
+        *(("encoder",) if run.regime == "pretrained" else ()),
+        *(("embed",) if run.embeddings else ()),
+    )
+    command = run_command(p, run, base)
+    return Run(
+        run.name, "train", command, str(base / run.name), run.table, run.arm, run.regime, run.seed, deps=deps
+    )
+
+
 def plan(study: str = "ablations", profile: str = "default", runs_root: str = "runs") -> list[Run]:
     """All runs of a study in priority order (protocol section 6).
 
@@ -707,7 +835,9 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
         runs_root: folder of the run directories.
 
     Returns:
-        The runs; dependencies always come before their dependents.
+        The steps, then the profile's training runs; the embeddings step comes right before the first
+        run that needs it (with the other steps in a seed-major profile). Dependencies always come
+        before their dependents.
     """
     if study != "ablations":
         raise KeyError(f"unknown study {study!r}: the only study is 'ablations'")
@@ -715,227 +845,12 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
         raise KeyError(f"unknown profile {profile!r}: expected one of {list(PROFILES)}")
     p = PROFILES[profile]
     base = Path(runs_root) / study_dir_name(study, profile)
-    common = (f"--data.root={p.data_root}", *p.extra, "--train.progress=false")
-
-    def data_run(name: str, root: str, pretrain: bool) -> Run:
-        command = ("python", "-m", "cbp.data.synthetic", "--out", root, "--classes", str(p.classes))
-        command += ("--size", str(p.size), "--quiet", *p.set_args) + (
-            ("--pretrain",) if pretrain else p.data_args
-        )
-        return Run(
-            name=name,
-            kind="data",
-            command=command,
-            # Not the data root: the generator refuses a non-empty folder, and stdout.log goes here.
-            run_dir=str(base / name),
-            table="data",
-            arm=name,
-            artefact=f"{root}/cbp_meta.json",
-        )
-
-    data = data_run("data", p.data_root, False)
-    data_pre = data_run("data-pretrain", p.pretrain_root, True)
-    pre_dir = base / "pretrain"
-    pre_ckpt = pre_dir / "ckpt_last.pt"
-    pretrain = Run(
-        name="pretrain",
-        kind="pretrain",
-        command=(
-            "python",
-            "-m",
-            "cbp.train",
-            "--preset",
-            p.preset,
-            "--out",
-            str(pre_dir),
-            # the pretraining set is generated by the step "data-pretrain" (the generator's pretrain
-            # mode); the engine reads it with the ADE20K-layout reader, which takes its metadata
-            # from cbp_meta.json (the engine's data.name=synthetic would regenerate the target set)
-            "--data.name=ade20k",
-            f"--data.root={p.pretrain_root}",
-            *p.extra,
-            "--train.progress=false",
-            "--model.classifier=linear",
-            "--loss.occl=false",
-            # the pretraining keeps one lr for all (as before amendment 5, whose head lr x10 is for the arms)
-            "--optim.head_lr_mult=1",
-            f"--train.iters={p.pretrain_iters}",
-            "--seed=0",
-        ),
-        run_dir=str(pre_dir),
-        table="pre",
-        arm="pretrain",
-        artefact=str(pre_ckpt),
-        deps=("data-pretrain",),
-    )
-    # The engine's checkpoint holds numpy RNG states, which create_model's weights-only loader refuses;
-    # this step writes the plain encoder state dict that `model.pretrained=PATH` loads.
-    encoder_file = pre_dir / "encoder.pt"
-    encoder = Run(
-        name="encoder",
-        kind="encoder",
-        command=(
-            "python",
-            "-m",
-            "cbp.experiments",
-            "encoder",
-            "--ckpt",
-            str(pre_ckpt),
-            "--out",
-            str(encoder_file),
-        ),
-        run_dir=str(base / "encoder"),  # its log; the file goes beside the checkpoint
-        table="pre",
-        arm="encoder",
-        artefact=str(encoder_file),
-        deps=("pretrain",),
-    )
-    emb_dir = base / "embed"
-    emb_file = emb_dir / "masked_embeddings.pt"
-    embed = Run(
-        name="embed",
-        kind="embed",
-        command=(
-            "python",
-            "-m",
-            "cbp.experiments",
-            "embed",
-            "--ckpt",
-            str(encoder_file),
-            "--preset",
-            p.preset,
-            "--out",
-            str(emb_file),
-            *(o for o in common if not o.startswith("--train.")),
-        ),
-        run_dir=str(emb_dir),
-        table="5",
-        arm="embed",
-        artefact=str(emb_file),
-        deps=("encoder", "data"),
-    )
-
-    runs: list[Run] = [data, data_pre, pretrain, encoder]
-    if p.arm_runs:
-
-        def tune_run(
-            name: str, arm: str, table: str, seed: int, iters: int, overrides: tuple[str, ...]
-        ) -> Run:
-            """A run on the profile's set (read as a set on disk, as the pretraining does: the data step
-            made it, with its own seeds and knobs), fine-tuned from the profile's encoder."""
-            run_dir = base / name
-            command = (
-                *TRAIN,
-                "--preset",
-                p.preset,
-                "--out",
-                str(run_dir),
-                "--data.name=ade20k",
-                *common,
-                f"--train.iters={iters}",
-                f"--seed={seed}",
-                f"--model.proto_seed={seed}",
-                *p.arm_extra,
-                *overrides,
-                f"--model.pretrained={encoder_file}",
-            )
-            return Run(
-                name=name,
-                kind="train",
-                command=command,
-                run_dir=str(run_dir),
-                table=table,
-                arm=arm,
-                regime="pretrained",
-                seed=seed,
-                deps=("data", "encoder"),
-            )
-
-        runs += [
-            tune_run(r.name, r.arm, r.table, r.seed, r.iters or p.iters, r.overrides) for r in p.arm_runs
-        ]
-        if not p.penalty_check:
-            return runs
-        # the penalty check runs at the paper's values (head lr x10, T = 2)
-        paper_values = ("--optim.head_lr_mult=10", "--model.length=2")
-        checks = [("gradient", ("--model.update=gradient",))]
-        checks.append(("penalty", ("--model.update=penalty", f"--model.penalty_weight={PENALTY_WEIGHT:g}")))
-        runs += [
-            tune_run(
-                f"check-{n}-s{seed}", f"check_{n}", "check", seed, PENALTY_CHECK_ITERS, (*paper_values, *o)
-            )
-            for seed in PENALTY_CHECK_SEEDS
-            for n, o in checks
-        ]
-        return runs
-    all_arms = [a for a in arms(p.length_regimes, p.other_regimes) if p.generator in a.generators]
-    # priority order: Table 3, 4, 5 (init arms), 9, then the embeddings step and the masked arms
-    ordered = [a for t in ("3", "4", "5", "9") for a in all_arms if a.table == t and not a.embeddings]
-    ordered += [a for a in all_arms if a.embeddings]
-    readings = [a for a in all_arms if a.table == "R"] if p.readings else []
-    blocks: list[tuple[Arm, tuple[str, ...], tuple[int, ...]]] = []
-    for arm in ordered:
-        if p.quick:
-            # quick: every arm once (seed 0); Table 3 in both regimes, the rest pretrained only
-            blocks.append((arm, arm.regimes if arm.table == "3" else ("pretrained",), p.seeds[:1]))
-        else:
-            blocks.append((arm, arm.regimes, p.seeds))
-    # amendment 2: regimes added at the end of the queue for the arms that lack them
-    for arm in ordered:
-        added = tuple(r for r in p.extension_regimes if r not in arm.regimes)
-        if added:
-            blocks.append((arm, added, p.seeds))
-    # amendment 4: the alternative readings, after everything else
-    blocks += [(arm, arm.regimes, p.seeds[:1] if p.quick else p.seeds) for arm in readings]
-    if p.only_arms:
-        blocks = [b for b in blocks if b[0].name in p.only_arms]
-    if p.only_regimes:
-        blocks = [(a, tuple(r for r in regs if r in p.only_regimes), sd) for a, regs, sd in blocks]
-    for arm, regimes, seeds in blocks:
-        table = arm.table
-        if arm.embeddings and embed not in runs:
+    *runs, embed = steps(p, base)
+    for run in p.arm_runs:
+        if run.embeddings and embed not in runs:
             runs.append(embed)
-        for seed in seeds:
-            for regime in regimes:
-                name = f"{regime}-{arm.name}-s{seed}"
-                deps: list[str] = ["data"]
-                extra: list[str] = []
-                if regime == "pretrained":
-                    deps.append("encoder")
-                    extra.append(f"--model.pretrained={encoder_file}")
-                if arm.embeddings:
-                    deps.append("embed")
-                    extra.append(f"--model.embeddings={emb_file}")
-                run_dir = base / name
-                command = (
-                    *arm.launcher,
-                    "--preset",
-                    p.preset,
-                    "--out",
-                    str(run_dir),
-                    *common,
-                    f"--train.iters={p.iters}",
-                    f"--seed={seed}",
-                    f"--model.proto_seed={seed}",
-                    *p.arm_extra,
-                    *(arm_settings(arm.name) if p.tuned else ()),
-                    *arm.overrides,
-                    *extra,
-                )
-                runs.append(
-                    Run(
-                        name=name,
-                        kind="train",
-                        command=command,
-                        run_dir=str(run_dir),
-                        table=table,
-                        arm=arm.name,
-                        regime=regime,
-                        seed=seed,
-                        deps=tuple(deps),
-                    )
-                )
-    if p.seed_major:
-        steps = [r for r in runs if r.kind != "train"]
-        runs = steps + sorted((r for r in runs if r.kind == "train"), key=lambda r: r.seed)  # stable
+        runs.append(train_run(p, run, base))
+    if p.seed_major:  # stable: within a seed, the profile's order
+        train = sorted((r for r in runs if r.kind == "train"), key=lambda r: r.seed)
+        runs = [r for r in runs if r.kind != "train"] + train
     return runs

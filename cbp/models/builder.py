@@ -148,7 +148,13 @@ def _size_pair(img_size: int | tuple[int, int]) -> tuple[int, int]:
 def build_encoder(
     spec: BackboneSpec, *, hub: bool = False, img_size: int | tuple[int, int] | None = None
 ) -> nn.Module:
-    """The encoder of ``spec``; ``hub=True`` loads timm / smp hub weights; ``img_size`` is used by Swin only."""
+    """The encoder of ``spec``; ``hub=True`` loads timm / smp hub weights.
+
+    ``img_size``, (H, W) or an int, is Swin's design input size (None: timm's 224), from which timm
+    derives each stage's window size (windows shrink to small feature maps); pass the training crop
+    size. Inputs of other sizes are still accepted (windows padded, masks built per forward, as mmseg).
+    Ignored by the other backbones.
+    """
     if hub and not spec.hub_weights:
         raise ValueError(
             f"no hub weights exist for this encoder ({spec.arch}, {spec.name or 'cbp'}): "
@@ -257,6 +263,70 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
     encoder.load_state_dict(target, strict=not allowed_missing)
 
 
+def build_decoder(spec: BackboneSpec, in_channels: list[int]) -> nn.Module:
+    """The decoder of ``spec``, of width C = ``spec.channels``: mmseg's FCN head (two convs, input
+    concatenated), UPerNet (pool scales 1, 2, 3, 6) or SegFormer's all-MLP head."""
+    if spec.decoder == "fcn":
+        return FCNHead(in_channels, spec.channels, num_convs=2, concat_input=True)
+    if spec.decoder == "upernet":
+        return UPerHead(in_channels, spec.channels, pool_scales=(1, 2, 3, 6))
+    return SegformerHead(in_channels, spec.channels)
+
+
+def build_classifier(
+    classifier: str,
+    embed_dim: int,
+    num_classes: int,
+    *,
+    backbone: str,
+    length: float,
+    init: str | Tensor,
+    update: str,
+    proto_seed: int,
+    momentum: float,
+    penalty_weight: float,
+    penalty_form: str,
+) -> nn.Module:
+    """The classifier over C-d embeddings; the arguments after ``backbone`` are CBP's only (their
+    defaults are :func:`create_model`'s).
+
+    Args:
+        classifier: ``"cbp"`` (frozen category-basis prototypes, :class:`cbp.heads.CBPHead`) or
+            ``"linear"`` (the learnable baseline with bias, :class:`cbp.heads.LinearHead`).
+        embed_dim: C, the decoder width.
+        num_classes: N, the number of classes.
+        backbone: the model's backbone, named when CBP cannot be built on fewer dimensions than classes.
+        length: T, the norm of every prototype (Algorithm 1; 2.0 in the paper's ablations).
+        init: prototype initialisation (``cbp.category_basis_prototypes``).
+        update: ``"frozen"``, ``"gradient"``, ``"ema"`` or ``"penalty"``.
+        proto_seed: seed of the prototypes' private generator.
+        momentum, penalty_weight, penalty_form: the ``"ema"`` / ``"penalty"`` updates' settings
+            (:class:`cbp.heads.CBPHead`; :func:`create_model`'s defaults are the head's:
+            ``penalty_weight`` 1.0 since protocol amendment 5, was 0.01 here).
+    """
+    if classifier == "linear":
+        return LinearHead(embed_dim, num_classes)
+    try:
+        return CBPHead(
+            embed_dim,
+            num_classes,
+            length=length,
+            init=init,
+            update=update,
+            seed=proto_seed,
+            momentum=momentum,
+            penalty_weight=penalty_weight,
+            penalty_form=penalty_form,  # type: ignore[arg-type]
+        )
+    except ValueError as err:
+        if embed_dim >= num_classes:
+            raise
+        raise ValueError(
+            f"{err} [the {backbone!r} decoder gives {embed_dim}-d embeddings, fewer than the "
+            f"{num_classes} classes: use a backbone with a wider decoder or classifier='linear']"
+        ) from err
+
+
 def create_model(
     backbone: str,
     num_classes: int,
@@ -283,21 +353,13 @@ def create_model(
     Args:
         backbone: a key of :data:`BACKBONES` (e.g. ``"mit_b5"``, ``"swin_b"``, ``"cnn_tiny"``).
         num_classes: N, the number of classes.
-        classifier: ``"cbp"`` (frozen category-basis prototypes, :class:`cbp.heads.CBPHead`) or
-            ``"linear"`` (the learnable baseline with bias, :class:`cbp.heads.LinearHead`).
+        classifier: ``"cbp"`` or ``"linear"`` (:func:`build_classifier`).
         pretrained: False (random encoder), True (timm / smp hub weights, downloaded into the user's
             cache), or a path to a local checkpoint (see :func:`load_encoder_checkpoint`).
-        img_size: (H, W) or an int, Swin's design input size (None: timm's 224), from which timm
-            derives each stage's window size (windows shrink to small feature maps); pass the training
-            crop size. Inputs of other sizes are still accepted (windows padded, masks built per
-            forward, as mmseg). Ignored by the other backbones.
-        length: T, the norm of every prototype (Algorithm 1; default 2.0, the paper's ablations); CBP only.
-        init: prototype initialisation (``cbp.category_basis_prototypes``); CBP only.
-        update: ``"frozen"`` (default), ``"gradient"``, ``"ema"`` or ``"penalty"``; CBP only.
-        proto_seed: seed of the prototypes' private generator; CBP only.
-        momentum, penalty_weight, penalty_form: the ``"ema"`` / ``"penalty"`` updates' settings
-            (:class:`cbp.heads.CBPHead`, whose defaults these are: ``penalty_weight`` 1.0 since
-            protocol amendment 5, was 0.01 here); CBP only.
+        img_size: (H, W) or an int, Swin's design input size: pass the training crop size
+            (:func:`build_encoder`). Ignored by the other backbones.
+        length, init, update, proto_seed, momentum, penalty_weight, penalty_form: CBP's settings
+            (:func:`build_classifier`); ignored by the linear classifier.
         aux_head: add mmseg's auxiliary FCN head on stage 3; None = as mmseg (on for ResNet,
             ConvNeXt and Swin, off for MiT and cnn_tiny).
         dropout: ``Dropout2d`` probability before the classifier (mmseg: 0.1).
@@ -314,42 +376,12 @@ def create_model(
     encoder = build_encoder(spec, hub=pretrained is True, img_size=img_size)
     if local is not None:
         load_encoder_checkpoint(encoder, local)
-
-    if spec.decoder == "fcn":
-        decoder: nn.Module = FCNHead(encoder.channels, spec.channels, num_convs=2, concat_input=True)
-    elif spec.decoder == "upernet":
-        decoder = UPerHead(encoder.channels, spec.channels, pool_scales=(1, 2, 3, 6))
-    else:
-        decoder = SegformerHead(encoder.channels, spec.channels)
-    embed_dim = spec.channels
-
-    if classifier == "linear":
-        head: nn.Module = LinearHead(embed_dim, num_classes)
-    else:
-        try:
-            head = CBPHead(
-                embed_dim,
-                num_classes,
-                length=length,
-                init=init,
-                update=update,
-                seed=proto_seed,
-                momentum=momentum,
-                penalty_weight=penalty_weight,
-                penalty_form=penalty_form,  # type: ignore[arg-type]
-            )
-        except ValueError as err:
-            if embed_dim >= num_classes:
-                raise
-            raise ValueError(
-                f"{err} [the {backbone!r} decoder gives {embed_dim}-d embeddings, fewer than the "
-                f"{num_classes} classes: use a backbone with a wider decoder or classifier='linear']"
-            ) from err
-
-    use_aux = spec.aux if aux_head is None else bool(aux_head)
-    aux = (
-        AuxHead(encoder.channels, num_classes, spec.aux_channels, in_index=2, dropout=dropout)
-        if use_aux
-        else None
-    )
+    # built in this order, as ever: the modules' initial weights come from the global generator
+    decoder = build_decoder(spec, encoder.channels)
+    cbp = dict(length=length, init=init, update=update, proto_seed=proto_seed, momentum=momentum)
+    cbp |= dict(penalty_weight=penalty_weight, penalty_form=penalty_form)
+    head = build_classifier(classifier, spec.channels, num_classes, backbone=backbone, **cbp)
+    aux = None
+    if spec.aux if aux_head is None else aux_head:
+        aux = AuxHead(encoder.channels, num_classes, spec.aux_channels, in_index=2, dropout=dropout)
     return Segmentor(encoder, decoder, head, num_classes=num_classes, aux_head=aux, dropout=dropout)
