@@ -35,7 +35,7 @@ class Study:
         return {p: Path(root) / results_dir(STUDY, p) for p in self.profiles}
 
 
-#: The study the book's main pages read (amendment 6): calibration, tuning, schedule check, verdicts.
+#: The study the book's main pages read, amendment 6's: calibration, tuning, schedule check, verdicts.
 CURRENT = Study(
     name="third",
     amendment="6",
