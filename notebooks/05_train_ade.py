@@ -67,31 +67,12 @@ examples = 4  # validation images shown with predictions
 # times are in "Teaching with this book"
 workshop = False
 
-# %%
+# %% tags=["hide-input"]
 # the parameters' types (Papermill's -p passes a mistyped value as a string)
 from cbp.book.parameters import check_parameters
+from cbp.book.training_page import PARAMETER_TYPES
 
-check_parameters(
-    globals(),
-    {
-        "backbone": str,
-        "dataset": str,
-        "data_root": str,
-        "classifier": str,
-        "occl": bool,
-        "baseline": (bool, None),
-        "iters": int,
-        "gpus": int,
-        "seed": int,
-        "batch_size": int,
-        "pretrained": str,
-        "out_dir": str,
-        "eval_points": int,
-        "resume": bool,
-        "examples": int,
-        "workshop": bool,
-    },
-)
+check_parameters(globals(), PARAMETER_TYPES)
 
 # %%
 import warnings

@@ -231,7 +231,11 @@ def test_the_parameters_types_are_checked_right_after_them(path: Path) -> None:
         if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "check_parameters"
     ]
     assert len(calls) == 1, f"{path.name}: the cell after the parameters cell must call check_parameters"
-    checked = [k.value for k in calls[0].args[1].keys]
+    namespace: dict = {}  # the cell's imports, then its types argument (a dict literal or a shared table)
+    for node in ast.parse(_check_cell(path)).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            exec(compile(ast.Module([node], []), path.name, "exec"), namespace)
+    checked = list(eval(ast.unparse(calls[0].args[1]), namespace))
     assert sorted(checked) == sorted(_parameters(path)), f"{path.name}: checks {checked}"
     defaults = _run_parameters(path)
     for name in _parameters(path):

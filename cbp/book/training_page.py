@@ -92,6 +92,27 @@ class PageRuns:
         return {label: predict_examples(d, list(range(count))) for label, d in self.dirs.items()}
 
 
+#: The parameters of chapters 5 and 6 and their types (checked by :func:`cbp.book.parameters.check_parameters`).
+PARAMETER_TYPES: dict[str, type | tuple] = {
+    "backbone": str,
+    "dataset": str,
+    "data_root": str,
+    "classifier": str,
+    "occl": bool,
+    "baseline": (bool, None),
+    "iters": int,
+    "gpus": int,
+    "seed": int,
+    "batch_size": int,
+    "pretrained": str,
+    "out_dir": str,
+    "eval_points": int,
+    "resume": bool,
+    "examples": int,
+    "workshop": bool,
+}
+
+
 def train_and_read(
     params: Mapping[str, Any],
     *,
