@@ -184,16 +184,42 @@ def test_paired_intervals_draw_each_claim_at_its_interval_in_its_effects_colour(
 
     nan = float("nan")
     rows = [  # top to bottom: a significant loss, a tie, one seed (no interval), not recorded
-        {"claim": "a", "arms": "vs x", "d": -2.0, "ci95": (-3.0, -1.0), "verdict": other_tables.LOWER},
-        {"claim": "b", "arms": "vs x", "d": 0.1, "ci95": (-0.2, 0.4), "verdict": other_tables.SAME},
+        {
+            "claim": "a",
+            "arms": "vs x",
+            "d": -2.0,
+            "ci95": (-3.0, -1.0),
+            "verdict": other_tables.LOWER,
+            "outcome": claims.Verdict.DOES_NOT_HOLD,
+            "tie": True,
+        },
+        {
+            "claim": "b",
+            "arms": "vs x",
+            "d": 0.1,
+            "ci95": (-0.2, 0.4),
+            "verdict": other_tables.SAME,
+            "outcome": claims.Verdict.HOLDS,
+            "tie": True,
+        },
         {
             "claim": "c",
             "arms": "x vs y (rare_third_IoU)",
             "d": 1.0,
             "ci95": (nan, nan),
             "verdict": "not resolved",
+            "outcome": claims.Verdict.NOT_RESOLVED,
+            "tie": False,
         },
-        {"claim": "d", "arms": "vs x", "d": nan, "ci95": (nan, nan), "verdict": other_tables.NOT_RECORDED},
+        {
+            "claim": "d",
+            "arms": "vs x",
+            "d": nan,
+            "ci95": (nan, nan),
+            "verdict": other_tables.NOT_RECORDED,
+            "outcome": claims.Verdict.NO_RECORD,
+            "tie": True,
+        },
     ]
     fig = table_figures.plot_paired_intervals([("T", rows)])
     ax = fig.axes[0]
@@ -229,15 +255,15 @@ def test_paired_intervals_draw_each_claim_at_its_interval_in_its_effects_colour(
     plt.close(fig2)
     # the colour is the effect, whatever the claim's kind: a tie of Table 5 that holds is "same", a
     # significant gain on it "higher"; a directional claim that holds with d > 0 is "higher"
-    effect = table_figures.effect
-    assert (
-        effect(claims.HOLDS + f" (within ±{claims.TIE_MARGIN}, as the paper's tie)", 0.1) == other_tables.SAME
-    )
-    assert effect(claims.FAILS + " (significant gain; paper: tie)", 0.8) == other_tables.HIGHER
-    assert effect(claims.FAILS + " (significant loss; paper: tie)", -0.8) == other_tables.LOWER
-    assert (
-        effect(claims.HOLDS, 2.0) == other_tables.HIGHER and effect(claims.FAILS, -2.0) == other_tables.LOWER
-    )
-    assert effect(claims.NOT_RESOLVED + " (1 seed)", 3.0) == claims.NOT_RESOLVED
-    assert effect(other_tables.NOT_RECORDED, float("nan")) == claims.NOT_RESOLVED
+    V = claims.Verdict
+
+    def effect(outcome: claims.Verdict, d: float, tie: bool = False) -> str:
+        return table_figures.effect({"outcome": outcome, "d": d, "tie": tie})
+
+    assert effect(V.HOLDS, 0.1, tie=True) == other_tables.SAME
+    assert effect(V.DOES_NOT_HOLD, 0.8, tie=True) == other_tables.HIGHER
+    assert effect(V.DOES_NOT_HOLD, -0.8, tie=True) == other_tables.LOWER
+    assert effect(V.HOLDS, 2.0) == other_tables.HIGHER and effect(V.DOES_NOT_HOLD, -2.0) == other_tables.LOWER
+    assert effect(V.NOT_RESOLVED, 3.0) == claims.NOT_RESOLVED
+    assert effect(V.NO_RECORD, float("nan")) == claims.NOT_RESOLVED
     plt.close(fig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,9 @@ def test_a_clear_gain_on_a_paper_tie_does_not_hold() -> None:
     loss = _results({"cbp": [20.0, 20.5, 21.0], "linear": [30.0, 30.5, 31.0]})
     # the study itself scores a clear gain on a paper tie as not holding (it once said "holds (clear gain ...)")
     assert claims.evaluate_claim(tie, gain, "pretrained")["verdict"].startswith(claims.FAILS)
-    assert findings.score(tie, claims.evaluate_claim(tie, gain, "pretrained")["verdict"]) == findings.FAILS
-    assert findings.score(tie, claims.evaluate_claim(tie, level, "pretrained")["verdict"]) == findings.HOLDS
-    assert findings.score(tie, claims.evaluate_claim(tie, loss, "pretrained")["verdict"]) == findings.FAILS
+    assert claims.evaluate_claim(tie, gain, "pretrained")["score"] == findings.FAILS
+    assert claims.evaluate_claim(tie, level, "pretrained")["score"] == findings.HOLDS
+    assert claims.evaluate_claim(tie, loss, "pretrained")["score"] == findings.FAILS
     words = findings.verdict_words(tie, claims.evaluate_claim(tie, gain, "pretrained"))
     assert words.startswith("does not hold") and "gain" in words
 
@@ -43,15 +44,10 @@ def test_a_directional_claim_keeps_the_protocol_rule() -> None:
     claim = _claim("t3_both")  # CBP + OCCL beats the baseline
     up = _results({"cbp_occl": [40.0, 40.5, 41.0], "linear": [30.0, 30.5, 31.0]})
     flat = _results({"cbp_occl": [30.0, 32.0, 29.0], "linear": [30.0, 30.5, 31.0]})
-    assert findings.score(claim, claims.evaluate_claim(claim, up, "pretrained")["verdict"]) == findings.HOLDS
-    assert (
-        findings.score(claim, claims.evaluate_claim(claim, flat, "pretrained")["verdict"]) == findings.NOISE
-    )
+    assert claims.evaluate_claim(claim, up, "pretrained")["score"] == findings.HOLDS
+    assert claims.evaluate_claim(claim, flat, "pretrained")["score"] == findings.NOISE
     missing = _results({"linear": [30.0, 30.5, 31.0]})
-    assert (
-        findings.score(claim, claims.evaluate_claim(claim, missing, "pretrained")["verdict"])
-        == findings.NOT_RUN
-    )
+    assert claims.evaluate_claim(claim, missing, "pretrained")["score"] == findings.NOT_RUN
 
 
 @pytest.mark.skipif(not RESULTS.is_dir(), reason="no recorded study")
@@ -93,3 +89,18 @@ def test_readme_and_intro_first_screen_numbers_are_the_records() -> None:
     for sentence in (current_study.calibration_sentence(ROOT), current_study.premise_sentence(ROOT), quoted):
         for name, text in pages.items():
             assert sentence in text, (name, sentence)
+
+
+def test_no_verdict_words_are_parsed_back() -> None:
+    """Verdicts are constants or a Verdict enum where they are made; pages only format them (issue 18)."""
+    patterns = (
+        r'verdict[\w\]\["\'\)]*\.split\(',
+        r'verdict[\w\]\["\'\)]*\.startswith\(',
+        r"verdict\w*\)\.split",
+    )
+    offenders = []
+    for path in sorted((ROOT / "cbp").rglob("*.py")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if any(re.search(p, line) for p in patterns):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, offenders

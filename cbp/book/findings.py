@@ -50,18 +50,9 @@ def metric_words(claim: claims.Claim) -> str:
     return KIND_METRIC.get(claim.kind, METRIC_WORDS.get(claim.metric, claim.metric))
 
 
-def score(claim: claims.Claim, verdict: str) -> str:
-    """One of :data:`HOLDS`, :data:`FAILS`, :data:`NOISE`, :data:`NOT_RUN` for a study verdict
-    (ties are already scored by the study; a missing result counts as not run)."""
-    base = verdict.split(" (")[0].split(":")[0]
-    if base in (claims.NOT_RUN, claims.MISSING):
-        return NOT_RUN
-    return {claims.HOLDS: HOLDS, claims.FAILS: FAILS}.get(base, NOISE)
-
-
 def verdict_words(claim: claims.Claim, result: dict[str, Any]) -> str:
     """The verdict cell: the score, and for a tie that fails, which way ours went."""
-    s = score(claim, result["verdict"])
+    s = result["score"]
     if claim.kind == "tie" and s == FAILS:
         return f"does not hold (clear {'gain' if result['d'] > 0 else 'loss'}; the paper: a tie)"
     if s == NOT_RUN and claim.kind == "not_run":
@@ -108,7 +99,7 @@ def counts(results: dict[str, Any], regimes: tuple[str, ...] = ("pretrained", "s
     """How many of the paper's claims hold / do not hold / are within noise / were not run, per regime."""
     paper_claims = [c for c in claims.CLAIMS if _from_paper(c)]
     data = {
-        r: pd.Series([score(c, claims.evaluate_claim(c, results, r)["verdict"]) for c in paper_claims])
+        r: pd.Series([claims.evaluate_claim(c, results, r)["score"] for c in paper_claims])
         .value_counts()
         .reindex([HOLDS, FAILS, NOISE, NOT_RUN], fill_value=0)
         for r in regimes
@@ -185,6 +176,6 @@ def schedule_line(long_results: dict[str, Any] | None) -> str:
         return ""
     return (
         f"After 2000 iterations instead of 500 (pretrained, {a.size} seeds), CBP + OCCL against the "
-        f"baseline is {d:+.1f} mIoU (2s = {2 * s:.1f}): **{score(c, verdict)}**. Gains and differences "
+        f"baseline is {d:+.1f} mIoU (2s = {2 * s:.1f}): **{claims.SCORES.get(verdict, NOISE)}**. Gains and differences "
         "are in points of the metric named; 2s is twice the pooled seed standard deviation."
     )

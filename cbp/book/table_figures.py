@@ -28,15 +28,15 @@ EFFECT_COLORS: dict[str, str] = {
 }
 
 
-def effect(verdict: str, d: float) -> str:
-    """The effect a verdict of :func:`~cbp.experiments.other_tables.verdict_rows` states, whatever
-    the claim's kind: a tie that holds is "same", any significant verdict ("holds", "does not hold
-    (significant gain; ...)", "higher", "lower") is higher or lower by the sign of ``d`` (the
-    first arm minus the second), anything else is "not resolved"."""
-    if verdict == other_tables.SAME or verdict.startswith(claims.HOLDS + " (within"):
+def effect(row: dict[str, Any]) -> str:
+    """The effect a row of :func:`~cbp.experiments.other_tables.verdict_rows` states, whatever the
+    claim's kind, from its :class:`~cbp.experiments.claims.Verdict`: a tie that holds is "same", any
+    significant verdict is higher or lower by the sign of ``d`` (the first arm minus the second),
+    anything else is "not resolved"."""
+    if row["outcome"] is claims.Verdict.HOLDS and row["tie"]:
         return other_tables.SAME
-    if verdict.split(" (")[0] in (claims.HOLDS, claims.FAILS, other_tables.HIGHER, other_tables.LOWER):
-        return other_tables.HIGHER if d > 0 else other_tables.LOWER
+    if row["outcome"] in (claims.Verdict.HOLDS, claims.Verdict.DOES_NOT_HOLD):
+        return other_tables.HIGHER if row["d"] > 0 else other_tables.LOWER
     return claims.NOT_RESOLVED
 
 
@@ -53,7 +53,7 @@ def _draw_claim(ax: Any, yi: int, row: dict[str, Any], clip: float) -> None:
     if math.isnan(row["d"]):
         ax.text(0, yi, row["verdict"], ha="center", va="center", fontsize=MIN_FONT, color="#777777")
         return
-    colour = EFFECT_COLORS[effect(row["verdict"], row["d"])]
+    colour = EFFECT_COLORS[effect(row)]
     if abs(row["d"]) > clip:
         edge = math.copysign(clip, row["d"])
         ax.plot(edge, yi, "<" if edge < 0 else ">", color=colour, ms=8, clip_on=False)

@@ -20,6 +20,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -287,17 +288,27 @@ TIE_VERDICTS = {
 }
 
 
-def _row(ours: str, verdict: str, d: float = NAN, s: float = NAN) -> dict[str, Any]:
-    return {"ours": ours, "d": d, "s": s, "verdict": verdict}
+#: The first study's score of a verdict (its words' constant, before any note): a tie of the paper is
+#: scored by what it says about the tie, a missing run as not run.
+SCORES = {HOLDS: HOLDS, FAILS: FAILS, MISSING: NOT_RUN, NOT_RUN: NOT_RUN}
+TIE_SCORES = {NOISE: HOLDS, HOLDS: FAILS, FAILS: FAILS, MISSING: NOT_RUN}
+
+
+def _row(ours: str, verdict: str, d: float = NAN, s: float = NAN, base: str | None = None) -> dict[str, Any]:
+    """A judged claim: ``verdict`` in words and ``score`` (holds / does not hold / within noise / not
+    run) from ``base``, the rule's outcome before any words were added (default: ``verdict``)."""
+    score = SCORES.get(verdict if base is None else base, NOISE)
+    return {"ours": ours, "d": d, "s": s, "verdict": verdict, "score": score}
 
 
 def _difference(claim: Claim, get: Values) -> dict[str, Any]:
     """``diff``: arm a beats arm b (:func:`decide`); ``tie``: the paper reports no difference."""
     a, b = get(claim.a), get(claim.b)
-    verdict, d, s = decide(a, b, claim.sign)
+    base, d, s = decide(a, b, claim.sign)
     if claim.kind == "tie":
-        verdict = TIE_VERDICTS.get(verdict, verdict)
-    return _row(f"{fmt(a)} vs {fmt(b)}", verdict, d, s)
+        row = _row(f"{fmt(a)} vs {fmt(b)}", TIE_VERDICTS.get(base, base), d, s)
+        return row | {"score": TIE_SCORES.get(base, NOISE)}
+    return _row(f"{fmt(a)} vs {fmt(b)}", base, d, s)
 
 
 def _range(claim: Claim, get: Values) -> dict[str, Any]:
@@ -338,7 +349,7 @@ def _positive(claim: Claim, get: Values) -> dict[str, Any]:
     if math.isnan(m):
         return _row("–", MISSING)
     if math.isnan(s):
-        verdict = NOISE + " (1 seed)"
+        return _row(fmt(x), NOISE + " (1 seed)", m, s, base=NOISE)
     else:
         verdict = HOLDS if m > 2 * s and m > 0 else FAILS if m < -2 * s else NOISE
     return _row(fmt(x), verdict, m, s)
@@ -346,7 +357,7 @@ def _positive(claim: Claim, get: Values) -> dict[str, Any]:
 
 #: How each kind of claim is judged.
 JUDGES: dict[str, Callable[[Claim, Values], dict[str, Any]]] = {
-    "not_run": lambda claim, get: _row("not run", "not run: no offline text encoder"),
+    "not_run": lambda claim, get: _row("not run", "not run: no offline text encoder", base=NOT_RUN),
     "diff": _difference,
     "tie": _difference,
     "range": _range,
@@ -358,7 +369,8 @@ JUDGES: dict[str, Callable[[Claim, Values], dict[str, Any]]] = {
 
 
 def evaluate_claim(claim: Claim, results: dict[str, Any], regime: str) -> dict[str, Any]:
-    """Ours and the verdict of one claim in one regime: ``{"ours": str, "d": float, "s": float, "verdict": str}``."""
+    """Ours and the verdict of one claim in one regime: ``{"ours", "d", "s", "verdict", "score"}`` (the
+    verdict in words, and its score as a constant: never parse the words back)."""
     if claim.kind not in JUDGES:
         raise ValueError(f"unknown claim kind {claim.kind!r}")
     return JUDGES[claim.kind](claim, lambda arm, metric=claim.metric: values(results, regime, arm, metric))
@@ -485,6 +497,31 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
+class Verdict(str, Enum):
+    """The outcome of one claim under a paired rule (amendments 5 and 6); pages format its value, and
+    no verdict's words are ever parsed back into it."""
+
+    HOLDS = "holds"
+    DOES_NOT_HOLD = "does not hold"
+    NOT_RESOLVED = "not resolved"
+    NO_RECORD = "no record"
+
+
+def paired_outcome(claim: Claim, test: dict[str, float], p_holm: float, alpha: float = 0.05) -> Verdict:
+    """Amendment 5's rule as a :class:`Verdict` (see :func:`paired_verdict` for the rule in words)."""
+    if test["n"] == 0:
+        return Verdict.NO_RECORD
+    significant = test["n"] >= 2 and not math.isnan(p_holm) and p_holm < alpha
+    if claim.kind == "tie" and not significant:
+        inside = test["n"] >= 2 and -TIE_MARGIN <= test["lo"] and test["hi"] <= TIE_MARGIN
+        return Verdict.HOLDS if inside else Verdict.NOT_RESOLVED
+    if not significant:
+        return Verdict.NOT_RESOLVED
+    if claim.kind == "tie":
+        return Verdict.DOES_NOT_HOLD
+    return Verdict.HOLDS if test["mean"] > 0 else Verdict.DOES_NOT_HOLD
+
+
 def paired_verdict(claim: Claim, test: dict[str, float], p_holm: float, alpha: float = 0.05) -> str:
     """Amendment 5's verdict of one claim from its paired test and Holm-adjusted p-value.
 
@@ -499,22 +536,18 @@ def paired_verdict(claim: Claim, test: dict[str, float], p_holm: float, alpha: f
     Identical paired differences (zero spread, e.g. [2, 2, 2]) give no p-value and no interval,
     hence "not resolved"; with float mIoU values this does not happen in practice.
     """
-    if test["n"] == 0:
+    outcome = paired_outcome(claim, test, p_holm, alpha)
+    if outcome is Verdict.NO_RECORD:
         return MISSING
     if test["n"] < 2:
         return NOT_RESOLVED + " (1 seed)"
-    significant = not math.isnan(p_holm) and p_holm < alpha
-    if claim.kind == "tie":
-        if significant:
-            return FAILS + (
-                " (significant gain; paper: tie)" if test["mean"] > 0 else " (significant loss; paper: tie)"
-            )
-        if -TIE_MARGIN <= test["lo"] and test["hi"] <= TIE_MARGIN:
-            return HOLDS + f" (within ±{TIE_MARGIN}, as the paper's tie)"
-        return NOT_RESOLVED
-    if not significant:
-        return NOT_RESOLVED
-    return HOLDS if test["mean"] > 0 else FAILS
+    if claim.kind == "tie" and outcome is Verdict.DOES_NOT_HOLD:
+        return FAILS + (
+            " (significant gain; paper: tie)" if test["mean"] > 0 else " (significant loss; paper: tie)"
+        )
+    if claim.kind == "tie" and outcome is Verdict.HOLDS:
+        return HOLDS + f" (within ±{TIE_MARGIN}, as the paper's tie)"
+    return {Verdict.HOLDS: HOLDS, Verdict.DOES_NOT_HOLD: FAILS}.get(outcome, NOT_RESOLVED)
 
 
 def interval_text(row: dict[str, Any]) -> str:
@@ -546,8 +579,9 @@ def paired_verdict_rows(
 
     Each row: the claim, the iteration compared, the number of paired seeds, the mean paired
     difference (paper's direction positive) with its 95% t interval, the raw and Holm-adjusted
-    p-values (family: the claims of this call that have a test, i.e. one regime and one end point)
-    and the verdict of :func:`paired_verdict`.
+    p-values (family: the claims of this call that have a test, i.e. one regime and one end point),
+    the verdict in words (:func:`paired_verdict`), as a :class:`Verdict` (``outcome``) and whether the
+    claim is a tie (``tie``).
     """
     pool = CLAIMS if claims is None else claims
     chosen = [c for c in pool if c.kind in ("diff", "tie") and (claim_keys is None or c.key in claim_keys)]
@@ -571,6 +605,8 @@ def paired_verdict_rows(
             "p": t["p"],
             "p_holm": p_adj,
             "verdict": paired_verdict(c, t, p_adj, alpha),
+            "outcome": paired_outcome(c, t, p_adj, alpha),
+            "tie": c.kind == "tie",
         }
         for c, it, t, p_adj in zip(chosen, iterations, tests, adjusted)
     ]

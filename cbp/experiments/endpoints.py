@@ -220,7 +220,7 @@ def verdict_rows(results: dict[str, Any], regime: str = "pretrained") -> list[di
                 "verdict at plateau": late_verdict,
                 "differs": "–"
                 if it is None or not run
-                else ("yes" if early_verdict.split(" (")[0] != late_verdict.split(" (")[0] else "no"),
+                else ("yes" if e["outcome"] != p["outcome"] else "no"),
                 "d at final [95% CI]": claims.interval_text(f) if run else "–",
                 "rule at final": (f["verdict"] if run else NOT_RUN_YET),
             }

@@ -101,13 +101,14 @@ def cs_order_row(results: dict[str, Any], regime: str = "pretrained") -> dict[st
     return {"claim": c.text, "paper": c.paper, "ours": r["ours"], "verdict": verdict}
 
 
-def _effect(verdict: str, mean: float) -> str:
-    """A tie's verdict in words that do not presume the paper's tie: same / higher / lower."""
-    if verdict.startswith(claims.HOLDS):
+def _effect(row: dict[str, Any]) -> str:
+    """A tie's verdict in words that do not presume the paper's tie: same / higher / lower (else the
+    row's own words, e.g. "not resolved")."""
+    if row["outcome"] is claims.Verdict.HOLDS:
         return SAME
-    if verdict.startswith(claims.FAILS):
-        return HIGHER if mean > 0 else LOWER
-    return verdict
+    if row["outcome"] is claims.Verdict.DOES_NOT_HOLD:
+        return HIGHER if row["mean"] > 0 else LOWER
+    return row["verdict"]
 
 
 def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained") -> list[dict[str, Any]]:
@@ -132,7 +133,7 @@ def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained"
         if verdict == claims.MISSING:
             verdict = NOT_RECORDED
         elif table != "5":
-            verdict = _effect(verdict, r["mean"])
+            verdict = _effect(r)
         if table == "5":
             arms = f"{short_label(c.a)} vs {short_label(c.b)}" + (
                 f" ({c.metric})" if c.metric != "mIoU" else ""
@@ -147,6 +148,8 @@ def verdict_rows(results: dict[str, Any], table: str, regime: str = "pretrained"
                 "paper": r["paper"],
                 "d [95% CI]": claims.interval_text(r),
                 "verdict": verdict,
+                "outcome": r["outcome"],
+                "tie": r["tie"],
                 "d": r["mean"],  # NaN: not recorded
                 "ci95": r["ci95"],  # (lo, hi); NaN with < 2 seeds or identical differences
             }

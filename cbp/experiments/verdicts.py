@@ -14,29 +14,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.stats
 
-from cbp.experiments.claims import holm, paired_test
+from cbp.experiments.claims import Verdict, holm, paired_test
 from cbp.io import read_json
 
 #: A tie holds when the whole 95 % interval lies within ± this many points (amendments 5 and 6).
 TIE_MARGIN = 0.5
 ALPHA = 0.05
 POWER = 0.8
-
-
-class Verdict(str, Enum):
-    """The outcome of one claim."""
-
-    HOLDS = "holds"
-    DOES_NOT_HOLD = "does not hold"
-    NOT_RESOLVED = "not resolved"
-    NO_RECORD = "no record"
 
 
 @dataclass(frozen=True)
