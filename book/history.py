@@ -56,7 +56,7 @@ rerun = False  # True: run `python -m cbp.experiments run ablations --profile PR
 jobs = 2
 
 
-# %%
+# %% tags=["hide-input"]
 # the parameters' types (Papermill's -p passes a mistyped value as a string)
 from cbp.book.parameters import check_parameters
 
@@ -64,7 +64,7 @@ check_parameters(
     globals(), {"study": str, "profile": str, "history_profile": str, "rerun": bool, "jobs": int}
 )
 
-# %%
+# %% tags=["hide-input"]
 import subprocess
 import sys
 import warnings

@@ -40,7 +40,7 @@ batch_size = 256
 lr = 0.05  # SGD with momentum 0.9, as mmsegmentation trains convolutional models
 adam_lr = 3e-3  # the same learnable runs with Adam, for comparison (Section 1.3)
 
-# %%
+# %% tags=["hide-input"]
 # the parameters' types (Papermill's -p passes a mistyped value as a string)
 from cbp.book.parameters import check_parameters
 

@@ -40,7 +40,7 @@ lengths = [0.1, 0.3, 1.0, 2.0, 5.0, 10.0]  # T values of Section 2.5
 early = 100  # the step at which the heads are compared before they converge (<= steps)
 grid_size = 160  # resolution of the decision-region plots
 
-# %%
+# %% tags=["hide-input"]
 # the parameters' types (Papermill's -p passes a mistyped value as a string)
 from cbp.book.parameters import check_parameters
 

@@ -29,7 +29,7 @@ length = 2.0  # T
 n_draws = 200  # seeds for the distribution of CS over random draws
 small_n, small_c = 6, 8  # a small case to look at every number
 
-# %%
+# %% tags=["hide-input"]
 # the parameters' types (Papermill's -p passes a mistyped value as a string)
 from cbp.book.parameters import check_parameters
 

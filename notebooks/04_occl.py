@@ -35,7 +35,7 @@ data_root = ""  # "" -> generate a small set in a temporary folder
 feature_steps = 60  # gradient steps of Section 4.4
 feature_lr = 0.02  # Adam on the free features of Section 4.4
 
-# %%
+# %% tags=["hide-input"]
 # the parameters' types (Papermill's -p passes a mistyped value as a string)
 from cbp.book.parameters import check_parameters
 

@@ -74,7 +74,7 @@ from cbp.book.training_page import PARAMETER_TYPES
 
 check_parameters(globals(), PARAMETER_TYPES)
 
-# %%
+# %% tags=["hide-input"]
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets

@@ -86,7 +86,7 @@ from cbp.book.training_page import PARAMETER_TYPES
 
 check_parameters(globals(), {**PARAMETER_TYPES, "resume": (bool, None)})
 
-# %%
+# %% tags=["hide-input"]
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets

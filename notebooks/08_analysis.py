@@ -41,7 +41,7 @@ rerun = False  # True: run the study (and the snapshot) before reading the resul
 jobs = 2
 regime_for_maps = "pretrained"  # which regime's seed-0 runs the similarity figures show
 
-# %%
+# %% tags=["hide-input"]
 # the parameters' types (Papermill's -p passes a mistyped value as a string)
 from cbp.book.parameters import check_parameters
 
@@ -49,7 +49,7 @@ check_parameters(
     globals(), {"study": str, "profile": str, "rerun": bool, "jobs": int, "regime_for_maps": str}
 )
 
-# %%
+# %% tags=["hide-input"]
 import subprocess
 import sys
 import warnings

@@ -55,3 +55,11 @@ def test_the_pointer_names_folders_that_hold_the_superseded_records() -> None:
     for study in current.HISTORY:
         for profile, folder in study.folders(ROOT).items():
             assert any(folder.glob("*.json")), (study.name, profile, folder)
+
+
+def test_the_glossary_defines_the_studies_and_the_read_out_terms() -> None:
+    text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
+    terms = set(re.findall(r"^([^\s`].*)$", text.split("```{glossary}")[1], flags=re.MULTILINE))
+    needed = {"Holm's correction", "paired interval", "amendment", "first study", "second study",
+              "current study", "table R", "cnn_tiny"}  # fmt: skip
+    assert needed <= terms, needed - terms
