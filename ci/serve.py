@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     def _stop(signum, frame):  # SIGTERM stops it as Ctrl-C does
         raise KeyboardInterrupt
 
+    # Ctrl-C too, explicitly: a process started in the background by a shell without job control
+    # inherits SIGINT as ignored, and Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     print(banner(directory, args.host, args.port), flush=True)
     try:

@@ -346,7 +346,11 @@ def test_the_archive_carries_the_library_and_the_notebooks_sources(tmp_path: Pat
     # its Makefile has the workshop target, and it resolves there (dry run: nothing is installed)
     if shutil.which("make"):
         dry = subprocess.run(
-            ["make", "-n", "workshop"], cwd=unpacked, capture_output=True, text=True, timeout=60
+            ["make", "--no-print-directory", "-n", "workshop"],
+            cwd=unpacked,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert dry.returncode == 0, dry.stderr
         assert 'install -c requirements.lock -e ".[workshop]"' in dry.stdout

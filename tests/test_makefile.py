@@ -99,7 +99,13 @@ def test_make_workshop_installs_jupyterlab_on_the_book_environment(tmp_path: Pat
     (tmp_path / "notebooks").mkdir()
     for nb in ROOT.glob("notebooks/[0-9][0-9]_*.py"):
         shutil.copy(nb, tmp_path / "notebooks" / nb.name)
-    dry = subprocess.run(["make", "-n", "workshop"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "workshop"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
     book = lines.index('.venv/bin/pip install -c requirements.lock -e ".[test,book]"')
@@ -112,6 +118,10 @@ def test_make_workshop_installs_jupyterlab_on_the_book_environment(tmp_path: Pat
     # `make book` and `make test` install what they did before: no workshop extra
     for target, extra in (("book", ".[test,book]"), ("test", ".[test]")):
         out = subprocess.run(
-            ["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, timeout=60
+            ["make", "--no-print-directory", "-n", target],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
         ).stdout
         assert f'-e "{extra}"' in out and ".[workshop]" not in out, target
