@@ -769,3 +769,21 @@ def test_execute_all_runs_each_job_after_its_dependencies_and_skips_the_dependen
         "c": "skipped: dependency bad failed",
         "d": "skipped: dependency c failed",
     }
+
+
+def test_the_fixed_regime_has_fingerprints_for_every_set_its_profiles_read() -> None:
+    """Amendment 6: once the regime is fixed, every data step of its profiles (tuning, pretraining and,
+    once planned, verdict set) has a fingerprint measured in advance, so the runner refuses another set."""
+    assert study.REGIME6 is not None
+    profiles = study.amendment6_profiles(
+        study.REGIME6, {"head_lr_mult": 10, "length": 2, "cbp_head_lr_mult": 10}, 4000
+    )
+    for name in profiles:
+        monkey = dict(study.PROFILES)
+        study.PROFILES[name] = profiles[name]
+        try:
+            data = [r for r in plan("ablations", name) if r.kind == "data"]
+        finally:
+            study.PROFILES.clear()
+            study.PROFILES.update(monkey)
+        assert data and {str(Path(r.artefact).parent) for r in data} <= set(study.FINGERPRINTS), name

@@ -40,6 +40,11 @@ FINGERPRINTS: dict[str, str] = {
     "data/synthetic-50-v2-pretrain": "3bd847a301bb43d24156b973f3f6df19cadfff1ffa09b6acf561b590655f7d11",
     "data/synthetic-150-v2": "b04c5758f7a40fedefdb4b57652e3dd3dde6f25ddf886ed44a292cff42fbcb91",
     "data/synthetic-150-v2-pretrain": "83405557a2848e17db5cdd0595456366bbaf9523067fb04f8844b58ec564d592",
+    # amendment 6's regime c8 (the tuning and pretraining sets as its calibration run made them; the
+    # verdict set generated after the regime was fixed, 2026-12-07)
+    "data/synthetic-150-c8": "65e5c6015eb8fb32903d9639de7a81a0a04c9819fff50583fe3b55eb41a60760",
+    "data/synthetic-150-c8-tune": "ca00aecdfd12c92ff35dd8f735e713073b4f6ea8e91983998b2b7e0f37310b57",
+    "data/synthetic-150-c8-pretrain": "7b82e8e8b7d51a009835c5a8e609cde8026d988b57be8a848e9f2342247127e0",
 }
 
 REGIMES = ("scratch", "pretrained")
@@ -532,7 +537,7 @@ PROFILES.update({f"calib-{n}": calibration_profile(n, a) for n, a in CALIBRATION
 #: Amendment 6's regime: the calibration candidate whose baseline met the targets, fixed by a commit
 #: after the calibration runs and before any tuning run. None until then: the amendment-6 profiles
 #: (``a6-tune``, ``a6-schedule``, ``a6``) do not exist before the values they need are fixed.
-REGIME6: str | None = None
+REGIME6: str | None = "c8"  # fixed 2026-12-07 (the protocol's note of that date)
 #: Amendment 6's tuned values, fixed from the ``a6-tune`` records before the schedule check: the
 #: baseline's head lr multiplier (every arm's), CBP + OCCL's T and its own best head lr (the lr-swap
 #: control runs Table 3 at it when it differs).
