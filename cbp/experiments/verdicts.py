@@ -1,7 +1,7 @@
 """Amendment 6's read-out: seed-paired verdicts in Holm families, each beside the smallest effect it could resolve.
 
 One record model (:func:`records`: a DataFrame, one row per training record), one comparison
-(:func:`compare`) and a :class:`Verdict` enum; the claims are data (:data:`CLAIMS`). A verdict is
+(:func:`compare`) and a :class:`~cbp.experiments.claims.Verdict` enum; the claims are data (:data:`CLAIMS`). A verdict is
 never a string to be parsed back: pages format the enum's value.
 
 The rule (``experiments/protocol.md``, amendment 6, items 5-7): for a claim "a vs b", the paired
@@ -149,7 +149,7 @@ def compare(
 
     Returns:
         One row per claim: key, family, text, paper, metric, n, seeds, mixed, mean, lo, hi, p, p_holm,
-        verdict (:class:`Verdict`), planned_effect (from ``planned_sd``) and observed_effect (from the
+        verdict (:class:`~cbp.experiments.claims.Verdict`), planned_effect (from ``planned_sd``) and observed_effect (from the
         pairs' own sd, computed after the fact).
     """
     rows = []

@@ -353,13 +353,13 @@ def create_model(
     Args:
         backbone: a key of :data:`BACKBONES` (e.g. ``"mit_b5"``, ``"swin_b"``, ``"cnn_tiny"``).
         num_classes: N, the number of classes.
-        classifier: ``"cbp"`` or ``"linear"`` (:func:`build_classifier`).
+        classifier: ``"cbp"`` or ``"linear"`` (``build_classifier``).
         pretrained: False (random encoder), True (timm / smp hub weights, downloaded into the user's
             cache), or a path to a local checkpoint (see :func:`load_encoder_checkpoint`).
         img_size: (H, W) or an int, Swin's design input size: pass the training crop size
-            (:func:`build_encoder`). Ignored by the other backbones.
+            (``build_encoder``). Ignored by the other backbones.
         length, init, update, proto_seed, momentum, penalty_weight, penalty_form: CBP's settings
-            (:func:`build_classifier`); ignored by the linear classifier.
+            (``build_classifier``); ignored by the linear classifier.
         aux_head: add mmseg's auxiliary FCN head on stage 3; None = as mmseg (on for ResNet,
             ConvNeXt and Swin, off for MiT and cnn_tiny).
         dropout: ``Dropout2d`` probability before the classifier (mmseg: 0.1).
