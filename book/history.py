@@ -65,8 +65,6 @@ check_parameters(
 )
 
 # %% tags=["hide-input"]
-import subprocess
-import sys
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
@@ -76,7 +74,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from cbp.book import endpoint_figures, figures, findings, plotting, table_figures
-from cbp.book.launch import repo_root
+from cbp.book.launch import repo_root, run_experiments
 from cbp.experiments import claims, endpoints, other_tables, tables
 from cbp.experiments.runner import results_dir
 
@@ -85,9 +83,7 @@ plotting.use_style()
 # %%
 ROOT = repo_root()
 if rerun:
-    cmd = [sys.executable, "-m", "cbp.experiments", "run", study, "--profile", profile, "--jobs", str(jobs)]
-    print("running:", " ".join(cmd[1:]))
-    subprocess.run(cmd, cwd=ROOT, check=True)  # a failed step fails the page
+    run_experiments("run", study, "--profile", profile, "--jobs", str(jobs), root=ROOT)
 
 
 def load(profile_name: str) -> dict:  # a profile never run: no records (an empty folder reads as none)

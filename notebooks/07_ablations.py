@@ -37,20 +37,16 @@ from cbp.book.parameters import check_parameters
 check_parameters(globals(), {"study": str, "profile": str, "rerun": bool, "jobs": int})
 
 # %% tags=["hide-input"]
-import subprocess
-import sys
 
 from IPython.display import Markdown, display
 
 from cbp.book import benchmark, current_study, plotting, verdict_figures
-from cbp.book.launch import repo_root
+from cbp.book.launch import repo_root, run_experiments
 
 plotting.use_style()
 ROOT = repo_root()
 if rerun:
-    cmd = [sys.executable, "-m", "cbp.experiments", "run", study, "--profile", profile, "--jobs", str(jobs)]
-    print("running:", " ".join(cmd[1:]))
-    subprocess.run(cmd, cwd=ROOT, check=True)  # a failed step fails the page
+    run_experiments("run", study, "--profile", profile, "--jobs", str(jobs), root=ROOT)
 
 # %% [markdown]
 # ## Where the study stands
@@ -132,7 +128,8 @@ else:
 # well inside the ticks says "too few seeds", not "no effect".
 
 # %%
-out = current_study.verdict_frame(ROOT)
+runs = current_study.verdict_records(ROOT)  # read once: the verdicts, curves and mechanism below
+out = current_study.verdict_frame(runs, ROOT)
 if out.empty:
     print(
         "no verdict run recorded yet: the verdicts are run once the regime, the tuned values and the schedule are fixed"
@@ -150,7 +147,6 @@ else:
 # premise: positive for a learnable classifier, zero by construction for frozen CBP).
 
 # %%
-runs = current_study.verdict_records(ROOT)
 if runs.empty:
     print("no verdict run recorded yet")
 else:

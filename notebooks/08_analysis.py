@@ -50,8 +50,6 @@ check_parameters(
 )
 
 # %% tags=["hide-input"]
-import subprocess
-import sys
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
@@ -61,7 +59,7 @@ from IPython.display import Markdown, display
 
 from cbp import paper
 from cbp.book import analysis_tables, figures, plotting
-from cbp.book.launch import repo_root
+from cbp.book.launch import repo_root, run_experiments
 from cbp.experiments import claims, tables
 from cbp.experiments.runner import results_dir
 from cbp.experiments.study import PROTOCOL_COMMIT
@@ -72,12 +70,9 @@ finish = plotting.finish
 # %%
 ROOT = repo_root()
 if rerun:
-    base = [sys.executable, "-m", "cbp.experiments"]
-    subprocess.run([*base, "run", study, "--profile", profile, "--jobs", str(jobs)], cwd=ROOT, check=True)
+    run_experiments("run", study, "--profile", profile, "--jobs", str(jobs), root=ROOT)
     runs_for_maps = [f"{regime_for_maps}-linear-s0", f"{regime_for_maps}-cbp_occl-s0"]
-    subprocess.run(
-        [*base, "snapshot", study, "--profile", profile, "--runs", *runs_for_maps], cwd=ROOT, check=True
-    )
+    run_experiments("snapshot", study, "--profile", profile, "--runs", *runs_for_maps, root=ROOT)
 
 # %%
 folder = ROOT / results_dir(study, profile)

@@ -391,3 +391,15 @@ def test_colorize() -> None:
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb[1, 0], [0, 0, 0])
     np.testing.assert_array_equal(rgb[0, 1], [0, 20, 0])
+
+
+def test_run_experiments_prints_the_command_and_a_failure_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    """The pages' ``rerun`` path: ``python -m cbp.experiments ARGS`` from the repository, printed first."""
+    import subprocess
+
+    from cbp.book.launch import repo_root, run_experiments
+
+    run_experiments("plan", "ablations", "--profile", "quick", root=repo_root())
+    assert capsys.readouterr().out.startswith("running: -m cbp.experiments plan ablations --profile quick\n")
+    with pytest.raises(subprocess.CalledProcessError):
+        run_experiments("plan", "ablations", "--profile", "no-such-profile", root=repo_root())

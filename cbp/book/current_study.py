@@ -7,7 +7,6 @@ from a run. Before a phase of the study has records, its function says so (an em
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ import pandas as pd
 from cbp.book.benchmark import calibration_table
 from cbp.experiments import study, verdicts
 from cbp.experiments.current import CURRENT, VERDICT_PROFILE
-from cbp.io import read_json
 
 
 def _folder(profile: str, root: str | Path) -> Path:
@@ -72,23 +70,13 @@ def claims_frame() -> pd.DataFrame:
 def premise_frame(root: str | Path = ".") -> pd.DataFrame:
     """The paper's premise on every recorded calibration set: the learnable baseline's row norms and bias
     against the log training pixel count of each class (Pearson; the paper reports +0.27 for the norms)."""
-    rows = []
-    for name in study.CALIBRATION_CANDIDATES:
-        folder = _folder(f"calib-{name}", root)
-        for path in sorted(folder.glob("*.json")):
-            rec = read_json(path)
-            if rec.get("kind") != "train":
-                continue
-            a = rec["analysis"]
-            rows.append(
-                {
-                    "candidate": name,
-                    "mIoU": rec["metrics"]["mIoU"],
-                    "norm vs log pixels": a["norm_correlation"]["pearson_log"],
-                    "bias vs log pixels": (a.get("bias_correlation") or {}).get("pearson", math.nan),
-                }
-            )
-    return pd.DataFrame(rows, columns=["candidate", "mIoU", "norm vs log pixels", "bias vs log pixels"])
+    frames = [
+        verdicts.records(_folder(f"calib-{name}", root)).assign(candidate=name)
+        for name in study.CALIBRATION_CANDIDATES
+    ]
+    df = pd.concat(frames, ignore_index=True)
+    names = {"norm_r": "norm vs log pixels", "bias_r": "bias vs log pixels"}
+    return df[["candidate", "mIoU", *names]].rename(columns=names)
 
 
 def verdict_records(root: str | Path = ".") -> pd.DataFrame:
@@ -96,10 +84,10 @@ def verdict_records(root: str | Path = ".") -> pd.DataFrame:
     return verdicts.records(_folder(VERDICT_PROFILE, root))
 
 
-def verdict_frame(root: str | Path = ".") -> pd.DataFrame:
-    """The verdicts (:func:`cbp.experiments.verdicts.compare` with Holm intervals) of the recorded verdict
-    runs, with the planned sds of the schedule-check runs once they exist; empty before any verdict run."""
-    df = verdict_records(root)
+def verdict_frame(df: pd.DataFrame, root: str | Path = ".") -> pd.DataFrame:
+    """The verdicts (:func:`cbp.experiments.verdicts.compare` with Holm intervals) of the verdict runs'
+    records ``df`` (:func:`verdict_records`), with the planned sds of the schedule-check runs once they
+    exist; empty before any verdict run."""
     if df.empty:
         return pd.DataFrame()
     tuning = verdicts.records(_folder("a6-schedule", root))

@@ -77,6 +77,14 @@ def repo_root(start: str | Path | None = None) -> Path:
     raise FileNotFoundError(f"no cbp repository at or above {here}: run the notebook inside the repository")
 
 
+def run_experiments(*args: str, root: Path) -> None:
+    """``python -m cbp.experiments ARGS`` in ``root``, printed first; a failed step fails the page
+    (chapter 7's and the appendices' ``rerun`` parameter)."""
+    cmd = [sys.executable, "-m", "cbp.experiments", *args]
+    print("running:", " ".join(cmd[1:]))
+    subprocess.run(cmd, cwd=root, check=True)
+
+
 def total_iters(spec: RunSpec) -> int:
     """Iterations the run will train: ``spec.iters``, the CPU default, or the preset's schedule."""
 

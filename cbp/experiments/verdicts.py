@@ -84,6 +84,7 @@ def record_row(rec: dict) -> dict:
         "rare_third_IoU": float(analysis.get("rare_third_IoU", math.nan)),
         "frequent_third_IoU": float(analysis.get("frequent_third_IoU", math.nan)),
         "norm_r": float((analysis.get("norm_correlation") or {}).get("pearson_log", math.nan)),
+        "bias_r": float((analysis.get("bias_correlation") or {}).get("pearson", math.nan)),
         "curve": rec.get("curve") or [],
     }
 
@@ -95,7 +96,7 @@ def records(folder: str | Path) -> pd.DataFrame:
         for p in sorted(Path(folder).glob("*.json"))
         if (r := read_json(p)).get("kind") == "train"
     ]
-    columns = ["run", "arm", "seed", "cpu_model", "iters", *METRICS, "norm_r", "curve"]
+    columns = ["run", "arm", "seed", "cpu_model", "iters", *METRICS, "norm_r", "bias_r", "curve"]
     return pd.DataFrame(rows, columns=columns)
 
 
