@@ -172,3 +172,47 @@ def test_holm_intervals_agree_with_the_verdicts_and_a_loop_reference(draw: int) 
             if row.kind == "diff":
                 significant = row.verdict in (v.Verdict.HOLDS, v.Verdict.DOES_NOT_HOLD)
                 assert significant == (row.lo_holm > 0 or row.hi_holm < 0), (fam, row.key)
+
+
+def tuning(values: dict[str, float]) -> pd.DataFrame:
+    """An ``a6-tune`` frame: one row per setting name with its final mIoU."""
+    return pd.DataFrame({"arm": list(values), "mIoU": list(values.values())})
+
+
+BUDGET = {"linear_lr3": 30.0, "linear_lr10": 31.0, "linear_lr30": 31.4, "linear_lr100": 25.0,
+          "cbp_occl_T1_lr10": 30.0, "cbp_occl_T1_lr30": 32.0, "cbp_occl_T2_lr10": 31.0,
+          "cbp_occl_T2_lr30": 29.0}  # fmt: skip
+
+
+def test_tuned_values_keep_the_papers_within_half_a_point_else_the_best() -> None:
+    # baseline: x30 is 0.4 above the paper's x10 (within 0.5): x10; CBP + OCCL: (T 1, x30) is 1.0 above
+    # the paper's (T 2, x10): the best
+    assert v.tuned_values(tuning(BUDGET)) == {"head_lr_mult": 10.0, "length": 1.0, "cbp_head_lr_mult": 30.0}
+    beaten = {**BUDGET, "linear_lr30": 31.6}  # now 0.6 above the paper's
+    assert v.tuned_values(tuning(beaten))["head_lr_mult"] == 30.0
+    close = {**BUDGET, "cbp_occl_T1_lr30": 31.5}  # exactly 0.5 above: the paper's
+    assert v.tuned_values(tuning(close)) == {"head_lr_mult": 10.0, "length": 2.0, "cbp_head_lr_mult": 10.0}
+
+
+def test_tuned_values_refuse_an_incomplete_budget() -> None:
+    part = {k: x for k, x in BUDGET.items() if k != "cbp_occl_T2_lr30"}
+    with pytest.raises(ValueError, match="cbp_occl_T2_lr30"):
+        v.tuned_values(tuning(part))
+
+
+def test_the_tuning_table_marks_the_values_the_rule_picks(tmp_path) -> None:
+    from cbp.book import current_study
+    from cbp.experiments.current import CURRENT
+    from cbp.io import write_json
+
+    folder = CURRENT.folders(tmp_path)["a6-tune"]
+    folder.mkdir(parents=True)
+    for name, miou in reversed(BUDGET.items()):  # written out of order: the table keeps the budget's
+        write_json(rec(name, 0, miou), folder / f"pretrained-{name}-s0.json")
+    table = current_study.tuning_frame(tmp_path)
+    assert list(table.setting[:4]) == ["head lr x3", "head lr x10", "head lr x30", "head lr x100"]
+    assert table.mIoU.tolist() == list(BUDGET.values())
+    # the rule's picks (the first test): the baseline's x10, CBP + OCCL's (T 1, x30)
+    assert table.setting[table.chosen].tolist() == ["head lr x10", "T = 1, head lr x30"]
+    (folder / "pretrained-linear_lr3-s0.json").unlink()
+    assert "chosen" not in current_study.tuning_frame(tmp_path)  # no pick on part of the budget

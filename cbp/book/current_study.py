@@ -119,9 +119,26 @@ def verdict_table(out: pd.DataFrame) -> pd.DataFrame:
 
 
 def tuning_frame(root: str | Path = ".") -> pd.DataFrame:
-    """The equal tuning budget (``a6-tune``): each setting's final mIoU on the tuning set (empty before)."""
+    """The equal tuning budget (``a6-tune``): each setting's final mIoU, mAcc and rarest-group F1 on the
+    tuning set, in the budget's order; once every setting has a record, ``chosen`` marks the values
+    :func:`cbp.experiments.verdicts.tuned_values` picks (empty before any record)."""
     df = verdicts.records(_folder("a6-tune", root))
-    return df[["run", "mIoU", "mAcc", "f1_rarest_group"]].sort_values("run").reset_index(drop=True)
+    settings = {t.name: t for t in study.TUNE_ARMS}
+    out = df[["arm", "mIoU", "mAcc", "f1_rarest_group"]].assign(
+        tuned=df.arm.map(lambda a: settings[a].arm), setting=df.arm.map(lambda a: settings[a].setting)
+    )
+    if len(out) == len(study.TUNE_ARMS):
+        won = verdicts.tuned_values(df)
+        picked = {
+            "linear": {"head_lr_mult": won["head_lr_mult"]},
+            "cbp_occl": {"head_lr_mult": won["cbp_head_lr_mult"], "length": won["length"]},
+        }
+        out["chosen"] = [
+            all(getattr(settings[a], k) == x for k, x in picked[settings[a].arm].items()) for a in out.arm
+        ]
+    cols = ["tuned", "setting", "mIoU", "mAcc", "f1_rarest_group", *(["chosen"] if "chosen" in out else [])]
+    order = {t.name: i for i, t in enumerate(study.TUNE_ARMS)}  # the budget's own order
+    return out.sort_values("arm", key=lambda a: a.map(order)).reset_index(drop=True)[cols]
 
 
 def _span(values: pd.Series, fmt: str = "{:.0f}") -> str:

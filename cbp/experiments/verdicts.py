@@ -21,6 +21,7 @@ import pandas as pd
 import scipy.stats
 
 from cbp.experiments.claims import Verdict, holm, paired_test
+from cbp.experiments.study import PAPER_TUNED, TUNE_ARMS
 from cbp.io import read_json
 
 #: A tie holds when the whole 95 % interval lies within ± this many points (amendments 5 and 6).
@@ -242,6 +243,38 @@ def schedule_check(tuning: pd.DataFrame) -> pd.DataFrame:
             {"arm": arm, "seeds": len(g), "at_75": at, "gain": gain, "std": std, "long_enough": gain < std}
         )
     return pd.DataFrame(rows)
+
+
+def tuned_values(tuning: pd.DataFrame, margin: float = TIE_MARGIN) -> dict[str, float]:
+    """Item 2: the tuned values from the ``a6-tune`` records (one row per setting, :func:`records`).
+
+    For the baseline and for CBP + OCCL separately, the setting with the best final mIoU wins, unless the
+    paper's setting (:data:`~cbp.experiments.study.PAPER_TUNED`) is within ``margin`` of it: then the
+    paper's. A setting without a record makes the choice refuse (``ValueError``): it is never made on
+    part of the budget.
+
+    Returns:
+        ``{"head_lr_mult": L, "length": T, "cbp_head_lr_mult": L'}``: the baseline's head lr (every arm's),
+        CBP + OCCL's T and CBP + OCCL's own head lr (the lr-swap control's).
+    """
+    miou = dict(zip(tuning.arm, tuning.mIoU))
+    missing = [t.name for t in TUNE_ARMS if t.name not in miou]
+    if missing:
+        raise ValueError(f"the tuning budget is not complete: no record of {', '.join(missing)}")
+    chosen = {}
+    for arm in ("linear", "cbp_occl"):
+        tried = [t for t in TUNE_ARMS if t.arm == arm]
+        best = max(tried, key=lambda t: (miou[t.name], t.name))
+        paper = next(
+            t for t in tried
+            if t.head_lr_mult == PAPER_TUNED["head_lr_mult"] and t.length in (None, PAPER_TUNED["length"])
+        )  # fmt: skip
+        chosen[arm] = paper if miou[best.name] - miou[paper.name] <= margin else best
+    return {
+        "head_lr_mult": float(chosen["linear"].head_lr_mult),
+        "length": float(chosen["cbp_occl"].length),
+        "cbp_head_lr_mult": float(chosen["cbp_occl"].head_lr_mult),
+    }
 
 
 #: Amendment 6, item 1: where the learnable baseline must land on the calibrated set (the paper's
