@@ -118,6 +118,21 @@ else:
     display(tuning.style.format(precision=2).hide(axis="index"))
 
 # %% [markdown]
+# The schedule check: per arm, the seed mean's gain over the last quarter of training against the seed
+# std at the end (`long_enough` when the gain is smaller). Then the power statement, fixed from the same
+# runs before any verdict run: for each claim, the planned seed pairs $k$, the size $m$ of its Holm
+# family, the sd of its paired differences on the tuning set, and the smallest effect the verdict runs
+# can resolve with 80 % power. A "not resolved" verdict below is read against that last number.
+
+# %%
+schedule = current_study.schedule_frame(ROOT)
+if schedule.empty:
+    print("a6-schedule: not run yet (the tuned values are fixed first)")
+else:
+    display(schedule.style.format(precision=2).hide(axis="index"))
+    display(current_study.power_table(ROOT).style.format(precision=2, na_rep="–").hide(axis="index"))
+
+# %% [markdown]
 # ## The verdicts
 #
 # Each claim's mean paired difference, the interval its verdict uses and the verdict's colour: for a

@@ -216,3 +216,60 @@ def test_the_tuning_table_marks_the_values_the_rule_picks(tmp_path) -> None:
     assert table.setting[table.chosen].tolist() == ["head lr x10", "T = 1, head lr x30"]
     (folder / "pretrained-linear_lr3-s0.json").unlink()
     assert "chosen" not in current_study.tuning_frame(tmp_path)  # no pick on part of the budget
+
+
+def test_the_lr_swap_control_is_its_own_family_with_its_twins_planned_sd() -> None:
+    recs = [rec("linear", s, 30.0 + s) for s in range(3)]
+    recs += [rec("cbp_occl", s, 32.0 + s + (0.5, -0.5, 0.0)[s]) for s in range(3)]
+    sds = v.planned_sds(frame(recs), (*v.CLAIMS, *v.LRSWAP_CLAIMS))
+    assert sds["t3_both_lrswap"] == sds["t3_both"]
+    assert v.claims_of(frame(recs)) == v.CLAIMS  # no control recorded: not judged
+    swapped = recs + [rec("cbp_occl_lrswap", s, 40.0 + s) for s in range(5)]
+    swapped += [rec("linear_lrswap", s, 30.0 + s + 0.1 * s) for s in range(5)]
+    out = v.compare(frame(swapped), v.claims_of(frame(swapped)))
+    fam = out[out.family == "T3 at CBP + OCCL's lr"]
+    assert len(fam) == 4 and (fam.key.str.endswith("_lrswap")).all()
+    both = fam.set_index("key").loc["t3_both_lrswap"]
+    d = np.array([10.0 - 0.1 * s for s in range(5)])
+    assert both.n == 5 and both["mean"] == pytest.approx(d.mean())
+    # Holm within the control's own family: its p-values are adjusted over its 4 claims, not the 13
+    from cbp.experiments.claims import holm
+
+    assert fam.p_holm.tolist() == pytest.approx(holm(fam.p.tolist()), nan_ok=True)
+
+
+def test_power_frame_is_the_formula_with_the_planned_seeds_and_family_sizes() -> None:
+    sd = {c.key: 1.0 for c in v.CLAIMS}
+    out = v.power_frame(sd).set_index("claim")
+    t = scipy.stats.t
+    # T3 (4 claims), 8 seeds: (t(1 - 0.05/8, 7) + t(0.8, 7)) / sqrt(8)
+    assert out.loc["CBP + OCCL > baseline", "k"] == 8 and out.loc["CBP + OCCL > baseline", "m"] == 4
+    expect = (t.ppf(1 - 0.05 / 8, 7) + t.ppf(0.8, 7)) / math.sqrt(8)
+    assert out.loc["CBP + OCCL > baseline", "smallest_effect"] == pytest.approx(expect)
+    # T4 (3 claims), 5 seeds
+    expect = (t.ppf(1 - 0.05 / 6, 4) + t.ppf(0.8, 4)) / math.sqrt(5)
+    assert out.loc["frozen > EMA", "k"] == 5
+    assert out.loc["frozen > EMA", "smallest_effect"] == pytest.approx(expect)
+    # a tie with k = 8 holds only when sd is below about 0.6 (the amendment's sentence)
+    half = lambda s: t.ppf(0.975, 7) * s / math.sqrt(8)  # noqa: E731
+    assert half(0.59) < 0.5 < half(0.61)
+    assert not out.loc["+CBP ≈ baseline", "tie_can_hold"]
+    assert v.power_frame({**sd, "t3_cbp": 0.5}).set_index("claim").loc["+CBP ≈ baseline", "tie_can_hold"]
+
+
+def test_the_pages_power_table_reads_the_schedule_records(tmp_path) -> None:
+    from cbp.book import current_study
+    from cbp.experiments.current import CURRENT
+    from cbp.io import write_json
+
+    assert current_study.power_table(tmp_path).empty and current_study.schedule_frame(tmp_path).empty
+    folder = CURRENT.folders(tmp_path)["a6-schedule"]
+    folder.mkdir(parents=True)
+    recs = [rec("linear", s, 30.0 + s) for s in range(3)]
+    recs += [rec("cbp_occl", s, 32.0 + s + (0.5, -0.5, 0.0)[s]) for s in range(3)]
+    for r in recs:
+        write_json(r, folder / f"{r['run']}.json")
+    table = current_study.power_table(tmp_path).set_index("claim")
+    sd = np.std([2.5, 1.5, 2.0], ddof=1)
+    assert table.loc["CBP + OCCL > baseline", "planned_sd"] == pytest.approx(sd)
+    assert table.loc["CBP + OCCL > baseline", "smallest_effect"] == pytest.approx(v.smallest_effect(sd, 8, 4))

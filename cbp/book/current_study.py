@@ -92,7 +92,7 @@ def verdict_frame(df: pd.DataFrame, root: str | Path = ".") -> pd.DataFrame:
         return pd.DataFrame()
     tuning = verdicts.records(_folder("a6-schedule", root))
     planned = verdicts.planned_sds(tuning) if len(tuning) else None
-    return verdicts.holm_intervals(verdicts.compare(df, planned_sd=planned))
+    return verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df), planned_sd=planned))
 
 
 def verdict_table(out: pd.DataFrame) -> pd.DataFrame:
@@ -139,6 +139,25 @@ def tuning_frame(root: str | Path = ".") -> pd.DataFrame:
     cols = ["tuned", "setting", "mIoU", "mAcc", "f1_rarest_group", *(["chosen"] if "chosen" in out else [])]
     order = {t.name: i for i, t in enumerate(study.TUNE_ARMS)}  # the budget's own order
     return out.sort_values("arm", key=lambda a: a.map(order)).reset_index(drop=True)[cols]
+
+
+def schedule_frame(root: str | Path = ".") -> pd.DataFrame:
+    """The schedule check (item 3) on the ``a6-schedule`` records: per Table 3 arm, the seed-mean gain over
+    the last quarter against the seed std (:func:`cbp.experiments.verdicts.schedule_check`; empty before)."""
+    df = verdicts.records(_folder("a6-schedule", root))
+    return verdicts.schedule_check(df) if len(df) else pd.DataFrame()
+
+
+def power_table(root: str | Path = ".") -> pd.DataFrame:
+    """The power statement (item 6) from the ``a6-schedule`` records: per claim, the planned pairs, family
+    size, planned sd and smallest resolvable effect (:func:`cbp.experiments.verdicts.power_frame`; empty
+    before). The lr-swap control's claims appear when the tuned head lrs differ."""
+    df = verdicts.records(_folder("a6-schedule", root))
+    if df.empty:
+        return pd.DataFrame()
+    swap = study.TUNED6 is not None and study.TUNED6["cbp_head_lr_mult"] != study.TUNED6["head_lr_mult"]
+    claims = (*verdicts.CLAIMS, *verdicts.LRSWAP_CLAIMS) if swap else verdicts.CLAIMS
+    return verdicts.power_frame(verdicts.planned_sds(df, claims), claims)
 
 
 def _span(values: pd.Series, fmt: str = "{:.0f}") -> str:

@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.stats
 
 from cbp.experiments.claims import Verdict, holm, paired_test
-from cbp.experiments.study import PAPER_TUNED, TUNE_ARMS
+from cbp.experiments.study import PAPER_TUNED, SEEDS6, TABLE3_ARMS, TUNE_ARMS
 from cbp.io import read_json
 
 #: A tie holds when the whole 95 % interval lies within ± this many points (amendments 5 and 6).
@@ -64,6 +64,31 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("m_rare_orth", "mechanism", "cbp_occl", "orthogonal", "diff", "rare-third IoU > no equalisation",
           "flag +7.3, radiator +5.3 (Table 7)", "rare_third_IoU"),
 )  # fmt: skip
+
+#: Item 2's lr-swap control: Table 3's claims again, every arm at CBP + OCCL's own head lr (the arms
+#: ``<arm>_lrswap``), as a Holm family of their own. Judged only where the control ran.
+LRSWAP_CLAIMS: tuple[Claim, ...] = tuple(
+    Claim(
+        f"{c.key}_lrswap", "T3 at CBP + OCCL's lr", f"{c.a}_lrswap", f"{c.b}_lrswap", c.kind, c.text, c.paper
+    )
+    for c in CLAIMS
+    if c.family == "T3"
+)
+
+
+def claims_of(df: pd.DataFrame) -> tuple[Claim, ...]:
+    """The claims the records ``df`` are judged on: :data:`CLAIMS`, and :data:`LRSWAP_CLAIMS` when the
+    lr-swap control has a record."""
+    swapped = df.arm.str.endswith("_lrswap").any() if len(df) else False
+    return (*CLAIMS, *LRSWAP_CLAIMS) if swapped else CLAIMS
+
+
+def planned_seeds(c: Claim) -> int:
+    """How many seed pairs amendment 6 plans for a claim (item 4): 8 when both arms are Table 3's, else 5."""
+    arms = {c.a.removesuffix("_lrswap"), c.b.removesuffix("_lrswap")}
+    swap = c.a.endswith("_lrswap")
+    return len(SEEDS6["3" if arms <= set(TABLE3_ARMS) and not swap else "other"])
+
 
 METRICS = ("mIoU", "mAcc", "f1_rarest_group", "rare_third_IoU", "frequent_third_IoU")
 
@@ -211,15 +236,35 @@ def holm_intervals(out: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
 
 def planned_sds(tuning: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> dict[str, float]:
     """Item 6: each claim's sd of paired differences on the tuning set's seeds (the ``a6-schedule`` records);
-    a claim whose arms have no tuning seeds takes the largest sd of the claims of the same metric that do."""
+    a claim whose arms have no tuning seeds takes the largest sd of the claims of the same metric that do,
+    and a claim of the lr-swap control (:data:`LRSWAP_CLAIMS`) its Table 3 twin's."""
     own = {
         c.key: float(d.std(ddof=1)) for c in claims if (d := pairs(tuning, c.a, c.b, c.metric)[0]).size > 1
     }
     out = {}
     for c in claims:
         same_metric = [own[o.key] for o in claims if o.metric == c.metric and o.key in own]
-        out[c.key] = own.get(c.key, max(same_metric, default=math.nan))
+        twin = own.get(c.key.removesuffix("_lrswap"))
+        out[c.key] = own.get(c.key, twin if twin is not None else max(same_metric, default=math.nan))
     return out
+
+
+def power_frame(planned_sd: dict[str, float], claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
+    """Item 6's power statement, written before the verdict runs: per claim, the planned pairs ``k``, the
+    size ``m`` of its Holm family, the planned sd of its paired differences and the smallest effect the
+    design resolves with 80 % power (:func:`smallest_effect`); for a tie, whether the sd lets it hold at all
+    (the 95 % half-width ``t(0.975, k-1) sd / sqrt(k)`` below :data:`TIE_MARGIN`)."""
+    sizes = pd.Series([c.family for c in claims]).value_counts()
+    rows = []
+    for c in claims:
+        k, m, sd = planned_seeds(c), int(sizes[c.family]), planned_sd.get(c.key, math.nan)
+        half = scipy.stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k)
+        rows.append(
+            {"family": c.family, "claim": c.text, "metric": c.metric, "k": k, "m": m, "planned_sd": sd,
+             "smallest_effect": smallest_effect(sd, k, m),
+             "tie_can_hold": bool(half < TIE_MARGIN) if c.kind == "tie" else None}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def schedule_check(tuning: pd.DataFrame) -> pd.DataFrame:
