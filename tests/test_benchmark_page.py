@@ -9,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from records import train_record  # noqa: E402
+
 from cbp.book import benchmark  # noqa: E402
 from cbp.experiments import study  # noqa: E402
 
@@ -17,12 +19,8 @@ def _write(folder: Path, miou: float, f1: float, rare: float, frequent: float) -
     folder.mkdir(parents=True)
     counts = [1000 - 6 * i for i in range(150)]
     (folder / "data.json").write_text(json.dumps({"kind": "data", "data": {"pixel_counts": counts}}))
-    rec = {
-        "run": "pretrained-linear_lr10-s0", "kind": "train", "arm": "linear_lr10", "seed": 0,
-        "hardware": {"cpu_model": "cpu"}, "config": {"train": {"iters": 4000}},
-        "metrics": {"mIoU": miou, "mAcc": miou + 10},
-        "analysis": {"f1_groups": [f1] + [60.0] * 14, "rare_third_IoU": rare, "frequent_third_IoU": frequent},
-    }  # fmt: skip
+    analysis = {"f1_groups": [f1] + [60.0] * 14, "rare_third_IoU": rare, "frequent_third_IoU": frequent}
+    rec = train_record("linear_lr10", 0, miou, iters=4000, macc=miou + 10, analysis=analysis)
     (folder / "pretrained-linear_lr10-s0.json").write_text(json.dumps(rec))
 
 

@@ -141,18 +141,20 @@ def test_normalised_occl_does_not_depend_on_the_feature_scale() -> None:
 
 
 def test_chapter8_tables_read_the_records() -> None:
+    from records import train_record
+
     from cbp.book import analysis_tables
 
     def rec(seed, f1, posthoc=None):
-        r = {"seed": seed, "analysis": {"f1_groups": f1}, "metrics": {}}
+        extra = {}
         if posthoc is not None:
             raw, eq = posthoc
-            r["posthoc_equalisation"] = {
+            extra["posthoc_equalisation"] = {
                 "raw": {"mIoU": raw},
                 "equalised": {"mIoU": eq},
                 "delta": {"mIoU": eq - raw, "mAcc": 0.0, "rare_third_IoU": 0.0},
             }
-        return r
+        return train_record("linear", seed, 50.0, regime="scratch", analysis={"f1_groups": f1}, **extra)
 
     results = {"by_arm": {"scratch": {"linear": [rec(0, [1.0, 50.0], (10.0, 12.0)), rec(1, [3.0, 60.0])]}}}
     f1 = analysis_tables.rarest_group_f1(

@@ -3,12 +3,12 @@ at two end points, against hand-computed cases."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from records import train_record, write_records
 
 from cbp.experiments import claims, endpoints, study
 
@@ -16,22 +16,14 @@ ITERS = [500, 1000, 1500, 2000]
 
 
 def _curve_record(arm: str, seed: int, miou: list[float], regime: str = "pretrained") -> dict:
-    return {
-        "kind": "train",
-        "regime": regime,
-        "arm": arm,
-        "seed": seed,
-        "config": {"train": {"iters": ITERS[-1]}},
-        "metrics": {"mIoU": miou[-1], "mAcc": miou[-1] + 5},
-        "analysis": {"norm_correlation": {"pearson_log": -0.5 + 0.1 * seed}, "rare_third_IoU": miou[-1] - 3},
-        "curve": [{"iter": t, "mIoU": v, "mAcc": v + 5} for t, v in zip(ITERS, miou)],
-    }
+    analysis = {"norm_correlation": {"pearson_log": -0.5 + 0.1 * seed}, "rare_third_IoU": miou[-1] - 3}
+    return train_record(
+        arm, seed, miou[-1], regime=regime, iters=ITERS[-1], analysis=analysis, curve=list(zip(ITERS, miou))
+    )
 
 
 def _results(tmp_path: Path, records: list[dict]) -> dict:
-    for i, r in enumerate(records):
-        (tmp_path / f"run{i}.json").write_text(json.dumps(r))
-    return claims.load_results(tmp_path)
+    return claims.load_results(write_records(tmp_path, records))
 
 
 def _loop_plateau(values: np.ndarray) -> int:

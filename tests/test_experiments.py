@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from records import train_record, write_records
 
 from cbp.data import synthetic
 from cbp.engine.config import ConfigError, apply_overrides, get_preset
@@ -169,21 +170,17 @@ def test_decide_rule() -> None:
 
 
 def _record(regime: str, arm: str, seed: int, miou: float, cs: float = 0.0) -> dict:
-    return {
-        "kind": "train",
-        "regime": regime,
-        "arm": arm,
-        "seed": seed,
-        "metrics": {"mIoU": miou, "mAcc": miou + 5},
-        "analysis": {
-            "class_separability": cs,
-            "f1_groups": [miou - 20] + [miou] * 14,
-            "rare_third_IoU": miou - 10,
-            "confusable_IoU": miou - 5,
-            "norm_correlation": {"pearson_log": 0.3 + 0.01 * seed},
-        },
-        "posthoc_equalisation": {"delta": {"mIoU": 0.5 + 0.1 * seed}},
+    analysis = {
+        "class_separability": cs,
+        "f1_groups": [miou - 20] + [miou] * 14,
+        "rare_third_IoU": miou - 10,
+        "confusable_IoU": miou - 5,
+        "norm_correlation": {"pearson_log": 0.3 + 0.01 * seed},
     }
+    return train_record(
+        arm, seed, miou, regime=regime, analysis=analysis,
+        posthoc_equalisation={"delta": {"mIoU": 0.5 + 0.1 * seed}},
+    )  # fmt: skip
 
 
 def test_verdict_table_from_records(tmp_path: Path) -> None:
@@ -197,8 +194,7 @@ def test_verdict_table_from_records(tmp_path: Path) -> None:
             _record("pretrained", "equal", seed, 61 + jitter, cs=3.0),
             _record("pretrained", "ema", seed, 65 + jitter),
         ]
-    for i, r in enumerate(recs):
-        (tmp_path / f"run{i}.json").write_text(json.dumps(r))
+    write_records(tmp_path, recs)
     (tmp_path / "pretrain.json").write_text(json.dumps({"kind": "pretrain"}))
     results = claims.load_results(tmp_path)
     rows = {r["claim"]: r for r in claims.verdict_rows(results)}
@@ -370,9 +366,7 @@ def test_paired_verdicts_pair_by_seed_and_correct_for_multiplicity(tmp_path: Pat
             _record("pretrained", "cbp_occl", seed, 61 + 5 * seed + 0.01 * seed),
             _record("pretrained", "ema", seed, 70 + 5 * seed - 0.02 * seed),
         ]
-    for i, r in enumerate(recs):
-        (tmp_path / f"run{i}.json").write_text(json.dumps(r))
-    results = claims.load_results(tmp_path)
+    results = claims.load_results(write_records(tmp_path, recs))
     d = claims.paired_differences(results, "pretrained", "cbp_occl", "linear")
     np.testing.assert_allclose(d, [1.0, 1.01, 1.02])
     rows = {r["claim"]: r for r in claims.paired_verdict_rows(results)}

@@ -3,38 +3,26 @@ against hand-computed cases, and the run bookkeeping against the plan."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
+from records import train_record, write_records
 
 from cbp.experiments import claims, other_tables, study
 
 TUNED = {"linear": {"head_lr_mult": 10}, "cbp_occl": {"length": 2, "head_lr_mult": 30}}
 
 
-def _record(arm: str, seed: int, miou: float, analysis: dict | None = None) -> dict:
-    return {
-        "kind": "train",
-        "regime": "pretrained",
-        "arm": arm,
-        "seed": seed,
-        "config": {"train": {"iters": 2000}},
-        "metrics": {"mIoU": miou, "mAcc": miou + 5},
-        "analysis": analysis or {},
-    }
-
-
 def _results(tmp_path: Path, values: dict[str, list[float]], analysis=None) -> dict:
     """Records of ``{arm: [mIoU by seed]}``; ``analysis(arm, seed, miou)`` gives each one's analysis."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    for arm, vs in values.items():
-        for seed, v in enumerate(vs):
-            rec = _record(arm, seed, v, analysis(arm, seed, v) if analysis else None)
-            (tmp_path / f"pretrained-{arm}-s{seed}.json").write_text(json.dumps(rec))
-    return claims.load_results(tmp_path)
+    recs = [
+        train_record(arm, seed, v, analysis=analysis(arm, seed, v) if analysis else None)
+        for arm, vs in values.items()
+        for seed, v in enumerate(vs)
+    ]
+    return claims.load_results(write_records(tmp_path, recs))
 
 
 def test_lengths_read_as_ties_against_t2_with_one_holm_family(tmp_path: Path) -> None:

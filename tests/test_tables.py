@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from records import train_record, write_records
 
 from cbp.experiments import claims, study, tables
 from cbp.experiments.study import reading_arms
 
 
 def _record(arm: str, seed: int, miou: float, iters: int = 500, regime: str = "pretrained") -> dict:
-    return {
-        "kind": "train",
-        "regime": regime,
-        "arm": arm,
-        "seed": seed,
-        "commit": "abc123",
-        "seconds": 60.0,
-        "config": {"train": {"iters": iters}, "model": {"backbone": "cnn_tiny"}},
-        "hardware": {"cpu": "x86_64", "cpu_count": 2, "threads_per_run": 1, "torch": "2.14.1", "gpu": None},
-        "data": {"num_classes": 3, "params": {"size": 64, "train": 10, "val": 5, "seed": 0}},
-        "metrics": {"mIoU": miou, "mAcc": miou + 5, "IoU": [miou, None, miou - 1]},
-        "analysis": {"f1_groups": [miou] * 15},
-    }
+    return train_record(
+        arm, seed, miou, regime=regime, iters=iters,
+        commit="abc123", seconds=60.0,
+        config={"train": {"iters": iters}, "model": {"backbone": "cnn_tiny"}},
+        hardware={"cpu": "x86_64", "cpu_count": 2, "threads_per_run": 1, "torch": "2.14.1", "gpu": None},
+        data={"num_classes": 3, "params": {"size": 64, "train": 10, "val": 5, "seed": 0}},
+        metrics={"mIoU": miou, "mAcc": miou + 5, "IoU": [miou, None, miou - 1]},
+        analysis={"f1_groups": [miou] * 15},
+    )  # fmt: skip
 
 
 def _results(tmp_path: Path, recs: list[dict]) -> dict:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    for i, r in enumerate(recs):
-        (tmp_path / f"{r['arm']}-{r['seed']}-{i}.json").write_text(json.dumps(r))
-    return claims.load_results(tmp_path)
+    return claims.load_results(write_records(tmp_path, recs))
 
 
 def test_reading_rows_compare_each_reading_with_its_reference(tmp_path: Path) -> None:

@@ -8,27 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from records import CPU, train_record
 
 from cbp.experiments import verdicts as v
 
-CPU_A, CPU_B = "AuthenticAMD AMD EPYC (family 25, model 1, stepping 1; no AVX-512)", "other (AVX-512)"
+CPU_A, CPU_B = CPU, "other (AVX-512)"
 
 
 def rec(
     arm: str, seed: int, miou: float, cpu: str = CPU_A, curve: list | None = None, **analysis: float
 ) -> dict:
-    """A training record as the runner writes it (only the fields the read-out uses)."""
-    return {
-        "run": f"pretrained-{arm}-s{seed}",
-        "kind": "train",
-        "arm": arm,
-        "seed": seed,
-        "hardware": {"cpu_model": cpu},
-        "config": {"train": {"iters": 1000}},
-        "metrics": {"mIoU": miou, "mAcc": miou + 10},
-        "analysis": {"f1_groups": [analysis.get("f1", 30.0)], "rare_third_IoU": analysis.get("rare", 20.0)},
-        "curve": curve or [],
-    }
+    """A training record (:func:`records.train_record`) with the fields the read-out uses."""
+    return train_record(
+        arm, seed, miou, iters=1000, macc=miou + 10, cpu=cpu, curve=curve,
+        analysis={"f1_groups": [analysis.get("f1", 30.0)], "rare_third_IoU": analysis.get("rare", 20.0)},
+    )  # fmt: skip
 
 
 def frame(recs: list[dict]) -> pd.DataFrame:
@@ -112,12 +106,8 @@ def test_planned_sds_fall_back_to_the_largest_of_the_same_metric() -> None:
 
 
 def test_schedule_check_reads_the_last_quarter() -> None:
-    def curve(at70: float) -> list[dict]:
-        return [
-            {"iter": 600, "mIoU": at70 - 1},
-            {"iter": 700, "mIoU": at70},
-            {"iter": 800, "mIoU": at70 + 0.1},
-        ]
+    def curve(at70: float) -> list[tuple[int, float]]:
+        return [(600, at70 - 1), (700, at70), (800, at70 + 0.1)]
 
     recs = [
         rec("a", 0, 30.0, curve=curve(29.9)),
