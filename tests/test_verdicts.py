@@ -26,7 +26,7 @@ def rec(
 
 
 def frame(recs: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([v.record_row(r) for r in recs])
+    return v.frame([v.Record.from_json(r) for r in recs])
 
 
 def test_pairs_leave_out_seeds_run_on_two_cpu_models() -> None:

@@ -1,6 +1,6 @@
 """Amendment 6's read-out: seed-paired verdicts in Holm families, each beside the smallest effect it could resolve.
 
-One record model (:func:`records`: a DataFrame, one row per training record), one comparison
+One record model (:class:`Record`, typed; :func:`records` loads a folder of them into a DataFrame), one comparison
 (:func:`compare`) and a :class:`~cbp.experiments.claims.Verdict` enum; the claims are data (:data:`CLAIMS`). A verdict is
 never a string to be parsed back: pages format the enum's value.
 
@@ -13,7 +13,7 @@ one-sample t-test p-value; Holm's correction within the claim's family.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -93,37 +93,64 @@ def planned_seeds(c: Claim) -> int:
 METRICS = ("mIoU", "mAcc", "f1_rarest_group", "rare_third_IoU", "frequent_third_IoU")
 
 
-def record_row(rec: dict) -> dict:
-    """One training record as a flat row (NaN where the record lacks a value)."""
-    analysis = rec.get("analysis") or {}
-    groups = analysis.get("f1_groups") or [math.nan]
-    return {
-        "run": rec["run"],
-        "arm": rec["arm"],
-        "seed": int(rec["seed"]),
-        "cpu_model": (rec.get("hardware") or {}).get("cpu_model")
-        or (rec.get("hardware") or {}).get("cpu", ""),
-        "iters": (rec.get("config") or {}).get("train", {}).get("iters"),
-        "mIoU": float(rec["metrics"]["mIoU"]),
-        "mAcc": float(rec["metrics"]["mAcc"]),
-        "f1_rarest_group": float(groups[0]),
-        "rare_third_IoU": float(analysis.get("rare_third_IoU", math.nan)),
-        "frequent_third_IoU": float(analysis.get("frequent_third_IoU", math.nan)),
-        "norm_r": float((analysis.get("norm_correlation") or {}).get("pearson_log", math.nan)),
-        "bias_r": float((analysis.get("bias_correlation") or {}).get("pearson", math.nan)),
-        "curve": rec.get("curve") or [],
-    }
+@dataclass(frozen=True)
+class Record:
+    """One training record of the study, typed: the fields the read-out, the pages and the checks use.
+
+    A metric the record lacks is NaN. ``curve`` holds the evaluations during training
+    (``[{"iter": t, "mIoU": ..., "mAcc": ...}, ...]``; empty for runs that evaluate only at the end).
+    """
+
+    run: str
+    arm: str
+    seed: int
+    cpu_model: str  # hardware.cpu_model (vendor, model, family, stepping, AVX-512); a pair needs one
+    iters: int | None
+    mIoU: float
+    mAcc: float
+    f1_rarest_group: float  # F1 of the rarest of the 15 frequency groups (the paper's Fig. 5)
+    rare_third_IoU: float
+    frequent_third_IoU: float
+    norm_r: float  # Pearson r of the classifier's row norms with the log training pixel count
+    bias_r: float  # Pearson r of its bias with the pixel count
+    curve: list = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, rec: dict) -> Record:
+        """A record as the runner writes it (``results/<study>-<profile>/<run>.json``)."""
+        analysis = rec.get("analysis") or {}
+        hardware = rec.get("hardware") or {}
+        return cls(
+            run=rec["run"],
+            arm=rec["arm"],
+            seed=int(rec["seed"]),
+            cpu_model=hardware.get("cpu_model") or hardware.get("cpu", ""),
+            iters=(rec.get("config") or {}).get("train", {}).get("iters"),
+            mIoU=float(rec["metrics"]["mIoU"]),
+            mAcc=float(rec["metrics"]["mAcc"]),
+            f1_rarest_group=float((analysis.get("f1_groups") or [math.nan])[0]),
+            rare_third_IoU=float(analysis.get("rare_third_IoU", math.nan)),
+            frequent_third_IoU=float(analysis.get("frequent_third_IoU", math.nan)),
+            norm_r=float((analysis.get("norm_correlation") or {}).get("pearson_log", math.nan)),
+            bias_r=float((analysis.get("bias_correlation") or {}).get("pearson", math.nan)),
+            curve=rec.get("curve") or [],
+        )
+
+
+def frame(recs: list[Record]) -> pd.DataFrame:
+    """Records as a DataFrame, one row each, one column per :class:`Record` field (also when empty)."""
+    return pd.DataFrame([asdict(r) for r in recs], columns=[f.name for f in fields(Record)])
 
 
 def records(folder: str | Path) -> pd.DataFrame:
-    """Every training record of a results folder, one row each (columns of :func:`record_row`)."""
-    rows = [
-        record_row(r)
-        for p in sorted(Path(folder).glob("*.json"))
-        if (r := read_json(p)).get("kind") == "train"
-    ]
-    columns = ["run", "arm", "seed", "cpu_model", "iters", *METRICS, "norm_r", "bias_r", "curve"]
-    return pd.DataFrame(rows, columns=columns)
+    """Every training record of a results folder as a :func:`frame` (other kinds of record are skipped)."""
+    return frame(
+        [
+            Record.from_json(r)
+            for p in sorted(Path(folder).glob("*.json"))
+            if (r := read_json(p)).get("kind") == "train"
+        ]
+    )
 
 
 def pairs(df: pd.DataFrame, a: str, b: str, metric: str = "mIoU") -> tuple[np.ndarray, list[int], list[int]]:
