@@ -263,3 +263,19 @@ def test_the_pages_power_table_reads_the_schedule_records(tmp_path) -> None:
     sd = np.std([2.5, 1.5, 2.0], ddof=1)
     assert table.loc["CBP + OCCL > baseline", "planned_sd"] == pytest.approx(sd)
     assert table.loc["CBP + OCCL > baseline", "smallest_effect"] == pytest.approx(v.smallest_effect(sd, 8, 4))
+
+
+def test_the_phase_table_states_the_fixed_values(tmp_path, monkeypatch) -> None:
+    from cbp.book import current_study
+    from cbp.experiments import study
+
+    monkeypatch.setattr(study, "TUNED6", {"head_lr_mult": 10.0, "length": 1.0, "cbp_head_lr_mult": 30.0})
+    monkeypatch.setattr(study, "ITERS6", 8000)
+    rows = current_study.phase_rows(tmp_path).set_index("phase").fixes
+    assert (
+        rows["a6-tune"]
+        == "the head lr, T: head lr x10, T = 1; CBP + OCCL's own head lr x30 (lr-swap control)"
+    )
+    assert rows["a6-schedule"] == "the length, the planned sd: 8000 iterations"
+    monkeypatch.setattr(study, "TUNED6", {"head_lr_mult": 10.0, "length": 2.0, "cbp_head_lr_mult": 10.0})
+    assert current_study.phase_rows(tmp_path).set_index("phase").fixes["a6-tune"].endswith("x10, T = 2")

@@ -37,9 +37,16 @@ def phase_rows(root: str | Path = ".") -> pd.DataFrame:
             "recorded": f"{int(cal.recorded.sum())} of {len(cal)} candidates",
         }
     ]
+    tuned = study.TUNED6
+    if tuned is not None:
+        swap = tuned["cbp_head_lr_mult"] != tuned["head_lr_mult"]
+        tuned = f"head lr x{tuned['head_lr_mult']:g}, T = {tuned['length']:g}" + (
+            f"; CBP + OCCL's own head lr x{tuned['cbp_head_lr_mult']:g} (lr-swap control)" if swap else ""
+        )
+    length = None if study.ITERS6 is None else f"{study.ITERS6} iterations"
     for profile, what, fixed in (
-        ("a6-tune", "the head lr, T", study.TUNED6),
-        ("a6-schedule", "the length, the planned sd", study.ITERS6),
+        ("a6-tune", "the head lr, T", tuned),
+        ("a6-schedule", "the length, the planned sd", length),
         (VERDICT_PROFILE, "the verdicts", None),
     ):
         planned = _planned(profile)
