@@ -151,6 +151,7 @@ if out.empty:
     )
 else:
     display(current_study.verdict_table(out).style.hide(axis="index"))
+    display(Markdown(current_study.cpu_line(runs, out)))
     plotting.finish(verdict_figures.plot_forest(out, "Third study: SYNTHETIC 150 classes, cnn_tiny, CPU"))
 
 # %% [markdown]

@@ -279,3 +279,22 @@ def test_the_phase_table_states_the_fixed_values(tmp_path, monkeypatch) -> None:
     assert rows["a6-schedule"] == "the length, the planned sd: 8000 iterations"
     monkeypatch.setattr(study, "TUNED6", {"head_lr_mult": 10.0, "length": 2.0, "cbp_head_lr_mult": 10.0})
     assert current_study.phase_rows(tmp_path).set_index("phase").fixes["a6-tune"].endswith("x10, T = 2")
+
+
+def test_the_cpu_line_names_the_models_and_the_mixed_pairs() -> None:
+    from cbp.book import current_study
+
+    recs = [rec("linear", s, 30.0 + s) for s in range(3)] + [
+        rec("cbp_occl", 0, 31.0),
+        rec("cbp_occl", 1, 32.0),
+    ]
+    recs.append(rec("cbp_occl", 2, 33.0, CPU_B))
+    runs = frame(recs)
+    line = current_study.cpu_line(runs, v.compare(runs))
+    assert f"2 CPU models: {CPU_A} (5 runs); {CPU_B} (1 run)" in line
+    assert "CBP + OCCL > baseline (seeds 2)" in line
+    one = frame(recs[:-1])
+    assert (
+        current_study.cpu_line(one, v.compare(one))
+        == f"The verdicts rest on runs of 1 CPU model: {CPU_A} (5 runs)."
+    )

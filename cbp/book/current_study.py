@@ -125,6 +125,20 @@ def verdict_table(out: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def cpu_line(runs: pd.DataFrame, out: pd.DataFrame) -> str:
+    """Which CPU models the verdicts rest on (amendment 6, item 7), and the pairs left out for mixing two.
+
+    Args:
+        runs: :func:`verdict_records`.
+        out: :func:`verdict_frame` of them.
+    """
+    counts = runs.cpu_model.value_counts()
+    models = "; ".join(f"{m} ({n} run{'s' * (n != 1)})" for m, n in counts.items())
+    mixed = [f"{c} (seeds {', '.join(map(str, s))})" for c, s in zip(out.text, out.mixed) if len(s)]
+    left = f" Pairs left out for running on two models: {'; '.join(mixed)}." if mixed else ""
+    return f"The verdicts rest on runs of {len(counts)} CPU model{'s' * (len(counts) != 1)}: {models}.{left}"
+
+
 def tuning_frame(root: str | Path = ".") -> pd.DataFrame:
     """The equal tuning budget (``a6-tune``): each setting's final mIoU, mAcc and rarest-group F1 on the
     tuning set, in the budget's order; once every setting has a record, ``chosen`` marks the values
