@@ -99,3 +99,12 @@ def test_frequency_group_table_has_one_row_per_seed_and_group() -> None:
     assert table[["seed", "group"]].values.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
     assert table["F1"].tolist()[:3] == [1.0, 2.0, 3.0] and np.isnan(table["F1"].iloc[3])
     assert set(table["classifier"]) == {"learnable"}  # the CBP arm has no run
+
+
+def test_use_style_never_cuts_a_tables_text() -> None:
+    import pandas as pd
+
+    long = "SYNTHETIC (50 classes, 64 px, 4000 train / 900 val images, layout seed 0, appearance seed 0)"
+    with pd.option_context("display.max_colwidth", 50):
+        plotting.use_style()
+        assert long in pd.DataFrame({"": [long]}).to_html()

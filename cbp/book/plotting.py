@@ -67,7 +67,8 @@ CLASS_COLORS: list[str] = [
 
 
 def use_style(*, font_size: float = 11.0) -> None:
-    """Set the book's matplotlib / seaborn style (call once at the top of a notebook).
+    """Set the book's matplotlib / seaborn style and pandas' display of tables (call once at the top of a
+    notebook): tables show every character of their cells.
 
     Args:
         font_size: Base font size in points (labels); ticks, legends and annotations use
@@ -99,6 +100,7 @@ def use_style(*, font_size: float = 11.0) -> None:
             "svg.fonttype": "none",
         },
     )
+    pd.set_option("display.max_colwidth", None)  # a table's text is never cut to "..." on a page
     _retina()
 
 
