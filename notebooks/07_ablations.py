@@ -116,6 +116,7 @@ if tuning.empty:
     print("a6-tune: not run yet (the regime is fixed first)")
 else:
     display(tuning.style.format(precision=2).hide(axis="index"))
+    display(Markdown(current_study.tuning_sentence(ROOT)))
 
 # %% [markdown]
 # The schedule check: per arm, the seed mean's gain over the last quarter of training against the seed

@@ -204,8 +204,13 @@ def test_the_tuning_table_marks_the_values_the_rule_picks(tmp_path) -> None:
     assert table.mIoU.tolist() == list(BUDGET.values())
     # the rule's picks (the first test): the baseline's x10, CBP + OCCL's (T 1, x30)
     assert table.setting[table.chosen].tolist() == ["head lr x10", "T = 1, head lr x30"]
+    assert current_study.tuning_sentence(tmp_path) == (
+        "The tuning budget chose, for the baseline head lr x10 (31.00 mIoU; head lr x30 was 0.40 higher, "
+        "within 0.5: the paper's value), and for CBP + OCCL T = 1, head lr x30 (32.00 mIoU; the best)."
+    )
     (folder / "pretrained-linear_lr3-s0.json").unlink()
     assert "chosen" not in current_study.tuning_frame(tmp_path)  # no pick on part of the budget
+    assert current_study.tuning_sentence(tmp_path).startswith("The tuning budget has 7 of 8 runs recorded")
 
 
 def test_the_lr_swap_control_is_its_own_family_with_its_twins_planned_sd() -> None:

@@ -181,6 +181,24 @@ def power_table(root: str | Path = ".") -> pd.DataFrame:
     return verdicts.power_frame(verdicts.planned_sds(df, claims), claims)
 
 
+def tuning_sentence(root: str | Path = ".") -> str:
+    """What the tuning budget chose and why, in one sentence computed from the ``a6-tune`` records."""
+    table = tuning_frame(root)
+    if "chosen" not in table:
+        return f"The tuning budget has {len(table)} of {len(study.TUNE_ARMS)} runs recorded; nothing is chosen yet."
+    parts = []
+    for tuned, name in (("linear", "the baseline"), ("cbp_occl", "CBP + OCCL")):
+        rows = table[table.tuned == tuned]
+        won, best = rows[rows.chosen].iloc[0], rows.loc[rows.mIoU.idxmax()]
+        why = (
+            "the best"
+            if won.setting == best.setting
+            else f"{best.setting} was {best.mIoU - won.mIoU:.2f} higher, within 0.5: the paper's value"
+        )
+        parts.append(f"{name} {won.setting} ({won.mIoU:.2f} mIoU; {why})")
+    return f"The tuning budget chose, for {parts[0]}, and for {parts[1]}."
+
+
 def _span(values: pd.Series, fmt: str = "{:.0f}") -> str:
     lo, hi = fmt.format(values.min()), fmt.format(values.max())
     return lo if lo == hi else f"{lo} to {hi}"
