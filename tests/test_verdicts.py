@@ -254,6 +254,7 @@ def test_power_frame_is_the_formula_with_the_planned_seeds_and_family_sizes() ->
 
 def test_the_pages_power_table_reads_the_schedule_records(tmp_path) -> None:
     from cbp.book import current_study
+    from cbp.experiments import study
     from cbp.experiments.current import CURRENT
     from cbp.io import write_json
 
@@ -264,10 +265,18 @@ def test_the_pages_power_table_reads_the_schedule_records(tmp_path) -> None:
     recs += [rec("cbp_occl", s, 32.0 + s + (0.5, -0.5, 0.0)[s]) for s in range(3)]
     for r in recs:
         write_json(r, folder / f"{r['run']}.json")
-    table = current_study.power_table(tmp_path).set_index("claim")
+    table = current_study.power_table(tmp_path)
+    t3 = table[table.family == "T3"].set_index("claim")
     sd = np.std([2.5, 1.5, 2.0], ddof=1)
-    assert table.loc["CBP + OCCL > baseline", "planned_sd"] == pytest.approx(sd)
-    assert table.loc["CBP + OCCL > baseline", "smallest_effect"] == pytest.approx(v.smallest_effect(sd, 8, 4))
+    assert t3.loc["CBP + OCCL > baseline", "planned_sd"] == pytest.approx(sd)
+    assert t3.loc["CBP + OCCL > baseline", "smallest_effect"] == pytest.approx(v.smallest_effect(sd, 8, 4))
+    # the lr-swap control (study.TUNED6's head lrs differ): its twin's sd, with 5 pairs
+    swap = table[table.family == "T3 at CBP + OCCL's lr"].set_index("claim")
+    if study.TUNED6 and study.TUNED6["cbp_head_lr_mult"] != study.TUNED6["head_lr_mult"]:
+        assert swap.loc["CBP + OCCL > baseline", "planned_sd"] == pytest.approx(sd)
+        assert swap.loc["CBP + OCCL > baseline", "k"] == 5
+    else:
+        assert swap.empty
 
 
 def test_the_phase_table_states_the_fixed_values(tmp_path, monkeypatch) -> None:
