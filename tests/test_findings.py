@@ -89,6 +89,13 @@ def test_readme_and_intro_first_screen_numbers_are_the_records() -> None:
     for sentence in (current_study.calibration_sentence(ROOT), current_study.premise_sentence(ROOT), quoted):
         for name, text in pages.items():
             assert sentence in text, (name, sentence)
+    # the tuning's outcome in words: CBP + OCCL's own head lr against every arm's (study.TUNED6)
+    from cbp.experiments import study
+
+    tuned = study.TUNED6
+    higher = tuned is not None and tuned["cbp_head_lr_mult"] > tuned["head_lr_mult"]
+    for name, text in pages.items():
+        assert ("OCCL won at a higher classifier learning rate" in text) == higher, name
 
 
 def test_no_verdict_words_are_parsed_back() -> None:
