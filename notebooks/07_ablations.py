@@ -58,7 +58,7 @@ if rerun:
 # the verdict set. The runner resumes after any stop, so the phases run in the background over days.
 
 # %%
-display(current_study.phase_rows(ROOT).style.hide(axis="index"))
+display(current_study.phase_rows(ROOT).style.format({"hours": "{:.1f}"}).hide(axis="index"))
 
 # %% [markdown]
 # ## What the third study tests

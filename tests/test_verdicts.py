@@ -293,6 +293,16 @@ def test_the_phase_table_states_the_fixed_values(tmp_path, monkeypatch) -> None:
     assert rows["a6-schedule"] == "the length, the planned sd: 8000 iterations"
     monkeypatch.setattr(study, "TUNED6", {"head_lr_mult": 10.0, "length": 2.0, "cbp_head_lr_mult": 10.0})
     assert current_study.phase_rows(tmp_path).set_index("phase").fixes["a6-tune"].endswith("x10, T = 2")
+    # the hours: the sum of the recorded runs' seconds
+    from cbp.experiments.current import CURRENT
+    from cbp.io import write_json
+
+    folder = CURRENT.folders(tmp_path)["a6-tune"]
+    folder.mkdir(parents=True)
+    for i, sec in enumerate((1800.0, 5400.0)):
+        write_json({**rec(f"arm{i}", 0, 30.0), "seconds": sec}, folder / f"r{i}.json")
+    rows = current_study.phase_rows(tmp_path).set_index("phase")
+    assert rows.hours["a6-tune"] == pytest.approx(2.0) and rows.recorded["a6-tune"] == "2 of 8 runs"
 
 
 def test_the_cpu_line_names_the_models_and_the_mixed_pairs() -> None:

@@ -28,13 +28,19 @@ def _planned(profile: str) -> int | None:
 
 
 def phase_rows(root: str | Path = ".") -> pd.DataFrame:
-    """The study's phases in order: what each fixes, how many runs it has recorded of how many planned."""
+    """The study's phases in order: what each fixes, how many runs it has recorded of how many planned, and
+    the hours of training runs recorded (one core each; a resumed run counts from its last start, and the
+    data, pretraining and encoder steps are not counted)."""
     cal = calibration_table(Path(root) / "results")
+    cal_runs = pd.concat(
+        [verdicts.records(_folder(f"calib-{c}", root)) for c in study.CALIBRATION_CANDIDATES]
+    )
     rows = [
         {
             "phase": "calibration (tuning set)",
             "fixes": f"the regime: {study.REGIME6 or 'not fixed yet'}",
             "recorded": f"{int(cal.recorded.sum())} of {len(cal)} candidates",
+            "hours": cal_runs.seconds.sum() / 3600,
         }
     ]
     tuned = study.TUNED6
@@ -50,10 +56,12 @@ def phase_rows(root: str | Path = ".") -> pd.DataFrame:
         (VERDICT_PROFILE, "the verdicts", None),
     ):
         planned = _planned(profile)
-        have = len(verdicts.records(_folder(profile, root)))
-        total = "not planned yet" if planned is None else f"{have} of {planned} runs"
+        recs = verdicts.records(_folder(profile, root))
+        total = "not planned yet" if planned is None else f"{len(recs)} of {planned} runs"
         done = f": {fixed}" if fixed else ""
-        rows.append({"phase": f"{profile}", "fixes": what + done, "recorded": total})
+        rows.append(
+            {"phase": profile, "fixes": what + done, "recorded": total, "hours": recs.seconds.sum() / 3600}
+        )
     return pd.DataFrame(rows)
 
 

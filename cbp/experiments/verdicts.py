@@ -113,6 +113,7 @@ class Record:
     frequent_third_IoU: float
     norm_r: float  # Pearson r of the classifier's row norms with the log training pixel count
     bias_r: float  # Pearson r of its bias with the pixel count
+    seconds: float  # wall time of the run's last command (a resumed run: since it resumed)
     curve: list = field(default_factory=list)
 
     @classmethod
@@ -133,6 +134,7 @@ class Record:
             frequent_third_IoU=float(analysis.get("frequent_third_IoU", math.nan)),
             norm_r=float((analysis.get("norm_correlation") or {}).get("pearson_log", math.nan)),
             bias_r=float((analysis.get("bias_correlation") or {}).get("pearson", math.nan)),
+            seconds=float(rec.get("seconds", math.nan)),
             curve=rec.get("curve") or [],
         )
 
