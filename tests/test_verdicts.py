@@ -203,7 +203,8 @@ def test_the_tuning_table_marks_the_values_the_rule_picks(tmp_path) -> None:
     assert list(table.setting[:4]) == ["head lr x3", "head lr x10", "head lr x30", "head lr x100"]
     assert table.mIoU.tolist() == list(BUDGET.values())
     # the rule's picks (the first test): the baseline's x10, CBP + OCCL's (T 1, x30)
-    assert table.setting[table.chosen].tolist() == ["head lr x10", "T = 1, head lr x30"]
+    assert table.setting[table.chosen == "yes"].tolist() == ["head lr x10", "T = 1, head lr x30"]
+    assert table.tuned.tolist() == ["baseline"] * 4 + ["CBP + OCCL"] * 4
     assert current_study.tuning_sentence(tmp_path) == (
         "The tuning budget chose, for the baseline head lr x10 (31.00 mIoU; head lr x30 was 0.40 higher, "
         "within 0.5: the paper's value), and for CBP + OCCL T = 1, head lr x30 (32.00 mIoU; the best)."
@@ -322,3 +323,17 @@ def test_the_cpu_line_names_the_models_and_the_mixed_pairs() -> None:
         current_study.cpu_line(one, v.compare(one))
         == f"The verdicts rest on runs of 1 CPU model: {CPU_A} (5 runs)."
     )
+
+
+def test_a_phase_without_records_says_what_it_waits_for(tmp_path, monkeypatch) -> None:
+    from cbp.book import current_study
+    from cbp.experiments import study
+
+    monkeypatch.setattr(study, "ITERS6", None)
+    assert current_study.pending_line("a6", tmp_path) == "a6: not planned yet (the schedule is fixed first)"
+    monkeypatch.setattr(study, "TUNED6", {"head_lr_mult": 10.0, "length": 2.0, "cbp_head_lr_mult": 30.0})
+    line = current_study.pending_line("a6-schedule", tmp_path)
+    assert line.startswith("a6-schedule: 0 of 12 runs recorded")
+    assert "--profile a6-schedule" in line
+    monkeypatch.setattr(study, "ITERS6", 4000)
+    assert current_study.pending_line("a6", tmp_path).startswith("a6: 0 of 77 runs recorded")

@@ -147,27 +147,66 @@ def cpu_line(runs: pd.DataFrame, out: pd.DataFrame) -> str:
     return f"The verdicts rest on runs of {len(counts)} CPU model{'s' * (len(counts) != 1)}: {models}.{left}"
 
 
+def pending_line(profile: str, root: str | Path = ".") -> str:
+    """What a phase without records is waiting for: the values it needs, or its runs (with the command)."""
+    needs = {"a6-tune": "the regime", "a6-schedule": "the tuned values", VERDICT_PROFILE: "the schedule"}
+    planned = _planned(profile)
+    if planned is None:
+        return f"{profile}: not planned yet ({needs[profile]} is fixed first)"
+    have = len(verdicts.records(_folder(profile, root)))
+    return (
+        f"{profile}: {have} of {planned} runs recorded; they run (and resume) with "
+        f"`python -m cbp.experiments run ablations --profile {profile} --jobs 2`"
+    )
+
+
 def tuning_frame(root: str | Path = ".") -> pd.DataFrame:
-    """The equal tuning budget (``a6-tune``): each setting's final mIoU, mAcc and rarest-group F1 on the
-    tuning set, in the budget's order; once every setting has a record, ``chosen`` marks the values
-    :func:`cbp.experiments.verdicts.tuned_values` picks (empty before any record)."""
+    """The equal tuning budget (``a6-tune``) as the page shows it: per setting in the budget's order, the
+    side tuned (baseline or CBP + OCCL), the setting, its final mIoU, mAcc and rarest-group F1 on the
+    tuning set, and, once every setting has a record, ``chosen`` ("yes" on the values
+    :func:`cbp.experiments.verdicts.tuned_values` picks). Empty before any record."""
     df = verdicts.records(_folder("a6-tune", root))
     settings = {t.name: t for t in study.TUNE_ARMS}
-    out = df[["arm", "mIoU", "mAcc", "f1_rarest_group"]].assign(
-        tuned=df.arm.map(lambda a: settings[a].arm), setting=df.arm.map(lambda a: settings[a].setting)
+    side = {"linear": "baseline", "cbp_occl": "CBP + OCCL"}
+    out = pd.DataFrame(
+        {
+            "tuned": df.arm.map(lambda a: side[settings[a].arm]),
+            "setting": df.arm.map(lambda a: settings[a].setting),
+            "mIoU": df.mIoU,
+            "mAcc": df.mAcc,
+            "rarest-group F1": df.f1_rarest_group,
+        }
     )
-    if len(out) == len(study.TUNE_ARMS):
+    if len(df) == len(study.TUNE_ARMS):
         won = verdicts.tuned_values(df)
         picked = {
             "linear": {"head_lr_mult": won["head_lr_mult"]},
             "cbp_occl": {"head_lr_mult": won["cbp_head_lr_mult"], "length": won["length"]},
         }
         out["chosen"] = [
-            all(getattr(settings[a], k) == x for k, x in picked[settings[a].arm].items()) for a in out.arm
+            "yes" if all(getattr(settings[a], k) == x for k, x in picked[settings[a].arm].items()) else ""
+            for a in df.arm
         ]
-    cols = ["tuned", "setting", "mIoU", "mAcc", "f1_rarest_group", *(["chosen"] if "chosen" in out else [])]
     order = {t.name: i for i, t in enumerate(study.TUNE_ARMS)}  # the budget's own order
-    return out.sort_values("arm", key=lambda a: a.map(order)).reset_index(drop=True)[cols]
+    return out.iloc[df.arm.map(order).argsort()].reset_index(drop=True)
+
+
+def tuning_sentence(root: str | Path = ".") -> str:
+    """What the tuning budget chose and why, in one sentence computed from the ``a6-tune`` records."""
+    table = tuning_frame(root)
+    if "chosen" not in table:
+        return f"The tuning budget has {len(table)} of {len(study.TUNE_ARMS)} runs recorded; nothing is chosen yet."
+    parts = []
+    for side in ("baseline", "CBP + OCCL"):
+        rows = table[table.tuned == side]
+        won, best = rows[rows.chosen == "yes"].iloc[0], rows.loc[rows.mIoU.idxmax()]
+        why = (
+            "the best"
+            if won.setting == best.setting
+            else f"{best.setting} was {best.mIoU - won.mIoU:.2f} higher, within 0.5: the paper's value"
+        )
+        parts.append(f"{side} {won.setting} ({won.mIoU:.2f} mIoU; {why})")
+    return f"The tuning budget chose, for the {parts[0]}, and for {parts[1]}."
 
 
 def schedule_frame(root: str | Path = ".") -> pd.DataFrame:
@@ -187,24 +226,6 @@ def power_table(root: str | Path = ".") -> pd.DataFrame:
     swap = study.TUNED6 is not None and study.TUNED6["cbp_head_lr_mult"] != study.TUNED6["head_lr_mult"]
     claims = (*verdicts.CLAIMS, *verdicts.LRSWAP_CLAIMS) if swap else verdicts.CLAIMS
     return verdicts.power_frame(verdicts.planned_sds(df, claims), claims)
-
-
-def tuning_sentence(root: str | Path = ".") -> str:
-    """What the tuning budget chose and why, in one sentence computed from the ``a6-tune`` records."""
-    table = tuning_frame(root)
-    if "chosen" not in table:
-        return f"The tuning budget has {len(table)} of {len(study.TUNE_ARMS)} runs recorded; nothing is chosen yet."
-    parts = []
-    for tuned, name in (("linear", "the baseline"), ("cbp_occl", "CBP + OCCL")):
-        rows = table[table.tuned == tuned]
-        won, best = rows[rows.chosen].iloc[0], rows.loc[rows.mIoU.idxmax()]
-        why = (
-            "the best"
-            if won.setting == best.setting
-            else f"{best.setting} was {best.mIoU - won.mIoU:.2f} higher, within 0.5: the paper's value"
-        )
-        parts.append(f"{name} {won.setting} ({won.mIoU:.2f} mIoU; {why})")
-    return f"The tuning budget chose, for {parts[0]}, and for {parts[1]}."
 
 
 def _span(values: pd.Series, fmt: str = "{:.0f}") -> str:
