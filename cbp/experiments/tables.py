@@ -77,7 +77,7 @@ def study_facts(results: dict[str, Any], profile: str) -> dict[str, str]:
         f"torch {hw.get('torch')}, GPU: {hw.get('gpu')}",
         "total run time": f"{wall / 3600:.2f} h of runs (the sum of the runs' times)",
         "protocol": f"experiments/protocol.md, first commit {PROTOCOL_COMMIT}",
-        "code commits of the results": f"{len(commits)} commits of the tree while the study ran "
+        "code commits of the results": f"{len(commits)} commit{'s' * (len(commits) != 1)} of the tree while the study ran "
         f"(each JSON records its own){', e.g. ' + commits[0][:12] if commits else ''}",
         "profile": f"{profile}: {PROFILES[profile].description}" if profile in PROFILES else profile,
     }
