@@ -568,3 +568,17 @@ def test_torchrun_a_rank_that_lost_its_peer_says_so(
     ), err
     assert "This is a bug" not in err and 'File "' + str(ROOT / "cbp") not in err, err
     assert "exitcode  : 5" in err, err  # torchrun's summary: the survivor's exit code
+
+
+def test_a_closed_stdout_pipe_is_not_a_bug() -> None:
+    """``python -m cbp.experiments plan ... | head -1``: the reader leaves early; no traceback, exit 141."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "cbp.experiments", "plan", "ablations", "--profile", "a6-tune"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.close()  # the reader goes away before the plan is printed
+        err = p.stderr.read()
+        rc = p.wait(timeout=120)
+    assert rc == 141 and err == "", err

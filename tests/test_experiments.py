@@ -213,8 +213,6 @@ def test_verdict_table_from_records(tmp_path: Path) -> None:
         rows["post-hoc equalisation of the learnable classifier helps"]["verdict pretrained"] == claims.HOLDS
     )
     assert rows["CBP + OCCL beats baseline"]["verdict scratch"] == claims.MISSING
-    table = claims.format_table(claims.verdict_rows(results))
-    assert "frozen beats EMA" in table and math.isfinite(len(table))
     t3 = claims.arm_rows(results, "3")
     assert t3[0]["paper"] == "33.4" and t3[0]["pretrained"] == "60.10 ± 0.10" and t3[0]["n pretrained"] == 3
 

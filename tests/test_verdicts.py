@@ -337,3 +337,17 @@ def test_a_phase_without_records_says_what_it_waits_for(tmp_path, monkeypatch) -
     assert "--profile a6-schedule" in line
     monkeypatch.setattr(study, "ITERS6", 4000)
     assert current_study.pending_line("a6", tmp_path).startswith("a6: 0 of 77 runs recorded")
+
+
+def test_the_table_command_prints_the_current_studys_verdicts(tmp_path, capsys) -> None:
+    from records import write_records
+
+    from cbp.experiments.__main__ import main
+
+    recs = [rec("linear", s, 30.0 + s) for s in range(8)]
+    recs += [rec("cbp_occl", s, 33.0 + s + 0.1 * (s % 2)) for s in range(8)]
+    write_records(tmp_path / "ablations-v2-a6-schedule", recs)
+    assert main(["table", "ablations", "--profile", "a6-schedule", "--results", str(tmp_path)]) == 0
+    lines = {ln.split("  ")[-1].strip(): ln for ln in capsys.readouterr().out.splitlines()}
+    both = next(ln for ln in lines.values() if "CBP + OCCL > baseline" in ln)
+    assert "+3.05" in both and both.rstrip().endswith("holds")  # d = 3 + 0.1 on odd seeds: mean 3.05

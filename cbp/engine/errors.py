@@ -242,11 +242,15 @@ def run_cli(
     """
     try:
         main(argv)
+        sys.stdout.flush()  # a reader that went away shows here, not as a message at exit
     except SystemExit:
         raise
     except KeyboardInterrupt as e:
         print(f"[{prog}] interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # the reader of stdout went away (``... | head``): not a bug, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        raise SystemExit(141) from None  # 128 + SIGPIPE, as a shell reports it
     except Exception as e:
         code, message = describe(e, codes=codes, folder=folder)
         debug = os.environ.get("CBP_DEBUG", "") not in ("", "0")

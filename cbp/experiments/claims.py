@@ -408,23 +408,6 @@ def arm_rows(results: dict[str, Any], table: str, metric: str = "mIoU") -> list[
     return rows
 
 
-def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
-    """A plain-text (markdown) table of dict rows; floats with 2 decimals."""
-    if not rows:
-        return "(no rows)"
-    columns = columns or list(rows[0])
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "–" if math.isnan(v) else f"{v:+.2f}"
-        return str(v)
-
-    body = [[cell(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
-    line = lambda cells: "| " + " | ".join(x.ljust(w) for x, w in zip(cells, widths)) + " |"  # noqa: E731
-    return "\n".join([line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
-
-
 # --------------------------------------------------------------------------------------------
 # The decision rule of amendment 5: paired differences, t intervals, Holm's correction
 
