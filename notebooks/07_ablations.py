@@ -132,6 +132,7 @@ if schedule.empty:
     display(Markdown(current_study.pending_line("a6-schedule", ROOT)))
 else:
     display(schedule.style.format(precision=2).hide(axis="index"))
+    display(Markdown(current_study.schedule_sentence(ROOT)))
     display(current_study.power_table(ROOT).style.format(precision=2, na_rep="–").hide(axis="index"))
 
 # %% [markdown]

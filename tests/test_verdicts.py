@@ -351,3 +351,38 @@ def test_the_table_command_prints_the_current_studys_verdicts(tmp_path, capsys) 
     lines = {ln.split("  ")[-1].strip(): ln for ln in capsys.readouterr().out.splitlines()}
     both = next(ln for ln in lines.values() if "CBP + OCCL > baseline" in ln)
     assert "+3.05" in both and both.rstrip().endswith("holds")  # d = 3 + 0.1 on odd seeds: mean 3.05
+
+
+def test_the_schedule_length_is_fixed_only_on_the_whole_check() -> None:
+    def check(long_enough: list[bool], seeds: int = 3) -> pd.DataFrame:
+        arms = ["linear", "cbp", "linear_occl", "cbp_occl"]
+        return pd.DataFrame({"arm": arms, "seeds": seeds, "long_enough": long_enough})
+
+    assert v.schedule_length(check([True] * 4)) == 4000
+    assert v.schedule_length(check([True, True, False, True])) == 8000
+    with pytest.raises(ValueError, match="2 seeds"):
+        v.schedule_length(check([True] * 4, seeds=2))
+    with pytest.raises(ValueError, match="cbp_occl"):
+        v.schedule_length(check([True] * 4).iloc[:3])
+
+
+def test_the_schedule_sentence_reads_the_check(tmp_path) -> None:
+    from records import write_records
+
+    from cbp.book import current_study
+    from cbp.experiments.current import CURRENT
+
+    folder = CURRENT.folders(tmp_path)["a6-schedule"]
+    assert current_study.schedule_sentence(tmp_path) == "The schedule check has 0 of 12 runs recorded."
+    recs = []
+    for arm in ("linear", "cbp", "linear_occl", "cbp_occl"):
+        for s in range(3):
+            late = 1.5 if arm == "cbp" else 0.0  # cbp still gains 1.5 at the end; seed std 1.0
+            recs.append(rec(arm, s, 30.0 + s + late, curve=[(700, 30.0 + s), (1000, 30.0 + s + late)]))
+    write_records(folder, recs[:-1])
+    assert current_study.schedule_sentence(tmp_path) == "The schedule check has 11 of 12 runs recorded."
+    write_records(folder, recs)
+    assert current_study.schedule_sentence(tmp_path) == (
+        "The schedule check fixes the read-out at 8000 iterations: cbp still gained more than its seed std "
+        "over the last quarter."
+    )

@@ -216,6 +216,24 @@ def schedule_frame(root: str | Path = ".") -> pd.DataFrame:
     return verdicts.schedule_check(df) if len(df) else pd.DataFrame()
 
 
+def schedule_sentence(root: str | Path = ".") -> str:
+    """The schedule check's outcome in one sentence (item 3), or how many of its runs are recorded."""
+    check = schedule_frame(root)
+    try:
+        iters = verdicts.schedule_length(check) if len(check) else None
+    except ValueError:
+        iters = None
+    if iters is None:
+        return f"The schedule check has {int(check.seeds.sum()) if len(check) else 0} of 12 runs recorded."
+    slow = check[~check.long_enough].arm.tolist()
+    why = (
+        "every arm's seed mean gained less than its seed std over the last quarter"
+        if not slow
+        else f"{', '.join(slow)} still gained more than its seed std over the last quarter"
+    )
+    return f"The schedule check fixes the read-out at {iters} iterations: {why}."
+
+
 def power_table(root: str | Path = ".") -> pd.DataFrame:
     """The power statement (item 6) from the ``a6-schedule`` records: per claim, the planned pairs, family
     size, planned sd and smallest resolvable effect (:func:`cbp.experiments.verdicts.power_frame`; empty

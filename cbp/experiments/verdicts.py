@@ -351,6 +351,18 @@ def tuned_values(tuning: pd.DataFrame, margin: float = TIE_MARGIN) -> dict[str, 
     }
 
 
+def schedule_length(check: pd.DataFrame, short: int = 4000, long: int = 8000) -> int:
+    """Item 3's decision from :func:`schedule_check` over Table 3's four arms with seeds 0-2 each: ``short``
+    when every arm is ``long_enough``, else ``long``. Refuses (``ValueError``) a check with an arm or a
+    seed missing: the length is never fixed on part of the runs."""
+    want = len(SEEDS6["curves"])
+    short_of = [f"{r.arm} ({r.seeds} seeds)" for r in check.itertuples() if r.seeds < want]
+    missing = [a for a in TABLE3_ARMS if a not in set(check.arm)]
+    if short_of or missing:
+        raise ValueError(f"the schedule check is not complete: {', '.join(short_of + missing)}")
+    return short if bool(check.long_enough.all()) else long
+
+
 #: Amendment 6, item 1: where the learnable baseline must land on the calibrated set (the paper's
 #: SegFormer-B0 baseline on ADE20K: 33.4 mIoU, rarest of 15 frequency groups near F1 30).
 CALIBRATION_TARGETS = {"mIoU": (33.4, 5.0), "f1_rarest_group": (30.0, 10.0), "rare_gap": 15.0}
