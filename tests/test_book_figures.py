@@ -269,3 +269,24 @@ def test_paired_intervals_draw_each_claim_at_its_interval_in_its_effects_colour(
     assert effect(V.NOT_RESOLVED, 3.0) == claims.NOT_RESOLVED
     assert effect(V.NO_RECORD, float("nan")) == claims.NOT_RESOLVED
     plt.close(fig)
+
+
+def test_the_readings_title_clears_the_long_labels() -> None:
+    """The first row's two-line label rose above the axes and under an axes title (the history page)."""
+    from cbp.book import figures
+
+    reading = pd.DataFrame(
+        {
+            "reading": ["views: image halves (the default before amendment 5)", "no L2 normalisation"],
+            "compared with": ["CBP + OCCL", "CBP + OCCL"],
+            "d": [1.0, -29.8],
+            "2s": [0.5, 2.0],
+        }
+    )
+    fig = figures.plot_readings(reading, title="Other readings, ours (synthetic, cnn_tiny, 500 iters, CPU)")
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(r)
+    labels = [t.get_window_extent(r) for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert title.y0 >= max(b.y1 for b in labels)
+    plt.close(fig)

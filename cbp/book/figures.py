@@ -359,7 +359,7 @@ def plot_readings(reading: pd.DataFrame, *, title: str, xlim: tuple[float, float
     Args:
         reading: :func:`cbp.experiments.tables.reading_rows` as a frame (``reading``, ``compared with``,
             ``d``, ``2s``).
-        title: the axes title.
+        title: the figure's title (above the labels, which an axes title would overlap).
         xlim: x range (a mean outside it is drawn at the edge, labelled with its value).
     """
     from cbp.book.plotting import effect_plot
@@ -374,5 +374,5 @@ def plot_readings(reading: pd.DataFrame, *, title: str, xlim: tuple[float, float
         xlabel="d = mIoU(reading) − mIoU(compared arm), points; bar = ±2s",
         xlim=xlim,
     )
-    axes[0, 0].set_title(title)
+    fig.suptitle(title)  # above the tick labels: the top row's long label rises above the axes
     return fig
