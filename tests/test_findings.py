@@ -95,7 +95,7 @@ def test_readme_and_intro_first_screen_numbers_are_the_records() -> None:
     tuned = study.TUNED6
     higher = tuned is not None and tuned["cbp_head_lr_mult"] > tuned["head_lr_mult"]
     for name, text in pages.items():
-        assert ("OCCL won at a higher classifier learning rate" in text) == higher, name
+        assert ("OCCL won at a higher learning rate" in text) == higher, name
 
 
 def test_no_verdict_words_are_parsed_back() -> None:
