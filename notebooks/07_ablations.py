@@ -133,7 +133,9 @@ if schedule.empty:
 else:
     display(schedule.style.format(precision=2).hide(axis="index"))
     display(Markdown(current_study.schedule_sentence(ROOT)))
-    display(current_study.power_table(ROOT).style.format(precision=2, na_rep="–").hide(axis="index"))
+    power = current_study.power_table(ROOT)  # empty until the whole check is recorded
+    if len(power):
+        display(power.style.format(precision=2, na_rep="–").hide(axis="index"))
 
 # %% [markdown]
 # ## The verdicts

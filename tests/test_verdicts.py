@@ -266,6 +266,9 @@ def test_the_pages_power_table_reads_the_schedule_records(tmp_path) -> None:
     recs += [rec("cbp_occl", s, 32.0 + s + (0.5, -0.5, 0.0)[s]) for s in range(3)]
     for r in recs:
         write_json(r, folder / f"{r['run']}.json")
+    assert current_study.power_table(tmp_path).empty  # two of the four arms: no planned sd yet
+    for r in [rec(arm, s, 31.0 + s) for arm in ("cbp", "linear_occl") for s in range(3)]:
+        write_json(r, folder / f"{r['run']}.json")
     table = current_study.power_table(tmp_path)
     t3 = table[table.family == "T3"].set_index("claim")
     sd = np.std([2.5, 1.5, 2.0], ddof=1)

@@ -237,9 +237,12 @@ def schedule_sentence(root: str | Path = ".") -> str:
 def power_table(root: str | Path = ".") -> pd.DataFrame:
     """The power statement (item 6) from the ``a6-schedule`` records: per claim, the planned pairs, family
     size, planned sd and smallest resolvable effect (:func:`cbp.experiments.verdicts.power_frame`; empty
-    before). The lr-swap control's claims appear when the tuned head lrs differ."""
+    until every run of the check is recorded). The lr-swap control's claims appear when the tuned head
+    lrs differ."""
     df = verdicts.records(_folder("a6-schedule", root))
-    if df.empty:
+    try:
+        verdicts.schedule_length(verdicts.schedule_check(df))
+    except (ValueError, AttributeError):  # not every run of the check is recorded: no planned sd yet
         return pd.DataFrame()
     swap = study.TUNED6 is not None and study.TUNED6["cbp_head_lr_mult"] != study.TUNED6["head_lr_mult"]
     claims = (*verdicts.CLAIMS, *verdicts.LRSWAP_CLAIMS) if swap else verdicts.CLAIMS
