@@ -249,7 +249,10 @@ def run_cli(
         print(f"[{prog}] interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
     except BrokenPipeError:  # the reader of stdout went away (``... | head``): not a bug, nothing to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        try:  # no second error when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to flush
+            pass
         raise SystemExit(141) from None  # 128 + SIGPIPE, as a shell reports it
     except Exception as e:
         code, message = describe(e, codes=codes, folder=folder)
