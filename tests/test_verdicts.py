@@ -386,6 +386,6 @@ def test_the_schedule_sentence_reads_the_check(tmp_path) -> None:
     assert current_study.schedule_sentence(tmp_path) == "The schedule check has 11 of 12 runs recorded."
     write_records(folder, recs)
     assert current_study.schedule_sentence(tmp_path) == (
-        "The schedule check fixes the read-out at 8000 iterations: cbp still gained more than its seed std "
-        "over the last quarter."
+        "The schedule check fixes the read-out at 8000 iterations: not every arm's seed mean gained less than "
+        "its seed std over the last quarter (cbp did not)."
     )

@@ -229,7 +229,7 @@ def schedule_sentence(root: str | Path = ".") -> str:
     why = (
         "every arm's seed mean gained less than its seed std over the last quarter"
         if not slow
-        else f"{', '.join(slow)} still gained more than its seed std over the last quarter"
+        else f"not every arm's seed mean gained less than its seed std over the last quarter ({', '.join(slow)} did not)"
     )
     return f"The schedule check fixes the read-out at {iters} iterations: {why}."
 
