@@ -553,7 +553,7 @@ REGIME6: str | None = "c8"  # fixed 2026-12-07 (the protocol's note of that date
 # CBP + OCCL (T, lr) (1, x10) 36.30, (1, x30) 37.15, (2, x10) 36.04, (2, x30) 37.23 -> (2, x30)
 TUNED6: dict[str, float] | None = {"head_lr_mult": 10.0, "length": 2.0, "cbp_head_lr_mult": 30.0}
 #: Amendment 6's schedule (item 3), fixed from the ``a6-schedule`` records before any verdict run.
-ITERS6: int | None = None
+ITERS6: int | None = 8000  # fixed 2026-12-07 from results/ablations-v2-a6-schedule/ (the protocol's note)
 #: Amendment 6, item 4: seeds of Table 3's arms and of the other arms; learning curves for the first three.
 SEEDS6 = {"3": tuple(range(8)), "other": tuple(range(5)), "curves": (0, 1, 2)}
 A6_ARMS = (*TABLE3_ARMS, "gradient", "ema", "penalty", "orthogonal", "equal")
