@@ -27,14 +27,21 @@ def _planned(profile: str) -> int | None:
     return len(profiles[profile].arm_runs) if profile in profiles else None
 
 
+def _calibration_records(root: str | Path) -> pd.DataFrame:
+    """Every calibration candidate's training records, one frame, with a ``candidate`` column."""
+    frames = [
+        verdicts.records(_folder(f"calib-{name}", root)).assign(candidate=name)
+        for name in study.CALIBRATION_CANDIDATES
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
 def phase_rows(root: str | Path = ".") -> pd.DataFrame:
     """The study's phases in order: what each fixes, how many runs it has recorded of how many planned, and
     the hours of training runs recorded (one core each; a resumed run counts from its last start, and the
     data, pretraining and encoder steps are not counted)."""
     cal = calibration_table(Path(root) / "results")
-    cal_runs = pd.concat(
-        [verdicts.records(_folder(f"calib-{c}", root)) for c in study.CALIBRATION_CANDIDATES]
-    )
+    cal_runs = _calibration_records(root)
     rows = [
         {
             "phase": "calibration (tuning set)",
@@ -85,11 +92,7 @@ def claims_frame() -> pd.DataFrame:
 def premise_frame(root: str | Path = ".") -> pd.DataFrame:
     """The paper's premise on every recorded calibration set: the learnable baseline's row norms and bias
     against the log training pixel count of each class (Pearson; the paper reports +0.27 for the norms)."""
-    frames = [
-        verdicts.records(_folder(f"calib-{name}", root)).assign(candidate=name)
-        for name in study.CALIBRATION_CANDIDATES
-    ]
-    df = pd.concat(frames, ignore_index=True)
+    df = _calibration_records(root)
     names = {"norm_r": "norm vs log pixels", "bias_r": "bias vs log pixels"}
     return df[["candidate", "mIoU", *names]].rename(columns=names)
 
