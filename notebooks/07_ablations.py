@@ -127,13 +127,14 @@ else:
 # can resolve with 80 % power. A "not resolved" verdict below is read against that last number.
 
 # %%
-schedule = current_study.schedule_frame(ROOT)
+schedule_runs = current_study.schedule_records(ROOT)  # read once: the check, the power table, the verdicts
+schedule = current_study.schedule_frame(schedule_runs)
 if schedule.empty:
     display(Markdown(current_study.pending_line("a6-schedule", ROOT)))
 else:
     display(schedule.style.format(precision=2).hide(axis="index"))
-    display(Markdown(current_study.schedule_sentence(ROOT)))
-    power = current_study.power_table(ROOT)  # empty until the whole check is recorded
+    display(Markdown(current_study.schedule_sentence(schedule)))
+    power = current_study.power_table(schedule_runs)  # empty until the whole check is recorded
     if len(power):
         display(power.style.format(precision=2, na_rep="–").hide(axis="index"))
 
@@ -149,7 +150,7 @@ else:
 
 # %%
 runs = current_study.verdict_records(ROOT)  # read once: the verdicts, curves and mechanism below
-out = current_study.verdict_frame(runs, ROOT)
+out = current_study.verdict_frame(runs, schedule_runs)
 if out.empty:
     display(Markdown(current_study.pending_line("a6", ROOT)))
 else:

@@ -259,23 +259,27 @@ def test_the_pages_power_table_reads_the_schedule_records(tmp_path) -> None:
     from cbp.experiments.current import CURRENT
     from cbp.io import write_json
 
-    assert current_study.power_table(tmp_path).empty and current_study.schedule_frame(tmp_path).empty
+    def table(root):  # as chapter 7 does: the records read once, then the power table of that frame
+        return current_study.power_table(current_study.schedule_records(root))
+
+    assert table(tmp_path).empty
+    assert current_study.schedule_frame(current_study.schedule_records(tmp_path)).empty
     folder = CURRENT.folders(tmp_path)["a6-schedule"]
     folder.mkdir(parents=True)
     recs = [rec("linear", s, 30.0 + s) for s in range(3)]
     recs += [rec("cbp_occl", s, 32.0 + s + (0.5, -0.5, 0.0)[s]) for s in range(3)]
     for r in recs:
         write_json(r, folder / f"{r['run']}.json")
-    assert current_study.power_table(tmp_path).empty  # two of the four arms: no planned sd yet
+    assert table(tmp_path).empty  # two of the four arms: no planned sd yet
     for r in [rec(arm, s, 31.0 + s) for arm in ("cbp", "linear_occl") for s in range(3)]:
         write_json(r, folder / f"{r['run']}.json")
-    table = current_study.power_table(tmp_path)
-    t3 = table[table.family == "T3"].set_index("claim")
+    power = table(tmp_path)
+    t3 = power[power.family == "T3"].set_index("claim")
     sd = np.std([2.5, 1.5, 2.0], ddof=1)
     assert t3.loc["CBP + OCCL > baseline", "planned_sd"] == pytest.approx(sd)
     assert t3.loc["CBP + OCCL > baseline", "smallest_effect"] == pytest.approx(v.smallest_effect(sd, 8, 4))
     # the lr-swap control (study.TUNED6's head lrs differ): its twin's sd, with 5 pairs
-    swap = table[table.family == "T3 at CBP + OCCL's lr"].set_index("claim")
+    swap = power[power.family == "T3 at CBP + OCCL's lr"].set_index("claim")
     if study.TUNED6 and study.TUNED6["cbp_head_lr_mult"] != study.TUNED6["head_lr_mult"]:
         assert swap.loc["CBP + OCCL > baseline", "planned_sd"] == pytest.approx(sd)
         assert swap.loc["CBP + OCCL > baseline", "k"] == 5
@@ -375,17 +379,22 @@ def test_the_schedule_sentence_reads_the_check(tmp_path) -> None:
     from cbp.book import current_study
     from cbp.experiments.current import CURRENT
 
+    def sentence(root):  # as chapter 7 does: records, then the check, then its sentence
+        return current_study.schedule_sentence(
+            current_study.schedule_frame(current_study.schedule_records(root))
+        )
+
     folder = CURRENT.folders(tmp_path)["a6-schedule"]
-    assert current_study.schedule_sentence(tmp_path) == "The schedule check has 0 of 12 runs recorded."
+    assert sentence(tmp_path) == "The schedule check has 0 of 12 runs recorded."
     recs = []
     for arm in ("linear", "cbp", "linear_occl", "cbp_occl"):
         for s in range(3):
             late = 1.5 if arm == "cbp" else 0.0  # cbp still gains 1.5 at the end; seed std 1.0
             recs.append(rec(arm, s, 30.0 + s + late, curve=[(700, 30.0 + s), (1000, 30.0 + s + late)]))
     write_records(folder, recs[:-1])
-    assert current_study.schedule_sentence(tmp_path) == "The schedule check has 11 of 12 runs recorded."
+    assert sentence(tmp_path) == "The schedule check has 11 of 12 runs recorded."
     write_records(folder, recs)
-    assert current_study.schedule_sentence(tmp_path) == (
+    assert sentence(tmp_path) == (
         "The schedule check fixes the read-out at 8000 iterations: not every arm's seed mean gained less than "
         "its seed std over the last quarter (cbp did not)."
     )

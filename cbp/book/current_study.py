@@ -102,13 +102,18 @@ def verdict_records(root: str | Path = ".") -> pd.DataFrame:
     return verdicts.records(_folder(VERDICT_PROFILE, root))
 
 
-def verdict_frame(df: pd.DataFrame, root: str | Path = ".") -> pd.DataFrame:
+def schedule_records(root: str | Path = ".") -> pd.DataFrame:
+    """The schedule check's records (``a6-schedule``, the tuning set; empty before they run): the page reads
+    them once and hands the frame to :func:`schedule_frame`, :func:`power_table` and :func:`verdict_frame`."""
+    return verdicts.records(_folder("a6-schedule", root))
+
+
+def verdict_frame(df: pd.DataFrame, tuning: pd.DataFrame) -> pd.DataFrame:
     """The verdicts (:func:`cbp.experiments.verdicts.compare` with Holm intervals) of the verdict runs'
-    records ``df`` (:func:`verdict_records`), with the planned sds of the schedule-check runs once they
-    exist; empty before any verdict run."""
+    records ``df`` (:func:`verdict_records`), with the planned sds of the schedule-check records ``tuning``
+    (:func:`schedule_records`) once they exist; empty before any verdict run."""
     if df.empty:
         return pd.DataFrame()
-    tuning = verdicts.records(_folder("a6-schedule", root))
     planned = verdicts.planned_sds(tuning) if len(tuning) else None
     return verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df), planned_sd=planned))
 
@@ -212,16 +217,16 @@ def tuning_sentence(root: str | Path = ".") -> str:
     return f"The tuning budget chose, for the {parts[0]}, and for {parts[1]}."
 
 
-def schedule_frame(root: str | Path = ".") -> pd.DataFrame:
-    """The schedule check (item 3) on the ``a6-schedule`` records: per Table 3 arm, the seed-mean gain over
-    the last quarter against the seed std (:func:`cbp.experiments.verdicts.schedule_check`; empty before)."""
-    df = verdicts.records(_folder("a6-schedule", root))
+def schedule_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The schedule check (item 3) on the ``a6-schedule`` records ``df`` (:func:`schedule_records`): per
+    Table 3 arm, the seed-mean gain over the last quarter against the seed std
+    (:func:`cbp.experiments.verdicts.schedule_check`; empty before)."""
     return verdicts.schedule_check(df) if len(df) else pd.DataFrame()
 
 
-def schedule_sentence(root: str | Path = ".") -> str:
-    """The schedule check's outcome in one sentence (item 3), or how many of its runs are recorded."""
-    check = schedule_frame(root)
+def schedule_sentence(check: pd.DataFrame) -> str:
+    """The schedule check's outcome (``check``, :func:`schedule_frame`) in one sentence (item 3), or how
+    many of its runs are recorded."""
     try:
         iters = verdicts.schedule_length(check) if len(check) else None
     except ValueError:
@@ -237,12 +242,11 @@ def schedule_sentence(root: str | Path = ".") -> str:
     return f"The schedule check fixes the read-out at {iters} iterations: {why}."
 
 
-def power_table(root: str | Path = ".") -> pd.DataFrame:
-    """The power statement (item 6) from the ``a6-schedule`` records: per claim, the planned pairs, family
-    size, planned sd and smallest resolvable effect (:func:`cbp.experiments.verdicts.power_frame`; empty
-    until every run of the check is recorded). The lr-swap control's claims appear when the tuned head
-    lrs differ."""
-    df = verdicts.records(_folder("a6-schedule", root))
+def power_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The power statement (item 6) from the ``a6-schedule`` records ``df`` (:func:`schedule_records`): per
+    claim, the planned pairs, family size, planned sd and smallest resolvable effect
+    (:func:`cbp.experiments.verdicts.power_frame`; empty until every run of the check is recorded). The
+    lr-swap control's claims appear when the tuned head lrs differ."""
     try:
         verdicts.schedule_length(verdicts.schedule_check(df))
     except (ValueError, AttributeError):  # not every run of the check is recorded: no planned sd yet
