@@ -60,7 +60,6 @@ from IPython.display import Markdown, display
 from cbp import paper
 from cbp.book import analysis_tables, figures, plotting
 from cbp.book.launch import repo_root, run_experiments
-from cbp.experiments import claims, tables
 from cbp.experiments.runner import results_dir
 from cbp.experiments.study import PROTOCOL_COMMIT
 
@@ -76,16 +75,16 @@ if rerun:
 
 # %%
 folder = ROOT / results_dir(study, profile)
-results = claims.load_results(folder)
+results = analysis_tables.load_results(folder)
 runs = results["runs"]
-train_runs = tables.train_records(results)
+train_runs = analysis_tables.train_records(results)
 first = train_runs[0]
 meta = runs.get("data", {}).get("data", {})
 class_names = first["metrics"]["class_names"]
 counts = np.asarray(first["metrics"]["pixel_counts"], dtype=float)  # (N,) training pixels per class
 groups = meta.get("groups") or first["data"]["groups"]
 N = len(class_names)
-OURS = tables.ours_label(results)
+OURS = analysis_tables.ours_label(results)
 
 # %%
 iters = sorted({r["config"]["train"]["iters"] for r in train_runs})

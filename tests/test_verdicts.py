@@ -229,9 +229,7 @@ def test_the_lr_swap_control_is_its_own_family_with_its_twins_planned_sd() -> No
     d = np.array([10.0 - 0.1 * s for s in range(5)])
     assert both.n == 5 and both["mean"] == pytest.approx(d.mean())
     # Holm within the control's own family: its p-values are adjusted over its 4 claims, not the 13
-    from cbp.experiments.claims import holm
-
-    assert fam.p_holm.tolist() == pytest.approx(holm(fam.p.tolist()), nan_ok=True)
+    assert fam.p_holm.tolist() == pytest.approx(v.holm(fam.p.tolist()), nan_ok=True)
 
 
 def test_power_frame_is_the_formula_with_the_planned_seeds_and_family_sizes() -> None:

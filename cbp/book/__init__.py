@@ -12,8 +12,8 @@
 * :mod:`cbp.book.toy` (chapters 1-2) and :mod:`cbp.book.occl_geometry` (chapter 4);
 * the figures and tables of the chapters, so that their cells stay short:
   :mod:`cbp.book.toy_figures` (1-2), :mod:`cbp.book.prototype_figures` (3),
-  :mod:`cbp.book.occl_figures` (4), :mod:`cbp.book.analysis_tables` (8), :mod:`cbp.book.findings`
-  (the findings box of the intro and of chapter 7).
+  :mod:`cbp.book.occl_figures` (4), :mod:`cbp.book.current_study` and :mod:`cbp.book.verdict_figures`
+  (7), :mod:`cbp.book.analysis_tables` (8) and :mod:`cbp.book.past_studies` (the history appendix).
 
 The book sits on top of everything: it may import the engine, the study and the method; nothing
 imports it.

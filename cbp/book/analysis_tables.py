@@ -2,24 +2,110 @@
 correlations, the confusable groups (Table 6 analogue), the rarest and most frequent classes
 (Table 7 analogue), class separability (Table 8 analogue) and post-hoc equalisation.
 
-Each function reads the dict of :func:`cbp.experiments.claims.load_results` and returns a
-:class:`pandas.DataFrame` ready to display; "mean ± std" cells come from
-:func:`cbp.experiments.claims.fmt`. Nothing is recomputed from checkpoints.
+Each function reads the dict of :func:`load_results` (the records' JSONs as written, for the analysis
+entries that :class:`cbp.experiments.verdicts.Record` leaves out) and returns a :class:`pandas.DataFrame`
+ready to display; "mean ± std" cells come from :func:`fmt`. Nothing is recomputed from checkpoints.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cbp.analysis import frequency_parts
-from cbp.experiments import claims, tables
 from cbp.experiments.study import arm_label
+from cbp.io import read_json
 
 REGIMES: tuple[str, ...] = ("scratch", "pretrained")
+
+
+def load_results(folder: str | Path) -> dict[str, Any]:
+    """Every record JSON of a results folder: ``{"runs": {name: record}, "by_arm": {regime: {arm: [training
+    records in seed order]}}}``."""
+    runs: dict[str, Any] = {p.stem: read_json(p) for p in sorted(Path(folder).glob("*.json"))}
+    by_arm: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for rec in sorted(train_records({"runs": runs}), key=lambda r: r["seed"]):
+        by_arm[rec["regime"]][rec["arm"]].append(rec)
+    return {"runs": runs, "by_arm": {k: dict(v) for k, v in by_arm.items()}}
+
+
+def train_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training runs of a study (not the data / pretraining / embedding steps)."""
+    return [r for r in results["runs"].values() if r.get("kind") == "train"]
+
+
+def ours_label(results: dict[str, Any]) -> str:
+    """``"ours (synthetic, cnn_tiny, 500 iters, CPU, 3 seeds)"``: what every "ours" column is."""
+    recs = train_records(results)
+    iters = sorted({r["config"]["train"]["iters"] for r in recs})
+    backbone = recs[0]["config"]["model"]["backbone"] if recs else "?"
+    gpu = any((r.get("hardware") or {}).get("gpu") for r in recs)
+    n_iters = iters[0] if len(iters) == 1 else iters
+    seeds = len({r["seed"] for r in recs})
+    return f"ours (synthetic, {backbone}, {n_iters} iters, {'GPU' if gpu else 'CPU'}, {seeds} seeds)"
+
+
+def value(rec: dict[str, Any], metric: str) -> float:
+    """One number of a run record: ``mIoU``, ``mAcc``, ``f1_rarest_group``, ``cs``, ``posthoc.<path>`` or an
+    analysis key (dotted for nested ones); NaN when the record lacks it."""
+    analysis = rec.get("analysis", {})
+    if metric in ("mIoU", "mAcc", "aAcc"):
+        v = rec["metrics"][metric]
+    elif metric == "f1_rarest_group":
+        v = (analysis.get("f1_groups") or [None])[0]
+    elif metric == "cs":
+        v = analysis.get("class_separability")
+    else:
+        v, path = (rec.get("posthoc_equalisation", {}), metric.split(".")[1:])
+        if not metric.startswith("posthoc."):
+            v, path = analysis, metric.split(".")
+        for part in path:
+            v = v.get(part) if isinstance(v, dict) else None
+    return math.nan if v is None or v == {} else float(v)
+
+
+def values(results: dict[str, Any], regime: str, arm: str, metric: str) -> np.ndarray:
+    """(seeds,) values of one arm in one regime (empty if the arm has no finished run)."""
+    recs = results["by_arm"].get(regime, {}).get(arm, [])
+    return np.array([value(r, metric) for r in recs], dtype=np.float64)
+
+
+def fmt(x: np.ndarray, digits: int = 2) -> str:
+    """``"80.12 ± 0.31"`` over the finite values (std ddof 1; ``"80.12"`` for one, ``"–"`` for none)."""
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return "–"
+    return f"{x.mean():.{digits}f}" + (f" ± {x.std(ddof=1):.{digits}f}" if x.size > 1 else "")
+
+
+def per_seed(results: dict[str, Any], regime: str, arm: str, key: str) -> np.ndarray:
+    """(seeds, ...) float array of one analysis or metrics entry of an arm (``None`` -> NaN).
+
+    ``key`` is looked up in each record's ``analysis`` first, then in its ``metrics`` (e.g.
+    ``"IoU"``: (seeds, N) per-class IoU); empty (size 0) when the arm has no run.
+    """
+    out = []
+    for r in results["by_arm"].get(regime, {}).get(arm, []):
+        v = r["analysis"][key] if key in r.get("analysis", {}) else r["metrics"].get(key)
+        out.append([np.nan if x is None else x for x in v] if isinstance(v, list) else v)
+    return np.array(out, dtype=float)
+
+
+def class_mean(results: dict[str, Any], regime: str, arm: str, key: str, num_classes: int) -> np.ndarray:
+    """(N,) mean over seeds of a per-class entry (``"IoU"``, ``"F1"``...); NaN when the arm has no run."""
+    x = per_seed(results, regime, arm, key)
+    if x.size == 0:
+        return np.full(num_classes, np.nan)
+    with warnings.catch_warnings():  # a class without any finite value stays NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=0)
 
 
 def _has(results: dict[str, Any], regime: str, arm: str) -> bool:
@@ -31,9 +117,9 @@ def rarest_group_f1(results: dict[str, Any], arms: Sequence[tuple[str, str, str]
     rows = []
     for regime in REGIMES:
         for arm, label, _ in arms:
-            f1 = tables.per_seed(results, regime, arm, "f1_groups")  # (seeds, groups)
+            f1 = per_seed(results, regime, arm, "f1_groups")  # (seeds, groups)
             if f1.size:
-                rows.append({"regime": regime, "classifier": label, "rarest group F1": claims.fmt(f1[:, 0])})
+                rows.append({"regime": regime, "classifier": label, "rarest group F1": fmt(f1[:, 0])})
     return pd.DataFrame(rows).set_index(["regime", "classifier"])
 
 
@@ -48,11 +134,11 @@ def norm_correlations(
                 continue
             row = {"regime": regime, "classifier": arm_label(arm)}
             for key, name in [("pearson_raw", "Pearson, raw count"), ("pearson_log", "Pearson, log count")]:
-                row[name] = claims.fmt(claims.values(results, regime, arm, f"norm_correlation.{key}"))
-            row["Spearman"] = claims.fmt(claims.values(results, regime, arm, "norm_correlation.spearman_log"))
+                row[name] = fmt(values(results, regime, arm, f"norm_correlation.{key}"))
+            row["Spearman"] = fmt(values(results, regime, arm, "norm_correlation.spearman_log"))
             if "bias_correlation" in results["by_arm"][regime][arm][0]["analysis"]:
-                bias = claims.values(results, regime, arm, "bias_correlation.pearson")
-                row["bias vs log count (Pearson)"] = claims.fmt(bias)
+                bias = values(results, regime, arm, "bias_correlation.pearson")
+                row["bias vs log count (Pearson)"] = fmt(bias)
             rows.append(row)
     # an arm without a bias (CBP-initialised ones) has no bias correlation: "–", not NaN
     return pd.DataFrame(rows).set_index(["regime", "classifier"]).fillna("–")
@@ -60,7 +146,7 @@ def norm_correlations(
 
 def _class_ious(results: dict[str, Any], regime: str, num_classes: int) -> dict[str, np.ndarray]:
     arms = ("cbp_occl", "equal", "orthogonal", "linear")
-    return {arm: tables.class_mean(results, regime, arm, "IoU", num_classes) for arm in arms}
+    return {arm: class_mean(results, regime, arm, "IoU", num_classes) for arm in arms}
 
 
 def confusable_groups(
@@ -145,16 +231,16 @@ def separability(
                 continue
 
             def v(metric: str, regime: str = regime, arm: str = arm) -> np.ndarray:
-                return claims.values(results, regime, arm, metric)
+                return values(results, regime, arm, metric)
 
             rows.append(
                 {
                     "regime": regime,
                     "classifier": arm_label(arm),
-                    "CS (Eq. 8)": claims.fmt(v("cs"), 1),
-                    "cosine within groups": claims.fmt(v("group_cosine.within")),
-                    "cosine between groups": claims.fmt(v("group_cosine.between")),
-                    "mIoU": claims.fmt(v("mIoU")),
+                    "CS (Eq. 8)": fmt(v("cs"), 1),
+                    "cosine within groups": fmt(v("group_cosine.within")),
+                    "cosine between groups": fmt(v("group_cosine.between")),
+                    "mIoU": fmt(v("mIoU")),
                 }
             )
     return pd.DataFrame(rows).set_index(["regime", "classifier"])

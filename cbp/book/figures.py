@@ -12,7 +12,6 @@ import pandas as pd
 from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, legend_below, subplots
 from cbp.book.run_data import read_log, read_metrics
 from cbp.experiments.study import ARM_LABELS
-from cbp.experiments.tables import short_label
 
 
 def colorize(label: np.ndarray, palette: np.ndarray, ignore_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
@@ -141,7 +140,7 @@ def plot_predictions(examples: dict[str, dict[str, Any]]) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Chapter 8: figures of the recorded study (read from the dict of claims.load_results)
+# Chapter 8: figures of the recorded study (read from the dict of analysis_tables.load_results)
 
 REGIMES: tuple[str, ...] = ("scratch", "pretrained")
 
@@ -150,14 +149,14 @@ def frequency_group_table(results: dict[str, Any], arms: Sequence[tuple[str, str
     """Long table of the F1 of every frequency group: one row per (regime, arm, seed, group).
 
     Args:
-        results: :func:`cbp.experiments.claims.load_results` of the study.
+        results: :func:`cbp.book.analysis_tables.load_results` of the study.
         arms: ``(arm, label, colour key)``; the label names the arm in the ``classifier`` column.
 
     Returns:
         Columns ``regime``, ``classifier``, ``seed`` (0, 1, ... in record order), ``group``
         (0 = rarest classes) and ``F1`` (%); arms without a run are absent.
     """
-    from cbp.experiments.tables import per_seed
+    from cbp.book.analysis_tables import per_seed
 
     rows = []
     for regime in REGIMES:
@@ -180,7 +179,7 @@ def plot_frequency_groups(
     Bars are seaborn's mean over seeds with the seeds' standard deviation as error bar.
 
     Args:
-        results: :func:`cbp.experiments.claims.load_results` of the study.
+        results: :func:`cbp.book.analysis_tables.load_results` of the study.
         arms: ``(arm, label, colour key of CLASSIFIER_COLORS)`` for each bar.
         title_suffix: appended to each panel's title (e.g. what "ours" is).
         regimes: the regimes to draw, one panel each.
@@ -276,7 +275,7 @@ def _run_words(name: str) -> str:
     parts = name.split("-")
     if len(parts) != 3 or parts[1] not in ARM_LABELS or not parts[2].startswith("s"):
         return name
-    return f"{short_label(parts[1])}, seed {parts[2][1:]}"
+    return f"{ARM_LABELS[parts[1]].split(' (')[0]}, seed {parts[2][1:]}"
 
 
 def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_classes: int = 3) -> Any:
@@ -319,60 +318,4 @@ def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_class
             ax.set_visible(False)
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="cosine (pixel embedding, prototype)")
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
-# Chapter 7: the ablation tables, seed by seed
-
-
-def plot_arm_seeds(
-    results: dict[str, Any], arms: Sequence[str], colours: dict[str, str], *, title: str
-) -> Any:
-    """Validation mIoU of every seed (dots) and its mean (bar) for each arm, one panel per regime (stacked).
-
-    Args:
-        results: the study's results.
-        arms: the arms of a table (e.g. ``claims.TABLE_ARMS["3"]``).
-        colours: arm -> colour key of ``CLASSIFIER_COLORS``.
-        title: the figure's title.
-    """
-    from cbp.book.plotting import seed_strip
-    from cbp.experiments import claims, tables
-
-    fig, axes = subplots(len(REGIMES), 1, panel_height=3.0)
-    labels = {arm: tables.short_label(arm) for arm in arms}
-    for ax, regime in zip(axes[:, 0], REGIMES):
-        seed_strip(
-            ax,
-            {labels[arm]: claims.values(results, regime, arm, "mIoU") for arm in arms},
-            colors={labels[arm]: CLASSIFIER_COLORS[colours[arm]] for arm in arms},
-            title=regime,
-        )
-    fig.suptitle(title)
-    return fig
-
-
-def plot_readings(reading: pd.DataFrame, *, title: str, xlim: tuple[float, float] = (-15.0, 12.0)) -> Any:
-    """Mean difference of each other reading from the arm it changes, with its ±2s band (amendment 4).
-
-    Args:
-        reading: :func:`cbp.experiments.tables.reading_rows` as a frame (``reading``, ``compared with``,
-            ``d``, ``2s``).
-        title: the figure's title (above the labels, which an axes title would overlap).
-        xlim: x range (a mean outside it is drawn at the edge, labelled with its value).
-    """
-    from cbp.book.plotting import effect_plot
-
-    fig, axes = subplots(width=PAGE_WIDTH, panel_height=0.45 * len(reading) + 1.4)
-    labels = [f"{r['reading']}\n(vs {r['compared with']})" for _, r in reading.iterrows()]
-    effect_plot(
-        axes[0, 0],
-        labels,
-        reading["d"].to_numpy(),
-        reading["2s"].to_numpy(),
-        xlabel="d = mIoU(reading) − mIoU(compared arm), points; bar = ±2s",
-        xlim=xlim,
-    )
-    fig.suptitle(title)  # above the tick labels: the top row's long label rises above the axes
     return fig

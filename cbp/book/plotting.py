@@ -8,7 +8,7 @@ for the classifier families compared throughout the book come from ``CLASSIFIER_
 reader sees "learnable" in the same colour on every page.
 
 seaborn draws what it is the right tool for: the cosine-matrix heatmaps
-(:func:`similarity_heatmap`), the per-seed strip plots (:func:`seed_strip`) and the grouped bars of
+(:func:`similarity_heatmap`) and the grouped bars of
 the frequency groups (:func:`cbp.book.figures.plot_frequency_groups`).
 """
 
@@ -200,89 +200,6 @@ def finish(fig: plt.Figure, name: str | None = None, *, out_dir: str | Path | No
         path.mkdir(parents=True, exist_ok=True)
         fig.savefig(path / f"{name}.png", bbox_inches="tight")
     plt.show()
-
-
-def seed_strip(
-    ax: plt.Axes,
-    values: dict[str, np.ndarray],
-    *,
-    colors: dict[str, str] | None = None,
-    ylabel: str = "validation mIoU (%)",
-    title: str = "",
-) -> None:
-    """Every seed as a dot and the mean as a bar, one column per label (arms of a table).
-
-    Args:
-        ax: Axes to draw on.
-        values: label -> (seeds,) values; empty arrays are left out.
-        colors: label -> colour (default dark grey).
-        ylabel, title: axis label and title.
-    """
-    colors = colors or {}
-    shown = {k: np.asarray(v, dtype=float) for k, v in values.items() if np.asarray(v).size}
-    long = pd.DataFrame(
-        [(label, float(x)) for label, v in shown.items() for x in v], columns=["arm", "value"]
-    )
-    palette = {label: colors.get(label, "#333333") for label in shown}
-    if shown:
-        kw = {"x": "arm", "y": "value", "hue": "arm", "palette": palette, "legend": False, "ax": ax}
-        sns.barplot(long, estimator="mean", errorbar=None, alpha=0.35, width=0.6, **kw)
-        sns.stripplot(long, size=6, jitter=0.12, **kw)
-        lo, hi = np.nanmin(long["value"]), np.nanmax(long["value"])
-        ax.set_ylim(lo - 0.3 * (hi - lo + 1), hi + 0.3 * (hi - lo + 1))
-    ax.tick_params(axis="x", labelrotation=20)
-    ax.set_xlabel("")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-
-
-def effect_plot(
-    ax: plt.Axes,
-    labels: list[str],
-    d: np.ndarray,
-    two_s: np.ndarray,
-    *,
-    xlabel: str = "d (mIoU points)",
-    xlim: tuple[float, float] | None = None,
-) -> None:
-    """Mean differences with their ±2s band (the study's decision rule), one row per comparison.
-
-    Args:
-        ax: Axes to draw on.
-        labels: one label per row, top to bottom.
-        d: (K,) mean differences; NaN rows are drawn as "missing".
-        two_s: (K,) twice the pooled seed std; NaN = no band (one seed).
-        xlabel: x-axis label.
-        xlim: x range; a mean outside it is drawn at the edge as a triangle labelled with its value.
-    """
-    d, two_s = np.asarray(d, dtype=float), np.asarray(two_s, dtype=float)
-    y = np.arange(len(labels))[::-1]
-    for yi, di, si in zip(y, d, two_s):
-        if np.isnan(di):
-            ax.text(0, yi, "missing", ha="center", va="center", fontsize=MIN_FONT, color="#777777")
-            continue
-        clear = not np.isnan(si) and abs(di) > si
-        colour = ("#2a9d8f" if di > 0 else "#e76f51") if clear else "#888888"
-        if xlim is not None and not xlim[0] <= di <= xlim[1]:
-            edge = xlim[0] if di < xlim[0] else xlim[1]
-            ax.plot(edge, yi, "<" if di < xlim[0] else ">", color=colour, ms=8, clip_on=False)
-            ax.annotate(
-                f"{di:+.1f}",
-                (edge, yi),
-                xytext=(8 if di < xlim[0] else -8, 5),
-                textcoords="offset points",
-                ha="left" if di < xlim[0] else "right",
-                fontsize=MIN_FONT,
-            )
-            continue
-        if not np.isnan(si):
-            ax.plot([di - si, di + si], [yi, yi], color=colour, lw=2, alpha=0.6)
-        ax.plot(di, yi, "o", color=colour, ms=6)
-    if xlim is not None:
-        ax.set_xlim(*xlim)
-    ax.axvline(0, color="#333333", lw=0.8)
-    ax.set_yticks(y, labels)
-    ax.set_xlabel(xlabel)
 
 
 def similarity_heatmap(

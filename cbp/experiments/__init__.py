@@ -4,7 +4,7 @@ The protocol (arms, seeds, metrics, decision rule) is ``experiments/protocol.md`
 any result. This package turns it into runs (:mod:`cbp.experiments.study`), executes them in
 parallel and resumably (:mod:`cbp.experiments.runner`), records each as
 ``results/<study>/<run>.json`` (:mod:`cbp.experiments.record`) and judges the paper's claims
-(:mod:`cbp.experiments.claims`)::
+(:mod:`cbp.experiments.verdicts`)::
 
     python -m cbp.experiments run ablations --jobs 2            # the default study (~2 h, 2 cores)
     python -m cbp.experiments run ablations --profile quick     # end-to-end check (~10 min)
@@ -12,17 +12,7 @@ parallel and resumably (:mod:`cbp.experiments.runner`), records each as
     python -m cbp.experiments table ablations                   # the verdict table
 """
 
-from cbp.experiments.claims import CLAIMS, arm_rows, decide, load_results, verdict_rows
 from cbp.experiments.study import PROFILES, PROTOCOL_COMMIT, Run, plan
+from cbp.experiments.verdicts import CLAIMS, compare, records
 
-__all__ = [
-    "CLAIMS",
-    "PROFILES",
-    "PROTOCOL_COMMIT",
-    "Run",
-    "arm_rows",
-    "decide",
-    "load_results",
-    "plan",
-    "verdict_rows",
-]
+__all__ = ["CLAIMS", "PROFILES", "PROTOCOL_COMMIT", "Run", "compare", "plan", "records"]

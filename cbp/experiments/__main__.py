@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import pandas as pd
-
 from cbp.engine.config import ConfigError
 from cbp.engine.errors import OneLineParser, run_cli
 from cbp.experiments import verdicts
-from cbp.experiments.claims import load_results, verdict_rows
 from cbp.experiments.current import CURRENT
 from cbp.experiments.record import embed_main, encoder_main, record
 from cbp.experiments.runner import results_dir, run_study, status
@@ -101,26 +98,20 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    """The verdicts of a profile's records as plain text: amendment 6's read-out for the current study's
-    profiles (:mod:`cbp.experiments.verdicts`), the first study's claim table for the older ones."""
-    folder = results_dir(args.study, args.profile, args.results)
+    """The verdicts of a profile's records as plain text (:mod:`cbp.experiments.verdicts`): the current
+    study's claims for its profiles; for a superseded study's, the claims its records can test, per regime
+    (the re-reading of the book's history appendix)."""
+    df = verdicts.records(results_dir(args.study, args.profile, args.results))
     if args.profile in CURRENT.profiles:
-        df = verdicts.records(folder)
-        out = verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df)))
-        shown = out.assign(verdict=[v.value for v in out.verdict])
-        cols = ["family", "text", "n", "mean", "lo", "hi", "lo_holm", "hi_holm", "p_holm", "verdict"]
-        print(shown[cols].to_string(index=False, float_format=lambda x: f"{x:+.2f}"))
+        out = verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df))).assign(regime="pretrained")
+    else:
+        out = verdicts.judge_recorded(df)
+    if out.empty:
+        print(f"{args.profile}: no record can test a claim yet")
         return 0
-    cols = [
-        "source",
-        "claim",
-        "paper",
-        "ours scratch",
-        "verdict scratch",
-        "ours pretrained",
-        "verdict pretrained",
-    ]
-    print(pd.DataFrame(verdict_rows(load_results(folder)))[cols].to_string(index=False))
+    shown = out.assign(verdict=[v.value for v in out.verdict])
+    cols = ["regime", "family", "text", "n", "mean", "lo", "hi", "lo_holm", "hi_holm", "p_holm", "verdict"]
+    print(shown[cols].to_string(index=False, float_format=lambda x: f"{x:+.2f}"))
     return 0
 
 

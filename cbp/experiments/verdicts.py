@@ -1,7 +1,7 @@
 """Amendment 6's read-out: seed-paired verdicts in Holm families, each beside the smallest effect it could resolve.
 
 One record model (:class:`Record`, typed; :func:`records` loads a folder of them into a DataFrame), one comparison
-(:func:`compare`) and a :class:`~cbp.experiments.claims.Verdict` enum; the claims are data (:data:`CLAIMS`). A verdict is
+(:func:`compare`) and a :class:`Verdict` enum; the claims are data (:data:`CLAIMS`). A verdict is
 never a string to be parsed back: pages format the enum's value.
 
 The rule (``experiments/protocol.md``, amendment 6, items 5-7): for a claim "a vs b", the paired
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.stats
 
-from cbp.experiments.claims import Verdict, holm, paired_test
 from cbp.experiments.study import PAPER_TUNED, SEEDS6, TABLE3_ARMS, TUNE_ARMS
 from cbp.io import read_json
 
@@ -28,6 +28,39 @@ from cbp.io import read_json
 TIE_MARGIN = 0.5
 ALPHA = 0.05
 POWER = 0.8
+
+
+class Verdict(str, Enum):
+    """The outcome of one claim under the paired rule; pages format its value, and no verdict's words are
+    ever parsed back into it."""
+
+    HOLDS = "holds"
+    DOES_NOT_HOLD = "does not hold"
+    NOT_RESOLVED = "not resolved"
+    NO_RECORD = "no record"
+
+
+def paired_test(d: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Mean of paired differences ``d`` (n,), its two-sided t interval and the one-sample t-test p-value of
+    "mean = 0" (``scipy.stats``); NaN where fewer than 2 pairs (or all differences equal) allow none."""
+    n = int(d.size)
+    out = {"n": n, "mean": float(d.mean()) if n else math.nan, "lo": math.nan, "hi": math.nan, "p": math.nan}
+    se = float(d.std(ddof=1)) / math.sqrt(n) if n >= 2 else 0.0
+    if se == 0.0:
+        return out
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, n - 1)) * se
+    out.update(lo=out["mean"] - half, hi=out["mean"] + half, p=float(scipy.stats.ttest_1samp(d, 0.0).pvalue))
+    return out
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN entries stay NaN and do not count as tests)."""
+    order = sorted((i for i, p in enumerate(pvalues) if not math.isnan(p)), key=lambda i: pvalues[i])
+    adjusted, running = [math.nan] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 @dataclass(frozen=True)
@@ -104,6 +137,7 @@ class Record:
     run: str
     arm: str
     seed: int
+    regime: str  # "pretrained" (every study's) or "scratch" (the first study's second regime)
     cpu_model: str  # hardware.cpu_model (vendor, model, family, stepping, AVX-512); a pair needs one
     iters: int | None
     mIoU: float
@@ -125,6 +159,7 @@ class Record:
             run=rec["run"],
             arm=rec["arm"],
             seed=int(rec["seed"]),
+            regime=rec.get("regime", ""),
             cpu_model=hardware.get("cpu_model") or hardware.get("cpu", ""),
             iters=(rec.get("config") or {}).get("train", {}).get("iters"),
             mIoU=float(rec["metrics"]["mIoU"]),
@@ -205,7 +240,7 @@ def compare(
 
     Returns:
         One row per claim: key, family, text, paper, metric, n, seeds, mixed, mean, lo, hi, p, p_holm,
-        verdict (:class:`~cbp.experiments.claims.Verdict`), planned_effect (from ``planned_sd``) and observed_effect (from the
+        verdict (:class:`Verdict`), planned_effect (from ``planned_sd``) and observed_effect (from the
         pairs' own sd, computed after the fact).
     """
     rows = []
@@ -261,6 +296,18 @@ def holm_intervals(out: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
         half = scipy.stats.t.ppf(1 - out.level / 2, k - 1) * out.sd / np.sqrt(k)
     out["lo_holm"], out["hi_holm"] = out["mean"] - half, out["mean"] + half
     return out
+
+
+def judge_recorded(df: pd.DataFrame) -> pd.DataFrame:
+    """The claims of :data:`CLAIMS` that the records ``df`` can test (both arms recorded in one regime), per
+    regime: :func:`compare` with :func:`holm_intervals`, one Holm family per table and regime, and a
+    ``regime`` column (how the superseded studies are re-read). Empty when no claim has both arms."""
+    frames = []
+    for regime, g in df.groupby("regime"):
+        claims = tuple(c for c in CLAIMS if {c.a, c.b} <= set(g.arm))
+        if claims:
+            frames.append(holm_intervals(compare(g, claims)).assign(regime=regime))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def planned_sds(tuning: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> dict[str, float]:
