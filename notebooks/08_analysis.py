@@ -27,10 +27,10 @@
 # synthetic generator 1, 500 iterations, an untuned baseline; history, see the previous page) and a
 # small file of similarity maps of one validation image (`results/ablations/similarity_snapshot.npz`);
 # nothing is trained here. The first study cannot be re-run (its data depended on the CPU), so
-# `rerun = True` only works with `profile = "quick"`. The same measurements on the second study's
-# end points (8000 iterations, tuned baseline) are in the previous page, "The mechanism beside each
-# verdict"; they do not all agree with the ones below (the sign of the norm-frequency correlation,
-# for one).
+# `rerun = True` only works with `profile = "quick"`. The later studies do not all agree with what
+# is measured below: on the second study's end points and on every calibration set of the third, the
+# learnable classifier's row norms correlate *negatively* with class frequency (chapter 7 shows the
+# third study's mechanism beside its verdicts).
 # All data are **SYNTHETIC** (the 50-class set of `cbp.data.synthetic`); paper numbers are
 # labelled as such.
 
@@ -271,7 +271,7 @@ if len(post):
 # bias follow class frequency, F1 by frequency group as in Fig. 5, per-class changes in the
 # confusable groups and the rare classes as in Tables 6 and 7, prototype similarity and class
 # separability as in Fig. 6 and Table 8, and what a post-hoc equalisation of the learnable
-# classifier changes. The verdicts on the paper's claims are in the previous page.
+# classifier changes. The first study's verdicts, re-read, are on the previous page.
 
 # %% [markdown]
 # ## Exercises
