@@ -130,7 +130,7 @@ def verdict_table(out: pd.DataFrame) -> pd.DataFrame:
             "claim": out.text,
             "paper": out.paper,
             "seeds": out.n,
-            "mean": out["mean"].map(lambda x: f"{x:+.2f}"),
+            "mean": out["mean"].map(lambda x: "–" if not np.isfinite(x) else f"{x:+.2f}"),
             "95% CI (unadjusted)": [interval(a, b) for a, b in zip(out.lo, out.hi)],
             "Holm interval": [interval(a, b) for a, b in zip(out.lo_holm, out.hi_holm)],
             "verdict": [v.value for v in out.verdict],
