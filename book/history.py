@@ -87,7 +87,9 @@ def show(name: str, profile: str) -> None:
         display(Markdown(f"`{profile}`: no record in this checkout."))
         return
     folder = past_studies.study(name).folders(ROOT)[profile].relative_to(ROOT)
-    display(Markdown(f"**Every arm, final models** ({len(df)} runs, `{folder}/`; SYNTHETIC, `cnn_tiny`, CPU)"))
+    display(
+        Markdown(f"**Every arm, final models** ({len(df)} runs, `{folder}/`; SYNTHETIC, `cnn_tiny`, CPU)")
+    )
     display(past_studies.arm_table(df).style.hide(axis="index"))
     if len(out):
         display(Markdown("**The third study's claims, re-read on these runs** (final models)"))

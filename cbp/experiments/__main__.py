@@ -103,7 +103,9 @@ def _table(args: argparse.Namespace) -> int:
     (the re-reading of the book's history appendix)."""
     df = verdicts.records(results_dir(args.study, args.profile, args.results))
     if args.profile in CURRENT.profiles:
-        out = verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df))).assign(regime="pretrained")
+        out = verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df))).assign(
+            regime="pretrained"
+        )
     else:
         out = verdicts.judge_recorded(df)
     if out.empty:
