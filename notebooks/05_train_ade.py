@@ -194,7 +194,7 @@ display(Markdown(captions.run_lines(page.metrics)))
 # The total loss equals the cross-entropy (Eq. 7 without the OCCL term), and the centroid and
 # category panels are empty for both runs. The page's run is now "+CBP" of Table 3 (frozen
 # prototypes, no OCCL). In the second study (the history appendix: pretrained, 3 seeds) +CBP ended
-# level with the tuned baseline within about a point on 50 classes and clearly below it on 150; the
+# slightly below the tuned baseline on every seed on 50 classes and clearly below it on 150; the
 # third study (chapter 7) tests the paper's tie with 8 seeds on a calibrated 150-class set. One short
 # run on one seed cannot separate differences this small: read your gap beside the seed spreads of
 # the studies (chapter 7 and its appendix), not as a verdict.

@@ -178,3 +178,44 @@ def test_snapshot_titles_name_runs_in_words() -> None:
 
     assert _run_words("pretrained-cbp_occl-s2") == "CBP + OCCL, seed 2"
     assert _run_words("not-a-run") == "not-a-run"
+
+
+def test_chapter8_reader_groups_records_by_regime_and_arm_in_seed_order(tmp_path) -> None:
+    """analysis_tables.load_results against a hand-written folder: seed order, the dotted analysis paths,
+    per-class means over seeds with a missing class left NaN, and the label of what "ours" is."""
+    import json
+    import math
+
+    from records import train_record, write_records
+
+    from cbp.book import analysis_tables as at
+
+    def rec(seed, iou, r):
+        return train_record(
+            "linear", seed, 50.0 + seed, iters=500, metrics={"mIoU": 50.0 + seed, "mAcc": 60.0, "IoU": iou},
+            analysis={"norm_correlation": {"pearson_log": r}, "class_separability": 10.0 * seed},
+            config={"train": {"iters": 500}, "model": {"backbone": "cnn_tiny"}}, hardware={"cpu_model": "x"},
+        )  # fmt: skip
+
+    write_records(tmp_path, [rec(2, [1.0, None], 0.3), rec(0, [3.0, None], 0.1), rec(1, [2.0, 4.0], 0.2)])
+    (tmp_path / "data.json").write_text(json.dumps({"kind": "data"}))
+    results = at.load_results(tmp_path)
+    assert set(results["runs"]) == {"data", "000-pretrained-linear-s2", "001-pretrained-linear-s0",
+                                    "002-pretrained-linear-s1"}  # fmt: skip
+    assert [r["seed"] for r in results["by_arm"]["pretrained"]["linear"]] == [0, 1, 2]
+    assert len(at.train_records(results)) == 3
+    assert at.values(results, "pretrained", "linear", "norm_correlation.pearson_log").tolist() == [
+        0.1,
+        0.2,
+        0.3,
+    ]
+    assert at.values(results, "pretrained", "linear", "cs").tolist() == [0.0, 10.0, 20.0]
+    assert math.isnan(at.value(results["by_arm"]["pretrained"]["linear"][0], "bias_correlation.pearson"))
+    assert at.values(results, "scratch", "linear", "mIoU").size == 0
+    iou = at.per_seed(results, "pretrained", "linear", "IoU")  # (seeds, classes), None -> NaN
+    assert iou.shape == (3, 2) and np.isnan(iou[0, 1])
+    assert at.class_mean(results, "pretrained", "linear", "IoU", 2).tolist() == [2.0, 4.0]
+    assert np.isnan(at.class_mean(results, "scratch", "linear", "IoU", 2)).all()
+    assert at.fmt(np.array([1.0, 3.0, np.nan])) == f"2.00 ± {np.std([1, 3], ddof=1):.2f}"
+    assert at.fmt(np.array([])) == "–"
+    assert at.ours_label(results) == "ours (synthetic, cnn_tiny, 500 iters, CPU, 3 seeds)"

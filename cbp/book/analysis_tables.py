@@ -53,21 +53,13 @@ def ours_label(results: dict[str, Any]) -> str:
 
 
 def value(rec: dict[str, Any], metric: str) -> float:
-    """One number of a run record: ``mIoU``, ``mAcc``, ``f1_rarest_group``, ``cs``, ``posthoc.<path>`` or an
-    analysis key (dotted for nested ones); NaN when the record lacks it."""
-    analysis = rec.get("analysis", {})
+    """One number of a run record: ``mIoU``, ``mAcc``, ``cs`` (class separability) or an analysis key
+    (dotted for nested ones, e.g. ``norm_correlation.pearson_log``); NaN when the record lacks it."""
     if metric in ("mIoU", "mAcc", "aAcc"):
-        v = rec["metrics"][metric]
-    elif metric == "f1_rarest_group":
-        v = (analysis.get("f1_groups") or [None])[0]
-    elif metric == "cs":
-        v = analysis.get("class_separability")
-    else:
-        v, path = (rec.get("posthoc_equalisation", {}), metric.split(".")[1:])
-        if not metric.startswith("posthoc."):
-            v, path = analysis, metric.split(".")
-        for part in path:
-            v = v.get(part) if isinstance(v, dict) else None
+        return float(rec["metrics"][metric])
+    v: Any = rec.get("analysis", {})
+    for part in ["class_separability"] if metric == "cs" else metric.split("."):
+        v = v.get(part) if isinstance(v, dict) else None
     return math.nan if v is None or v == {} else float(v)
 
 

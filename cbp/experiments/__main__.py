@@ -102,16 +102,17 @@ def _table(args: argparse.Namespace) -> int:
     study's claims for its profiles; for a superseded study's, the claims its records can test, per regime
     (the re-reading of the book's history appendix)."""
     df = verdicts.records(results_dir(args.study, args.profile, args.results))
-    if args.profile in CURRENT.profiles:
-        out = verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df))).assign(
-            regime="pretrained"
-        )
+    if args.profile in CURRENT.profiles and len(df):
+        out = verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df)))
+        out["regime"] = ", ".join(sorted(set(df.regime)))
     else:
         out = verdicts.judge_recorded(df)
     if out.empty:
-        print(f"{args.profile}: no record can test a claim yet")
+        print(
+            f"{args.profile}: no claim's two arms are recorded in this profile ({len(df)} training records)"
+        )
         return 0
-    shown = out.assign(verdict=[v.value for v in out.verdict])
+    shown = out.assign(verdict=[v.value for v in out.verdict], p_holm=out.p_holm.map(lambda p: f"{p:.3f}"))
     cols = ["regime", "family", "text", "n", "mean", "lo", "hi", "lo_holm", "hi_holm", "p_holm", "verdict"]
     print(shown[cols].to_string(index=False, float_format=lambda x: f"{x:+.2f}"))
     return 0
