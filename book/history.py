@@ -90,14 +90,20 @@ def show(name: str, profile: str) -> None:
         display(Markdown(f"`{profile}`: no record in this checkout."))
         return
     folder = past_studies.study(name).folders(ROOT)[profile].relative_to(ROOT)
+    one = df.regime.nunique() == 1  # one regime: say it once, not on every row
+    where = f"{df.regime.iloc[0]} regime, " if one else ""
     display(
-        Markdown(f"**Every arm, final models** ({len(df)} runs, `{folder}/`; SYNTHETIC, `cnn_tiny`, CPU)")
+        Markdown(
+            f"**Every arm, final models** ({len(df)} runs, {where}`{folder}/`; SYNTHETIC, `cnn_tiny`, CPU)"
+        )
     )
-    display(past_studies.arm_table(df).style.hide(axis="index"))
+    display(past_studies.arm_table(df).drop(columns=["regime"] if one else []).style.hide(axis="index"))
     if len(out):
         display(Markdown("**The third study's claims, re-read on these runs** (final models)"))
         table = verdict_table(out).drop(columns=["smallest resolvable"])
-        display(table.assign(regime=out.regime.values).style.hide(axis="index"))
+        if not one:
+            table.insert(0, "regime", out.regime.values)
+        display(table.style.hide(axis="index"))
 
 
 # %% [markdown]
@@ -110,7 +116,7 @@ def show(name: str, profile: str) -> None:
 # within 0.5 mIoU of the paper's went to the paper's. Two 3-seed checks of Table 4's gradient and
 # penalty variants ran beside them.
 
-# %%
+# %% tags=["hide-input"]
 show("second", "tune")
 
 # %% [markdown]
@@ -125,7 +131,7 @@ show("second", "tune")
 # claims at once, which left "frozen > EMA" not resolved). The mechanism rows (rarest-group F1,
 # rare-third IoU) are new in this re-reading.
 
-# %%
+# %% tags=["hide-input"]
 show("second", "endpoints")
 
 # %% [markdown]
@@ -138,7 +144,7 @@ show("second", "endpoints")
 # equal-norm rows take that compensation away. $T$ and the head's learning rate had been tuned on 50
 # classes, not 150: one reason the third study calibrates and tunes on a 150-class set first.
 
-# %%
+# %% tags=["hide-input"]
 show("second", "hard150")
 
 # %% [markdown]
@@ -167,7 +173,7 @@ if both:
 # OCCL until it is orthogonalised. The lengths $T$ = 1 to 5 lie within about a point. In 256
 # dimensions 50 random rows are already nearly orthogonal, so orthogonality is barely tested here.
 
-# %%
+# %% tags=["hide-input"]
 show("second", "tables")
 
 # %% [markdown]
@@ -184,7 +190,7 @@ show("second", "tables")
 # updates under the same names. The frozen classifier's head start over an untuned baseline and the
 # short schedule are why the second study tuned the baseline and trained 16 times longer.
 
-# %%
+# %% tags=["hide-input"]
 show("first", "default")
 
 # %% [markdown]
@@ -194,7 +200,7 @@ show("first", "default")
 # gone, and CBP + OCCL ended below the baseline. On this benchmark the first study's gains were a
 # faster start, not a better end point.
 
-# %%
+# %% tags=["hide-input"]
 show("first", "long")
 
 # %% [markdown]
