@@ -141,7 +141,9 @@ else:
 # %% [markdown]
 # ## The verdicts
 #
-# Each claim's mean paired difference, the interval its verdict uses and the verdict's colour: for a
+# First the reading, in a few bullets computed from the records (each interval the one its verdict
+# uses; while pairs are missing the verdicts are provisional). Then the same drawn: each claim's mean
+# paired difference, the interval its verdict uses and the verdict's colour: for a
 # diff claim the {term}`Holm-adjusted <Holm's correction>` interval, which excludes zero exactly when
 # the claim is significant; for a tie, the unadjusted 95 % interval (thick) that must lie inside the
 # shaded ±0.5 band. The ticks mark ± the smallest effect the design resolves with 80 % power, computed
@@ -154,9 +156,10 @@ out = current_study.verdict_frame(runs, schedule_runs)
 if out.empty:
     display(Markdown(current_study.pending_line("a6", ROOT)))
 else:
+    display(Markdown(current_study.reading(out)))  # the reading, computed from the verdicts below
+    plotting.finish(verdict_figures.plot_forest(out, "Third study: SYNTHETIC 150 classes, cnn_tiny, CPU"))
     display(current_study.verdict_table(out).style.hide(axis="index"))
     display(Markdown(current_study.cpu_line(runs, out)))
-    plotting.finish(verdict_figures.plot_forest(out, "Third study: SYNTHETIC 150 classes, cnn_tiny, CPU"))
 
 # %% [markdown]
 # ## The learning curves and the mechanism

@@ -396,3 +396,34 @@ def test_the_schedule_sentence_reads_the_check(tmp_path) -> None:
         "The schedule check fixes the read-out at 8000 iterations: not every arm's seed mean gained less than "
         "its seed std over the last quarter (cbp did not)."
     )
+
+
+def test_the_reading_lists_each_familys_verdicts_with_their_intervals_and_the_planned_pairs(
+    monkeypatch,
+) -> None:
+    from cbp.book import current_study
+    from cbp.experiments import study
+
+    monkeypatch.setattr(study, "TUNED6", {"head_lr_mult": 10.0, "length": 2.0, "cbp_head_lr_mult": 10.0})
+    recs = []
+    for s in range(8):
+        noise = (0.3, -0.2, 0.1, -0.4, 0.2, 0.0, -0.1, 0.3)[s]
+        recs += [rec("linear", s, 30.0 + s), rec("cbp_occl", s, 32.0 + s + noise)]
+        recs += [rec("cbp", s, 30.0 + s + noise), rec("linear_occl", s, 31.0 + s - noise)]
+    out = current_study.verdict_frame(frame(recs), frame([]))
+    text = current_study.reading(out)
+    lines = text.splitlines()
+    # planned pairs without the lr-swap control: T3 4 x 8, T4 3 x 5, T5 2 x 5, mechanism 2 x 8 + 2 x 5
+    assert (
+        lines[0]
+        == "* **48 of 83 planned seed pairs** are recorded (provisional until every pair is recorded)."
+    )
+    t3 = out.set_index("key").loc["t3_both"]
+    assert t3.verdict is v.Verdict.HOLDS
+    both = f"CBP + OCCL > baseline ({t3['mean']:+.2f} [{t3.lo_holm:+.2f}, {t3.hi_holm:+.2f}], 8 seeds)"
+    tie = out.set_index("key").loc["t3_cbp"]  # a tie that holds: its unadjusted 95 % interval, inside ±0.5
+    assert tie.verdict is v.Verdict.HOLDS and -0.5 < tie.lo < tie.hi < 0.5
+    held = f"+CBP ≈ baseline ({tie['mean']:+.2f} [{tie.lo:+.2f}, {tie.hi:+.2f}], 8 seeds)"
+    assert lines[1].startswith(f"* **T3**: holds: {held}; ") and both in lines[1]
+    assert lines[2] == "* **T4**: no pair yet: frozen > gradient, frozen > EMA, frozen > penalty."
+    assert len(lines) == 1 + 4  # T3, T4, T5, mechanism: no lr-swap family when the tuned lrs agree

@@ -7,6 +7,7 @@ from a run. Before a phase of the study has records, its function says so (an em
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,13 @@ def verdict_records(root: str | Path = ".") -> pd.DataFrame:
     return verdicts.records(_folder(VERDICT_PROFILE, root))
 
 
+def planned_claims() -> tuple[verdicts.Claim, ...]:
+    """The claims amendment 6 judges: :data:`~cbp.experiments.verdicts.CLAIMS`, and the lr-swap control's
+    when the tuned head lrs differ (:data:`cbp.experiments.study.TUNED6`)."""
+    swap = study.TUNED6 is not None and study.TUNED6["cbp_head_lr_mult"] != study.TUNED6["head_lr_mult"]
+    return (*verdicts.CLAIMS, *verdicts.LRSWAP_CLAIMS) if swap else verdicts.CLAIMS
+
+
 def schedule_records(root: str | Path = ".") -> pd.DataFrame:
     """The schedule check's records (``a6-schedule``, the tuning set; empty before they run): the page reads
     them once and hands the frame to :func:`schedule_frame`, :func:`power_table` and :func:`verdict_frame`."""
@@ -114,8 +122,9 @@ def verdict_frame(df: pd.DataFrame, tuning: pd.DataFrame) -> pd.DataFrame:
     (:func:`schedule_records`) once they exist; empty before any verdict run."""
     if df.empty:
         return pd.DataFrame()
-    planned = verdicts.planned_sds(tuning) if len(tuning) else None
-    return verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df), planned_sd=planned))
+    claims = planned_claims()
+    planned = verdicts.planned_sds(tuning, claims) if len(tuning) else None
+    return verdicts.holm_intervals(verdicts.compare(df, claims, planned_sd=planned))
 
 
 def verdict_table(out: pd.DataFrame) -> pd.DataFrame:
@@ -139,6 +148,52 @@ def verdict_table(out: pd.DataFrame) -> pd.DataFrame:
             ),
         }
     )
+
+
+def reading(out: pd.DataFrame) -> str:
+    """Chapter 7's reading of the verdicts in a few bullets, computed from :func:`verdict_frame`: how many of
+    the planned seed pairs are recorded, then per Holm family what holds, what does not and what is not
+    resolved, each "not resolved" beside the smallest effect the design resolves at its recorded pairs.
+    An interval is the one the verdict uses: Holm's for a difference and for a tie that does not hold,
+    the unadjusted 95 % one for a tie that holds (inside ± :data:`~cbp.experiments.verdicts.TIE_MARGIN`).
+
+    Args:
+        out: :func:`verdict_frame` (one row per claim, with ``lo_holm``, ``hi_holm``, ``planned_effect``).
+
+    Returns:
+        Markdown bullets.
+    """
+    claim_fields = [f.name for f in fields(verdicts.Claim)]
+    planned = [verdicts.planned_seeds(verdicts.Claim(*r)) for r in out[claim_fields].itertuples(index=False)]
+    have, want = int(out.n.sum()), int(sum(planned))
+    state = "all of them: final" if have == want else "provisional until every pair is recorded"
+    bullets = [f"* **{have} of {want} planned seed pairs** are recorded ({state})."]
+    for family, fam in out.groupby("family", sort=False):
+        parts = []
+        for v in (verdicts.Verdict.HOLDS, verdicts.Verdict.DOES_NOT_HOLD):
+            rows = fam[fam.verdict == v]
+            # the interval the verdict uses: a tie that holds, its 95 % one; otherwise Holm's
+            shown = [
+                f"{r.text} ({r.mean:+.2f} [{lo:+.2f}, {hi:+.2f}], {r.n} seeds)"
+                for r in rows.itertuples()
+                for lo, hi in [
+                    (r.lo, r.hi)
+                    if r.kind == "tie" and v is verdicts.Verdict.HOLDS
+                    else (r.lo_holm, r.hi_holm)
+                ]
+            ]
+            parts += [f"{v.value}: " + "; ".join(shown)] if shown else []
+        rows = fam[fam.verdict == verdicts.Verdict.NOT_RESOLVED]
+        shown = [
+            f"{r.text} ({r.mean:+.2f} on {r.n} seed{'s' * (r.n != 1)}"
+            + (f"; resolvable: {r.planned_effect:.2f})" if np.isfinite(r.planned_effect) else ")")
+            for r in rows.itertuples()
+        ]
+        parts += ["not resolved: " + "; ".join(shown)] if shown else []
+        missing = fam[fam.verdict == verdicts.Verdict.NO_RECORD].text.tolist()
+        parts += [f"no pair yet: {', '.join(missing)}"] if missing else []
+        bullets.append(f"* **{family}**: " + "; ".join(parts) + ".")
+    return "\n".join(bullets)
 
 
 def cpu_line(runs: pd.DataFrame, out: pd.DataFrame) -> str:
@@ -251,8 +306,7 @@ def power_table(df: pd.DataFrame) -> pd.DataFrame:
         verdicts.schedule_length(verdicts.schedule_check(df))
     except (ValueError, AttributeError):  # not every run of the check is recorded: no planned sd yet
         return pd.DataFrame()
-    swap = study.TUNED6 is not None and study.TUNED6["cbp_head_lr_mult"] != study.TUNED6["head_lr_mult"]
-    claims = (*verdicts.CLAIMS, *verdicts.LRSWAP_CLAIMS) if swap else verdicts.CLAIMS
+    claims = planned_claims()
     return verdicts.power_frame(verdicts.planned_sds(df, claims), claims)
 
 
