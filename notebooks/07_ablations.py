@@ -150,7 +150,7 @@ else:
 # from the schedule check's seed spread before the verdict runs: a "not resolved" whose interval sits
 # well inside the ticks says "too few seeds", not "no effect".
 
-# %%
+# %% mystnb={"image": {"alt": "Forest plot of the third study's claims, one row each in their Holm families (Tables 3, 4 and 5, the mechanism, the lr-swap control): a dot at the mean paired difference, the interval the verdict uses, coloured by the verdict, ticks at plus and minus the smallest effect the design resolves, and a shaded band of plus or minus 0.5 points around zero."}}
 runs = current_study.verdict_records(ROOT)  # read once: the verdicts, curves and mechanism below
 out = current_study.verdict_frame(runs, schedule_runs)
 if out.empty:
@@ -169,7 +169,7 @@ else:
 # rarest frequency group's F1, and the row norms' correlation with the log pixel count (the paper's
 # premise: positive for a learnable classifier, zero by construction for frozen CBP).
 
-# %%
+# %% mystnb={"image": {"alt": "Learning curves of Table 3's four arms on the third study's verdict set: validation mIoU against training iteration, every 10 % of 8000 iterations, the seed mean of seeds 0-2 with a band of one seed standard deviation."}}
 if runs.empty:
     display(Markdown(current_study.pending_line("a6", ROOT)))
 else:

@@ -56,7 +56,7 @@ def test_curves_draw_the_seed_mean_of_the_seeds_that_record_a_curve() -> None:
     df = _records(np.random.default_rng(0))
     fig = verdict_figures.plot_curves(df, ("linear", "cbp_occl", "gradient"), "t")
     lines = fig.axes[0].get_lines()
-    assert [ln.get_label() for ln in lines] == ["linear (3 seeds)", "cbp_occl (3 seeds)"]  # no gradient runs
+    assert [ln.get_label() for ln in lines] == ["baseline (3 seeds)", "CBP + OCCL (3 seeds)"]  # no gradient runs
     for ln, arm in zip(lines, ("linear", "cbp_occl")):
         ref = np.mean([[p["mIoU"] for p in c] for c in df[df.arm == arm].curve if c], axis=0)
         np.testing.assert_allclose(ln.get_ydata(), ref)
@@ -71,3 +71,21 @@ def test_mechanism_frame_is_mean_and_std_over_seeds() -> None:
     rare = df[df.arm == "linear"].rare_third_IoU
     assert out.loc["linear", "rare third IoU"] == f"{rare.mean():.2f} ± {rare.std(ddof=1):.2f}"
     assert out.loc["cbp_occl", "norm vs log pixels (r)"] == "1.50 ± 0.00"
+
+
+def test_the_forest_of_every_planned_claim_lays_out_without_collapsing(recwarn) -> None:
+    """With all 17 claims' labels (the lr-swap family's are the longest) the layout once collapsed to zero
+    width at print time; the page then printed matplotlib's warning above the figure."""
+    import io
+    import warnings
+
+    from cbp.book import current_study
+    from cbp.experiments import verdicts as v
+
+    claims = (*v.CLAIMS, *v.LRSWAP_CLAIMS)
+    out = v.holm_intervals(v.compare(v.frame([]), claims))
+    fig = verdict_figures.plot_forest(out, "Third study: SYNTHETIC 150 classes, cnn_tiny, CPU")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig.savefig(io.BytesIO(), format="png", bbox_inches="tight")
+    assert len(fig.axes[0].get_yticklabels()) == len(claims) == len(current_study.planned_claims())

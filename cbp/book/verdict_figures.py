@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from cbp.book.plotting import subplots
+from cbp.book.plotting import PAGE_WIDTH, subplots
+from cbp.experiments.study import ARM_LABELS
 from cbp.experiments.verdicts import TIE_MARGIN, Verdict
 
 #: One colour per verdict, from the Okabe-Ito palette; the colour never contradicts the drawn interval.
@@ -23,6 +24,7 @@ FAMILY_TITLES = {
     "T4": "Table 4 (mIoU)",
     "T5": "Table 5 (mIoU)",
     "mechanism": "mechanism (F1 / IoU points)",
+    "T3 at CBP + OCCL's lr": "lr-swap control (mIoU)",
 }
 
 
@@ -43,7 +45,7 @@ def plot_forest(out: pd.DataFrame, title: str) -> object:
         The matplotlib figure.
     """
     n = len(out)
-    fig, axes = subplots(1, 1, panel_height=0.42 * n + 1.6)
+    fig, axes = subplots(1, 1, width=PAGE_WIDTH, panel_height=0.42 * n + 1.6)  # the labels need the width
     ax = axes[0, 0]
     y = np.arange(n)[::-1]  # first claim on top
     ax.axvspan(-TIE_MARGIN, TIE_MARGIN, color="#DDDDDD", zorder=0)
@@ -86,7 +88,10 @@ def plot_curves(df: pd.DataFrame, arms: tuple[str, ...], title: str) -> object:
             continue
         table = pd.concat(curves, axis=1)  # (evaluations, seeds)
         mean, std = table.mean(axis=1), table.std(axis=1, ddof=1)
-        ax.plot(mean.index, mean, label=f"{arm} ({table.shape[1]} seeds)")
+        n = table.shape[1]
+        ax.plot(
+            mean.index, mean, label=f"{ARM_LABELS.get(arm, arm).split(' (')[0]} ({n} seed{'s' * (n != 1)})"
+        )
         ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
     ax.set(xlabel="iteration", ylabel="val mIoU (%)", title=title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
