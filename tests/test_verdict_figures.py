@@ -56,7 +56,10 @@ def test_curves_draw_the_seed_mean_of_the_seeds_that_record_a_curve() -> None:
     df = _records(np.random.default_rng(0))
     fig = verdict_figures.plot_curves(df, ("linear", "cbp_occl", "gradient"), "t")
     lines = fig.axes[0].get_lines()
-    assert [ln.get_label() for ln in lines] == ["baseline (3 seeds)", "CBP + OCCL (3 seeds)"]  # no gradient runs
+    assert [ln.get_label() for ln in lines] == [
+        "baseline (3 seeds)",
+        "CBP + OCCL (3 seeds)",
+    ]  # no gradient runs
     for ln, arm in zip(lines, ("linear", "cbp_occl")):
         ref = np.mean([[p["mIoU"] for p in c] for c in df[df.arm == arm].curve if c], axis=0)
         np.testing.assert_allclose(ln.get_ydata(), ref)
