@@ -82,13 +82,10 @@ def test_the_forest_of_every_planned_claim_lays_out_without_collapsing(recwarn) 
     import io
     import warnings
 
-    from cbp.book import current_study
-    from cbp.experiments import verdicts as v
-
     claims = (*v.CLAIMS, *v.LRSWAP_CLAIMS)
     out = v.holm_intervals(v.compare(v.frame([]), claims))
     fig = verdict_figures.plot_forest(out, "Third study: SYNTHETIC 150 classes, cnn_tiny, CPU")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fig.savefig(io.BytesIO(), format="png", bbox_inches="tight")
-    assert len(fig.axes[0].get_yticklabels()) == len(claims) == len(current_study.planned_claims())
+    assert len(fig.axes[0].get_yticklabels()) == len(claims) == len(v.planned_claims())

@@ -219,10 +219,11 @@ def test_the_lr_swap_control_is_its_own_family_with_its_twins_planned_sd() -> No
     recs += [rec("cbp_occl", s, 32.0 + s + (0.5, -0.5, 0.0)[s]) for s in range(3)]
     sds = v.planned_sds(frame(recs), (*v.CLAIMS, *v.LRSWAP_CLAIMS))
     assert sds["t3_both_lrswap"] == sds["t3_both"]
-    assert v.claims_of(frame(recs)) == v.CLAIMS  # no control recorded: not judged
+    assert v.planned_claims({"head_lr_mult": 10.0, "cbp_head_lr_mult": 10.0}) == v.CLAIMS  # no control
+    assert v.planned_claims({"head_lr_mult": 10.0, "cbp_head_lr_mult": 30.0}) == (*v.CLAIMS, *v.LRSWAP_CLAIMS)
     swapped = recs + [rec("cbp_occl_lrswap", s, 40.0 + s) for s in range(5)]
     swapped += [rec("linear_lrswap", s, 30.0 + s + 0.1 * s) for s in range(5)]
-    out = v.compare(frame(swapped), v.claims_of(frame(swapped)))
+    out = v.compare(frame(swapped), (*v.CLAIMS, *v.LRSWAP_CLAIMS))
     fam = out[out.family == "T3 at CBP + OCCL's lr"]
     assert len(fam) == 4 and (fam.key.str.endswith("_lrswap")).all()
     both = fam.set_index("key").loc["t3_both_lrswap"]

@@ -103,13 +103,6 @@ def verdict_records(root: str | Path = ".") -> pd.DataFrame:
     return verdicts.records(_folder(VERDICT_PROFILE, root))
 
 
-def planned_claims() -> tuple[verdicts.Claim, ...]:
-    """The claims amendment 6 judges: :data:`~cbp.experiments.verdicts.CLAIMS`, and the lr-swap control's
-    when the tuned head lrs differ (:data:`cbp.experiments.study.TUNED6`)."""
-    swap = study.TUNED6 is not None and study.TUNED6["cbp_head_lr_mult"] != study.TUNED6["head_lr_mult"]
-    return (*verdicts.CLAIMS, *verdicts.LRSWAP_CLAIMS) if swap else verdicts.CLAIMS
-
-
 def schedule_records(root: str | Path = ".") -> pd.DataFrame:
     """The schedule check's records (``a6-schedule``, the tuning set; empty before they run): the page reads
     them once and hands the frame to :func:`schedule_frame`, :func:`power_table` and :func:`verdict_frame`."""
@@ -122,7 +115,7 @@ def verdict_frame(df: pd.DataFrame, tuning: pd.DataFrame) -> pd.DataFrame:
     (:func:`schedule_records`) once they exist; empty before any verdict run."""
     if df.empty:
         return pd.DataFrame()
-    claims = planned_claims()
+    claims = verdicts.planned_claims()
     planned = verdicts.planned_sds(tuning, claims) if len(tuning) else None
     return verdicts.holm_intervals(verdicts.compare(df, claims, planned_sd=planned))
 
@@ -306,7 +299,7 @@ def power_table(df: pd.DataFrame) -> pd.DataFrame:
         verdicts.schedule_length(verdicts.schedule_check(df))
     except (ValueError, AttributeError):  # not every run of the check is recorded: no planned sd yet
         return pd.DataFrame()
-    claims = planned_claims()
+    claims = verdicts.planned_claims()
     return verdicts.power_frame(verdicts.planned_sds(df, claims), claims)
 
 

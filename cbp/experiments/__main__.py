@@ -103,7 +103,7 @@ def _table(args: argparse.Namespace) -> int:
     (the re-reading of the book's history appendix)."""
     df = verdicts.records(results_dir(args.study, args.profile, args.results))
     if args.profile in CURRENT.profiles and len(df):
-        out = verdicts.holm_intervals(verdicts.compare(df, verdicts.claims_of(df)))
+        out = verdicts.holm_intervals(verdicts.compare(df, verdicts.planned_claims()))
         out["regime"] = ", ".join(sorted(set(df.regime)))
     else:
         out = verdicts.judge_recorded(df)

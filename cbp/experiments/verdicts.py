@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from cbp.experiments import study
 from cbp.experiments.study import PAPER_TUNED, SEEDS6, TABLE3_ARMS, TUNE_ARMS
 from cbp.io import read_json
 
@@ -109,11 +110,12 @@ LRSWAP_CLAIMS: tuple[Claim, ...] = tuple(
 )
 
 
-def claims_of(df: pd.DataFrame) -> tuple[Claim, ...]:
-    """The claims the records ``df`` are judged on: :data:`CLAIMS`, and :data:`LRSWAP_CLAIMS` when the
-    lr-swap control has a record."""
-    swapped = df.arm.str.endswith("_lrswap").any() if len(df) else False
-    return (*CLAIMS, *LRSWAP_CLAIMS) if swapped else CLAIMS
+def planned_claims(tuned: dict[str, float] | None = None) -> tuple[Claim, ...]:
+    """The claims amendment 6 judges: :data:`CLAIMS`, and :data:`LRSWAP_CLAIMS` when the tuned head lrs
+    (``tuned``, default :data:`cbp.experiments.study.TUNED6`) differ, so that the lr-swap control runs."""
+    tuned = study.TUNED6 if tuned is None else tuned
+    swap = tuned is not None and tuned["cbp_head_lr_mult"] != tuned["head_lr_mult"]
+    return (*CLAIMS, *LRSWAP_CLAIMS) if swap else CLAIMS
 
 
 def planned_seeds(c: Claim) -> int:
