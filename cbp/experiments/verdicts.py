@@ -241,7 +241,8 @@ def compare(
             :func:`planned_sds`); ``planned_effect`` uses it with the number of pairs the data hold.
 
     Returns:
-        One row per claim: key, family, text, paper, metric, n, seeds, mixed, mean, lo, hi, p, p_holm,
+        One row per claim: key, family, text, paper, metric, n, seeds, mixed, planned (the seed pairs
+        amendment 6 plans, :func:`planned_seeds`), mean, lo, hi, p, p_holm,
         verdict (:class:`Verdict`), planned_effect (from ``planned_sd``) and observed_effect (from the
         pairs' own sd, computed after the fact).
     """
@@ -250,7 +251,9 @@ def compare(
         d, seeds, mixed = pairs(df, c.a, c.b, c.metric)
         test = paired_test(d)
         sd = float(d.std(ddof=1)) if d.size > 1 else math.nan
-        rows.append({**c.__dict__, **test, "seeds": seeds, "mixed": mixed, "sd": sd})
+        rows.append(
+            {**c.__dict__, **test, "seeds": seeds, "mixed": mixed, "sd": sd, "planned": planned_seeds(c)}
+        )
     out = pd.DataFrame(rows)
     out["p_holm"] = np.nan
     for _, idx in out.groupby("family").groups.items():
