@@ -24,7 +24,8 @@ def test_readme_and_intro_first_screen_numbers_are_the_records() -> None:
     row = verdicts.compare(hard).set_index("key").loc["t3_both"]  # CBP + OCCL vs the baseline
     quoted = f"{row['mean']:+.2f} mIoU [{row.lo:+.2f}, {row.hi:+.2f}]".replace("-", "\u2212")
     assert row.n == 3 and row["mean"] < 0
-    for sentence in (current_study.calibration_sentence(ROOT), current_study.premise_sentence(ROOT), quoted):
+    sentences = [current_study.calibration_sentence(ROOT), current_study.premise_sentence(ROOT), quoted]
+    for sentence in (*sentences, current_study.progress_sentence(ROOT)):
         for name, text in pages.items():
             assert sentence in text, (name, sentence)
     # the tuning's outcome in words: CBP + OCCL's own head lr against every arm's (study.TUNED6)

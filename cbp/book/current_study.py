@@ -321,6 +321,19 @@ def calibration_sentence(root: str | Path = ".") -> str:
     )
 
 
+def progress_sentence(root: str | Path = ".") -> str:
+    """The verdict runs' progress in one sentence (the README and the intro quote it; a test checks it):
+    runs recorded of those planned, and seed pairs recorded of those the claims plan."""
+    runs = verdict_records(root)
+    out = verdict_frame(runs, pd.DataFrame())
+    have = int(out.n.sum()) if len(out) else 0
+    want = sum(verdicts.planned_seeds(c) for c in verdicts.planned_claims())
+    return (
+        f"{len(runs)} of {_planned(VERDICT_PROFILE)} verdict runs are recorded ({have} of {want} planned seed "
+        "pairs), and every verdict stays provisional until all are in"
+    )
+
+
 def premise_sentence(root: str | Path = ".") -> str:
     """The paper's premise on the calibration sets, in one sentence (quoted by the README and the intro)."""
     p = premise_frame(root)
