@@ -435,12 +435,16 @@ def main(argv: list[str] | None = None) -> int:
             f"browser_check: {site}/index.html not found: build the book first (make book)", file=sys.stderr
         )
         return 1
+    # a page is named without .html ("intro.html" would load a 404 page, which has nothing to fail on)
+    pages = [p.removesuffix(".html") for p in args.pages] if args.pages else list_pages(site)
+    if missing := [p for p in pages if not (site / f"{p}.html").is_file()]:
+        print(f"browser_check: no such page in {site}: {', '.join(missing)}", file=sys.stderr)
+        return 1
     exe = find_chromium()
     if exe is None:
         print("browser_check: chromium not found: apt-get install -y chromium", file=sys.stderr)
         return 2
     widths = [int(w) for w in args.widths.split(",") if w]
-    pages = args.pages or list_pages(site)
     start = time.time()
     failures: dict[str, list[str]] = {}
     if not args.no_check and (links := broken_links(site)):
