@@ -20,9 +20,11 @@
 # the design could resolve, so that "not resolved" tells "no effect" from "too few seeds".
 #
 # This page reads the **third study** (amendment 6 of `experiments/protocol.md`, begun 2026-12-06),
-# the project's current one. Everything it shows is computed from its records when the book is built;
-# phases that have not run yet say so. The two earlier studies, and why they could not answer the
-# paper's question, are in the appendix {doc}`History of the study <../history>`.
+# the project's current one: its verdicts first, then its learning curves and mechanism. Everything it
+# shows is computed from its records when the book is built. What was fixed before the verdicts (the
+# claims, the benchmark's calibration, the tuning, the schedule and the power statement) is on
+# {doc}`The third study's set-up <../study_setup>`; the two earlier studies, and why they could not
+# answer the paper's question, are in the appendix {doc}`History of the study <../history>`.
 
 # %% tags=["parameters"]
 study = "ablations"
@@ -40,7 +42,7 @@ check_parameters(globals(), {"study": str, "profile": str, "rerun": bool, "jobs"
 
 from IPython.display import Markdown, display
 
-from cbp.book import benchmark, current_study, plotting, verdict_figures
+from cbp.book import current_study, plotting, verdict_figures
 from cbp.book.launch import repo_root, run_experiments
 
 plotting.use_style()
@@ -55,91 +57,22 @@ if rerun:
 # benchmark on a *tuning set* (the verdict set's class appearances with other images), give both
 # sides the same tuning budget there, check there that the schedule is long enough and measure the
 # seed spread (which fixes the smallest effect the verdicts can resolve), then run the verdicts on
-# the verdict set. The runner resumes after any stop, so the phases run in the background over days.
+# the verdict set. The runner resumes after any stop, so the phases run in the background over days;
+# {doc}`the set-up page <../study_setup>` shows the first three.
 
 # %%
 display(current_study.phase_rows(ROOT).style.format({"hours": "{:.1f}"}).hide(axis="index"))
 
 # %% [markdown]
-# ## What the third study tests
-#
-# Thirteen claims of the paper in four {term}`Holm <Holm's correction>` families, each a comparison of
-# two arms paired by seed (same seed: same data order, initial weights and prototype draw). A **diff**
-# claim holds when the first arm is significantly higher after Holm's correction within its family; a
-# **tie** holds when the whole 95 % interval of the difference lies within ±0.5 points. Table 3 runs
-# 8 seeds, the others 5; every arm runs at the same classifier learning rate (the baseline's tuned
-# one), and where CBP + OCCL's own tuned rate differs, Table 3 also runs at it with 5 seeds (the lr-swap
-# control), its four claims judged as a fifth family.
-
-# %%
-display(current_study.claims_frame().style.hide(axis="index"))
-
-# %% [markdown]
-# ## The benchmark: calibrated to the paper's regime
-#
-# The second study's 50-class set was saturated (its baseline near 81 mIoU, the rarest classes near
-# F1 89), so nothing was left for the method to fix. The third study first calibrates a 150-class set
-# so that the learnable baseline lands where the paper's does on ADE20K (the targets are printed
-# below). Each candidate set is one baseline run on the tuning set; candidates are appended to the protocol by a
-# dated note *before* they run. {doc}`The synthetic benchmark <../synthetic_benchmark>` shows the
-# knobs and the chosen set's frequency profile beside ADE20K's.
-
-# %%
-display(Markdown(f"**Targets**: {benchmark.target_words()}."))
-cal = benchmark.calibration_table(ROOT / "results")
-shown = cal[cal.recorded][["candidate", "mIoU", "f1_rarest_group", "rare_gap", "meets"]]
-display(shown.rename(columns={"f1_rarest_group": "rarest-group F1", "rare_gap": "frequent − rare IoU"})
-        .style.format(precision=2).hide(axis="index"))  # fmt: skip
-
-# %% [markdown]
-# **The paper's premise on these sets.** The paper's argument starts from a learnable classifier
-# whose row norms grow with class frequency (it reports a correlation of +0.27). The calibration
-# baselines are learnable classifiers with a bias, trained on each candidate set; the table gives the
-# Pearson correlation of their row norms, and of their bias, with the log training pixel count of each
-# class.
-
-# %%
-premise = current_study.premise_frame(ROOT)
-display(premise.style.format(precision=2).hide(axis="index"))
-
-# %% [markdown]
-# ## Tuning and the schedule
-#
-# The equal tuning budget (`a6-tune`): the baseline tries four classifier learning rates, CBP + OCCL
-# its length $T$ at two learning rates, 4000 iterations, seed 0, on the tuning set. The schedule check
-# (`a6-schedule`) then runs Table 3's four arms at the tuned values for seeds 0-2 there; the read-out
-# is the final model of 4000 iterations if every arm's seed mean gains less than its seed std over the
-# last quarter, else of 8000.
-
-# %%
-tuning = current_study.tuning_frame(ROOT)
-if tuning.empty:
-    display(Markdown(current_study.pending_line("a6-tune", ROOT)))
-else:
-    display(tuning.style.format(precision=2).hide(axis="index"))
-    display(Markdown(current_study.tuning_sentence(ROOT)))
-
-# %% [markdown]
-# The schedule check: per arm, the seed mean's gain over the last quarter of training against the seed
-# std at the end (`long_enough` when the gain is smaller). Then the power statement, fixed from the same
-# runs before any verdict run: for each claim, the planned seed pairs $k$, the size $m$ of its Holm
-# family, the sd of its paired differences on the tuning set, and the smallest effect the verdict runs
-# can resolve with 80 % power. A "not resolved" verdict below is read against that last number.
-
-# %%
-schedule_runs = current_study.schedule_records(ROOT)  # read once: the check, the power table, the verdicts
-schedule = current_study.schedule_frame(schedule_runs)
-if schedule.empty:
-    display(Markdown(current_study.pending_line("a6-schedule", ROOT)))
-else:
-    display(schedule.style.format(precision=2).hide(axis="index"))
-    display(Markdown(current_study.schedule_sentence(schedule)))
-    power = current_study.power_table(schedule_runs)  # empty until the whole check is recorded
-    if len(power):
-        display(power.style.format(precision=2, na_rep="–").hide(axis="index"))
-
-# %% [markdown]
 # ## The verdicts
+#
+# Thirteen claims of the paper in four {term}`Holm <Holm's correction>` families (Tables 3, 4 and 5, and
+# the mechanism), each a comparison of two arms paired by seed (same seed: same data order, initial
+# weights and prototype draw). A **diff** claim holds when the first arm is significantly higher after
+# Holm's correction within its family; a **tie** holds when the whole 95 % interval of the difference lies
+# within ±0.5 points. Table 3 runs 8 seeds, the others 5; every arm runs at the baseline's tuned
+# classifier learning rate, and since CBP + OCCL's own tuned rate is higher, Table 3 also runs at it
+# with 5 seeds (the lr-swap control, a fifth family).
 #
 # First the reading, in a few bullets computed from the records (each interval the one its verdict
 # uses; while pairs are missing the verdicts are provisional). Then the same drawn: each claim's mean
@@ -152,7 +85,7 @@ else:
 
 # %% mystnb={"image": {"alt": "Forest plot of the third study's claims, one row each in their Holm families (Tables 3, 4 and 5, the mechanism, the lr-swap control): a dot at the mean paired difference, the interval the verdict uses, coloured by the verdict, ticks at plus and minus the smallest effect the design resolves, and a shaded band of plus or minus 0.5 points around zero."}}
 runs = current_study.verdict_records(ROOT)  # read once: the verdicts, curves and mechanism below
-out = current_study.verdict_frame(runs, schedule_runs)
+out = current_study.verdict_frame(runs, current_study.schedule_records(ROOT))
 if out.empty:
     display(Markdown(current_study.pending_line("a6", ROOT)))
 else:
@@ -208,9 +141,9 @@ else:
 #
 # </details>
 #
-# **2. The premise on a new set.** Before reading the premise table, predict the sign of the
-# correlation between a trained learnable classifier's row norms and the log pixel count of its
-# class, on a set where every rare class has a frequent look-alike. Then read the table.
+# **2. The premise on a new set.** Predict the sign of the correlation between a trained learnable
+# classifier's row norms and the log pixel count of its class, on a set where every rare class has a
+# frequent look-alike. Then read the premise table of {doc}`the set-up page <../study_setup>`.
 #
 # <details><summary>Worked answer</summary>
 #
