@@ -115,9 +115,8 @@ def descent_directions(
 
 
 def _centroid_cosines(features: Tensor, small: Tensor, view: Tensor, idx: Tensor, prototypes: Tensor) -> dict:
-    """Mean cosines of the L2-normalised centroids of the classes ``idx`` (K,) present in both views:
-    ``"cos_views"`` = cos(v_i1, v_i2), ``"cos_classes"`` = cos(s_i, s_j) over i != j and
-    ``"cos_prototype"`` = cos(s_i, w_i); ``small`` and ``view`` as :func:`batch_views` returns them."""
+    """The mean cosines :func:`follow` logs, of the L2-normalised centroids of the classes ``idx`` (K,)
+    present in both views; ``small`` and ``view`` as :func:`batch_views` returns them."""
     with torch.no_grad():
         cent = centroids_from_sums(*view_centroids(features, small, view, prototypes.shape[0]))
         v = F.normalize(cent.view_centroids, dim=2)  # (2, N, C)
@@ -147,12 +146,8 @@ def follow(
     after every step, the centroids of the classes in both views are measured (L2-normalised).
 
     Args:
-        features: (B, C, h, w) starting features (not modified).
-        labels: (B, H, W) int64 labels.
-        prototypes: (N, C) class prototypes (fixed).
-        tau: OCCL temperature.
-        lam: weight of the centroid loss (Eq. 4).
-        phi: weight of the category loss (Eq. 5).
+        features, labels, prototypes, tau, lam, phi: as for :func:`descent_directions` (``features``
+            are the starting features, not modified; the prototypes stay fixed).
         steps: Adam steps.
         lr: Adam learning rate.
 
