@@ -87,7 +87,6 @@ def run_experiments(*args: str, root: Path) -> None:
 
 def total_iters(spec: RunSpec) -> int:
     """Iterations the run will train: ``spec.iters``, the CPU default, or the preset's schedule."""
-
     return spec.resolved_iters or get_preset(preset_for(spec.dataset, spec.backbone)[0]).train.iters
 
 
@@ -170,11 +169,9 @@ def train_command(spec: RunSpec, root: Path, *, python: str = sys.executable) ->
     else:
         launcher = [python]
     cmd = [*launcher, "-m", "cbp.train", "--preset", preset, "--out", str(spec.run_dir(root)), *overrides]
-    cmd.append(f"--model.classifier={spec.classifier}")
-    cmd.append(f"--loss.occl={str(spec.occl).lower()}")
-    cmd.append(f"--seed={spec.seed}")
-    cmd.append(f"--train.device={'cuda' if spec.gpus > 0 else 'cpu'}")
-    cmd.append("--train.progress=true")
+    device = "cuda" if spec.gpus > 0 else "cpu"
+    cmd += [f"--model.classifier={spec.classifier}", f"--loss.occl={str(spec.occl).lower()}"]
+    cmd += [f"--seed={spec.seed}", f"--train.device={device}", "--train.progress=true"]
     iters = spec.resolved_iters
     if spec.dataset == "synthetic":
         syn = NOTEBOOK_SYNTHETIC
@@ -186,8 +183,7 @@ def train_command(spec: RunSpec, root: Path, *, python: str = sys.executable) ->
     else:  # a relative path is relative to the repository (absolute in config.json, so any cwd reads it)
         cmd.append(f"--data.root={root / (spec.data_root or get_preset(preset).data.root)}")
     if iters:
-        cmd.append(f"--train.iters={iters}")
-        cmd.append(f"--train.log_every={max(1, min(50, iters // 50))}")
+        cmd += [f"--train.iters={iters}", f"--train.log_every={max(1, min(50, iters // 50))}"]
     points = spec.eval_points if spec.eval_points >= 0 else auto_eval_points(spec)
     every = total_iters(spec) // (points + 1) if points > 0 else 0
     if every >= 1:

@@ -245,20 +245,12 @@ def plot_recall_vs_frequency(
     dodge = 0.015 * (log_n.max() - log_n.min())
     for k, (kind, group) in enumerate(runs.items()):
         rec = np.stack([run["recall"] for run in group])  # (runs, N)
+        x = log_n + (k - (len(runs) - 1) / 2) * 2 * dodge
         marker = {"learnable": "o", "cbp": "s"}.get(kind, "^")
-        filled = kind != "learnable"
+        colour, filled = CLASSIFIER_COLORS[kind], kind != "learnable"
+        look = {"ms": 6, "mfc": colour, "zorder": 3} if filled else {"ms": 8, "mfc": "none", "zorder": 2}
         ax.errorbar(
-            log_n + (k - (len(runs) - 1) / 2) * 2 * dodge,
-            rec.mean(0),
-            yerr=rec.std(0),
-            fmt=marker,
-            ms=8 if not filled else 6,
-            mfc=CLASSIFIER_COLORS[kind] if filled else "none",
-            mew=2,
-            capsize=3,
-            color=CLASSIFIER_COLORS[kind],
-            label=kind,
-            zorder=3 if filled else 2,
+            x, rec.mean(0), yerr=rec.std(0), fmt=marker, mew=2, capsize=3, color=colour, label=kind, **look
         )
     band = {"color": "grey", "alpha": 0.2, "lw": 0}
     for a, b in pairs:

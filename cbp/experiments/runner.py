@@ -124,15 +124,7 @@ def git_commit(cwd: str | Path = ".") -> str:
 
 
 #: The packages whose versions every record holds (distribution names).
-VERSIONED = (
-    "torch",
-    "torchvision",
-    "numpy",
-    "pillow",
-    "scipy",
-    "timm",
-    "segmentation-models-pytorch",
-)
+VERSIONED = ("torch", "torchvision", "numpy", "pillow", "scipy", "timm", "segmentation-models-pytorch")
 
 
 def package_versions() -> dict[str, str | None]:

@@ -42,7 +42,6 @@ def posthoc_equalisation(run_dir: str | Path, ckpt: str | Path | None = None) ->
     Returns:
         ``{"raw": {mIoU, mAcc, rare_third_IoU}, "equalised": {...}, "delta": {...}}``.
     """
-
     cfg = read_run_config(run_dir)
     cfg.train.num_workers = 0
     dataset = build_split(cfg, "val", test_transform(cfg))
@@ -95,7 +94,6 @@ def similarity_snapshot(
         float16 (N, h, w) cosine of every pixel embedding with every prototype (decoder
         resolution), ``index`` int64 ().
     """
-
     cfg = read_run_config(run_dir)
     raw = build_split(cfg, "val", None)
     dataset = build_split(cfg, "val", test_transform(cfg))
