@@ -3,11 +3,10 @@ command -> a subprocess whose progress the page shows (used by chapters 5 and 6)
 
 :func:`train_command` builds the command line, :func:`run` starts it and streams its output in
 short form, :func:`train_runs` trains, resumes or reuses the runs of a page. Nothing is ever deleted
-unless a page asks for it (its parameter ``resume=False``, which says what it deletes before it does), and then only
-a run: a folder the engine recognises as one and that holds nothing the engine did not write. The
-engine's public API is all it uses: its command-line parser
-(:mod:`cbp.engine.command`), its presets (:func:`cbp.engine.config.preset_for`) and its run-folder
-checks (:mod:`cbp.engine.run_dir`).
+unless a page asks for it (its parameter ``resume=False``, which says what it deletes before it
+does), and then only a run: a folder the engine recognises as one and that holds nothing the engine
+did not write. The engine's public API is all it uses: its command-line parser (:mod:`cbp.engine.command`),
+its presets (:func:`cbp.engine.config.preset_for`) and its run-folder checks (:mod:`cbp.engine.run_dir`).
 """
 
 from __future__ import annotations
@@ -293,9 +292,8 @@ def _condense(
     max_lines: int,
     echo: bool,
 ) -> None:
-    """Print the engine's output ``lines`` in short form as they come (see :func:`run`): about
-    ``max_lines`` summaries of its training bar, no evaluation bar, every other line (``echo``).
-    Each printed or echoed line is appended to ``last_lines``, the error message's quote."""
+    """Print the engine's output ``lines`` in short form as they come (see :func:`run`); each printed or
+    echoed line is appended to ``last_lines``, the error message's quote."""
     printed = next_print = -1
     for raw in lines:
         line = raw.rstrip()
@@ -412,17 +410,13 @@ def train_runs(
 ) -> dict[str, Path]:
     """Train the page's run (and its learnable baseline), printing each command and its progress.
 
-    Nothing is deleted unless ``resume=False``: a finished run of the same config in the run's folder is
-    reused ("already trained"), an unfinished one is resumed by the engine, and a folder holding a run
-    of another config is an error that names the folder and the differing keys.
-
     Args:
         spec: the run.
-        baseline: also train :meth:`RunSpec.baseline` (learnable classifier, no OCCL, same rest);
-            None = :func:`auto_baseline`.
-        resume: True reuses a finished run and resumes an unfinished one; False deletes the runs' folders
-            first (saying what it deletes, before it does; only runs: see :func:`holds_run`) and trains
-            afresh, e.g. after a change to the code. The training pages' parameter of the same name.
+        baseline: also train :meth:`RunSpec.baseline`; None = :func:`auto_baseline`.
+        resume: True reuses a finished run of the same config ("already trained") and resumes an
+            unfinished one, deleting nothing; False deletes the runs' folders first (saying what it
+            deletes, before it does; only runs: see :func:`holds_run`) and trains afresh, e.g. after a
+            change to the code. The training pages' parameter of the same name.
         datasets: the datasets this page accepts.
         root: repository root (default :func:`repo_root`).
 

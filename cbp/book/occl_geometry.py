@@ -4,14 +4,11 @@ Two measurements on a fixed batch of features, labels and prototypes, with OCCL'
 (first half of the images = view 1, second half = view 2; a fixed split the measurements can name,
 passed explicitly) and the classes present in both views:
 
-* :func:`descent_directions`: the descent direction of a weighted OCCL (``lam`` for the centroid
-  loss of Eq. 4, ``phi`` for the category loss of Eq. 5), summed over the pixels of each class in
-  view 1, compared on the unit sphere with the directions from the view-1 centroid ``v_i1`` towards
-  the class's prototype ``w_i``, towards the same class in the other view ``v_i2`` and towards the
-  other classes' category centroids ``s_j`` (:func:`tangent_cosine`);
+* :func:`descent_directions`: where one gradient step of a weighted OCCL moves the view-1 centroids,
+  compared on the unit sphere (:func:`tangent_cosine`) with the directions towards the class's
+  prototype, the same class in the other view and the other classes' category centroids;
 * :func:`follow`: the features themselves as free parameters, optimised by Adam under the loss, with
-  the cosines between views, between classes and between each class and its prototype logged at
-  every step.
+  the cosines between views, between classes and between each class and its prototype logged.
 
 Everything reuses :mod:`cbp.losses` (:class:`cbp.losses.OCCL`, :func:`cbp.losses.view_centroids`,
 :func:`cbp.losses.centroids_from_sums`, :func:`cbp.losses.assign_views`); the results are plain
