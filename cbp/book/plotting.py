@@ -117,12 +117,7 @@ def _retina() -> None:
 
 
 def subplots(
-    nrows: int = 1,
-    ncols: int = 1,
-    *,
-    panel_height: float = 3.2,
-    width: float | None = None,
-    **kwargs,
+    nrows: int = 1, ncols: int = 1, *, panel_height: float = 3.2, width: float | None = None, **kwargs
 ) -> tuple[plt.Figure, np.ndarray]:
     """A figure sized for the page: at most ``MAX_COLUMNS`` panels a row, never wider than the text.
 

@@ -342,13 +342,11 @@ def plot_learning_curves(
     for row, name in zip(axes, names):
         for kind, label in heads.items():
             group = _head_runs(runs, name, kind)
-            rec = np.stack([run["recall_path"] for run in group])  # (R, S, N)
+            rec, steps = np.stack([run["recall_path"] for run in group]), group[0]["steps"]  # (R, S, N), (S,)
             for ax, y in zip(row, (rec.mean(2), rec[:, :, -1])):  # (R, S) each
                 mean, std = y.mean(0), y.std(0)
-                ax.plot(group[0]["steps"], mean, label=label, **HEAD_STYLES[kind])
-                ax.fill_between(
-                    group[0]["steps"], mean - std, mean + std, color=HEAD_STYLES[kind]["color"], alpha=0.15
-                )
+                ax.plot(steps, mean, label=label, **HEAD_STYLES[kind])
+                ax.fill_between(steps, mean - std, mean + std, color=HEAD_STYLES[kind]["color"], alpha=0.15)
         row[0].set_ylabel(f"{name}\ntest (%)")
         for ax, title in zip(row, ("mAcc", "recall, rare class")):
             if mark is not None:
@@ -403,11 +401,7 @@ def plot_decision_regions(
 
 
 def plot_prototype_paths(
-    runs: Mapping[tuple[str, str, int], Run],
-    name: str,
-    counts: Sequence[int],
-    *,
-    length: float,
+    runs: Mapping[tuple[str, str, int], Run], name: str, counts: Sequence[int], *, length: float
 ) -> Any:
     """The learnable head's prototype norms (left) and cosines (right) during training, on one data set.
 
@@ -463,13 +457,9 @@ def plot_feature_space(
         W = runs[kind]["head"].prototypes.detach()  # (N, 3)
         for c in range(num_classes):
             rare = " (rare)" if c == num_classes - 1 else ""
-            pts = feats[y == c]
-            ax.scatter(
-                *pts.T, color=CLASS_COLORS[c], s=6, alpha=0.5, depthshade=False, label=f"class {c}{rare}"
-            )
-            ax.quiver(
-                0, 0, 0, *(1.5 * W[c] / W[c].norm()), color=CLASS_COLORS[c], lw=2.5, arrow_length_ratio=0.2
-            )
+            colour, pts = CLASS_COLORS[c], feats[y == c]
+            ax.scatter(*pts.T, color=colour, s=6, alpha=0.5, depthshade=False, label=f"class {c}{rare}")
+            ax.quiver(0, 0, 0, *(1.5 * W[c] / W[c].norm()), color=colour, lw=2.5, arrow_length_ratio=0.2)
         norms = " / ".join(f"{float(v):.2f}" for v in W.norm(dim=1))
         ax.set_title(f"{heads[kind]}\nnorms {norms}", fontsize=MIN_FONT + 1)
         lim = (-1.2, 1.2)

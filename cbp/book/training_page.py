@@ -98,11 +98,7 @@ class PageRuns:
 
 
 def train_and_read(
-    params: Mapping[str, Any],
-    *,
-    prefix: str,
-    datasets: Sequence[str],
-    root: Path | None = None,
+    params: Mapping[str, Any], *, prefix: str, datasets: Sequence[str], root: Path | None = None
 ) -> PageRuns:
     """Train the page's run and its learnable baseline (or reuse finished ones), then read their metrics.
 

@@ -156,10 +156,8 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
     else:  # data: what the generated set is (the set itself is rebuilt by `command`)
         meta = trained_runs.load_meta(Path(run.artefact).parent)
         keep = ("num_classes", "class_names", "pixel_counts", "image_counts", "val_pixel_counts", "groups")
-        rec["data"] = {"kind": "SYNTHETIC", **{k: meta.get(k) for k in keep}, "params": meta.get("params")}
-        rec["data"]["jpeg"] = meta.get("jpeg")
-        rec["data"]["generator_version"] = meta.get("version")
-        rec["data"]["fingerprint"] = meta.get("fingerprint")
+        rec["data"] = {"kind": "SYNTHETIC", **{k: meta.get(k) for k in (*keep, "params", "jpeg")}}
+        rec["data"] |= {"generator_version": meta.get("version"), "fingerprint": meta.get("fingerprint")}
         rec["data"]["environment"] = meta.get("environment")
     path = result_path(run, study, profile, root)
     path.parent.mkdir(parents=True, exist_ok=True)

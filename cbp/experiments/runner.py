@@ -209,7 +209,6 @@ def hardware() -> dict[str, Any]:
     import torch
 
     names = [line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")]
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     from cbp.data.synthetic import simd_features
 
     return {
@@ -219,7 +218,7 @@ def hardware() -> dict[str, Any]:
         "threads_per_run": int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "gpu": gpu,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "platform": platform.platform(),
         "versions": package_versions(),
         "cpu_flags": cpu_flags(),
@@ -294,11 +293,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _argv(command: tuple[str, ...]) -> list[str]:
-    """The recorded command with ``python`` replaced by this interpreter."""
-    return [sys.executable if i == 0 and c == "python" else c for i, c in enumerate(command)]
-
-
 def _progress(run: Run) -> str:
     """``"412/800"`` from the last line of a training run's log.jsonl ("" if none yet)."""
     log = Path(run.run_dir) / "log.jsonl"
@@ -326,11 +320,13 @@ def execute(
         return False, "refused: " + " | ".join(problems)
     Path(run.run_dir).mkdir(parents=True, exist_ok=True)
     out_log = Path(run.run_dir) / "stdout.log"
+    # the recorded command, with ``python`` replaced by this interpreter
+    argv = [sys.executable if i == 0 and c == "python" else c for i, c in enumerate(run.command)]
     t0 = time.time()
     with out_log.open("a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run.command)}\n")
         log.flush()
-        rc = subprocess.run(_argv(run.command), env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(argv, env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
     seconds = time.time() - t0
     if rc != 0:
         return False, f"exit {rc}; see {out_log}"

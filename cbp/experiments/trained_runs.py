@@ -68,8 +68,7 @@ def meta_groups(meta: dict[str, Any]) -> list[list[int]]:
     """Confusable groups (lists of class indices) of a synthetic set's metadata."""
     for key in ("confusable_groups", "groups"):
         if key in meta:
-            groups = meta[key]
-            return [[int(c) for c in (g["classes"] if isinstance(g, dict) else g)] for g in groups]
+            return [[int(c) for c in (g["classes"] if isinstance(g, dict) else g)] for g in meta[key]]
     return []
 
 
