@@ -20,7 +20,6 @@ from cbp.paper import (
 
 def run_label(metrics: dict[str, Any]) -> str:
     """ "this run: SYNTHETIC, 200 iters, batch 8, cpu (...) x1" from a ``metrics.json``."""
-
     cfg = metrics.get("config", {})
     name = cfg.get("data", {}).get("name", "?")
     batch = cfg.get("train", {}).get("batch_size", "?")
@@ -53,29 +52,23 @@ def compare_with_paper(
         baseline: ``metrics.json`` of the learnable baseline run, or None.
         run_label: e.g. "this run: SYNTHETIC, 200 iters, cpu x1".
     """
-
     fam = get_spec(backbone).paper_model
-    rows = []
-    rows.append(
-        {
-            "source": table1_setting(paper_dataset),
-            "model": PAPER_MODEL[fam],
-            "baseline mIoU": "Table 1 of the paper",
-            "method mIoU": "Table 1 of the paper",
-            "gain (mIoU points)": f"+{PAPER_TABLE1_GAINS[(paper_dataset, fam)]:.1f}",
-        }
-    )
     gain = "run with baseline=True" if baseline is None else f"{ours['mIoU'] - baseline['mIoU']:+.2f}"
-    rows.append(
-        {
-            "source": run_label,
-            "model": backbone,
-            "baseline mIoU": "not run" if baseline is None else f"{baseline['mIoU']:.2f}",
-            "method mIoU": f"{ours['mIoU']:.2f}",
-            "gain (mIoU points)": gain,
-        }
-    )
-    return pd.DataFrame(rows)
+    paper = {
+        "source": table1_setting(paper_dataset),
+        "model": PAPER_MODEL[fam],
+        "baseline mIoU": "Table 1 of the paper",
+        "method mIoU": "Table 1 of the paper",
+        "gain (mIoU points)": f"+{PAPER_TABLE1_GAINS[(paper_dataset, fam)]:.1f}",
+    }
+    run = {
+        "source": run_label,
+        "model": backbone,
+        "baseline mIoU": "not run" if baseline is None else f"{baseline['mIoU']:.2f}",
+        "method mIoU": f"{ours['mIoU']:.2f}",
+        "gain (mIoU points)": gain,
+    }
+    return pd.DataFrame([paper, run])
 
 
 def synthetic_caveat(paper_dataset: str, ours: dict[str, Any]) -> str:
@@ -85,7 +78,6 @@ def synthetic_caveat(paper_dataset: str, ours: dict[str, Any]) -> str:
         paper_dataset: the page's dataset of the paper ("ade20k" or "cocostuff10k").
         ours: the run's ``metrics.json`` (its ``iters`` and ``device`` are quoted).
     """
-
     name, (images, classes) = DATASET_NAMES[paper_dataset], DATASET_SIZES[paper_dataset]
     return (
         "**These numbers are not comparable with the paper's.** This run trained on the SYNTHETIC "

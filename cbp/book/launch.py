@@ -3,11 +3,10 @@ command -> a subprocess whose progress the page shows (used by chapters 5 and 6)
 
 :func:`train_command` builds the command line, :func:`run` starts it and streams its output in
 short form, :func:`train_runs` trains, resumes or reuses the runs of a page. Nothing is ever deleted
-unless a page asks for it (its parameter ``resume=False``, which says what it deletes before it does), and then only
-a run: a folder the engine recognises as one and that holds nothing the engine did not write. The
-engine's public API is all it uses: its command-line parser
-(:mod:`cbp.engine.command`), its presets (:func:`cbp.engine.config.preset_for`) and its run-folder
-checks (:mod:`cbp.engine.run_dir`).
+unless a page asks for it (its parameter ``resume=False``, which says what it deletes before it
+does), and then only a run: a folder the engine recognises as one and that holds nothing the engine
+did not write. The engine's public API is all it uses: its command-line parser (:mod:`cbp.engine.command`),
+its presets (:func:`cbp.engine.config.preset_for`) and its run-folder checks (:mod:`cbp.engine.run_dir`).
 """
 
 from __future__ import annotations
@@ -87,7 +86,6 @@ def run_experiments(*args: str, root: Path) -> None:
 
 def total_iters(spec: RunSpec) -> int:
     """Iterations the run will train: ``spec.iters``, the CPU default, or the preset's schedule."""
-
     return spec.resolved_iters or get_preset(preset_for(spec.dataset, spec.backbone)[0]).train.iters
 
 
@@ -170,11 +168,9 @@ def train_command(spec: RunSpec, root: Path, *, python: str = sys.executable) ->
     else:
         launcher = [python]
     cmd = [*launcher, "-m", "cbp.train", "--preset", preset, "--out", str(spec.run_dir(root)), *overrides]
-    cmd.append(f"--model.classifier={spec.classifier}")
-    cmd.append(f"--loss.occl={str(spec.occl).lower()}")
-    cmd.append(f"--seed={spec.seed}")
-    cmd.append(f"--train.device={'cuda' if spec.gpus > 0 else 'cpu'}")
-    cmd.append("--train.progress=true")
+    device = "cuda" if spec.gpus > 0 else "cpu"
+    cmd += [f"--model.classifier={spec.classifier}", f"--loss.occl={str(spec.occl).lower()}"]
+    cmd += [f"--seed={spec.seed}", f"--train.device={device}", "--train.progress=true"]
     iters = spec.resolved_iters
     if spec.dataset == "synthetic":
         syn = NOTEBOOK_SYNTHETIC
@@ -186,8 +182,7 @@ def train_command(spec: RunSpec, root: Path, *, python: str = sys.executable) ->
     else:  # a relative path is relative to the repository (absolute in config.json, so any cwd reads it)
         cmd.append(f"--data.root={root / (spec.data_root or get_preset(preset).data.root)}")
     if iters:
-        cmd.append(f"--train.iters={iters}")
-        cmd.append(f"--train.log_every={max(1, min(50, iters // 50))}")
+        cmd += [f"--train.iters={iters}", f"--train.log_every={max(1, min(50, iters // 50))}"]
     points = spec.eval_points if spec.eval_points >= 0 else auto_eval_points(spec)
     every = total_iters(spec) // (points + 1) if points > 0 else 0
     if every >= 1:
@@ -297,9 +292,8 @@ def _condense(
     max_lines: int,
     echo: bool,
 ) -> None:
-    """Print the engine's output ``lines`` in short form as they come (see :func:`run`): about
-    ``max_lines`` summaries of its training bar, no evaluation bar, every other line (``echo``).
-    Each printed or echoed line is appended to ``last_lines``, the error message's quote."""
+    """Print the engine's output ``lines`` in short form as they come (see :func:`run`); each printed or
+    echoed line is appended to ``last_lines``, the error message's quote."""
     printed = next_print = -1
     for raw in lines:
         line = raw.rstrip()
@@ -416,17 +410,13 @@ def train_runs(
 ) -> dict[str, Path]:
     """Train the page's run (and its learnable baseline), printing each command and its progress.
 
-    Nothing is deleted unless ``resume=False``: a finished run of the same config in the run's folder is
-    reused ("already trained"), an unfinished one is resumed by the engine, and a folder holding a run
-    of another config is an error that names the folder and the differing keys.
-
     Args:
         spec: the run.
-        baseline: also train :meth:`RunSpec.baseline` (learnable classifier, no OCCL, same rest);
-            None = :func:`auto_baseline`.
-        resume: True reuses a finished run and resumes an unfinished one; False deletes the runs' folders
-            first (saying what it deletes, before it does; only runs: see :func:`holds_run`) and trains
-            afresh, e.g. after a change to the code. The training pages' parameter of the same name.
+        baseline: also train :meth:`RunSpec.baseline`; None = :func:`auto_baseline`.
+        resume: True reuses a finished run of the same config ("already trained") and resumes an
+            unfinished one, deleting nothing; False deletes the runs' folders first (saying what it
+            deletes, before it does; only runs: see :func:`holds_run`) and trains afresh, e.g. after a
+            change to the code. The training pages' parameter of the same name.
         datasets: the datasets this page accepts.
         root: repository root (default :func:`repo_root`).
 

@@ -39,8 +39,7 @@ def plot_batch(images: Tensor, labels: Tensor, palette: np.ndarray, *, per_row: 
         axes[top, col].set_title(f"view {1 + 2 * i // b}, image {i}")
         axes[top + 1, col].imshow(palette[labels[i].clamp(max=len(palette) - 1)])
     for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         ax.grid(False)
     for r in range(rows):
         axes[2 * r, 0].set_ylabel("image")
@@ -66,14 +65,9 @@ def plot_view_cosines(cent: ViewCentroids, idx: Tensor, names: Sequence[str]) ->
     v2 = F.normalize(cent.view_centroids[1, idx], dim=1)  # (K, C)
     fig, axes = subplots(panel_height=4.2)
     ax = axes[0, 0]
+    labels = [names[i] for i in idx]
     similarity_heatmap(
-        ax,
-        (v1 @ v2.T).numpy(),
-        [names[i] for i in idx],
-        vmin=0.0,
-        vmax=1.0,
-        colorbar=True,
-        cbar_label="cosine",
+        ax, (v1 @ v2.T).numpy(), labels, vmin=0.0, vmax=1.0, colorbar=True, cbar_label="cosine"
     )
     ax.set_title("Centroid cosines, untrained encoder")
     ax.set_xlabel("view-2 centroid of class j")

@@ -4,14 +4,11 @@ Two measurements on a fixed batch of features, labels and prototypes, with OCCL'
 (first half of the images = view 1, second half = view 2; a fixed split the measurements can name,
 passed explicitly) and the classes present in both views:
 
-* :func:`descent_directions`: the descent direction of a weighted OCCL (``lam`` for the centroid
-  loss of Eq. 4, ``phi`` for the category loss of Eq. 5), summed over the pixels of each class in
-  view 1, compared on the unit sphere with the directions from the view-1 centroid ``v_i1`` towards
-  the class's prototype ``w_i``, towards the same class in the other view ``v_i2`` and towards the
-  other classes' category centroids ``s_j`` (:func:`tangent_cosine`);
+* :func:`descent_directions`: where one gradient step of a weighted OCCL moves the view-1 centroids,
+  compared on the unit sphere (:func:`tangent_cosine`) with the directions towards the class's
+  prototype, the same class in the other view and the other classes' category centroids;
 * :func:`follow`: the features themselves as free parameters, optimised by Adam under the loss, with
-  the cosines between views, between classes and between each class and its prototype logged at
-  every step.
+  the cosines between views, between classes and between each class and its prototype logged.
 
 Everything reuses :mod:`cbp.losses` (:class:`cbp.losses.OCCL`, :func:`cbp.losses.view_centroids`,
 :func:`cbp.losses.centroids_from_sums`, :func:`cbp.losses.assign_views`); the results are plain
@@ -115,9 +112,8 @@ def descent_directions(
 
 
 def _centroid_cosines(features: Tensor, small: Tensor, view: Tensor, idx: Tensor, prototypes: Tensor) -> dict:
-    """Mean cosines of the L2-normalised centroids of the classes ``idx`` (K,) present in both views:
-    ``"cos_views"`` = cos(v_i1, v_i2), ``"cos_classes"`` = cos(s_i, s_j) over i != j and
-    ``"cos_prototype"`` = cos(s_i, w_i); ``small`` and ``view`` as :func:`batch_views` returns them."""
+    """The mean cosines :func:`follow` logs, of the L2-normalised centroids of the classes ``idx`` (K,)
+    present in both views; ``small`` and ``view`` as :func:`batch_views` returns them."""
     with torch.no_grad():
         cent = centroids_from_sums(*view_centroids(features, small, view, prototypes.shape[0]))
         v = F.normalize(cent.view_centroids, dim=2)  # (2, N, C)
@@ -147,12 +143,8 @@ def follow(
     after every step, the centroids of the classes in both views are measured (L2-normalised).
 
     Args:
-        features: (B, C, h, w) starting features (not modified).
-        labels: (B, H, W) int64 labels.
-        prototypes: (N, C) class prototypes (fixed).
-        tau: OCCL temperature.
-        lam: weight of the centroid loss (Eq. 4).
-        phi: weight of the category loss (Eq. 5).
+        features, labels, prototypes, tau, lam, phi: as for :func:`descent_directions` (``features``
+            are the starting features, not modified; the prototypes stay fixed).
         steps: Adam steps.
         lr: Adam learning rate.
 

@@ -23,10 +23,8 @@ def _accepts(expected: Any, value: Any) -> bool:
     """Whether ``value`` is of the type ``expected`` as a page means it (no bool is a number)."""
     if expected is None:
         return value is None
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if expected in (int, float):  # an int is a float too
+        return isinstance(value, (int, expected)) and not isinstance(value, bool)
     origin = typing.get_origin(expected)
     if origin is list:  # list[float]: a list whose items are floats
         (item,) = typing.get_args(expected)

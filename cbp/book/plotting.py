@@ -7,9 +7,8 @@ figure with ``finish(fig)`` (tight layout, optionally saved under a folder, then
 for the classifier families compared throughout the book come from ``CLASSIFIER_COLORS`` so a
 reader sees "learnable" in the same colour on every page.
 
-seaborn draws what it is the right tool for: the cosine-matrix heatmaps
-(:func:`similarity_heatmap`) and the grouped bars of
-the frequency groups (:func:`cbp.book.figures.plot_frequency_groups`).
+seaborn draws what it is the right tool for: the cosine-matrix heatmaps (:func:`similarity_heatmap`)
+and the grouped bars of the frequency groups (:func:`cbp.book.figures.plot_frequency_groups`).
 """
 
 from __future__ import annotations
@@ -118,12 +117,7 @@ def _retina() -> None:
 
 
 def subplots(
-    nrows: int = 1,
-    ncols: int = 1,
-    *,
-    panel_height: float = 3.2,
-    width: float | None = None,
-    **kwargs,
+    nrows: int = 1, ncols: int = 1, *, panel_height: float = 3.2, width: float | None = None, **kwargs
 ) -> tuple[plt.Figure, np.ndarray]:
     """A figure sized for the page: at most ``MAX_COLUMNS`` panels a row, never wider than the text.
 
@@ -221,12 +215,10 @@ def similarity_heatmap(
         sim: (N, N) similarity matrix.
         labels: Optional N tick labels (default: class indices, every tick when N <= 30).
         title: Axes title.
-        vmin: Lower end of the colour scale.
-        vmax: Upper end of the colour scale.
+        vmin, vmax: Lower and upper end of the colour scale.
         annotate: Write each value in its cell with one decimal at ``MIN_FONT``; default: only
             when N <= 8, where the numbers fit their cells.
-        colorbar: Draw a colour bar beside the axes.
-        cbar_label: Its label.
+        colorbar, cbar_label: Draw a colour bar beside the axes, with this label.
 
     Returns:
         The colour mesh, for a shared colour bar (``fig.colorbar(mesh, ax=axes)``).

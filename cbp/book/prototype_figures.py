@@ -36,19 +36,17 @@ def stage_norms(stages: Mapping[str, Tensor]) -> pd.DataFrame:
     return table.T.rename_axis("row norms").rename_axis("class", axis=1)
 
 
+def _draws(num_classes: int, channels: int, length: float, init: str, draws: int) -> list[Tensor]:
+    """``draws`` (N, C) prototype sets of one data-free initialisation, seeds 0 .. draws - 1."""
+    return [category_basis_prototypes(num_classes, channels, length, seed=s, init=init) for s in range(draws)]
+
+
 def separability_draws(
     num_classes: int, channels: int, length: float, inits: Sequence[str], draws: int
 ) -> dict[str, np.ndarray]:
     """CS (Eq. 8) of ``draws`` prototype sets (seeds 0 .. draws - 1) of each data-free initialisation."""
     return {
-        init: np.array(
-            [
-                class_separability(
-                    category_basis_prototypes(num_classes, channels, length, seed=s, init=init)
-                )
-                for s in range(draws)
-            ]
-        )
+        init: np.array([class_separability(W) for W in _draws(num_classes, channels, length, init, draws)])
         for init in inits
     }
 
@@ -98,14 +96,8 @@ def plot_separability_histogram(
     fig, axes = subplots(panel_height=4.0)
     ax = axes[0, 0]
     bins = np.linspace(-25, 25, 41)
-    draws = len(cs["equal"])
-    ax.hist(
-        cs["equal"],
-        bins=bins,
-        color=CLASSIFIER_COLORS["equal"],
-        alpha=0.7,
-        label=f"equal-norm only, {draws} seeds",
-    )
+    equal = f"equal-norm only, {len(cs['equal'])} seeds"
+    ax.hist(cs["equal"], bins=bins, color=CLASSIFIER_COLORS["equal"], alpha=0.7, label=equal)
     ax.hist(cs["random"], bins=bins, histtype="step", color="black", label="Kaiming rows (same seeds)")
     ax.axvline(0, color=CLASSIFIER_COLORS["cbp"], lw=2.5, label="CBP: 0 for every seed")
     ax.axvline(
@@ -124,13 +116,8 @@ def abs_separability(
     """Mean over ``draws`` seeds of ``0.5 * sum_{i != j} |cos(w_i, w_j)|`` for each initialisation."""
     out = {}
     for init in inits:
-        values = []
-        for s in range(draws):
-            cos = cosine_similarity_matrix(
-                category_basis_prototypes(num_classes, channels, length, seed=s, init=init)
-            )
-            values.append(0.5 * float((cos - torch.eye(num_classes)).abs().sum()))
-        out[init] = float(np.mean(values))
+        cos = [cosine_similarity_matrix(W) for W in _draws(num_classes, channels, length, init, draws)]
+        out[init] = float(np.mean([0.5 * float((c - torch.eye(num_classes)).abs().sum()) for c in cos]))
     return out
 
 

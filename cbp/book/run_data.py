@@ -89,7 +89,6 @@ def predict_examples(run_dir: str | Path, indices: Sequence[int], *, device: str
         dict with "images" list of uint8 (H, W, 3), "labels" / "preds" lists of int64 (H, W)
         (255 = ignore in labels), "palette" uint8 (N, 3), "class_names".
     """
-
     cfg = read_run_config(run_dir)
     raw = build_split(cfg, "val")
     test = build_split(cfg, "val", test_transform(cfg))

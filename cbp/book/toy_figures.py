@@ -105,20 +105,17 @@ def plot_against_frequency(
     colour = CLASSIFIER_COLORS["learnable"]
     fig, axes = subplots(panel_height=3.8)
     ax = axes[0, 0]
+    of_norms = what == "norms"
     for r, run in enumerate(runs):
-        y = run["history"][-1]["norms"] if what == "norms" else run["bias"]
+        y = run["history"][-1]["norms"] if of_norms else run["bias"]
         ax.scatter(log_n, y, s=22, color=colour, alpha=0.95 if r == 0 else 0.35)
     ax.scatter([], [], s=22, color=colour, label=f"learnable ({len(runs)} runs)")
     if cbp_run is not None:
         norms = cbp_run["history"][-1]["norms"]
         ax.scatter(log_n, norms, s=22, color=CLASSIFIER_COLORS["cbp"], label=f"CBP (frozen, T = {length:g})")
     ax.set_xlabel(r"$\log n_l$ (training samples of class $l$)")
-    if what == "norms":
-        ax.set_ylabel(r"prototype norm $\|w_l\|$")
-        ax.set_title("Prototype norm vs class frequency")
-    else:
-        ax.set_ylabel(r"learned bias $b_l$")
-        ax.set_title("The bias learns the prior too")
+    ax.set_ylabel(r"prototype norm $\|w_l\|$" if of_norms else r"learned bias $b_l$")
+    ax.set_title("Prototype norm vs class frequency" if of_norms else "The bias learns the prior too")
     legend_below(fig, ncols=2)
     return fig
 
@@ -171,9 +168,7 @@ def plot_pair_cosines(runs: Mapping[str, Sequence[Run]], pairs: Sequence[tuple[i
             rest = [h["cos"][other].mean() for h in run["history"]]
             ax.plot(ep, conf, lw=2, label=f"{kind}: confusable" if r == 0 else None, **kw)
             ax.plot(ep, rest, lw=1, ls="--", label=f"{kind}: other pairs" if r == 0 else None, **kw)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(r"mean $\cos(w_i, w_j)$")
-    ax.set_title("Similarity of prototypes in training")
+    ax.set(xlabel="epoch", ylabel=r"mean $\cos(w_i, w_j)$", title="Similarity of prototypes in training")
     legend_below(fig, ncols=2)
     return fig
 
@@ -213,15 +208,8 @@ def final_geometry(
         pair, other = pair_masks(len(group[0]["history"][0]["norms"]), pairs)
         for run in group:
             cos = run["history"][-1]["cos"]
-            cs = class_separability(run["W"])
-            rows.append(
-                {
-                    "classifier": kind,
-                    "cos confusable": cos[pair].mean(),
-                    "cos other": cos[other].mean(),
-                    "CS (Eq. 8)": cs,
-                }
-            )
+            row = {"classifier": kind, "cos confusable": cos[pair].mean(), "cos other": cos[other].mean()}
+            rows.append(row | {"CS (Eq. 8)": class_separability(run["W"])})
     table = pd.DataFrame(rows).groupby("classifier", sort=False).agg(["mean", "std"])
     return table.round(decimals) + 0.0  # + 0.0: no "-0.00"
 
@@ -235,8 +223,7 @@ def plot_cosine_maps(runs: Mapping[str, Run], pairs: Sequence[tuple[int, int]]) 
     mesh = None
     for ax, (kind, run) in zip(axes[0], runs.items()):
         mesh = similarity_heatmap(ax, run["history"][-1]["cos"], labels, title=titles.get(kind, kind))
-        ax.set_xlabel("class j (0 = most frequent)")
-        ax.set_ylabel("class i")
+        ax.set(xlabel="class j (0 = most frequent)", ylabel="class i")
         ax.tick_params(axis="x", labelrotation=90)
     fig.colorbar(mesh, ax=axes, shrink=0.8, label=r"$\cos(w_i, w_j)$")
     return fig
@@ -258,20 +245,12 @@ def plot_recall_vs_frequency(
     dodge = 0.015 * (log_n.max() - log_n.min())
     for k, (kind, group) in enumerate(runs.items()):
         rec = np.stack([run["recall"] for run in group])  # (runs, N)
+        x = log_n + (k - (len(runs) - 1) / 2) * 2 * dodge
         marker = {"learnable": "o", "cbp": "s"}.get(kind, "^")
-        filled = kind != "learnable"
+        colour, filled = CLASSIFIER_COLORS[kind], kind != "learnable"
+        look = {"ms": 6, "mfc": colour, "zorder": 3} if filled else {"ms": 8, "mfc": "none", "zorder": 2}
         ax.errorbar(
-            log_n + (k - (len(runs) - 1) / 2) * 2 * dodge,
-            rec.mean(0),
-            yerr=rec.std(0),
-            fmt=marker,
-            ms=8 if not filled else 6,
-            mfc=CLASSIFIER_COLORS[kind] if filled else "none",
-            mew=2,
-            capsize=3,
-            color=CLASSIFIER_COLORS[kind],
-            label=kind,
-            zorder=3 if filled else 2,
+            x, rec.mean(0), yerr=rec.std(0), fmt=marker, mew=2, capsize=3, color=colour, label=kind, **look
         )
     band = {"color": "grey", "alpha": 0.2, "lw": 0}
     for a, b in pairs:
@@ -363,13 +342,11 @@ def plot_learning_curves(
     for row, name in zip(axes, names):
         for kind, label in heads.items():
             group = _head_runs(runs, name, kind)
-            rec = np.stack([run["recall_path"] for run in group])  # (R, S, N)
+            rec, steps = np.stack([run["recall_path"] for run in group]), group[0]["steps"]  # (R, S, N), (S,)
             for ax, y in zip(row, (rec.mean(2), rec[:, :, -1])):  # (R, S) each
                 mean, std = y.mean(0), y.std(0)
-                ax.plot(group[0]["steps"], mean, label=label, **HEAD_STYLES[kind])
-                ax.fill_between(
-                    group[0]["steps"], mean - std, mean + std, color=HEAD_STYLES[kind]["color"], alpha=0.15
-                )
+                ax.plot(steps, mean, label=label, **HEAD_STYLES[kind])
+                ax.fill_between(steps, mean - std, mean + std, color=HEAD_STYLES[kind]["color"], alpha=0.15)
         row[0].set_ylabel(f"{name}\ntest (%)")
         for ax, title in zip(row, ("mAcc", "recall, rare class")):
             if mark is not None:
@@ -424,11 +401,7 @@ def plot_decision_regions(
 
 
 def plot_prototype_paths(
-    runs: Mapping[tuple[str, str, int], Run],
-    name: str,
-    counts: Sequence[int],
-    *,
-    length: float,
+    runs: Mapping[tuple[str, str, int], Run], name: str, counts: Sequence[int], *, length: float
 ) -> Any:
     """The learnable head's prototype norms (left) and cosines (right) during training, on one data set.
 
@@ -453,12 +426,8 @@ def plot_prototype_paths(
             axes[0, 1].plot(run["steps"], cos[:, p, q], color="black", ls=ls, alpha=a, label=label)
     axes[0, 0].axhline(length, color="grey", ls="-.", lw=1.5, label=f"frozen heads: norm T = {length:g}")
     axes[0, 1].axhline(0, color="grey", ls="-.", lw=1.5, label="CBP: cos = 0")
-    axes[0, 0].set_ylabel(r"$\|w_l\|$")
-    axes[0, 1].set_ylabel(r"$\cos(w_i, w_j)$")
-    axes[0, 0].set_title("norms")
-    axes[0, 1].set_title("cosines")
-    for ax in axes[0]:
-        ax.set_xlabel("SGD step")
+    axes[0, 0].set(ylabel=r"$\|w_l\|$", title="norms", xlabel="SGD step")
+    axes[0, 1].set(ylabel=r"$\cos(w_i, w_j)$", title="cosines", xlabel="SGD step")
     legend_below(fig, ncols=2, title=f"learnable head, {name} set, {len(group)} seeds (seed 0 darker)")
     return fig
 
@@ -488,23 +457,13 @@ def plot_feature_space(
         W = runs[kind]["head"].prototypes.detach()  # (N, 3)
         for c in range(num_classes):
             rare = " (rare)" if c == num_classes - 1 else ""
-            pts = feats[y == c]
-            ax.scatter(
-                *pts.T, color=CLASS_COLORS[c], s=6, alpha=0.5, depthshade=False, label=f"class {c}{rare}"
-            )
-            ax.quiver(
-                0, 0, 0, *(1.5 * W[c] / W[c].norm()), color=CLASS_COLORS[c], lw=2.5, arrow_length_ratio=0.2
-            )
+            colour, pts = CLASS_COLORS[c], feats[y == c]
+            ax.scatter(*pts.T, color=colour, s=6, alpha=0.5, depthshade=False, label=f"class {c}{rare}")
+            ax.quiver(0, 0, 0, *(1.5 * W[c] / W[c].norm()), color=colour, lw=2.5, arrow_length_ratio=0.2)
         norms = " / ".join(f"{float(v):.2f}" for v in W.norm(dim=1))
         ax.set_title(f"{heads[kind]}\nnorms {norms}", fontsize=MIN_FONT + 1)
-        ax.set(
-            xlim=(-1.2, 1.2),
-            ylim=(-1.2, 1.2),
-            zlim=(-1.2, 1.2),
-            xticklabels=[],
-            yticklabels=[],
-            zticklabels=[],
-        )
+        lim = (-1.2, 1.2)
+        ax.set(xlim=lim, ylim=lim, zlim=lim, xticklabels=[], yticklabels=[], zticklabels=[])
         ax.set_box_aspect((1, 1, 1))
         for axis in "xyz":
             getattr(ax, f"set_{axis}label")(f"$f_{'xyz'.index(axis) + 1}$", labelpad=-12)
@@ -523,14 +482,8 @@ def plot_length_sweep(agg: pd.DataFrame, *, steps: int, seeds: int) -> Any:
     cols = ["mAcc (%)", "final train loss", "mean |f|"]
     fig, axes = subplots(len(cols), 1, panel_height=2.2, sharex=True)
     for ax, col in zip(axes[:, 0], cols):
-        ax.errorbar(
-            agg.index,
-            agg[(col, "mean")],
-            yerr=agg[(col, "std")],
-            fmt="o-",
-            capsize=3,
-            color=CLASSIFIER_COLORS["cbp"],
-        )
+        mean, std = agg[(col, "mean")], agg[(col, "std")]
+        ax.errorbar(agg.index, mean, yerr=std, fmt="o-", capsize=3, color=CLASSIFIER_COLORS["cbp"])
         ax.set_xscale("log")
         ax.set_xticks(agg.index, [f"{t:g}" for t in agg.index], minor=False)
         ax.minorticks_off()

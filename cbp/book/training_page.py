@@ -32,24 +32,29 @@ __all__ = [
     "what_to_notice",
 ]
 
-#: The parameters of a training page that :func:`train_and_read` reads (see chapter 5's parameters cell).
-PAGE_PARAMETERS: tuple[str, ...] = (
-    "backbone",
-    "dataset",
-    "data_root",
-    "classifier",
-    "occl",
-    "baseline",
-    "iters",
-    "gpus",
-    "seed",
-    "batch_size",
-    "pretrained",
-    "out_dir",
-    "eval_points",
-    "resume",
-    "workshop",
-)
+#: The parameters of chapters 5 and 6 and their types (checked by :func:`cbp.book.parameters.check_parameters`).
+PARAMETER_TYPES: dict[str, type | tuple] = {
+    "backbone": str,
+    "dataset": str,
+    "data_root": str,
+    "classifier": str,
+    "occl": bool,
+    "baseline": (bool, None),
+    "iters": int,
+    "gpus": int,
+    "seed": int,
+    "batch_size": int,
+    "pretrained": str,
+    "out_dir": str,
+    "eval_points": int,
+    "resume": bool,
+    "examples": int,
+    "workshop": bool,
+}
+
+#: The parameters of a training page that :func:`train_and_read` reads (see chapter 5's parameters cell):
+#: those of :data:`PARAMETER_TYPES` but ``examples``.
+PAGE_PARAMETERS: tuple[str, ...] = tuple(name for name in PARAMETER_TYPES if name != "examples")
 
 #: Label of the learnable baseline run (:func:`cbp.book.launch.run_name` of a linear run without OCCL).
 BASELINE = "learnable baseline"
@@ -92,33 +97,8 @@ class PageRuns:
         return {label: predict_examples(d, list(range(count))) for label, d in self.dirs.items()}
 
 
-#: The parameters of chapters 5 and 6 and their types (checked by :func:`cbp.book.parameters.check_parameters`).
-PARAMETER_TYPES: dict[str, type | tuple] = {
-    "backbone": str,
-    "dataset": str,
-    "data_root": str,
-    "classifier": str,
-    "occl": bool,
-    "baseline": (bool, None),
-    "iters": int,
-    "gpus": int,
-    "seed": int,
-    "batch_size": int,
-    "pretrained": str,
-    "out_dir": str,
-    "eval_points": int,
-    "resume": bool,
-    "examples": int,
-    "workshop": bool,
-}
-
-
 def train_and_read(
-    params: Mapping[str, Any],
-    *,
-    prefix: str,
-    datasets: Sequence[str],
-    root: Path | None = None,
+    params: Mapping[str, Any], *, prefix: str, datasets: Sequence[str], root: Path | None = None
 ) -> PageRuns:
     """Train the page's run and its learnable baseline (or reuse finished ones), then read their metrics.
 
@@ -141,17 +121,10 @@ def train_and_read(
     iters, eval_points = p["iters"], p["eval_points"]
     if p["workshop"]:  # a short schedule, no intermediate validation
         iters, eval_points = iters or 20, 0
+    same = ("backbone", "dataset", "data_root", "classifier", "occl", "gpus", "seed", "out_dir", "batch_size")
     spec = launch.RunSpec(
-        backbone=p["backbone"],
-        dataset=p["dataset"],
-        data_root=p["data_root"],
-        classifier=p["classifier"],
-        occl=p["occl"],
+        **{name: p[name] for name in same},  # the RunSpec fields named as the page's parameters
         iters=iters,
-        gpus=p["gpus"],
-        seed=p["seed"],
-        out_dir=p["out_dir"],
-        batch_size=p["batch_size"],
         eval_points=eval_points,
         extra=(f"--model.pretrained={p['pretrained']}",) if p["pretrained"] else (),
         prefix=prefix,

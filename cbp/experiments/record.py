@@ -27,6 +27,7 @@ from cbp.experiments.runner import (
     hardware,
     protocol_commit,
     result_path,
+    with_dependencies,
 )
 from cbp.experiments.study import PROFILES, Run, plan
 from cbp.io import read_json, read_jsonl, write_json
@@ -124,6 +125,7 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
     if name not in runs:
         raise KeyError(f"no run {name!r} in study {study!r} [{profile}]")
     run = runs[name]
+    ancestors = with_dependencies(list(runs.values()), set(run.deps))  # the recipe to rebuild its inputs
     rec: dict[str, Any] = {
         "study": study,
         "profile": profile,
@@ -136,7 +138,7 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
         "seed": run.seed,
         "command": list(run.command),
         "env": {"OMP_NUM_THREADS": "1", "cwd": "repository root"},
-        "depends_on": {d: list(runs[d].command) for d in _ancestors(run, runs)},
+        "depends_on": {d: list(r.command) for d, r in runs.items() if d in ancestors},
         "commit": (commit := git_commit()),
         "protocol_commit": protocol_commit(commit),
         "hardware": hardware(),
@@ -149,35 +151,18 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
         rec.update(record_embed(run))
     elif run.kind == "encoder":
         state = torch.load(run.artefact, map_location="cpu", weights_only=True)
-        rec["encoder"] = {
-            "file": run.artefact,
-            "tensors": len(state),
-            "parameters": sum(v.numel() for v in state.values()),
-        }
+        size = sum(v.numel() for v in state.values())
+        rec["encoder"] = {"file": run.artefact, "tensors": len(state), "parameters": size}
     else:  # data: what the generated set is (the set itself is rebuilt by `command`)
         meta = trained_runs.load_meta(Path(run.artefact).parent)
         keep = ("num_classes", "class_names", "pixel_counts", "image_counts", "val_pixel_counts", "groups")
-        rec["data"] = {"kind": "SYNTHETIC", **{k: meta.get(k) for k in keep}, "params": meta.get("params")}
-        rec["data"]["jpeg"] = meta.get("jpeg")
-        rec["data"]["generator_version"] = meta.get("version")
-        rec["data"]["fingerprint"] = meta.get("fingerprint")
+        rec["data"] = {"kind": "SYNTHETIC", **{k: meta.get(k) for k in (*keep, "params", "jpeg")}}
+        rec["data"] |= {"generator_version": meta.get("version"), "fingerprint": meta.get("fingerprint")}
         rec["data"]["environment"] = meta.get("environment")
     path = result_path(run, study, profile, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(_clean(rec), path)
     return path
-
-
-def _ancestors(run: Run, runs: dict[str, Run]) -> list[str]:
-    """Every run ``run`` depends on, directly or not, in plan order (the recipe to rebuild its inputs)."""
-    seen: set[str] = set()
-    frontier = list(run.deps)
-    while frontier:
-        name = frontier.pop()
-        if name not in seen:
-            seen.add(name)
-            frontier += list(runs[name].deps)
-    return [name for name in runs if name in seen]
 
 
 def _clean(x: Any) -> Any:

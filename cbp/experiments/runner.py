@@ -89,15 +89,14 @@ def with_dependencies(
 TRACKED_PATHS = ("cbp", "experiments")
 
 
+def _git(*args: str, cwd: str | Path) -> str:
+    """The output of ``git ARGS`` run in ``cwd`` (raises OSError / CalledProcessError)."""
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
 def dirty_paths(cwd: str | Path = ".") -> list[str]:
     """Changed, staged or untracked files under :data:`TRACKED_PATHS` (``git status --porcelain``)."""
-    out = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all", "--", *TRACKED_PATHS],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = _git("status", "--porcelain", "--untracked-files=all", "--", *TRACKED_PATHS, cwd=cwd)
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
@@ -109,16 +108,8 @@ def protocol_commit(commit: str, cwd: str | Path = ".") -> str:
     followed, derived from the history rather than typed (amendment 6). "unknown" outside a git checkout.
     """
     try:
-        return (
-            subprocess.run(
-                ["git", "log", "-1", "--format=%h", commit.removesuffix("-dirty"), "--", PROTOCOL_FILE],
-                cwd=cwd,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            or "unknown"
-        )
+        out = _git("log", "-1", "--format=%h", commit.removesuffix("-dirty"), "--", PROTOCOL_FILE, cwd=cwd)
+        return out.strip() or "unknown"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -126,24 +117,14 @@ def protocol_commit(commit: str, cwd: str | Path = ".") -> str:
 def git_commit(cwd: str | Path = ".") -> str:
     """``git rev-parse HEAD`` (+ ``-dirty`` when files under cbp/ or experiments/ differ), or "unknown"."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
+        head = _git("rev-parse", "HEAD", cwd=cwd).strip()
         return head + ("-dirty" if dirty_paths(cwd) else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 #: The packages whose versions every record holds (distribution names).
-VERSIONED = (
-    "torch",
-    "torchvision",
-    "numpy",
-    "pillow",
-    "scipy",
-    "timm",
-    "segmentation-models-pytorch",
-)
+VERSIONED = ("torch", "torchvision", "numpy", "pillow", "scipy", "timm", "segmentation-models-pytorch")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -184,15 +165,20 @@ def lock_mismatches(lock: str | Path = LOCK_FILE) -> list[str]:
     ]
 
 
+def _cpuinfo() -> list[str]:
+    """The lines of /proc/cpuinfo, empty where there is none."""
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def cpu_flags() -> list[str]:
     """The CPU's SIMD flags from /proc/cpuinfo (sse*, avx*, fma, amx*), empty where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                return sorted(f for f in flags if f.startswith(("sse", "ssse", "avx", "fma", "amx")))
-    except OSError:
-        pass
+    for line in _cpuinfo():
+        if line.startswith("flags"):
+            flags = line.split(":", 1)[1].split()
+            return sorted(f for f in flags if f.startswith(("sse", "ssse", "avx", "fma", "amx")))
     return []
 
 
@@ -202,16 +188,13 @@ def cpu_model() -> str:
     AVX-512 (numpy and torch pick other kernels with it). Two records made on one model give the same
     string (amendment 6: the two runs of a pair must share it)."""
     fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("vendor_id", "model name", "cpu family", "model", "stepping") and key not in fields:
-                fields[key] = value.strip()
-            if not line.strip() and fields:
-                break  # the first processor's block is enough
-    except OSError:
-        pass
+    for line in _cpuinfo():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("vendor_id", "model name", "cpu family", "model", "stepping") and key not in fields:
+            fields[key] = value.strip()
+        if not line.strip() and fields:
+            break  # the first processor's block is enough
     if not fields:
         return platform.processor() or platform.machine()
     isa = "AVX-512" if "avx512f" in cpu_flags() else "no AVX-512"
@@ -225,25 +208,17 @@ def hardware() -> dict[str, Any]:
     """CPU model, cores, threads a run uses, torch version and device."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")]
     from cbp.data.synthetic import simd_features
 
     return {
-        "cpu": cpu,
+        "cpu": names[0] if names else platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads_per_run": int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "gpu": gpu,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "platform": platform.platform(),
         "versions": package_versions(),
         "cpu_flags": cpu_flags(),
@@ -315,15 +290,7 @@ def check_data(run: Run, runs: list[Run], study: str, profile: str, root: str = 
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["MKL_NUM_THREADS"] = "1"
-    return env
-
-
-def _argv(command: tuple[str, ...]) -> list[str]:
-    """The recorded command with ``python`` replaced by this interpreter."""
-    return [sys.executable if i == 0 and c == "python" else c for i, c in enumerate(command)]
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _progress(run: Run) -> str:
@@ -353,30 +320,20 @@ def execute(
         return False, "refused: " + " | ".join(problems)
     Path(run.run_dir).mkdir(parents=True, exist_ok=True)
     out_log = Path(run.run_dir) / "stdout.log"
+    # the recorded command, with ``python`` replaced by this interpreter
+    argv = [sys.executable if i == 0 and c == "python" else c for i, c in enumerate(run.command)]
     t0 = time.time()
     with out_log.open("a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run.command)}\n")
         log.flush()
-        rc = subprocess.run(_argv(run.command), env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(argv, env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
     seconds = time.time() - t0
     if rc != 0:
         return False, f"exit {rc}; see {out_log}"
     if run.kind == "data" and (problems := check_data(run, runs, study, profile, root)):
         return False, "refused: " + " | ".join(problems)
-    record = [
-        sys.executable,
-        "-m",
-        "cbp.experiments",
-        "record",
-        study,
-        run.name,
-        "--profile",
-        profile,
-        "--seconds",
-        f"{seconds:.1f}",
-        "--results",
-        root,
-    ]
+    record = [sys.executable, "-m", "cbp.experiments", "record", study, run.name, "--profile", profile]
+    record += ["--seconds", f"{seconds:.1f}", "--results", root]
     with out_log.open("a") as log:
         rc = subprocess.run(record, env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
     if rc != 0:

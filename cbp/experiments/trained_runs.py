@@ -42,7 +42,6 @@ def posthoc_equalisation(run_dir: str | Path, ckpt: str | Path | None = None) ->
     Returns:
         ``{"raw": {mIoU, mAcc, rare_third_IoU}, "equalised": {...}, "delta": {...}}``.
     """
-
     cfg = read_run_config(run_dir)
     cfg.train.num_workers = 0
     dataset = build_split(cfg, "val", test_transform(cfg))
@@ -69,8 +68,7 @@ def meta_groups(meta: dict[str, Any]) -> list[list[int]]:
     """Confusable groups (lists of class indices) of a synthetic set's metadata."""
     for key in ("confusable_groups", "groups"):
         if key in meta:
-            groups = meta[key]
-            return [[int(c) for c in (g["classes"] if isinstance(g, dict) else g)] for g in groups]
+            return [[int(c) for c in (g["classes"] if isinstance(g, dict) else g)] for g in meta[key]]
     return []
 
 
@@ -95,7 +93,6 @@ def similarity_snapshot(
         float16 (N, h, w) cosine of every pixel embedding with every prototype (decoder
         resolution), ``index`` int64 ().
     """
-
     cfg = read_run_config(run_dir)
     raw = build_split(cfg, "val", None)
     dataset = build_split(cfg, "val", test_transform(cfg))
