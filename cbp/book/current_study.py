@@ -325,9 +325,8 @@ def progress_sentence(root: str | Path = ".") -> str:
     """The verdict runs' progress in one sentence (the README and the intro quote it; a test checks it):
     runs recorded of those planned, and seed pairs recorded of those the claims plan."""
     runs = verdict_records(root)
-    out = verdict_frame(runs, pd.DataFrame())
-    have = int(out.n.sum()) if len(out) else 0
-    want = sum(verdicts.planned_seeds(c) for c in verdicts.planned_claims())
+    out = verdicts.compare(runs, verdicts.planned_claims())  # the pairs only: no Holm intervals needed
+    have, want = int(out.n.sum()), int(out.planned.sum())
     return (
         f"{len(runs)} of {_planned(VERDICT_PROFILE)} verdict runs are recorded ({have} of {want} planned seed "
         "pairs), and every verdict stays provisional until all are in"
