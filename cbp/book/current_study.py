@@ -103,8 +103,8 @@ def verdict_records(root: str | Path = ".") -> pd.DataFrame:
 
 
 def schedule_records(root: str | Path = ".") -> pd.DataFrame:
-    """The schedule check's records (``a6-schedule``, the tuning set; empty before they run): the page reads
-    them once and hands the frame to :func:`schedule_frame`, :func:`power_table` and :func:`verdict_frame`."""
+    """The schedule check's records (``a6-schedule``, the tuning set; empty before they run): the set-up page
+    hands the frame to :func:`schedule_frame` and :func:`power_table`, chapter 7 to :func:`verdict_frame`."""
     return verdicts.records(_folder("a6-schedule", root))
 
 
