@@ -11,7 +11,7 @@ import pandas as pd
 
 from cbp.book.analysis_tables import REGIMES, arm_records, frequency_group_table
 from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, legend_below, subplots
-from cbp.book.run_data import read_log, read_metrics
+from cbp.book.run_data import read_log, read_metrics, validations
 from cbp.experiments.study import ARM_LABELS
 
 
@@ -66,12 +66,8 @@ def plot_miou(runs: dict[str, str | Path]) -> Any:
     fig, axes = subplots(panel_height=3.8)
     ax = axes[0, 0]
     for label, run_dir in runs.items():
-        metrics = read_metrics(run_dir)
-        points = {metrics["iters"]: metrics["mIoU"]}
-        if (Path(run_dir) / "eval.jsonl").is_file():
-            points = {**read_log(run_dir, "eval.jsonl")["mIoU"].to_dict(), **points}
-        color = _run_color(label)
-        ax.plot(list(points), list(points.values()), marker="o", label=label, color=color)
+        points = validations(run_dir, read_metrics(run_dir))
+        ax.plot(points.index.tolist(), points.tolist(), marker="o", label=label, color=_run_color(label))
     ax.set_xlabel("iteration")
     ax.set_ylabel("validation mIoU (%)")
     legend_below(fig, ncols=2)
