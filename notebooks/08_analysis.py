@@ -62,6 +62,7 @@ from cbp.book import analysis_tables, figures, plotting
 from cbp.book.launch import repo_root, run_experiments
 from cbp.experiments.runner import results_dir
 from cbp.experiments.study import PROTOCOL_COMMIT
+from cbp.io import read_json
 
 plotting.use_style()
 finish = plotting.finish
@@ -75,11 +76,10 @@ if rerun:
 
 # %%
 folder = ROOT / results_dir(study, profile)
-results = analysis_tables.load_results(folder)
-runs = results["runs"]
-train_runs = analysis_tables.train_records(results)
+results = analysis_tables.load_results(folder)  # one row per training record, its JSON in "raw"
+train_runs = results.raw.tolist()
 first = train_runs[0]
-meta = runs.get("data", {}).get("data", {})
+meta = read_json(folder / "data.json").get("data", {}) if (folder / "data.json").is_file() else {}
 class_names = first["metrics"]["class_names"]
 counts = np.asarray(first["metrics"]["pixel_counts"], dtype=float)  # (N,) training pixels per class
 groups = meta.get("groups") or first["data"]["groups"]

@@ -140,8 +140,8 @@ def test_normalised_occl_does_not_depend_on_the_feature_scale() -> None:
     assert table.loc[False, "category loss"].iloc[2] > table.loc[False, "category loss"].iloc[0]
 
 
-def test_chapter8_tables_read_the_records() -> None:
-    from records import train_record
+def test_chapter8_tables_read_the_records(tmp_path) -> None:
+    from records import train_record, write_records
 
     from cbp.book import analysis_tables
 
@@ -156,7 +156,9 @@ def test_chapter8_tables_read_the_records() -> None:
             }
         return train_record("linear", seed, 50.0, regime="scratch", analysis={"f1_groups": f1}, **extra)
 
-    results = {"by_arm": {"scratch": {"linear": [rec(0, [1.0, 50.0], (10.0, 12.0)), rec(1, [3.0, 60.0])]}}}
+    results = analysis_tables.load_results(
+        write_records(tmp_path, [rec(1, [3.0, 60.0]), rec(0, [1.0, 50.0], (10.0, 12.0))])
+    )
     f1 = analysis_tables.rarest_group_f1(
         results, [("linear", "learnable", "learnable"), ("cbp", "CBP", "cbp")]
     ).reset_index()
@@ -181,8 +183,9 @@ def test_snapshot_titles_name_runs_in_words() -> None:
 
 
 def test_chapter8_reader_groups_records_by_regime_and_arm_in_seed_order(tmp_path) -> None:
-    """analysis_tables.load_results against a hand-written folder: seed order, the dotted analysis paths,
-    per-class means over seeds with a missing class left NaN, and the label of what "ours" is."""
+    """analysis_tables.load_results against a hand-written folder: verdicts' typed records with their JSON,
+    seed order, the dotted analysis paths, per-class means over seeds with a missing class left NaN, and the
+    label of what "ours" is."""
     import json
     import math
 
@@ -199,18 +202,19 @@ def test_chapter8_reader_groups_records_by_regime_and_arm_in_seed_order(tmp_path
 
     write_records(tmp_path, [rec(2, [1.0, None], 0.3), rec(0, [3.0, None], 0.1), rec(1, [2.0, 4.0], 0.2)])
     (tmp_path / "data.json").write_text(json.dumps({"kind": "data"}))
-    results = at.load_results(tmp_path)
-    assert set(results["runs"]) == {"data", "000-pretrained-linear-s2", "001-pretrained-linear-s0",
-                                    "002-pretrained-linear-s1"}  # fmt: skip
-    assert [r["seed"] for r in results["by_arm"]["pretrained"]["linear"]] == [0, 1, 2]
-    assert len(at.train_records(results)) == 3
+    results = at.load_results(tmp_path)  # the data record is not a training run
+    assert results.run.tolist() == ["pretrained-linear-s2", "pretrained-linear-s0", "pretrained-linear-s1"]
+    assert [r["seed"] for r in at.arm_records(results, "pretrained", "linear")] == [0, 1, 2]
+    assert results.raw[0]["config"]["model"]["backbone"] == "cnn_tiny"  # the JSON beside the typed columns
     assert at.values(results, "pretrained", "linear", "norm_correlation.pearson_log").tolist() == [
         0.1,
         0.2,
         0.3,
     ]
     assert at.values(results, "pretrained", "linear", "cs").tolist() == [0.0, 10.0, 20.0]
-    assert math.isnan(at.value(results["by_arm"]["pretrained"]["linear"][0], "bias_correlation.pearson"))
+    assert math.isnan(
+        at.value(at.arm_records(results, "pretrained", "linear")[0], "bias_correlation.pearson")
+    )
     assert at.values(results, "scratch", "linear", "mIoU").size == 0
     iou = at.per_seed(results, "pretrained", "linear", "IoU")  # (seeds, classes), None -> NaN
     assert iou.shape == (3, 2) and np.isnan(iou[0, 1])

@@ -50,11 +50,13 @@ def test_similarity_heatmap_annotates_small_matrices_only_and_legibly() -> None:
     plt.close(fig)
 
 
-def test_frequency_group_table_has_one_row_per_seed_and_group() -> None:
-    from cbp.book.figures import frequency_group_table
+def test_frequency_group_table_has_one_row_per_seed_and_group(tmp_path) -> None:
+    from records import train_record, write_records
 
-    rec = lambda f1: {"analysis": {"f1_groups": f1}, "metrics": {}}  # noqa: E731
-    results = {"by_arm": {"scratch": {"linear": [rec([1.0, 2.0]), rec([3.0, None])]}, "pretrained": {}}}
+    from cbp.book.analysis_tables import frequency_group_table, load_results
+
+    rec = lambda s, f1: train_record("linear", s, 50.0, regime="scratch", analysis={"f1_groups": f1})  # noqa: E731
+    results = load_results(write_records(tmp_path, [rec(1, [3.0, None]), rec(0, [1.0, 2.0])]))
     table = frequency_group_table(results, [("linear", "learnable", "learnable"), ("cbp", "CBP", "cbp")])
     assert list(table.columns) == ["regime", "classifier", "seed", "group", "F1"]
     assert table[["seed", "group"]].values.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cbp.book.analysis_tables import load_results
 from cbp.book.plotting import CLASSIFIER_COLORS, subplots
 from cbp.data.classes import ade20k_pixel_counts
 from cbp.experiments import verdicts
@@ -67,7 +68,7 @@ def plot_calibration(results: str | Path = "results", candidate: str | None = No
             return None
         candidate = REGIME6 if REGIME6 in set(recorded.candidate) else recorded.candidate.iloc[-1]
     shares = pixel_shares(candidate, results)
-    df = verdicts.records(calibration_folder(candidate, results))
+    df = load_results(calibration_folder(candidate, results))
     if shares is None or df.empty:
         return None
     ade = np.sort(ade20k_pixel_counts() / ade20k_pixel_counts().sum())[::-1]
@@ -79,8 +80,7 @@ def plot_calibration(results: str | Path = "results", candidate: str | None = No
                   label=f"synthetic, {candidate} (tuning set)")  # fmt: skip
     left.set(xlabel="class rank by training pixels", ylabel="share of pixels (%)", title="frequency profile")
     left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22))  # below the axes: phone-safe
-    rec = read_json(calibration_folder(candidate, results) / f"{df.run.iloc[0]}.json")
-    groups = np.asarray(rec["analysis"]["f1_groups"], dtype=np.float64)
+    groups = np.asarray(df.raw.iloc[0]["analysis"]["f1_groups"], dtype=np.float64)
     right.bar(np.arange(1, len(groups) + 1), groups, color=CLASSIFIER_COLORS["learnable"],
               label=f"baseline, synthetic {candidate} (SYNTHETIC, CPU)")  # fmt: skip
     right.scatter([1], [PAPER_RAREST_GROUP_F1["learnable"]], marker="D", s=40, zorder=3,

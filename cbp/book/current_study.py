@@ -74,19 +74,8 @@ def phase_rows(root: str | Path = ".") -> pd.DataFrame:
 
 def claims_frame() -> pd.DataFrame:
     """The claims amendment 6 tests, by Holm family: arms, metric, kind and the paper's number."""
-    return pd.DataFrame(
-        [
-            {
-                "family": c.family,
-                "claim": c.text,
-                "arms": f"{c.a} vs {c.b}",
-                "metric": c.metric,
-                "kind": c.kind,
-                "paper": c.paper,
-            }  # fmt: skip
-            for c in verdicts.CLAIMS
-        ]
-    )
+    rows = [(c.family, c.text, f"{c.a} vs {c.b}", c.metric, c.kind, c.paper) for c in verdicts.CLAIMS]
+    return pd.DataFrame(rows, columns=["family", "claim", "arms", "metric", "kind", "paper"])
 
 
 def premise_frame(root: str | Path = ".") -> pd.DataFrame:
@@ -122,6 +111,9 @@ def verdict_frame(df: pd.DataFrame, tuning: pd.DataFrame) -> pd.DataFrame:
 def verdict_table(out: pd.DataFrame) -> pd.DataFrame:
     """:func:`verdict_frame` as the page shows it: one row per claim, numbers rounded, verdict in words."""
 
+    def num(x: float, spec: str = "+.2f") -> str:
+        return "–" if not np.isfinite(x) else format(x, spec)
+
     def interval(lo: float, hi: float) -> str:
         return "–" if not np.isfinite(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
 
@@ -131,13 +123,11 @@ def verdict_table(out: pd.DataFrame) -> pd.DataFrame:
             "claim": out.text,
             "paper": out.paper,
             "seeds": out.n,
-            "mean": out["mean"].map(lambda x: "–" if not np.isfinite(x) else f"{x:+.2f}"),
+            "mean": out["mean"].map(num),
             "95% CI (unadjusted)": [interval(a, b) for a, b in zip(out.lo, out.hi)],
             "Holm interval": [interval(a, b) for a, b in zip(out.lo_holm, out.hi_holm)],
             "verdict": [v.value for v in out.verdict],
-            "smallest resolvable": out.planned_effect.map(
-                lambda x: "–" if not np.isfinite(x) else f"{x:.2f}"
-            ),
+            "smallest resolvable": out.planned_effect.map(lambda x: num(x, ".2f")),
         }
     )
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cbp.book.analysis_tables import REGIMES, arm_records, frequency_group_table
 from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, legend_below, subplots
-from cbp.book.run_data import read_log, read_metrics
+from cbp.book.run_data import read_log, read_metrics, validations
 from cbp.experiments.study import ARM_LABELS
 
 
@@ -65,12 +66,8 @@ def plot_miou(runs: dict[str, str | Path]) -> Any:
     fig, axes = subplots(panel_height=3.8)
     ax = axes[0, 0]
     for label, run_dir in runs.items():
-        metrics = read_metrics(run_dir)
-        points = {metrics["iters"]: metrics["mIoU"]}
-        if (Path(run_dir) / "eval.jsonl").is_file():
-            points = {**read_log(run_dir, "eval.jsonl")["mIoU"].to_dict(), **points}
-        color = _run_color(label)
-        ax.plot(list(points), list(points.values()), marker="o", label=label, color=color)
+        points = validations(run_dir, read_metrics(run_dir))
+        ax.plot(points.index.tolist(), points.tolist(), marker="o", label=label, color=_run_color(label))
     ax.set_xlabel("iteration")
     ax.set_ylabel("validation mIoU (%)")
     legend_below(fig, ncols=2)
@@ -140,35 +137,11 @@ def plot_predictions(examples: dict[str, dict[str, Any]]) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Chapter 8: figures of the recorded study (read from the dict of analysis_tables.load_results)
-
-REGIMES: tuple[str, ...] = ("scratch", "pretrained")
-
-
-def frequency_group_table(results: dict[str, Any], arms: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
-    """Long table of the F1 of every frequency group: one row per (regime, arm, seed, group).
-
-    Args:
-        results: :func:`cbp.book.analysis_tables.load_results` of the study.
-        arms: ``(arm, label, colour key)``; the label names the arm in the ``classifier`` column.
-
-    Returns:
-        Columns ``regime``, ``classifier``, ``seed`` (0, 1, ... in record order), ``group``
-        (0 = rarest classes) and ``F1`` (%); arms without a run are absent.
-    """
-    from cbp.book.analysis_tables import per_seed
-
-    rows = []
-    for regime in REGIMES:
-        for arm, label, _ in arms:
-            f1 = per_seed(results, regime, arm, "f1_groups")  # (seeds, groups)
-            for s, groups in enumerate(np.atleast_2d(f1) if f1.size else []):
-                rows += [(regime, label, s, g, float(v)) for g, v in enumerate(groups)]
-    return pd.DataFrame(rows, columns=["regime", "classifier", "seed", "group", "F1"])
+# Chapter 8: figures of the recorded study (read from the frame of analysis_tables.load_results)
 
 
 def plot_frequency_groups(
-    results: dict[str, Any],
+    results: pd.DataFrame,
     arms: Sequence[tuple[str, str, str]],
     *,
     title_suffix: str = "",
@@ -210,7 +183,7 @@ def plot_frequency_groups(
     return fig
 
 
-def plot_norm_vs_count(results: dict[str, Any], counts: np.ndarray, arm: str = "linear") -> Any:
+def plot_norm_vs_count(results: pd.DataFrame, counts: np.ndarray, arm: str = "linear") -> Any:
     """The learnable classifier's row norms against its classes' training pixels (seed 0), one row per regime.
 
     Args:
@@ -222,7 +195,7 @@ def plot_norm_vs_count(results: dict[str, Any], counts: np.ndarray, arm: str = "
 
     fig, axes = subplots(len(REGIMES), 1, panel_height=3.3)
     for ax, regime in zip(axes[:, 0], REGIMES):
-        recs = results["by_arm"].get(regime, {}).get(arm, [])
+        recs = arm_records(results, regime, arm)
         if not recs:
             ax.set_visible(False)
             continue
@@ -238,7 +211,7 @@ def plot_norm_vs_count(results: dict[str, Any], counts: np.ndarray, arm: str = "
 
 
 def plot_prototype_cosines(
-    results: dict[str, Any], regime: str, arms: Sequence[tuple[str, str]], order: Sequence[int]
+    results: pd.DataFrame, regime: str, arms: Sequence[tuple[str, str]], order: Sequence[int]
 ) -> Any:
     """Fig. 6 analogue: cosine between every pair of classifier rows (seed 0), two panels a row.
 
@@ -250,12 +223,12 @@ def plot_prototype_cosines(
     """
     from cbp.book.plotting import similarity_heatmap
 
-    shown = [(a, t) for a, t in arms if results["by_arm"].get(regime, {}).get(a)]
+    shown = [(a, t) for a, t in arms if arm_records(results, regime, a)]
     rows = (len(shown) + 1) // 2
     fig, axes = subplots(rows, 2, panel_height=3.6)
     im = None
     for ax, (arm, title) in zip(axes.ravel(), shown):
-        rec = results["by_arm"][regime][arm][0]
+        rec = arm_records(results, regime, arm)[0]
         cos = np.asarray(rec["analysis"]["prototype_cosine"], dtype=float)[np.ix_(order, order)]
         labels = [str(c) if k % 10 == 0 else "" for k, c in enumerate(order)]
         im = similarity_heatmap(

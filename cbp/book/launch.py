@@ -235,9 +235,6 @@ def run(
     cwd: Path | None = None,
     total_iters: int | None = None,
     max_lines: int = 20,
-    tail: int = 40,
-    env: dict[str, str] | None = None,
-    echo: bool = True,
 ) -> float:
     """Run a training command, streaming its output in short form; the wall time in seconds.
 
@@ -251,14 +248,11 @@ def run(
         cwd: working directory of the subprocess.
         total_iters: iterations of the run (default: the bar's own total).
         max_lines: about how many progress lines to print over the run.
-        tail: lines of output quoted in the error of a failed run.
-        env: extra environment variables.
-        echo: print the other lines of the output (not only the progress summary).
 
     Raises:
-        RunFailed: the command exited with a non-zero status (the message quotes its last ``tail`` lines).
+        RunFailed: the command exited with a non-zero status (the message quotes its last 40 lines).
     """
-    last_lines: collections.deque[str] = collections.deque(maxlen=tail)
+    last_lines: collections.deque[str] = collections.deque(maxlen=40)
     start = time.time()
     with subprocess.Popen(
         list(cmd),
@@ -266,14 +260,14 @@ def run(
         # One thread unless the caller says otherwise: on a busy CPU (a laptop in a workshop, the study
         # on the other core) torch's default of one thread per core spins against the other load
         # (30 synthetic iterations: 89 s with 2 threads vs 16 s with 1, the other core busy).
-        env={"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        env={"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,  # universal newlines: each '\r' update of a tqdm bar is a line
         bufsize=1,
     ) as proc:
         assert proc.stdout is not None
-        _condense(proc.stdout, last_lines, total_iters=total_iters, max_lines=max_lines, echo=echo)
+        _condense(proc.stdout, last_lines, total_iters=total_iters, max_lines=max_lines)
     seconds = time.time() - start
     if proc.returncode != 0:
         quoted = "\n".join(last_lines)
@@ -285,12 +279,7 @@ def run(
 
 
 def _condense(
-    lines: Iterable[str],
-    last_lines: collections.deque[str],
-    *,
-    total_iters: int | None,
-    max_lines: int,
-    echo: bool,
+    lines: Iterable[str], last_lines: collections.deque[str], *, total_iters: int | None, max_lines: int
 ) -> None:
     """Print the engine's output ``lines`` in short form as they come (see :func:`run`); each printed or
     echoed line is appended to ``last_lines``, the error message's quote."""
@@ -302,8 +291,7 @@ def _condense(
         progress = progress_line(line)
         if progress is None:
             last_lines.append(line)
-            if echo:
-                print(line, flush=True)
+            print(line, flush=True)
             continue
         it, total, summary = progress
         total = total_iters or total

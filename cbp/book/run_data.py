@@ -39,6 +39,15 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     return read_json(path)
 
 
+def validations(run_dir: str | Path, metrics: dict[str, Any]) -> pd.Series:
+    """iteration -> validation mIoU (%) of a run: its intermediate validations (``eval.jsonl``, if any) and
+    the final one of its ``metrics``."""
+    points = {metrics["iters"]: metrics["mIoU"]}
+    if (Path(run_dir) / "eval.jsonl").is_file():
+        points = {**read_log(run_dir, "eval.jsonl")["mIoU"].to_dict(), **points}
+    return pd.Series(points)
+
+
 def per_class_table(metrics: dict[str, Any]) -> pd.DataFrame:
     """One row per class: name, IoU, Acc, F1 (percent; NaN when absent from validation), training pixel
     count and prototype norm, sorted from the most to the least frequent class (by index if counts are unknown).

@@ -40,6 +40,16 @@ HEAD_STYLES: dict[str, dict[str, Any]] = {
 }
 
 
+def _seed_style(r: int, label: str, faint: float = 0.3) -> dict[str, Any]:
+    """Line style of the ``r``-th run of a group: the first darker and labelled, the others faint."""
+    return {"alpha": 0.9 if r == 0 else faint, "label": label if r == 0 else None}
+
+
+def _epochs(run: Run) -> list[int]:
+    """The epochs of a chapter 1 run's ``"history"``."""
+    return [h["epoch"] for h in run["history"]]
+
+
 # --------------------------------------------------------------------------------------------
 # Chapter 1: the long-tailed clusters
 
@@ -135,9 +145,7 @@ def plot_norm_correlation_over_epochs(
     for name, (runs, colour) in groups.items():
         for r, run in enumerate(runs):
             pearson = [stats.pearsonr(h["norms"], np.log(counts))[0] for h in run["history"]]
-            epochs = [h["epoch"] for h in run["history"]]
-            label = f"learnable, {name}" if r == 0 else None
-            ax.plot(epochs, pearson, color=colour, alpha=0.9 if r == 0 else 0.35, label=label)
+            ax.plot(_epochs(run), pearson, color=colour, **_seed_style(r, f"learnable, {name}", 0.35))
     ax.axhline(paper, color=CLASSIFIER_COLORS["paper"], ls=":", label=f"{paper:g} (paper, ADE20K)")
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xlabel("epoch")
@@ -162,12 +170,11 @@ def plot_pair_cosines(runs: Mapping[str, Sequence[Run]], pairs: Sequence[tuple[i
     for kind, group in runs.items():
         pair, other = pair_masks(len(group[0]["history"][0]["norms"]), pairs)
         for r, run in enumerate(group):
-            ep = [h["epoch"] for h in run["history"]]
-            kw = {"color": CLASSIFIER_COLORS[kind], "alpha": 0.9 if r == 0 else 0.3}
             conf = [h["cos"][pair].mean() for h in run["history"]]
             rest = [h["cos"][other].mean() for h in run["history"]]
-            ax.plot(ep, conf, lw=2, label=f"{kind}: confusable" if r == 0 else None, **kw)
-            ax.plot(ep, rest, lw=1, ls="--", label=f"{kind}: other pairs" if r == 0 else None, **kw)
+            colour = CLASSIFIER_COLORS[kind]
+            ax.plot(_epochs(run), conf, lw=2, color=colour, **_seed_style(r, f"{kind}: confusable"))
+            ax.plot(_epochs(run), rest, lw=1, ls="--", color=colour, **_seed_style(r, f"{kind}: other pairs"))
     ax.set(xlabel="epoch", ylabel=r"mean $\cos(w_i, w_j)$", title="Similarity of prototypes in training")
     legend_below(fig, ncols=2)
     return fig
@@ -179,15 +186,8 @@ def plot_separability(runs: Mapping[str, Sequence[Run]]) -> Any:
     ax = axes[0, 0]
     for kind, group in runs.items():
         for r, run in enumerate(group):
-            ep = [h["epoch"] for h in run["history"]]
             cs = [0.5 * (h["cos"].sum() - np.trace(h["cos"])) for h in run["history"]]
-            ax.plot(
-                ep,
-                cs,
-                color=CLASSIFIER_COLORS[kind],
-                alpha=0.9 if r == 0 else 0.3,
-                label=kind if r == 0 else None,
-            )
+            ax.plot(_epochs(run), cs, color=CLASSIFIER_COLORS[kind], **_seed_style(r, kind))
     n = len(next(iter(runs.values()))[0]["history"][0]["norms"])
     ax.set_xlabel("epoch")
     ax.set_ylabel("class separability CS (Eq. 8)")
@@ -417,13 +417,12 @@ def plot_prototype_paths(
         W = run["trajectory"]  # (S, N, C)
         unit = F.normalize(W, dim=2)
         cos = unit @ unit.transpose(1, 2)  # (S, N, N)
-        a = 0.9 if r == 0 else 0.3
         for c in range(W.shape[1]):
-            label = f"$\\|w_{c}\\|$, class {c} (n={counts[c]})" if r == 0 else None
-            axes[0, 0].plot(run["steps"], W[:, c].norm(dim=1), color=CLASS_COLORS[c], alpha=a, label=label)
+            style = _seed_style(r, f"$\\|w_{c}\\|$, class {c} (n={counts[c]})")
+            axes[0, 0].plot(run["steps"], W[:, c].norm(dim=1), color=CLASS_COLORS[c], **style)
         for (p, q), ls in [((1, 2), "-"), ((0, 1), "--"), ((0, 2), ":")]:
-            label = f"cos($w_{p}$, $w_{q}$)" if r == 0 else None
-            axes[0, 1].plot(run["steps"], cos[:, p, q], color="black", ls=ls, alpha=a, label=label)
+            style = _seed_style(r, f"cos($w_{p}$, $w_{q}$)")
+            axes[0, 1].plot(run["steps"], cos[:, p, q], color="black", ls=ls, **style)
     axes[0, 0].axhline(length, color="grey", ls="-.", lw=1.5, label=f"frozen heads: norm T = {length:g}")
     axes[0, 1].axhline(0, color="grey", ls="-.", lw=1.5, label="CBP: cos = 0")
     axes[0, 0].set(ylabel=r"$\|w_l\|$", title="norms", xlabel="SGD step")

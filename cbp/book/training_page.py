@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbp.book import captions, launch
+from cbp.book import captions, launch, run_data
 from cbp.book.run_data import per_class_table, predict_examples, read_log, read_metrics, summary_row
 from cbp.engine.config import PAPER_PRESETS, get_preset
 from cbp.models.builder import get_spec
@@ -205,14 +205,6 @@ def frequency_thirds(table: pd.DataFrame) -> pd.Series:
     return pd.Series([np.nanmean(p) for p in parts], index=["frequent", "middle", "rare"])
 
 
-def _validations(run_dir: Path, metrics: dict[str, Any]) -> pd.Series:
-    """iteration -> validation mIoU: the intermediate validations (``eval.jsonl``) and the final one."""
-    points = {metrics["iters"]: metrics["mIoU"]}
-    if (Path(run_dir) / "eval.jsonl").is_file():
-        points = {**read_log(run_dir, "eval.jsonl")["mIoU"].to_dict(), **points}
-    return pd.Series(points)
-
-
 def notice_numbers(page: PageRuns) -> pd.DataFrame:
     """Per run, the numbers :func:`what_to_notice` concludes from: the first and last logged total loss,
     mIoU, the mean IoU of the frequent / middle / rare third of the classes (NaN when the pixel counts
@@ -263,8 +255,8 @@ def what_to_notice(page: PageRuns, *, figures: str = "figure") -> str:
         lines.append(f"- **mIoU {page.ours['mIoU']:.2f}**; with no baseline run there is no gain to read.")
         return "\n".join(lines)
     gain = page.ours["mIoU"] - base["mIoU"]
-    ours_v = _validations(page.dirs[ours_label], page.ours)
-    base_v = _validations(page.dirs[BASELINE], base)
+    ours_v = run_data.validations(page.dirs[ours_label], page.ours)
+    base_v = run_data.validations(page.dirs[BASELINE], base)
     common = ours_v.index.intersection(base_v.index)
     ahead = int((ours_v[common] > base_v[common]).sum())
     lines.append(
