@@ -92,9 +92,7 @@ ARM_LABELS: dict[str, str] = {
 
 def arm_label(name: str) -> str:
     """The display label of an arm: :data:`ARM_LABELS`, else a Table "R" reading's own label, else the name."""
-    if name in ARM_LABELS:
-        return ARM_LABELS[name]
-    return next((a.label for a in reading_arms() if a.name == name and a.label), name)
+    return ARM_LABELS.get(name) or next((a.label for a in reading_arms() if a.name == name and a.label), name)
 
 
 def arms(regimes: tuple[str, ...] = ("pretrained",)) -> list[Arm]:
@@ -627,8 +625,6 @@ def arm_settings(arm: str, tuned: dict[str, dict[str, float | None]] | None = No
         ConfigError: a value of :data:`TUNED` that the arm needs is not fixed yet (a usage error: exit 2).
     """
     tuned = TUNED if tuned is None else tuned
-    cbp_occl = (("cbp_occl", "length"), ("cbp_occl", "head_lr_mult"))
-    table4 = (("cbp_occl", "length"), ("linear", "head_lr_mult"))
     # a reading of table "R" changes one reading of its reference arm (itself perhaps a reading, as
     # ddp2_global's ddp2_batch), so it takes the values of the arm at the root of that chain
     reference = {a.name: a.reference for a in reading_arms()}
@@ -636,13 +632,13 @@ def arm_settings(arm: str, tuned: dict[str, dict[str, float | None]] | None = No
     while root in reference:
         root = reference[root]
     if arm in ("cbp", "cbp_occl", *TABLE5_ARMS) or root == "cbp_occl":
-        need = cbp_occl
+        need = (("cbp_occl", "length"), ("cbp_occl", "head_lr_mult"))
     elif arm in TABLE9_ARMS:
         need = (("cbp_occl", "head_lr_mult"),)
     elif arm in ("linear", "linear_occl"):
         need = (("linear", "head_lr_mult"),)
     else:  # Table 4's variants and their readings
-        need = table4
+        need = (("cbp_occl", "length"), ("linear", "head_lr_mult"))
     out = []
     for source, key in need:
         value = tuned.get(source, {}).get(key)
