@@ -130,11 +130,10 @@ HANDLERS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "embed":  # internal step of the plan; takes --section.key=value overrides
-        embed_main(argv[1:])
-        return 0
-    if argv and argv[0] == "encoder":  # internal step: encoder weights of the pretraining checkpoint
-        encoder_main(argv[1:])
+    # the plan's internal steps: the masked embeddings (takes --section.key=value overrides) and the
+    # encoder weights of the pretraining checkpoint
+    if argv and argv[0] in (steps := {"embed": embed_main, "encoder": encoder_main}):
+        steps[argv[0]](argv[1:])
         return 0
     args = build_parser().parse_args(argv)
     try:

@@ -44,6 +44,13 @@ def _classifier(state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     raise KeyError(f"no classifier weights in the checkpoint (classifier keys: {keys})")
 
 
+def set_facts(meta: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """What a record says of the synthetic set it read or made: its kind, ``keys`` of its ``cbp_meta.json``,
+    the generator's version and the set's fingerprint."""
+    generator = {"generator_version": meta.get("version"), "fingerprint": meta.get("fingerprint")}
+    return {"kind": "SYNTHETIC", **{k: meta.get(k) for k in keys}, **generator}
+
+
 def record_train(run: Run, seconds: float) -> dict[str, Any]:
     """Result record of a training run (train / pretrain) from its run directory."""
     run_dir = Path(run.run_dir)
@@ -64,15 +71,7 @@ def record_train(run: Run, seconds: float) -> dict[str, Any]:
             groups=trained_runs.meta_groups(meta),
             keep_cosine=run.seed == 0,
         ),
-        "data": {
-            "root": config["data"]["root"],
-            "kind": "SYNTHETIC",
-            "num_classes": meta["num_classes"],
-            "params": meta.get("params"),
-            "groups": meta.get("groups"),
-            "generator_version": meta.get("version"),
-            "fingerprint": meta.get("fingerprint"),
-        },
+        "data": {"root": config["data"]["root"], **set_facts(meta, "num_classes", "params", "groups")},
     }
     if config["model"]["classifier"] == "linear":
         rec["posthoc_equalisation"] = trained_runs.posthoc_equalisation(run_dir)
@@ -98,13 +97,7 @@ def record_embed(run: Run) -> dict[str, Any]:
             "group_cosine": analysis.group_cosines(emb, groups),
             "class_separability": analysis.class_separability(emb),
         },
-        "data": {
-            "root": root,
-            "kind": "SYNTHETIC",
-            "num_classes": meta["num_classes"],
-            "generator_version": meta.get("version"),
-            "fingerprint": meta.get("fingerprint"),
-        },
+        "data": {"root": root, **set_facts(meta, "num_classes")},
     }
 
 
@@ -156,9 +149,7 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
     else:  # data: what the generated set is (the set itself is rebuilt by `command`)
         meta = trained_runs.load_meta(Path(run.artefact).parent)
         keep = ("num_classes", "class_names", "pixel_counts", "image_counts", "val_pixel_counts", "groups")
-        rec["data"] = {"kind": "SYNTHETIC", **{k: meta.get(k) for k in (*keep, "params", "jpeg")}}
-        rec["data"] |= {"generator_version": meta.get("version"), "fingerprint": meta.get("fingerprint")}
-        rec["data"]["environment"] = meta.get("environment")
+        rec["data"] = {**set_facts(meta, *keep, "params", "jpeg"), "environment": meta.get("environment")}
     path = result_path(run, study, profile, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(_clean(rec), path)

@@ -165,21 +165,23 @@ def lock_mismatches(lock: str | Path = LOCK_FILE) -> list[str]:
     ]
 
 
-def _cpuinfo() -> list[str]:
-    """The lines of /proc/cpuinfo, empty where there is none."""
+def _cpu_fields() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (``{"model name": ..., "flags": ...}``), {} where
+    there is none."""
     try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return []
+        return {}
+    fields: dict[str, str] = {}
+    for key, _, value in (line.partition(":") for line in lines):
+        fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
 def cpu_flags() -> list[str]:
     """The CPU's SIMD flags from /proc/cpuinfo (sse*, avx*, fma, amx*), empty where there is none."""
-    for line in _cpuinfo():
-        if line.startswith("flags"):
-            flags = line.split(":", 1)[1].split()
-            return sorted(f for f in flags if f.startswith(("sse", "ssse", "avx", "fma", "amx")))
-    return []
+    flags = _cpu_fields().get("flags", "").split()
+    return sorted(f for f in flags if f.startswith(("sse", "ssse", "avx", "fma", "amx")))
 
 
 def cpu_model() -> str:
@@ -187,32 +189,24 @@ def cpu_model() -> str:
     show only "AMD EPYC" as its name, so the numbers tell two generations apart) and whether it has
     AVX-512 (numpy and torch pick other kernels with it). Two records made on one model give the same
     string (amendment 6: the two runs of a pair must share it)."""
-    fields: dict[str, str] = {}
-    for line in _cpuinfo():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("vendor_id", "model name", "cpu family", "model", "stepping") and key not in fields:
-            fields[key] = value.strip()
-        if not line.strip() and fields:
-            break  # the first processor's block is enough
+    keys = ("vendor_id", "model name", "cpu family", "model", "stepping")
+    fields = {k: v for k, v in _cpu_fields().items() if k in keys}
     if not fields:
         return platform.processor() or platform.machine()
+    vendor, name, family, model, stepping = (fields.get(k, "?") for k in keys)
     isa = "AVX-512" if "avx512f" in cpu_flags() else "no AVX-512"
-    return (
-        f"{fields.get('vendor_id', '?')} {fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, "
-        f"model {fields.get('model', '?')}, stepping {fields.get('stepping', '?')}; {isa})"
-    )
+    return f"{vendor} {name} (family {family}, model {model}, stepping {stepping}; {isa})"
 
 
 def hardware() -> dict[str, Any]:
     """CPU model, cores, threads a run uses, torch version and device."""
     import torch
 
-    names = [line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")]
     from cbp.data.synthetic import simd_features
 
+    fields = _cpu_fields()
     return {
-        "cpu": names[0] if names else platform.processor() or platform.machine(),
+        "cpu": fields["model name"] if "model name" in fields else platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads_per_run": int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or torch.get_num_threads(),
@@ -231,16 +225,17 @@ def hardware() -> dict[str, Any]:
 # The study's data sets
 
 
+def recorded_fingerprint(data_run: Run, study: str, profile: str, root: str = RESULTS_ROOT) -> dict[str, str]:
+    """The fingerprint of the set a data step's record holds (``cbp_meta.json``'s), {} where none."""
+    path = result_path(data_run, study, profile, root)
+    return ((read_json(path).get("data") or {}).get("fingerprint") or {}) if path.is_file() else {}
+
+
 def expected_fingerprint(data_run: Run, study: str, profile: str, root: str = RESULTS_ROOT) -> str:
     """The sha256 a data step's set must have: :data:`FINGERPRINTS` of its folder, else the one its
     recorded JSON holds (the set the study's records were made on), else "" (nothing to compare)."""
     folder = str(Path(data_run.artefact).parent)
-    if folder in FINGERPRINTS:
-        return FINGERPRINTS[folder]
-    path = result_path(data_run, study, profile, root)
-    if path.is_file():
-        return ((read_json(path).get("data") or {}).get("fingerprint") or {}).get("sha256", "")
-    return ""
+    return FINGERPRINTS.get(folder) or recorded_fingerprint(data_run, study, profile, root).get("sha256", "")
 
 
 def check_data(run: Run, runs: list[Run], study: str, profile: str, root: str = RESULTS_ROOT) -> list[str]:
@@ -269,10 +264,7 @@ def check_data(run: Run, runs: list[Run], study: str, profile: str, root: str = 
         expected = expected_fingerprint(step, study, profile, root)
         got = meta.get("fingerprint") or {}
         if expected and got.get("sha256") != expected:
-            recorded = {}
-            path = result_path(step, study, profile, root)
-            if path.is_file():
-                recorded = (read_json(path).get("data") or {}).get("fingerprint") or {}
+            recorded = recorded_fingerprint(step, study, profile, root)
             parts = compare_fingerprints(recorded, got) if set(FINGERPRINT_PARTS) <= set(recorded) else []
             env = meta.get("environment") or {}
             problems.append(
@@ -289,8 +281,11 @@ def check_data(run: Run, runs: list[Run], study: str, profile: str, root: str = 
 # Execution
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def _call(argv: list[str], log: Path) -> int:
+    """Run ``argv`` single-threaded (``OMP_NUM_THREADS=1``), its output appended to ``log``; its exit code."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with log.open("a") as f:
+        return subprocess.run(argv, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
 
 
 def _progress(run: Run) -> str:
@@ -315,7 +310,6 @@ def execute(
     The data sets the job reads must be the study's (:func:`check_data`), before it runs and, for a
     data step, after it has generated its set.
     """
-    runs = runs if runs is not None else [run]
     if run.kind != "data" and (problems := check_data(run, runs, study, profile, root)):
         return False, "refused: " + " | ".join(problems)
     Path(run.run_dir).mkdir(parents=True, exist_ok=True)
@@ -325,8 +319,7 @@ def execute(
     t0 = time.time()
     with out_log.open("a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run.command)}\n")
-        log.flush()
-        rc = subprocess.run(argv, env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
+    rc = _call(argv, out_log)
     seconds = time.time() - t0
     if rc != 0:
         return False, f"exit {rc}; see {out_log}"
@@ -334,9 +327,7 @@ def execute(
         return False, "refused: " + " | ".join(problems)
     record = [sys.executable, "-m", "cbp.experiments", "record", study, run.name, "--profile", profile]
     record += ["--seconds", f"{seconds:.1f}", "--results", root]
-    with out_log.open("a") as log:
-        rc = subprocess.run(record, env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
-    if rc != 0:
+    if (rc := _call(record, out_log)) != 0:
         return False, f"recording failed (exit {rc}); see {out_log}"
     path = result_path(run, study, profile, root)
     miou = read_json(path).get("metrics", {}).get("mIoU")

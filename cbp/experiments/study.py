@@ -60,7 +60,7 @@ class Arm:
     name: str
     table: str  # "3", "4", "5", "9"
     overrides: tuple[str, ...] = ()
-    label: str = ""
+    label: str = ""  # table "R" only: the reading's display label (the tables' arms are in ARM_LABELS)
     embeddings: bool = False  # needs the masked class-mean embeddings
     regimes: tuple[str, ...] = REGIMES
     launcher: tuple[str, ...] = TRAIN  # argv before the config arguments
@@ -92,45 +92,31 @@ ARM_LABELS: dict[str, str] = {
 
 def arm_label(name: str) -> str:
     """The display label of an arm: :data:`ARM_LABELS`, else a Table "R" reading's own label, else the name."""
-    if name in ARM_LABELS:
-        return ARM_LABELS[name]
-    return next((a.label for a in reading_arms() if a.name == name and a.label), name)
+    return ARM_LABELS.get(name) or next((a.label for a in reading_arms() if a.name == name and a.label), name)
 
 
-def arms(
-    length_regimes: tuple[str, ...] = ("pretrained",), other_regimes: tuple[str, ...] = ("pretrained",)
-) -> list[Arm]:
+def arms(regimes: tuple[str, ...] = ("pretrained",)) -> list[Arm]:
     """The arms of protocol section 4 (amendment 1), in priority order.
 
     Table 3 and the two init ablations behind the mechanism claims (``orthogonal``, ``equal``) run
-    in both regimes; the update variants, the masked inits (``other_regimes``) and the lengths
-    (``length_regimes``) run in the pretrained regime only unless a profile says otherwise.
+    in both regimes; the update variants, the masked inits and the lengths run in ``regimes``
+    (the pretrained regime only unless a profile says otherwise).
     """
     occl_off = "--loss.occl=false"
     linear = "--model.classifier=linear"
     return [
-        Arm("linear", "3", (linear, occl_off), "baseline (learnable + bias)"),
-        Arm("cbp", "3", (occl_off,), "+CBP"),
-        Arm("linear_occl", "3", (linear,), "+OCCL"),
-        Arm("cbp_occl", "3", (), "CBP + OCCL (frozen)"),
-        Arm("gradient", "4", ("--model.update=gradient",), "gradient", regimes=other_regimes),
-        Arm("ema", "4", ("--model.update=ema",), "EMA", regimes=other_regimes),
-        Arm("penalty", "4", ("--model.update=penalty",), "penalty", regimes=other_regimes),
-        Arm("orthogonal", "5", ("--model.init=orthogonal",), "orthogonal only (no equalisation)"),
-        Arm("equal", "5", ("--model.init=equal",), "equal only (no orthogonalisation)"),
-        Arm("masked", "5", ("--model.init=masked",), "masked", embeddings=True, regimes=other_regimes),
-        Arm(
-            "masked_orthogonal",
-            "5",
-            ("--model.init=masked+orthogonal",),
-            "masked + orthogonal",
-            embeddings=True,
-            regimes=other_regimes,
-        ),
-        *(
-            Arm(f"length{t}", "9", (f"--model.length={t}",), f"length {t}", regimes=length_regimes)
-            for t in (1, 3, 4, 5)
-        ),
+        Arm("linear", "3", (linear, occl_off)),
+        Arm("cbp", "3", (occl_off,)),
+        Arm("linear_occl", "3", (linear,)),
+        Arm("cbp_occl", "3", ()),
+        Arm("gradient", "4", ("--model.update=gradient",), regimes=regimes),
+        Arm("ema", "4", ("--model.update=ema",), regimes=regimes),
+        Arm("penalty", "4", ("--model.update=penalty",), regimes=regimes),
+        Arm("orthogonal", "5", ("--model.init=orthogonal",)),
+        Arm("equal", "5", ("--model.init=equal",)),
+        Arm("masked", "5", ("--model.init=masked",), embeddings=True, regimes=regimes),
+        Arm("masked_orthogonal", "5", ("--model.init=masked+orthogonal",), embeddings=True, regimes=regimes),
+        *(Arm(f"length{t}", "9", (f"--model.length={t}",), regimes=regimes) for t in (1, 3, 4, 5)),
         *reading_arms(),
     ]
 
@@ -175,7 +161,7 @@ def protocol_arms(generator: int = GENERATOR, regimes: tuple[str, ...] = ("pretr
 
     ``regimes`` are those of Table 4's variants, the masked inits and Table 9's lengths (:func:`arms`).
     """
-    every = [a for a in arms(regimes, regimes) if generator in a.generators]
+    every = [a for a in arms(regimes) if generator in a.generators]
     ordered = [a for t in ("3", "4", "5", "9") for a in every if a.table == t and not a.embeddings]
     return [*ordered, *(a for a in every if a.embeddings), *(a for a in every if a.table == "R")]
 
@@ -303,8 +289,7 @@ class Profile:
 
     name: str
     iters: int  # of a training run (an ArmRun may give its own)
-    pretrain_iters: int
-    seeds: tuple[int, ...]  # the seeds an arm is reported with (endpoints, tables); the runs are arm_runs
+    pretrain_iters: int = 1500
     arm_runs: tuple[ArmRun, ...] = ()  # the training runs, in queue order
     preset: str = "synthetic"
     classes: int = 50
@@ -363,7 +348,6 @@ PROFILES: dict[str, Profile] = {
         "quick",
         iters=100,
         pretrain_iters=150,
-        seeds=(0,),
         arm_runs=_quick_runs(),
         **_SETS_50_V2,
         description="end-to-end check, ~10 min",
@@ -371,8 +355,6 @@ PROFILES: dict[str, Profile] = {
     "tune": Profile(
         "tune",
         iters=2000,
-        pretrain_iters=1500,
-        seeds=(0,),
         arm_runs=(*(ArmRun(t.name, "tune", 0, t.overrides) for t in TUNE_ARMS), *penalty_check_runs()),
         data_root="data/synthetic-50-v2-tune",
         pretrain_root="data/synthetic-50-v2-pretrain",
@@ -383,8 +365,6 @@ PROFILES: dict[str, Profile] = {
     "endpoints": Profile(
         "endpoints",
         iters=8000,
-        pretrain_iters=1500,
-        seeds=_SEEDS,
         arm_runs=queue(named_arms(ENDPOINT_ARMS), _SEEDS, _PRETRAINED),
         **_SETS_50_V2,
         seed_major=True,
@@ -396,8 +376,6 @@ PROFILES: dict[str, Profile] = {
     "hard150": Profile(
         "hard150",
         iters=4000,
-        pretrain_iters=1500,
-        seeds=_SEEDS,
         arm_runs=queue(named_arms(TABLE3_ARMS), _SEEDS, _PRETRAINED),
         preset="synthetic150",
         classes=150,
@@ -411,8 +389,6 @@ PROFILES: dict[str, Profile] = {
     "tables": Profile(
         "tables",
         iters=2000,
-        pretrain_iters=1500,
-        seeds=_SEEDS,
         arm_runs=queue(named_arms((*TABLES_ARMS, *(a.name for a in reading_arms()))), _SEEDS, _PRETRAINED),
         **_SETS_50_V2,
         seed_major=True,
@@ -424,8 +400,6 @@ PROFILES: dict[str, Profile] = {
     "default": Profile(
         "default",
         iters=500,
-        pretrain_iters=1500,
-        seeds=_SEEDS,
         arm_runs=_history_runs(),
         generator=1,
         description="the study with amendments 1, 2 and 4: 4 h of run time, ~2 h with 2 jobs on 2 cores "
@@ -434,8 +408,6 @@ PROFILES: dict[str, Profile] = {
     "long": Profile(
         "long",
         iters=2000,
-        pretrain_iters=1500,
-        seeds=_SEEDS,
         arm_runs=queue(named_arms(TABLE3_ARMS, generator=1), _SEEDS, _PRETRAINED),
         seed_major=True,
         generator=1,
@@ -446,7 +418,6 @@ PROFILES: dict[str, Profile] = {
         "gpu",
         iters=8000,
         pretrain_iters=8000,
-        seeds=_SEEDS,
         arm_runs=queue([a for a in protocol_arms(regimes=REGIMES) if a.table != "R"], _SEEDS),
         preset="synthetic150",
         classes=150,
@@ -499,26 +470,24 @@ CALIBRATION_ITERS = 4000
 def regime_profile(
     name: str,
     regime: str,
-    set_args: tuple[str, ...],
     arm_runs: tuple[ArmRun, ...],
     description: str,
     iters: int = CALIBRATION_ITERS,
     tune_set: bool = True,
 ) -> Profile:
-    """A profile on a candidate regime of amendment 6 (150 classes, 64 x 64, the knobs ``set_args``): its
-    tuning set (layout seed 1) or its verdict set (layout seed 0), and its pretraining, 1500 iterations."""
+    """A profile on a candidate regime of amendment 6 (150 classes, 64 x 64, the knobs
+    ``CALIBRATION_CANDIDATES[regime]``): its tuning set (layout seed 1) or its verdict set (layout seed 0),
+    and its pretraining, 1500 iterations."""
     return Profile(
         name,
         iters=iters,
-        pretrain_iters=1500,
-        seeds=(0,),
         arm_runs=arm_runs,
         preset="synthetic150",
         classes=150,
         data_root=f"data/synthetic-150-{regime}{'-tune' if tune_set else ''}",
         pretrain_root=f"data/synthetic-150-{regime}-pretrain",
         data_name="ade20k",
-        set_args=set_args,
+        set_args=CALIBRATION_CANDIDATES[regime],
         data_args=TUNE_SET if tune_set else (),
         description=description,
     )
@@ -529,17 +498,17 @@ def curve(iters: int) -> tuple[str, ...]:
     return (f"--train.eval_every={iters // 10}",)
 
 
-def calibration_profile(name: str, set_args: tuple[str, ...]) -> Profile:
+def calibration_profile(name: str) -> Profile:
     """The profile ``calib-<name>`` of a candidate regime (see :data:`CALIBRATION_CANDIDATES`)."""
     baseline = ArmRun("linear_lr10", "tune", 0, (*curve(CALIBRATION_ITERS), *TuneRun("linear", 10).overrides))
     description = (
-        f"amendment 6's calibration, candidate {name} ({' '.join(set_args)}): the baseline on the "
-        f"tuning set, {CALIBRATION_ITERS} iterations"
+        f"amendment 6's calibration, candidate {name} ({' '.join(CALIBRATION_CANDIDATES[name])}): the "
+        f"baseline on the tuning set, {CALIBRATION_ITERS} iterations"
     )
-    return regime_profile(f"calib-{name}", name, set_args, (baseline,), description)
+    return regime_profile(f"calib-{name}", name, (baseline,), description)
 
 
-PROFILES.update({f"calib-{n}": calibration_profile(n, a) for n, a in CALIBRATION_CANDIDATES.items()})
+PROFILES.update({f"calib-{n}": calibration_profile(n) for n in CALIBRATION_CANDIDATES})
 
 #: Amendment 6's regime: the calibration candidate whose baseline met the targets, fixed by a commit
 #: after the calibration runs and before any tuning run. None until then: the amendment-6 profiles
@@ -604,17 +573,10 @@ def amendment6_profiles(
     """
     if regime is None:
         return {}
-    knobs, every = CALIBRATION_CANDIDATES[regime], curve(CALIBRATION_ITERS)
+    every = curve(CALIBRATION_ITERS)
     tune = tuple(ArmRun(t.name, "tune", 0, (*every, *t.overrides)) for t in TUNE_ARMS)
-    out = {
-        "a6-tune": regime_profile(
-            "a6-tune",
-            regime,
-            knobs,
-            tune,
-            f"amendment 6: the equal tuning budget on regime {regime}'s tuning set, {CALIBRATION_ITERS} iterations",
-        )
-    }
+    budget = f"amendment 6: the equal tuning budget on regime {regime}'s tuning set, {CALIBRATION_ITERS} iterations"
+    out = {"a6-tune": regime_profile("a6-tune", regime, tune, budget)}
     if tuned is None:
         return out
     schedule = tuple(
@@ -622,22 +584,15 @@ def amendment6_profiles(
         for seed in SEEDS6["curves"]
         for arm in TABLE3_ARMS
     )
-    out["a6-schedule"] = regime_profile(
-        "a6-schedule",
-        regime,
-        knobs,
-        schedule,
-        "amendment 6: Table 3 at the tuned values, seeds 0-2, on the tuning set (schedule check, power)",
-    )
+    check = "amendment 6: Table 3 at the tuned values, seeds 0-2, on the tuning set (schedule check, power)"
+    out["a6-schedule"] = regime_profile("a6-schedule", regime, schedule, check)
     if iters is None:
         return out
-    description = (
+    verdict = (
         f"amendment 6, the third study: regime {regime}, {iters} iterations, Table 3 with 8 seeds, "
         "Tables 4 and 5 with 5"
     )
-    out["a6"] = regime_profile(
-        "a6", regime, knobs, a6_verdict_runs(tuned, iters), description, iters=iters, tune_set=False
-    )
+    out["a6"] = regime_profile("a6", regime, a6_verdict_runs(tuned, iters), verdict, iters, tune_set=False)
     return out
 
 
@@ -670,8 +625,6 @@ def arm_settings(arm: str, tuned: dict[str, dict[str, float | None]] | None = No
         ConfigError: a value of :data:`TUNED` that the arm needs is not fixed yet (a usage error: exit 2).
     """
     tuned = TUNED if tuned is None else tuned
-    cbp_occl = (("cbp_occl", "length"), ("cbp_occl", "head_lr_mult"))
-    table4 = (("cbp_occl", "length"), ("linear", "head_lr_mult"))
     # a reading of table "R" changes one reading of its reference arm (itself perhaps a reading, as
     # ddp2_global's ddp2_batch), so it takes the values of the arm at the root of that chain
     reference = {a.name: a.reference for a in reading_arms()}
@@ -679,13 +632,13 @@ def arm_settings(arm: str, tuned: dict[str, dict[str, float | None]] | None = No
     while root in reference:
         root = reference[root]
     if arm in ("cbp", "cbp_occl", *TABLE5_ARMS) or root == "cbp_occl":
-        need = cbp_occl
+        need = (("cbp_occl", "length"), ("cbp_occl", "head_lr_mult"))
     elif arm in TABLE9_ARMS:
         need = (("cbp_occl", "head_lr_mult"),)
     elif arm in ("linear", "linear_occl"):
         need = (("linear", "head_lr_mult"),)
     else:  # Table 4's variants and their readings
-        need = table4
+        need = (("cbp_occl", "length"), ("linear", "head_lr_mult"))
     out = []
     for source, key in need:
         value = tuned.get(source, {}).get(key)
