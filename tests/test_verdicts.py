@@ -35,6 +35,17 @@ def test_pairs_leave_out_seeds_run_on_two_cpu_models() -> None:
     assert seeds == [0] and mixed == [1] and d.tolist() == [1.0]
 
 
+def test_pairs_join_the_two_models_that_compute_alike() -> None:
+    """Family 25 model 1 and family 23 model 1 made one record bit for bit alike: their runs pair, and a
+    model outside the class still does not."""
+    (alike, to), other = next(iter(v.ALIKE.items())), "AuthenticAMD AMD EPYC (family 25, model 17; AVX-512)"
+    df = frame([rec("a", 0, 10, alike), rec("b", 0, 9, to), rec("a", 1, 12, to), rec("b", 1, 10, alike),
+                rec("a", 2, 11, alike), rec("b", 2, 10, other)])  # fmt: skip
+    d, seeds, mixed = v.pairs(df, "a", "b")
+    assert seeds == [0, 1] and mixed == [2] and d.tolist() == [1.0, 2.0]
+    assert "model 1" in alike and "model 1," in to and "no AVX-512" in alike and "no AVX-512" in to
+
+
 def test_compare_matches_scipy_and_a_hand_holm() -> None:
     base = [30.0, 31.0, 29.5, 30.5]
     gains = {
@@ -328,6 +339,12 @@ def test_the_cpu_line_names_the_models_and_the_mixed_pairs() -> None:
     assert (
         current_study.cpu_line(one, v.compare(one))
         == f"The verdicts rest on runs of 1 CPU model: {CPU_A} (5 runs)."
+    )
+    (alike, to), *_ = v.ALIKE.items()
+    joined = frame([*recs[:-1], rec("cbp_occl", 2, 33.0, to)])
+    line = current_study.cpu_line(joined, v.compare(joined))
+    assert "left out" not in line and line.endswith(
+        f"Runs of {alike} and {to} pair: a record re-made on the first equals the second's bit for bit."
     )
 
 

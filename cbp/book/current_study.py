@@ -187,7 +187,12 @@ def cpu_line(runs: pd.DataFrame, out: pd.DataFrame) -> str:
     models = "; ".join(f"{m} ({n} run{'s' * (n != 1)})" for m, n in counts.items())
     mixed = [f"{c} (seeds {', '.join(map(str, s))})" for c, s in zip(out.text, out.mixed) if len(s)]
     left = f" Pairs left out for running on two models: {'; '.join(mixed)}." if mixed else ""
-    return f"The verdicts rest on runs of {len(counts)} CPU model{'s' * (len(counts) != 1)}: {models}.{left}"
+    alike = [f"{a} and {b}" for a, b in verdicts.ALIKE.items() if {a, b} <= set(counts.index)]
+    joined = (
+        f" Runs of {'; '.join(alike)} pair: a record re-made on the first equals the second's bit for bit."
+        * bool(alike)
+    )
+    return f"The verdicts rest on runs of {len(counts)} CPU model{'s' * (len(counts) != 1)}: {models}.{left}{joined}"
 
 
 def pending_line(profile: str, root: str | Path = ".") -> str:

@@ -187,13 +187,22 @@ def records(folder: str | Path) -> pd.DataFrame:
     )
 
 
+#: CPU models that compute alike: a record re-made on the key's model equals the one made on the value's
+#: bit for bit (the protocol's third note on amendment 6, item 7), so their runs pair.
+ALIKE: dict[str, str] = {
+    "AuthenticAMD AMD EPYC (family 25, model 1, stepping 1; no AVX-512)":
+        "AuthenticAMD AMD EPYC (family 23, model 1, stepping 2; no AVX-512)",
+}  # fmt: skip
+
+
 def pairs(df: pd.DataFrame, a: str, b: str, metric: str = "mIoU") -> tuple[np.ndarray, list[int], list[int]]:
-    """``a_s - b_s`` for every seed both arms finished on one CPU model, in seed order; those seeds; and the
-    seeds whose two runs ran on different CPU models (left out, amendment 6 item 7)."""
+    """``a_s - b_s`` for every seed both arms finished on one CPU model (or two :data:`ALIKE`), in seed
+    order; those seeds; and the seeds whose runs ran on models that differ (left out, amendment 6 item 7)."""
     va = df[df.arm == a].set_index("seed")
     vb = df[df.arm == b].set_index("seed")
     common = sorted(set(va.index) & set(vb.index))
-    mixed = [s for s in common if va.at[s, "cpu_model"] != vb.at[s, "cpu_model"]]
+    model = {m: ALIKE.get(m, m) for m in df.cpu_model}
+    mixed = [s for s in common if model[va.at[s, "cpu_model"]] != model[vb.at[s, "cpu_model"]]]
     seeds = [s for s in common if s not in mixed and math.isfinite(va.at[s, metric] - vb.at[s, metric])]
     d = np.array([va.at[s, metric] - vb.at[s, metric] for s in seeds], dtype=np.float64)
     return d, seeds, mixed
