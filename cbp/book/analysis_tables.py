@@ -22,8 +22,7 @@ import pandas as pd
 
 from cbp.analysis import frequency_parts
 from cbp.experiments.study import arm_label
-from cbp.experiments.verdicts import records
-from cbp.io import read_json
+from cbp.experiments.verdicts import Record, frame, train_jsons
 
 REGIMES: tuple[str, ...] = ("scratch", "pretrained")
 #: The Δ columns of Tables 6 and 7: column -> the arm whose per-class IoU is compared with CBP + OCCL's.
@@ -37,9 +36,8 @@ DELTAS: dict[str, str] = {
 def load_results(folder: str | Path) -> pd.DataFrame:
     """The training records of a results folder: :func:`cbp.experiments.verdicts.records` (one row per run,
     in file order) with a ``raw`` column, each record's JSON as written (a dict)."""
-    df = records(folder)
-    raw = {r["run"]: r for r in map(read_json, Path(folder).glob("*.json")) if r.get("kind") == "train"}
-    return df.assign(raw=[raw[run] for run in df.run])
+    raw = train_jsons(folder)  # each file read once
+    return frame([Record.from_json(r) for r in raw]).assign(raw=raw)
 
 
 def arm_records(results: pd.DataFrame, regime: str, arm: str) -> list[dict[str, Any]]:

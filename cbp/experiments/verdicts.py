@@ -176,15 +176,14 @@ def frame(recs: list[Record]) -> pd.DataFrame:
     return pd.DataFrame([asdict(r) for r in recs], columns=[f.name for f in fields(Record)])
 
 
+def train_jsons(folder: str | Path) -> list[dict]:
+    """Every training record of a results folder as written (its JSON), in file order; other kinds skipped."""
+    return [r for p in sorted(Path(folder).glob("*.json")) if (r := read_json(p)).get("kind") == "train"]
+
+
 def records(folder: str | Path) -> pd.DataFrame:
     """Every training record of a results folder as a :func:`frame` (other kinds of record are skipped)."""
-    return frame(
-        [
-            Record.from_json(r)
-            for p in sorted(Path(folder).glob("*.json"))
-            if (r := read_json(p)).get("kind") == "train"
-        ]
-    )
+    return frame([Record.from_json(r) for r in train_jsons(folder)])
 
 
 #: CPU models that compute alike: a record re-made on the key's model equals the one made on the value's
