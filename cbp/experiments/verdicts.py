@@ -187,10 +187,12 @@ def records(folder: str | Path) -> pd.DataFrame:
 
 
 #: CPU models that compute alike: a record re-made on the key's model equals the one made on the value's
-#: bit for bit (the protocol's third note on amendment 6, item 7), so their runs pair.
+#: bit for bit (the protocol's third and fourth notes on amendment 6, item 7), so their runs pair.
 ALIKE: dict[str, str] = {
     "AuthenticAMD AMD EPYC (family 25, model 1, stepping 1; no AVX-512)":
         "AuthenticAMD AMD EPYC (family 23, model 1, stepping 2; no AVX-512)",
+    "AuthenticAMD AMD EPYC (family 26, model 2, stepping 1; AVX-512)":
+        "AuthenticAMD AMD EPYC (family 25, model 17, stepping 1; AVX-512)",
 }  # fmt: skip
 
 
