@@ -118,14 +118,7 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {
-    "run": _run,
-    "status": _status,
-    "plan": _plan,
-    "record": _record,
-    "snapshot": _snapshot,
-    "table": _table,
-}
+HANDLERS = dict(run=_run, status=_status, plan=_plan, record=_record, snapshot=_snapshot, table=_table)
 
 
 def main(argv: list[str] | None = None) -> int:

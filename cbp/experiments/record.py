@@ -108,8 +108,7 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
         RuntimeError: files under cbp/ or experiments/ differ from the commit (no record from a dirty
             tree: its command would not reproduce it).
     """
-    dirty = dirty_paths()
-    if dirty:
+    if dirty := dirty_paths():
         raise RuntimeError(
             f"refusing to record {name}: {len(dirty)} files under {'/, '.join(TRACKED_PATHS)}/ differ from "
             f"the commit (e.g. {dirty[:3]}); commit them and re-run, or run the study from a clean clone"
@@ -158,8 +157,6 @@ def record(study: str, name: str, profile: str, seconds: float, root: str = RESU
 
 def _clean(x: Any) -> Any:
     """JSON-safe: tensors / arrays to lists, NaN / inf to None, floats rounded to 6 digits."""
-    if isinstance(x, torch.Tensor):
-        x = x.tolist()
     if hasattr(x, "tolist") and not isinstance(x, (list, dict, str)):
         x = x.tolist()
     if isinstance(x, float):

@@ -302,6 +302,12 @@ def _progress(run: Run) -> str:
     return f"{it}/{total}" if it is not None else ""
 
 
+def _score(rec: dict[str, Any], width: str = "") -> str:
+    """``"mIoU 37.65"`` of a result record (the number ``width`` wide), "done" where it has no mIoU."""
+    miou = rec.get("metrics", {}).get("mIoU")
+    return f"mIoU {miou:{width}.2f}" if isinstance(miou, (int, float)) else "done"
+
+
 def execute(
     run: Run, study: str, profile: str, *, runs: list[Run], root: str = RESULTS_ROOT
 ) -> tuple[bool, str]:
@@ -329,10 +335,7 @@ def execute(
     record += ["--seconds", f"{seconds:.1f}", "--results", root]
     if (rc := _call(record, out_log)) != 0:
         return False, f"recording failed (exit {rc}); see {out_log}"
-    path = result_path(run, study, profile, root)
-    miou = read_json(path).get("metrics", {}).get("mIoU")
-    score = f"mIoU {miou:.2f}" if isinstance(miou, (int, float)) else "done"
-    return True, f"{score} in {seconds:.0f} s"
+    return True, f"{_score(read_json(result_path(run, study, profile, root)))} in {seconds:.0f} s"
 
 
 def refuse_to_run(profile: str, dry_run: bool) -> None:
@@ -429,19 +432,10 @@ def run_study(
     runs_root: str = "runs",
     dry_run: bool = False,
 ) -> int:
-    """Run every unfinished run of a study with ``jobs`` parallel subprocesses.
-
-    Args:
-        study: study name.
-        profile: ``quick`` | ``default`` | ``gpu``.
-        jobs: parallel runs (each one thread).
-        only: restrict to runs whose name contains one of these substrings (and their deps).
-        root: results folder.
-        runs_root: run directories folder.
-        dry_run: print the commands that would run, run nothing.
-
-    Returns:
-        Number of failed runs (0 = success).
+    """Run every unfinished run of :func:`~cbp.experiments.study.plan` ``(study, profile, runs_root)`` with
+    ``jobs`` parallel subprocesses (one thread each), recording into the results folder ``root``; ``only``
+    restricts to runs whose name contains one of these substrings (and their dependencies); ``dry_run``
+    prints the commands that would run and runs nothing. Returns the number of failed runs (0 = success).
     """
     from tqdm import tqdm
 
@@ -477,22 +471,15 @@ def status(
     study: str = "ablations", profile: str = "default", root: str = RESULTS_ROOT, runs_root: str = "runs"
 ) -> str:
     """One line per run: finished (mIoU, seconds), running (iteration) or pending."""
-    lines = []
-    runs = plan(study, profile, runs_root)
-    n_done = 0
+    runs, lines = plan(study, profile, runs_root), []
     for r in runs:
-        path = result_path(r, study, profile, root)
-        if path.is_file():
-            n_done += 1
+        if (path := result_path(r, study, profile, root)).is_file():
             rec = read_json(path)
-            miou = rec.get("metrics", {}).get("mIoU")
-            score = f"mIoU {miou:6.2f}" if isinstance(miou, (int, float)) else "done"
-            lines.append(f"done     {r.name:32s} {score}  {rec.get('seconds', 0):6.0f} s")
+            lines.append(f"done     {r.name:32s} {_score(rec, '6')}  {rec.get('seconds', 0):6.0f} s")
         else:
-            prog = _progress(r)
-            lines.append(f"{'started' if prog else 'pending':8s} {r.name:32s} {prog}")
-    lines.append(f"{n_done}/{len(runs)} finished ({results_dir(study, profile, root)})")
-    return "\n".join(lines)
+            lines.append(f"{'started' if (prog := _progress(r)) else 'pending':8s} {r.name:32s} {prog}")
+    n_done = sum(line.startswith("done ") for line in lines)
+    return "\n".join([*lines, f"{n_done}/{len(runs)} finished ({results_dir(study, profile, root)})"])
 
 
 __all__ = [

@@ -133,7 +133,7 @@ def reading_arms() -> list[Arm]:
     ) -> Arm:
         return Arm(name, "R", overrides, label, regimes=("pretrained",), reference=reference, **kw)
 
-    halves = "views: image halves (the default before amendment 5)"
+    halves, ddp = "views: image halves (the default before amendment 5)", {"launcher": TORCHRUN2}
     return [
         reading("views_batch", ("--loss.views=batch",), halves, generators=(2,)),
         reading("views_random", ("--loss.views=random",), "views: random pixel halves"),
@@ -144,14 +144,8 @@ def reading_arms() -> list[Arm]:
         reading("ema_m0.999", (ema, "--model.ema_momentum=0.999"), "EMA, m = 0.999", "ema"),
         reading("penalty_abs", (penalty, "--model.penalty_form=absolute"), "penalty with |cos|", "penalty"),
         # image halves per process (the default before amendment 5)
-        reading("ddp2_batch", ("--loss.views=batch",), "2 processes, views per process", launcher=TORCHRUN2),
-        reading(
-            "ddp2_global",
-            ("--loss.views=global",),
-            "2 processes, global views",
-            "ddp2_batch",
-            launcher=TORCHRUN2,
-        ),
+        reading("ddp2_batch", ("--loss.views=batch",), "2 processes, views per process", **ddp),
+        reading("ddp2_global", ("--loss.views=global",), "2 processes, global views", "ddp2_batch", **ddp),
     ]
 
 
@@ -704,33 +698,17 @@ def train_head(
     """The start of every training command: the launcher, the preset, the run folder, the set and the
     profile's overrides for every run."""
     name = (f"--data.name={data_name}",) if data_name else ()
-    return (
-        *launcher,
-        "--preset",
-        p.preset,
-        "--out",
-        str(out),
-        *name,
-        f"--data.root={data_root}",
-        *p.extra,
-        "--train.progress=false",
-    )
+    head = (*launcher, "--preset", p.preset, "--out", str(out), *name, f"--data.root={data_root}")
+    return (*head, *p.extra, "--train.progress=false")
 
 
 def run_command(p: Profile, run: ArmRun, base: Path) -> tuple[str, ...]:
     """The argv of one training run (profile, arm, regime, seed) of a study whose runs folder is ``base``."""
     start = (f"--model.pretrained={base / ENCODER}",) if run.regime == "pretrained" else ()
     start += (f"--model.embeddings={base / EMBEDDINGS}",) if run.embeddings else ()
-    return (
-        *train_head(p, run.launcher, base / run.name, p.data_name, p.data_root),
-        f"--train.iters={run.iters or p.iters}",
-        f"--seed={run.seed}",
-        f"--model.proto_seed={run.seed}",
-        *p.arm_extra,
-        *(arm_settings(run.arm) if p.tuned else ()),
-        *run.overrides,
-        *start,
-    )
+    head = train_head(p, run.launcher, base / run.name, p.data_name, p.data_root)
+    seed = (f"--train.iters={run.iters or p.iters}", f"--seed={run.seed}", f"--model.proto_seed={run.seed}")
+    return (*head, *seed, *p.arm_extra, *(arm_settings(run.arm) if p.tuned else ()), *run.overrides, *start)
 
 
 def data_command(p: Profile, root: str, args: tuple[str, ...]) -> tuple[str, ...]:
@@ -744,12 +722,8 @@ def pretrain_command(p: Profile, out: Path) -> tuple[str, ...]:
     arms) on the pretraining set, read with the ADE20K-layout reader, which takes its metadata from
     ``cbp_meta.json`` (the engine's ``data.name=synthetic`` would regenerate the target set)."""
     baseline = ("--model.classifier=linear", "--loss.occl=false", "--optim.head_lr_mult=1")
-    return (
-        *train_head(p, TRAIN, out, "ade20k", p.pretrain_root),
-        *baseline,
-        f"--train.iters={p.pretrain_iters}",
-        "--seed=0",
-    )
+    schedule = (f"--train.iters={p.pretrain_iters}", "--seed=0")
+    return (*train_head(p, TRAIN, out, "ade20k", p.pretrain_root), *baseline, *schedule)
 
 
 def steps(p: Profile, base: Path) -> list[Run]:
@@ -783,11 +757,7 @@ def steps(p: Profile, base: Path) -> list[Run]:
 
 def train_run(p: Profile, run: ArmRun, base: Path) -> Run:
     """The :class:`Run` of one training run: its command, its folder and the steps it needs."""
-    deps = (
-        "data",
-        *(("encoder",) if run.regime == "pretrained" else ()),
-        *(("embed",) if run.embeddings else ()),
-    )
+    deps = ("data", *["encoder"] * (run.regime == "pretrained"), *["embed"] * run.embeddings)
     command = run_command(p, run, base)
     return Run(
         run.name, "train", command, str(base / run.name), run.table, run.arm, run.regime, run.seed, deps=deps
@@ -795,18 +765,10 @@ def train_run(p: Profile, run: ArmRun, base: Path) -> Run:
 
 
 def plan(study: str = "ablations", profile: str = "default", runs_root: str = "runs") -> list[Run]:
-    """All runs of a study in priority order (protocol section 6).
-
-    Args:
-        study: the study name (only ``"ablations"`` exists).
-        profile: a key of :data:`PROFILES`.
-        runs_root: folder of the run directories.
-
-    Returns:
-        The steps, then the profile's training runs; the embeddings step comes right before the first
-        run that needs it (with the other steps in a seed-major profile). Dependencies always come
-        before their dependents.
-    """
+    """All runs of ``study`` (only ``"ablations"`` exists) in a ``profile`` of :data:`PROFILES`, in priority
+    order (protocol section 6), their run directories under ``runs_root``: the steps, then the profile's
+    training runs; the embeddings step comes right before the first run that needs it (with the other steps
+    in a seed-major profile). Dependencies always come before their dependents."""
     if study != "ablations":
         raise KeyError(f"unknown study {study!r}: the only study is 'ablations'")
     if profile not in PROFILES:

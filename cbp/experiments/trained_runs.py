@@ -96,15 +96,11 @@ def similarity_snapshot(
     cfg = read_run_config(run_dir)
     raw = build_split(cfg, "val", None)
     dataset = build_split(cfg, "val", test_transform(cfg))
-    if index is None:
-        meta = load_meta(cfg.data.root)
-        members = torch.tensor(sorted({c for g in meta_groups(meta) for c in g}), dtype=torch.long)
-        best, index = -1, 0
-        for i in range(min(search, len(raw))):
-            present = torch.unique(raw[i][1])
-            n = int(torch.isin(present, members).sum())
-            if n > best:
-                best, index = n, i
+    if index is None:  # the image with most group members; max() keeps the lowest index of a tie
+        groups = meta_groups(load_meta(cfg.data.root))
+        members = torch.tensor(sorted({c for g in groups for c in g}), dtype=torch.long)
+        n = [int(torch.isin(torch.unique(raw[i][1]), members).sum()) for i in range(min(search, len(raw)))]
+        index = max(range(len(n)), key=n.__getitem__, default=0)
     model, _ = restore_model(cfg, dataset.num_classes, Path(run_dir) / checkpoint.CKPT_NAME)
     model.eval()
     image, label = dataset[index]
