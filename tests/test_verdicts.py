@@ -334,19 +334,25 @@ def test_the_cpu_line_names_the_models_and_the_mixed_pairs() -> None:
     recs.append(rec("cbp_occl", 2, 33.0, CPU_B))
     runs = frame(recs)
     line = current_study.cpu_line(runs, v.compare(runs))
-    assert f"2 CPU models: {CPU_A} (5 runs); {CPU_B} (1 run)" in line
+    assert line.startswith(
+        f"The verdicts rest on runs of 2 CPU models:\n- {CPU_A} (5 runs)\n- {CPU_B} (1 run)\n"
+    )
     assert "CBP + OCCL > baseline (seeds 2)" in line
     one = frame(recs[:-1])
     assert (
         current_study.cpu_line(one, v.compare(one))
-        == f"The verdicts rest on runs of 1 CPU model: {CPU_A} (5 runs)."
+        == f"The verdicts rest on runs of 1 CPU model:\n- {CPU_A} (5 runs)"
     )
-    (alike, to), *_ = v.ALIKE.items()
-    joined = frame([*recs[:-1], rec("cbp_occl", 2, 33.0, to)])
+    (a1, to1), (a2, to2) = v.ALIKE.items()
+    joined = frame(
+        [*recs[:-1], rec("cbp_occl", 2, 33.0, to1), rec("linear", 3, 30.0, a2), rec("cbp_occl", 3, 31.0, to2)]
+    )
     line = current_study.cpu_line(joined, v.compare(joined))
-    assert "left out" not in line and line.endswith(
-        f"Runs of {alike} and {to} pair: a record re-made on the first equals the second's bit for bit."
+    assert CPU_A == a1 and "left out" not in line  # the records' default model is the first class's key
+    assert line.startswith(
+        "The verdicts rest on runs of 4 CPU models in 2 classes; runs pair only within a class"
     )
+    assert line.endswith(f":\n- {CPU_A} (5 runs) and {to1} (1 run)\n- {a2} (1 run) and {to2} (1 run)")
 
 
 def test_a_phase_without_records_says_what_it_waits_for(tmp_path, monkeypatch) -> None:

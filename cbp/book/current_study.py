@@ -177,22 +177,28 @@ def reading(out: pd.DataFrame) -> str:
 
 
 def cpu_line(runs: pd.DataFrame, out: pd.DataFrame) -> str:
-    """Which CPU models the verdicts rest on (amendment 6, item 7), and the pairs left out for mixing two.
+    """Which CPU models the verdicts rest on (amendment 6, item 7), one line per class of models whose runs
+    pair (:data:`cbp.experiments.verdicts.ALIKE`), and the pairs left out for mixing two classes.
 
     Args:
         runs: :func:`verdict_records`.
         out: :func:`verdict_frame` of them.
     """
     counts = runs.cpu_model.value_counts()
-    models = "; ".join(f"{m} ({n} run{'s' * (n != 1)})" for m, n in counts.items())
+    classes: dict[str, list[str]] = {}
+    for m, n in counts.items():
+        classes.setdefault(verdicts.ALIKE.get(m, m), []).append(f"{m} ({n} run{'s' * (n != 1)})")
+    head = f"The verdicts rest on runs of {len(counts)} CPU model{'s' * (len(counts) != 1)}"
+    if len(classes) < len(counts):
+        head += (
+            f" in {len(classes)} classes; runs pair only within a class (where a class holds two models, "
+            "a record re-made on one equals the other's bit for bit)"
+        )
+    lines = [f"{head}:", *(f"- {' and '.join(ms)}" for ms in classes.values())]
     mixed = [f"{c} (seeds {', '.join(map(str, s))})" for c, s in zip(out.text, out.mixed) if len(s)]
-    left = f" Pairs left out for running on two models: {'; '.join(mixed)}." if mixed else ""
-    alike = [f"{a} and {b}" for a, b in verdicts.ALIKE.items() if {a, b} <= set(counts.index)]
-    joined = (
-        f" Runs of {'; '.join(alike)} pair: a record re-made on the first equals the second's bit for bit."
-        * bool(alike)
-    )
-    return f"The verdicts rest on runs of {len(counts)} CPU model{'s' * (len(counts) != 1)}: {models}.{left}{joined}"
+    if mixed:
+        lines.append(f"\nPairs left out for running on two classes of models: {'; '.join(mixed)}.")
+    return "\n".join(lines)
 
 
 def pending_line(profile: str, root: str | Path = ".") -> str:
