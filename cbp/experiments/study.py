@@ -757,7 +757,11 @@ def steps(p: Profile, base: Path) -> list[Run]:
 
 def train_run(p: Profile, run: ArmRun, base: Path) -> Run:
     """The :class:`Run` of one training run: its command, its folder and the steps it needs."""
-    deps = ("data", *["encoder"] * (run.regime == "pretrained"), *["embed"] * run.embeddings)
+    deps = (
+        "data",
+        *(("encoder",) if run.regime == "pretrained" else ()),
+        *(("embed",) if run.embeddings else ()),
+    )
     command = run_command(p, run, base)
     return Run(
         run.name, "train", command, str(base / run.name), run.table, run.arm, run.regime, run.seed, deps=deps
