@@ -41,15 +41,9 @@ def phase_rows(root: str | Path = ".") -> pd.DataFrame:
     the hours of training runs recorded (one core each; a resumed run counts from its last start, and the
     data, pretraining and encoder steps are not counted)."""
     cal = calibration_table(Path(root) / "results")
-    cal_runs = _calibration_records(root)
-    rows = [
-        {
-            "phase": "calibration (tuning set)",
-            "fixes": f"the regime: {study.REGIME6 or 'not fixed yet'}",
-            "recorded": f"{int(cal.recorded.sum())} of {len(cal)} candidates",
-            "hours": cal_runs.seconds.sum() / 3600,
-        }
-    ]
+    regime = f"the regime: {study.REGIME6 or 'not fixed yet'}"
+    recorded = f"{int(cal.recorded.sum())} of {len(cal)} candidates"
+    rows = [("calibration (tuning set)", regime, recorded, _calibration_records(root).seconds.sum() / 3600)]
     tuned = study.TUNED6
     if tuned is not None:
         swap = tuned["cbp_head_lr_mult"] != tuned["head_lr_mult"]
@@ -66,10 +60,8 @@ def phase_rows(root: str | Path = ".") -> pd.DataFrame:
         recs = verdicts.records(_folder(profile, root))
         total = "not planned yet" if planned is None else f"{len(recs)} of {planned} runs"
         done = f": {fixed}" if fixed else ""
-        rows.append(
-            {"phase": profile, "fixes": what + done, "recorded": total, "hours": recs.seconds.sum() / 3600}
-        )
-    return pd.DataFrame(rows)
+        rows.append((profile, what + done, total, recs.seconds.sum() / 3600))
+    return pd.DataFrame(rows, columns=["phase", "fixes", "recorded", "hours"])
 
 
 def claims_frame() -> pd.DataFrame:
@@ -151,17 +143,12 @@ def reading(out: pd.DataFrame) -> str:
     for family, fam in out.groupby("family", sort=False):
         parts = []
         for v in (verdicts.Verdict.HOLDS, verdicts.Verdict.DOES_NOT_HOLD):
-            rows = fam[fam.verdict == v]
-            # the interval the verdict uses: a tie that holds, its 95 % one; otherwise Holm's
-            shown = [
-                f"{r.text} ({r.mean:+.2f} [{lo:+.2f}, {hi:+.2f}], {r.n} seeds)"
-                for r in rows.itertuples()
-                for lo, hi in [
-                    (r.lo, r.hi)
-                    if r.kind == "tie" and v is verdicts.Verdict.HOLDS
-                    else (r.lo_holm, r.hi_holm)
-                ]
-            ]
+            shown = []
+            for r in fam[fam.verdict == v].itertuples():
+                # the interval the verdict uses: a tie that holds, its 95 % one; otherwise Holm's
+                tie_holds = r.kind == "tie" and v is verdicts.Verdict.HOLDS
+                lo, hi = (r.lo, r.hi) if tie_holds else (r.lo_holm, r.hi_holm)
+                shown.append(f"{r.text} ({r.mean:+.2f} [{lo:+.2f}, {hi:+.2f}], {r.n} seeds)")
             parts += [f"{v.value}: " + "; ".join(shown)] if shown else []
         rows = fam[fam.verdict == verdicts.Verdict.NOT_RESOLVED]
         shown = [
@@ -254,11 +241,8 @@ def tuning_sentence(root: str | Path = ".") -> str:
     for side in ("baseline", "CBP + OCCL"):
         rows = table[table.tuned == side]
         won, best = rows[rows.chosen == "yes"].iloc[0], rows.loc[rows.mIoU.idxmax()]
-        why = (
-            "the best"
-            if won.setting == best.setting
-            else f"{best.setting} was {best.mIoU - won.mIoU:.2f} higher, within 0.5: the paper's value"
-        )
+        gap = f"{best.setting} was {best.mIoU - won.mIoU:.2f} higher, within 0.5: the paper's value"
+        why = "the best" if won.setting == best.setting else gap
         parts.append(f"{side} {won.setting} ({won.mIoU:.2f} mIoU; {why})")
     return f"The tuning budget chose, for the {parts[0]}, and for {parts[1]}."
 
@@ -280,11 +264,9 @@ def schedule_sentence(check: pd.DataFrame) -> str:
     if iters is None:
         return f"The schedule check has {int(check.seeds.sum()) if len(check) else 0} of 12 runs recorded."
     slow = check[~check.long_enough].arm.tolist()
-    why = (
-        "every arm's seed mean gained less than its seed std over the last quarter"
-        if not slow
-        else f"not every arm's seed mean gained less than its seed std over the last quarter ({', '.join(slow)} did not)"
-    )
+    why = "every arm's seed mean gained less than its seed std over the last quarter"
+    if slow:
+        why = f"not {why} ({', '.join(slow)} did not)"
     return f"The schedule check fixes the read-out at {iters} iterations: {why}."
 
 

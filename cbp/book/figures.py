@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cbp.book.analysis_tables import REGIMES, arm_records, frequency_group_table
-from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, legend_below, subplots
+from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, legend_below, one_panel, subplots
 from cbp.book.run_data import read_log, read_metrics, validations
 from cbp.experiments.study import ARM_LABELS
 
@@ -50,8 +50,7 @@ def plot_losses(
     names = {"loss": "total loss (Eq. 7)", "ce": "cross-entropy", "centroid": "centroid loss (Eq. 4)"}
     names["category"] = "category loss (Eq. 5)"
     for ax, term in zip(panels, terms):
-        ax.set_title(names.get(term, term))
-        ax.set_ylabel("loss")
+        ax.set(title=names.get(term, term), ylabel="loss")
     for ax in axes[-1]:
         ax.set_xlabel("iteration")
     for ax in panels[len(terms) :]:
@@ -63,13 +62,11 @@ def plot_losses(
 
 def plot_miou(runs: dict[str, str | Path]) -> Any:
     """Validation mIoU against iterations (``eval.jsonl`` + the final ``metrics.json``), one line per run."""
-    fig, axes = subplots(panel_height=3.8)
-    ax = axes[0, 0]
+    fig, ax = one_panel(panel_height=3.8)
     for label, run_dir in runs.items():
         points = validations(run_dir, read_metrics(run_dir))
         ax.plot(points.index.tolist(), points.tolist(), marker="o", label=label, color=_run_color(label))
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("validation mIoU (%)")
+    ax.set(xlabel="iteration", ylabel="validation mIoU (%)")
     legend_below(fig, ncols=2)
     return fig
 
@@ -88,18 +85,14 @@ def plot_per_class_iou(tables: dict[str, pd.DataFrame], *, max_classes: int = 30
         order = order[np.linspace(0, len(order) - 1, max_classes).round().astype(int)]
     width = 0.8 / len(tables)
     x = np.arange(len(order))
-    fig, axes = subplots(width=PAGE_WIDTH, panel_height=4.2)
-    ax = axes[0, 0]
+    fig, ax = one_panel(width=PAGE_WIDTH, panel_height=4.2)
     for k, (label, table) in enumerate(tables.items()):
-        color = _run_color(label)
-        ax.bar(
-            x + (k - (len(tables) - 1) / 2) * width, table.loc[order, "IoU"], width, label=label, color=color
-        )
+        offset = (k - (len(tables) - 1) / 2) * width
+        ax.bar(x + offset, table.loc[order, "IoU"], width, label=label, color=_run_color(label))
     ax.set_xticks(x, first.loc[order, "class"], rotation=90)
     shown = "" if len(order) == len(first) else f", {len(order)} of {len(first)} evenly spread"
-    ax.set_xlabel(
-        f"class, {first.attrs.get('order', 'by index')}{shown}\n(no bar: IoU 0, or absent from validation)"
-    )
+    order_words = first.attrs.get("order", "by index")
+    ax.set_xlabel(f"class, {order_words}{shown}\n(no bar: IoU 0, or absent from validation)")
     ax.set_ylabel("IoU (%)")
     legend_below(fig, ncols=2)
     return fig
@@ -121,15 +114,12 @@ def plot_predictions(examples: dict[str, dict[str, Any]]) -> Any:
     side = min(1.75, PAGE_WIDTH / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows + 0.4), squeeze=False)
     for r in range(rows):
-        panels = [
-            ("image", first["images"][r]),
-            ("ground truth", colorize(first["labels"][r], first["palette"])),
-        ]
+        truth = colorize(first["labels"][r], first["palette"])
+        panels = [("image", first["images"][r]), ("ground truth", truth)]
         panels += [(label, colorize(ex["preds"][r], ex["palette"])) for label, ex in examples.items()]
         for ax, (title, img) in zip(axes[r], panels):
             ax.imshow(img, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             ax.grid(False)
             if r == 0:
                 ax.set_title(title, fontsize=MIN_FONT)
@@ -165,20 +155,9 @@ def plot_frequency_groups(
     for ax, regime in zip(axes[:, 0], regimes):
         part = table[table["regime"] == regime]
         if len(part):
-            sns.barplot(
-                part,
-                x="group",
-                y="F1",
-                hue="classifier",
-                palette=palette,
-                errorbar="sd",
-                capsize=0.15,
-                err_kws={"linewidth": 1},
-                ax=ax,
-                legend=ax is axes[0, 0],
-            )
-        ax.set_xlabel("frequency group (0 = rarest classes)")
-        ax.set_ylabel("mean F1 (%)")
+            sns.barplot(part, x="group", y="F1", hue="classifier", palette=palette, errorbar="sd",
+                        capsize=0.15, err_kws={"linewidth": 1}, ax=ax, legend=ax is axes[0, 0])  # fmt: skip
+        ax.set(xlabel="frequency group (0 = rarest classes)", ylabel="mean F1 (%)")
         ax.set_title(f"{regime}{title_suffix}")
     return fig
 
@@ -203,8 +182,7 @@ def plot_norm_vs_count(results: pd.DataFrame, counts: np.ndarray, arm: str = "li
         c = norm_frequency_correlation(norms, counts)  # the same numbers the study recorded
         ax.scatter(counts, norms, s=16, color=CLASSIFIER_COLORS["learnable"], label="learnable (seed 0)")
         ax.set_xscale("log")
-        ax.set_xlabel("training pixels of the class (log scale)")
-        ax.set_ylabel("norm of the class's row")
+        ax.set(xlabel="training pixels of the class (log scale)", ylabel="norm of the class's row")
         ax.set_title(f"{regime}: Pearson(norm, log count) {c['pearson_log']:.2f}")
         ax.legend(title="CBP rows: all norms = T = 2")
     return fig
@@ -231,11 +209,9 @@ def plot_prototype_cosines(
         rec = arm_records(results, regime, arm)[0]
         cos = np.asarray(rec["analysis"]["prototype_cosine"], dtype=float)[np.ix_(order, order)]
         labels = [str(c) if k % 10 == 0 else "" for k, c in enumerate(order)]
-        im = similarity_heatmap(
-            ax, cos, labels, title=f"{title}\nCS = {rec['analysis']['class_separability']:.1f}"
-        )
-        ax.set_xlabel("class j (groups first)")
-        ax.set_ylabel("class i (groups first)")
+        cs = rec["analysis"]["class_separability"]
+        im = similarity_heatmap(ax, cos, labels, title=f"{title}\nCS = {cs:.1f}")
+        ax.set(xlabel="class j (groups first)", ylabel="class i (groups first)")
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
     if im is not None:
@@ -284,8 +260,7 @@ def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_class
             im = block[cols + j].imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
             block[cols + j].set_title(f"cos(f, w[{class_names[c]}])")
         for ax in block:
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             ax.grid(False)
         for ax in block[cols + len(present) :]:
             ax.set_visible(False)

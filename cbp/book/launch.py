@@ -41,18 +41,10 @@ from cbp.engine.run_dir import (
 from cbp.io import read_json
 
 #: Training iterations that keep a CPU run of the synthetic set to about a minute per backbone.
-CPU_ITERS: dict[str, int] = {
-    "cnn_tiny": 200,
-    "resnet18": 60,
-    "convnext_atto": 100,
-    "swin_atto": 100,
-    "mit_b0": 100,
-}
-
+CPU_ITERS: dict[str, int] = dict(cnn_tiny=200, resnet18=60, convnext_atto=100, swin_atto=100, mit_b0=100)
 
 #: Default for the backbones not in :data:`CPU_ITERS` (the paper's large models).
 CPU_ITERS_LARGE = 20
-
 
 #: The synthetic set the training pages use (smaller than the study's, so that evaluating a large
 #: backbone on a CPU takes a minute, not ten): 50 classes, 2000 training and 100 validation images of 64 x 64.
@@ -163,11 +155,9 @@ def train_command(spec: RunSpec, root: Path, *, python: str = sys.executable) ->
             f"classifier must be 'cbp' (frozen prototypes) or 'linear' (learnable), got {spec.classifier!r}"
         )
     preset, overrides = preset_for(spec.dataset, spec.backbone)
-    if spec.gpus > 1:
-        launcher = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={spec.gpus}"]
-    else:
-        launcher = [python]
-    cmd = [*launcher, "-m", "cbp.train", "--preset", preset, "--out", str(spec.run_dir(root)), *overrides]
+    torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={spec.gpus}"]
+    cmd = [python, *(torchrun if spec.gpus > 1 else []), "-m", "cbp.train", "--preset", preset]
+    cmd += ["--out", str(spec.run_dir(root)), *overrides]
     device = "cuda" if spec.gpus > 0 else "cpu"
     cmd += [f"--model.classifier={spec.classifier}", f"--loss.occl={str(spec.occl).lower()}"]
     cmd += [f"--seed={spec.seed}", f"--train.device={device}", "--train.progress=true"]
@@ -417,15 +407,11 @@ def train_runs(
         RunFailed: a run exited with an error.
     """
     if spec.dataset not in datasets:
-        raise ValueError(
-            f"dataset={spec.dataset!r} is not one of {', '.join(map(repr, datasets))} on this page"
-        )
+        accepted = ", ".join(map(repr, datasets))
+        raise ValueError(f"dataset={spec.dataset!r} is not one of {accepted} on this page")
     root = root or repo_root()
-    specs = {run_name(spec): spec}
-    if baseline is None:
-        baseline = auto_baseline(spec)
-    if baseline:
-        specs[run_name(spec.baseline())] = spec.baseline()
+    with_baseline = auto_baseline(spec) if baseline is None else baseline
+    specs = {run_name(s): s for s in ([spec, spec.baseline()] if with_baseline else [spec])}
     for s in specs.values():  # refuse a folder that is not a run before deleting or training anything
         holds_run(s.run_dir(root))
     out = {}

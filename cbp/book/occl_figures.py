@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cbp.book.plotting import PAGE_WIDTH, legend_below, similarity_heatmap, subplots
+from cbp.book.plotting import PAGE_WIDTH, legend_below, one_panel, similarity_heatmap, subplots
 from cbp.losses import OCCL, ViewCentroids
 
 
@@ -63,15 +63,11 @@ def plot_view_cosines(cent: ViewCentroids, idx: Tensor, names: Sequence[str]) ->
     """cos(view-1 centroid of class i, view-2 centroid of class j) for the classes in both views."""
     v1 = F.normalize(cent.view_centroids[0, idx], dim=1)  # (K, C)
     v2 = F.normalize(cent.view_centroids[1, idx], dim=1)  # (K, C)
-    fig, axes = subplots(panel_height=4.2)
-    ax = axes[0, 0]
-    labels = [names[i] for i in idx]
-    similarity_heatmap(
-        ax, (v1 @ v2.T).numpy(), labels, vmin=0.0, vmax=1.0, colorbar=True, cbar_label="cosine"
-    )
+    fig, ax = one_panel(panel_height=4.2)
+    cos, labels = (v1 @ v2.T).numpy(), [names[i] for i in idx]  # (K, K), K names
+    similarity_heatmap(ax, cos, labels, vmin=0.0, vmax=1.0, colorbar=True, cbar_label="cosine")
     ax.set_title("Centroid cosines, untrained encoder")
-    ax.set_xlabel("view-2 centroid of class j")
-    ax.set_ylabel("view-1 centroid of class i")
+    ax.set(xlabel="view-2 centroid of class j", ylabel="view-1 centroid of class i")
     ax.tick_params(axis="x", labelrotation=90)
     return fig
 
@@ -83,8 +79,7 @@ def plot_follow(runs: Mapping[str, pd.DataFrame]) -> Any:
     for ax, col in zip(axes[:, 0], columns):
         for (name, log), ls in zip(runs.items(), ["-", "--", ":"]):
             ax.plot(log.index, log[col], ls=ls, lw=2, label=name)
-        ax.set_title(col)
-        ax.set_ylabel("mean cosine")
+        ax.set(title=col, ylabel="mean cosine")
     axes[-1, 0].set_xlabel("Adam step on the free features")
     legend_below(fig, ncols=1, title="loss")
     return fig

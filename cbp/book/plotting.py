@@ -54,15 +54,8 @@ CLASSIFIER_COLORS: dict[str, str] = {
 
 #: A qualitative palette for class colours in toy problems (Okabe-Ito order).
 CLASS_COLORS: list[str] = [
-    "#0072B2",
-    "#D55E00",
-    "#009E73",
-    "#CC79A7",
-    "#E69F00",
-    "#56B4E9",
-    "#F0E442",
-    "#000000",
-]
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000",
+]  # fmt: skip
 
 
 def use_style(*, font_size: float = 11.0) -> None:
@@ -145,6 +138,12 @@ def subplots(
     return plt.subplots(nrows, ncols, figsize=(width, panel_height * nrows), **kwargs)
 
 
+def one_panel(*, panel_height: float = 3.2, width: float | None = None) -> tuple[plt.Figure, plt.Axes]:
+    """A one-panel figure of :func:`subplots` and its axes."""
+    fig, axes = subplots(panel_height=panel_height, width=width)
+    return fig, axes[0, 0]
+
+
 def legend_below(
     fig: plt.Figure, *, ncols: int = 3, extra: Sequence[mpl.artist.Artist] = (), **kwargs
 ) -> mpl.legend.Legend | None:
@@ -170,13 +169,8 @@ def legend_below(
         entries.setdefault(handle.get_label(), handle)
     if not entries:
         return None
-    return fig.legend(
-        list(entries.values()),
-        list(entries),
-        loc="outside lower center",
-        ncols=min(ncols, len(entries)),
-        **kwargs,
-    )
+    handles, labels = list(entries.values()), list(entries)
+    return fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(entries)), **kwargs)
 
 
 def finish(fig: plt.Figure, name: str | None = None, *, out_dir: str | Path | None = None) -> None:
@@ -243,10 +237,8 @@ def similarity_heatmap(
         cbar=colorbar,
         cbar_kws={"label": cbar_label, "shrink": 0.8},
     )
-    ax.set_xlabel("prototype j")
-    ax.set_ylabel("prototype i")
+    ax.set(xlabel="prototype j", ylabel="prototype i", title=title)
     ax.tick_params(axis="y", labelrotation=0)
-    ax.set_title(title)
     return ax.collections[0]
 
 

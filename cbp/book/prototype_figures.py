@@ -24,8 +24,7 @@ def plot_stages(stages: Mapping[str, Tensor]) -> Any:
     fig, axes = subplots(1, len(stages), panel_height=2.7)
     for ax, (name, W) in zip(axes[0], stages.items()):
         similarity_heatmap(ax, cosine_similarity_matrix(W).numpy(), title=name, annotate=True)
-        ax.set_xlabel("j")
-        ax.set_ylabel("i")
+        ax.set(xlabel="j", ylabel="i")
     return fig
 
 
@@ -100,11 +99,9 @@ def plot_separability_histogram(
     ax.hist(cs["equal"], bins=bins, color=CLASSIFIER_COLORS["equal"], alpha=0.7, label=equal)
     ax.hist(cs["random"], bins=bins, histtype="step", color="black", label="Kaiming rows (same seeds)")
     ax.axvline(0, color=CLASSIFIER_COLORS["cbp"], lw=2.5, label="CBP: 0 for every seed")
-    ax.axvline(
-        paper_equal, color=CLASSIFIER_COLORS["paper"], ls="--", label=from_paper(f"Equal: {paper_equal:g}")
-    )
-    ax.set_xlabel("class separability CS (Eq. 8)")
-    ax.set_ylabel("number of seeds")
+    paper = from_paper(f"Equal: {paper_equal:g}")
+    ax.axvline(paper_equal, color=CLASSIFIER_COLORS["paper"], ls="--", label=paper)
+    ax.set(xlabel="class separability CS (Eq. 8)", ylabel="number of seeds")
     ax.set_title(f"CS of {num_classes} prototypes in {channels} dimensions")
     legend_below(fig, ncols=2)
     return fig

@@ -26,6 +26,7 @@ from cbp.book.plotting import (
     MIN_FONT,
     PAGE_WIDTH,
     legend_below,
+    one_panel,
     similarity_heatmap,
     subplots,
 )
@@ -67,16 +68,14 @@ def plot_norm_prior(ratios: Sequence[float] = (1.0, 1.5, 2.0, 3.0), length: floa
     theta = torch.linspace(0, 90, 361)  # degrees from w_a
     rad = torch.deg2rad(theta)
     f = torch.stack([torch.cos(rad), torch.sin(rad)], dim=1)  # (K, 2), |f| = 1
-    fig, axes = subplots(panel_height=4.2)
-    ax = axes[0, 0]
+    fig, ax = one_panel(panel_height=4.2)
     for ratio in ratios:
         w = torch.tensor([[1.0, 0.0], [0.0, ratio]]) * length  # (2, 2)
         p_a = torch.softmax(f @ w.T, dim=1)[:, 0]  # Eq. 1
         boundary = float(theta[(p_a < 0.5).nonzero()[0]])
         ax.plot(theta, p_a, label=f"{ratio:g}: {boundary:.0f}°")
     ax.axvline(45, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel(r"angle between $f$ and $w_a$ (degrees)")
-    ax.set_ylabel(r"$p(a \mid f)$ (Eq. 1)")
+    ax.set(xlabel=r"angle between $f$ and $w_a$ (degrees)", ylabel=r"$p(a \mid f)$ (Eq. 1)")
     ax.set_title("A larger norm moves the boundary")
     legend_below(fig, ncols=2, title=r"$\|w_b\| / \|w_a\|$: boundary at")
     return fig
@@ -113,8 +112,7 @@ def plot_against_frequency(
     """
     log_n = np.log(counts)
     colour = CLASSIFIER_COLORS["learnable"]
-    fig, axes = subplots(panel_height=3.8)
-    ax = axes[0, 0]
+    fig, ax = one_panel(panel_height=3.8)
     of_norms = what == "norms"
     for r, run in enumerate(runs):
         y = run["history"][-1]["norms"] if of_norms else run["bias"]
@@ -140,16 +138,14 @@ def plot_norm_correlation_over_epochs(
         counts: (N,) training samples per class.
         paper: the paper's correlation (Section 4.3), drawn as a dotted line.
     """
-    fig, axes = subplots(panel_height=3.8)
-    ax = axes[0, 0]
+    fig, ax = one_panel(panel_height=3.8)
     for name, (runs, colour) in groups.items():
         for r, run in enumerate(runs):
             pearson = [stats.pearsonr(h["norms"], np.log(counts))[0] for h in run["history"]]
             ax.plot(_epochs(run), pearson, color=colour, **_seed_style(r, f"learnable, {name}", 0.35))
     ax.axhline(paper, color=CLASSIFIER_COLORS["paper"], ls=":", label=f"{paper:g} (paper, ADE20K)")
     ax.axhline(0, color="black", lw=0.6)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(r"Pearson($\|w_l\|$, $\log n_l$)")
+    ax.set(xlabel="epoch", ylabel=r"Pearson($\|w_l\|$, $\log n_l$)")
     ax.set_title("Norm-frequency correlation in training")
     legend_below(fig, ncols=3)
     return fig
@@ -165,8 +161,7 @@ def pair_masks(num_classes: int, pairs: Sequence[tuple[int, int]]) -> tuple[np.n
 
 def plot_pair_cosines(runs: Mapping[str, Sequence[Run]], pairs: Sequence[tuple[int, int]]) -> Any:
     """Mean cosine of the confusable pairs (solid) and of the other pairs (dashed) after every epoch."""
-    fig, axes = subplots(panel_height=3.8)
-    ax = axes[0, 0]
+    fig, ax = one_panel(panel_height=3.8)
     for kind, group in runs.items():
         pair, other = pair_masks(len(group[0]["history"][0]["norms"]), pairs)
         for r, run in enumerate(group):
@@ -182,15 +177,13 @@ def plot_pair_cosines(runs: Mapping[str, Sequence[Run]], pairs: Sequence[tuple[i
 
 def plot_separability(runs: Mapping[str, Sequence[Run]]) -> Any:
     """Class separability CS (Eq. 8) of the prototypes after every epoch, one line per run."""
-    fig, axes = subplots(panel_height=3.6)
-    ax = axes[0, 0]
+    fig, ax = one_panel(panel_height=3.6)
     for kind, group in runs.items():
         for r, run in enumerate(group):
             cs = [0.5 * (h["cos"].sum() - np.trace(h["cos"])) for h in run["history"]]
             ax.plot(_epochs(run), cs, color=CLASSIFIER_COLORS[kind], **_seed_style(r, kind))
     n = len(next(iter(runs.values()))[0]["history"][0]["norms"])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("class separability CS (Eq. 8)")
+    ax.set(xlabel="epoch", ylabel="class separability CS (Eq. 8)")
     ax.set_title(f"CS of the prototypes, N = {n} classes")
     legend_below(fig)
     return fig
@@ -239,8 +232,7 @@ def plot_recall_vs_frequency(
     values stay visible: the learnable head as open circles, the others as filled squares and triangles.
     The rare member of each of ``pairs`` (its class with fewer samples) is marked by a grey band.
     """
-    fig, axes = subplots(panel_height=4.0)
-    ax = axes[0, 0]
+    fig, ax = one_panel(panel_height=4.0)
     log_n = np.log(counts)
     dodge = 0.015 * (log_n.max() - log_n.min())
     for k, (kind, group) in enumerate(runs.items()):
@@ -256,8 +248,7 @@ def plot_recall_vs_frequency(
     for a, b in pairs:
         rare = a if counts[a] < counts[b] else b
         ax.axvspan(log_n[rare] - 2.5 * dodge, log_n[rare] + 2.5 * dodge, **band)
-    ax.set_xlabel(r"$\log n_l$ (training samples)")
-    ax.set_ylabel("recall, balanced test (%)")
+    ax.set(xlabel=r"$\log n_l$ (training samples)", ylabel="recall, balanced test (%)")
     ax.set_title(f"Per-class recall, {len(next(iter(runs.values())))} runs (synthetic)")
     extra = [Patch(**band, label="rare member of a confusable pair")] if len(pairs) else []
     legend_below(fig, ncols=2, extra=extra, title="mean ± std over runs, one marker per class")
@@ -296,8 +287,7 @@ def plot_2d_sets(dataset: Any, names: Sequence[str], seed: int) -> Any:
         for c in range(len(counts)):
             pts = d["x"][d["y"] == c]
             ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.5, color=CLASS_COLORS[c], label=f"class {c}")
-        ax.set_title(f"{name}: " + " / ".join(map(str, counts)))
-        ax.set_xlabel("$x_1$")
+        ax.set(title=f"{name}: " + " / ".join(map(str, counts)), xlabel="$x_1$")
     axes[0, 0].set_ylabel("$x_2$")
     legend_below(fig, markerscale=3, title="training points per class in the titles")
     return fig
@@ -305,17 +295,12 @@ def plot_2d_sets(dataset: Any, names: Sequence[str], seed: int) -> Any:
 
 def summary_2d(runs: Mapping[tuple[str, str, int], Run], first_seed: int = 0) -> pd.DataFrame:
     """mAcc and per-class recall of every 2-D run, mean and std over seeds per (data set, head)."""
-    table = pd.DataFrame(
-        [
-            {"data": name, "classifier": kind, "mAcc (%)": v["mAcc"]}
-            | {
-                f"recall class {c}" + (" (rare)" if c == len(v["recall"]) - 1 else ""): x
-                for c, x in enumerate(v["recall"])
-            }
-            for (name, kind, _), v in runs.items()
-        ]
-    )
-    return table.groupby(["data", "classifier"], sort=False).agg(["mean", "std"])
+    rows = []
+    for (name, kind, _), v in runs.items():
+        rare = len(v["recall"]) - 1
+        recall = {f"recall class {c}" + " (rare)" * (c == rare): x for c, x in enumerate(v["recall"])}
+        rows.append({"data": name, "classifier": kind, "mAcc (%)": v["mAcc"]} | recall)
+    return pd.DataFrame(rows).groupby(["data", "classifier"], sort=False).agg(["mean", "std"])
 
 
 def _head_runs(runs: Mapping[tuple[str, str, int], Run], name: str, kind: str) -> list[Run]:
@@ -483,12 +468,10 @@ def plot_length_sweep(agg: pd.DataFrame, *, steps: int, seeds: int) -> Any:
     for ax, col in zip(axes[:, 0], cols):
         mean, std = agg[(col, "mean")], agg[(col, "std")]
         ax.errorbar(agg.index, mean, yerr=std, fmt="o-", capsize=3, color=CLASSIFIER_COLORS["cbp"])
-        ax.set_xscale("log")
+        ax.set(xscale="log", ylabel=col)
         ax.set_xticks(agg.index, [f"{t:g}" for t in agg.index], minor=False)
         ax.minorticks_off()
-        ax.set_ylabel(col)
-    axes[-1, 0].set_yscale("log")
-    axes[-1, 0].set_xlabel("prototype length T (log scale)")
+    axes[-1, 0].set(yscale="log", xlabel="prototype length T (log scale)")
     axes[0, 0].set_title(f"CBP, long-tailed toy: {seeds} seeds, {steps} SGD steps")
     return fig
 

@@ -34,23 +34,10 @@ __all__ = [
 
 #: The parameters of chapters 5 and 6 and their types (checked by :func:`cbp.book.parameters.check_parameters`).
 PARAMETER_TYPES: dict[str, type | tuple] = {
-    "backbone": str,
-    "dataset": str,
-    "data_root": str,
-    "classifier": str,
-    "occl": bool,
-    "baseline": (bool, None),
-    "iters": int,
-    "gpus": int,
-    "seed": int,
-    "batch_size": int,
-    "pretrained": str,
-    "out_dir": str,
-    "eval_points": int,
-    "resume": bool,
-    "examples": int,
-    "workshop": bool,
-}
+    "backbone": str, "dataset": str, "data_root": str, "classifier": str, "occl": bool,
+    "baseline": (bool, None), "iters": int, "gpus": int, "seed": int, "batch_size": int,
+    "pretrained": str, "out_dir": str, "eval_points": int, "resume": bool, "examples": int, "workshop": bool,
+}  # fmt: skip
 
 #: The parameters of a training page that :func:`train_and_read` reads (see chapter 5's parameters cell):
 #: those of :data:`PARAMETER_TYPES` but ``examples``.

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from cbp.book.plotting import PAGE_WIDTH, subplots
+from cbp.book.plotting import PAGE_WIDTH, one_panel
 from cbp.experiments.study import ARM_LABELS
 from cbp.experiments.verdicts import TIE_MARGIN, Verdict
 
@@ -45,8 +45,7 @@ def plot_forest(out: pd.DataFrame, title: str) -> object:
         The matplotlib figure.
     """
     n = len(out)
-    fig, axes = subplots(1, 1, width=PAGE_WIDTH, panel_height=0.42 * n + 1.6)  # the labels need the width
-    ax = axes[0, 0]
+    fig, ax = one_panel(width=PAGE_WIDTH, panel_height=0.42 * n + 1.6)  # the labels need the width
     y = np.arange(n)[::-1]  # first claim on top
     ax.axvspan(-TIE_MARGIN, TIE_MARGIN, color="#DDDDDD", zorder=0)
     ax.axvline(0.0, color="black", lw=0.8, zorder=1)
@@ -64,9 +63,8 @@ def plot_forest(out: pd.DataFrame, title: str) -> object:
     ax.set_yticks(y, labels)
     ax.set(xlabel="paired difference, first arm minus second (points)", title=title)
     handles = [Line2D([], [], color=c, lw=2.5, label=v.value) for v, c in VERDICT_COLORS.items()]
-    handles.append(
-        Line2D([], [], color="black", ls="", marker="|", ms=9, label="± smallest resolvable effect")
-    )
+    tick = Line2D([], [], color="black", ls="", marker="|", ms=9, label="± smallest resolvable effect")
+    handles.append(tick)
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     return fig
 
@@ -80,8 +78,7 @@ def plot_curves(df: pd.DataFrame, arms: tuple[str, ...], title: str) -> object:
         arms: the arms to draw, in legend order.
         title: the figure's title.
     """
-    fig, axes = subplots(1, 1, panel_height=3.4)
-    ax = axes[0, 0]
+    fig, ax = one_panel(panel_height=3.4)
     for arm in arms:
         curves = [pd.DataFrame(c).set_index("iter")["mIoU"] for c in df[df.arm == arm].curve if c]
         if not curves:
@@ -89,9 +86,8 @@ def plot_curves(df: pd.DataFrame, arms: tuple[str, ...], title: str) -> object:
         table = pd.concat(curves, axis=1)  # (evaluations, seeds)
         mean, std = table.mean(axis=1), table.std(axis=1, ddof=1)
         n = table.shape[1]
-        ax.plot(
-            mean.index, mean, label=f"{ARM_LABELS.get(arm, arm).split(' (')[0]} ({n} seed{'s' * (n != 1)})"
-        )
+        label = f"{ARM_LABELS.get(arm, arm).split(' (')[0]} ({n} seed{'s' * (n != 1)})"
+        ax.plot(mean.index, mean, label=label)
         ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
     ax.set(xlabel="iteration", ylabel="val mIoU (%)", title=title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
