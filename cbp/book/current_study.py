@@ -174,7 +174,7 @@ def cpu_line(runs: pd.DataFrame, out: pd.DataFrame) -> str:
     counts = runs.cpu_model.value_counts()
     classes: dict[str, list[str]] = {}
     for m, n in counts.items():
-        classes.setdefault(verdicts.ALIKE.get(m, m), []).append(f"{m} ({n} run{'s' * (n != 1)})")
+        classes.setdefault(verdicts.cpu_class(m), []).append(f"{m} ({n} run{'s' * (n != 1)})")
     head = f"The verdicts rest on runs of {len(counts)} CPU model{'s' * (len(counts) != 1)}"
     if len(classes) < len(counts):
         head += (

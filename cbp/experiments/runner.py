@@ -471,14 +471,14 @@ def status(
     study: str = "ablations", profile: str = "default", root: str = RESULTS_ROOT, runs_root: str = "runs"
 ) -> str:
     """One line per run: finished (mIoU, seconds), running (iteration) or pending."""
-    runs, lines = plan(study, profile, runs_root), []
+    runs, lines, n_done = plan(study, profile, runs_root), [], 0
     for r in runs:
         if (path := result_path(r, study, profile, root)).is_file():
+            n_done += 1
             rec = read_json(path)
             lines.append(f"done     {r.name:32s} {_score(rec, '6')}  {rec.get('seconds', 0):6.0f} s")
         else:
             lines.append(f"{'started' if (prog := _progress(r)) else 'pending':8s} {r.name:32s} {prog}")
-    n_done = sum(line.startswith("done ") for line in lines)
     return "\n".join([*lines, f"{n_done}/{len(runs)} finished ({results_dir(study, profile, root)})"])
 
 

@@ -196,13 +196,18 @@ ALIKE: dict[str, str] = {
 }  # fmt: skip
 
 
+def cpu_class(model: str) -> str:
+    """The class of CPU models whose runs pair with a run of ``model``, named by its :data:`ALIKE` value."""
+    return ALIKE.get(model, model)
+
+
 def pairs(df: pd.DataFrame, a: str, b: str, metric: str = "mIoU") -> tuple[np.ndarray, list[int], list[int]]:
     """``a_s - b_s`` for every seed both arms finished on one CPU model (or two :data:`ALIKE`), in seed
     order; those seeds; and the seeds whose runs ran on models that differ (left out, amendment 6 item 7)."""
     va = df[df.arm == a].set_index("seed")
     vb = df[df.arm == b].set_index("seed")
     common = sorted(set(va.index) & set(vb.index))
-    model = {m: ALIKE.get(m, m) for m in df.cpu_model}
+    model = {m: cpu_class(m) for m in df.cpu_model}
     mixed = [s for s in common if model[va.at[s, "cpu_model"]] != model[vb.at[s, "cpu_model"]]]
     seeds = [s for s in common if s not in mixed and math.isfinite(va.at[s, metric] - vb.at[s, metric])]
     d = np.array([va.at[s, metric] - vb.at[s, metric] for s in seeds], dtype=np.float64)
