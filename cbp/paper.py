@@ -73,6 +73,10 @@ PAPER_TAU = 0.07
 PAPER_ABLATION = Hparams(lam=1.0, phi=0.3, length=2.0)
 PAPER_ABLATION_ITERS = 40_000
 
+#: The paper's SegFormer recipe (mmsegmentation's): decoder and classifier at this multiple of the
+#: encoder's learning rate.
+PAPER_HEAD_LR_MULT = 10
+
 #: Training images and classes of each dataset of Table 1, as Section 4.1 gives them.
 DATASET_SIZES: dict[str, tuple[str, int]] = {"ade20k": ("20K", 150), "cocostuff10k": ("9K", 171)}
 

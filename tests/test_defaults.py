@@ -195,12 +195,34 @@ def _numbers(path: Path) -> list[tuple[int, float]]:
     ]
 
 
+def _paper_results() -> set[float]:
+    """The paper's reported numbers that no setting of this project shares by chance: every mIoU and mAcc
+    of its ablation tables, Table 8, Fig. 5's F1, Table 7's deltas and the norm correlation."""
+    arms = {v for pair in paper.PAPER_ARMS.values() for v in pair if v is not None}
+    table8 = {v for pair in paper.PAPER_TABLE8.values() for v in pair if v}
+    table7 = {abs(v) for v in paper.PAPER_TABLE7_DELTA.values() if v}
+    return arms | table8 | table7 | {*paper.PAPER_RAREST_GROUP_F1.values(), paper.PAPER_NORM_CORRELATION}
+
+
 @pytest.mark.parametrize(
     "module",
-    ["engine/config.py", "losses.py", "heads.py", "prototypes.py", "models/builder.py"],
+    sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if p.name != "paper.py"),
 )
 def test_paper_numbers_are_not_retyped(module: str) -> None:
-    """tau and the iteration counts appear as literals in cbp/paper.py only (imported elsewhere)."""
-    paper_numbers = {paper.PAPER_TAU, paper.PAPER_ABLATION_ITERS, *paper.PAPER_ITERS.values()}
-    found = [(line, v) for line, v in _numbers(ROOT / module) if v in paper_numbers]
+    """tau, the iteration counts and the paper's results appear as literals in cbp/paper.py only."""
+    settings = {paper.PAPER_TAU, paper.PAPER_ABLATION_ITERS, *paper.PAPER_ITERS.values()}
+    results = _paper_results()
+    found = [
+        (line, v)
+        for line, v in _numbers(ROOT / module)
+        if v in settings or (isinstance(v, float) and v in results)
+    ]
     assert not found, f"cbp/{module} retypes paper numbers {found}: import them from cbp.paper"
+
+
+def test_the_paper_numbers_check_finds_a_retyped_number(tmp_path: Path) -> None:
+    """The scan above sees a retyped result (33.4) and ignores an integer that equals one by chance (32)."""
+    module = tmp_path / "m.py"
+    module.write_text("TARGET = 33.4\nWIDTH = 32\n")
+    results = _paper_results()
+    assert [v for _, v in _numbers(module) if isinstance(v, float) and v in results] == [33.4]

@@ -15,6 +15,7 @@ import pandas as pd
 from cbp.book.benchmark import calibration_table
 from cbp.experiments import study, verdicts
 from cbp.experiments.current import CURRENT, VERDICT_PROFILE
+from cbp.paper import PAPER_NORM_CORRELATION
 
 
 def _folder(profile: str, root: str | Path) -> Path:
@@ -324,7 +325,7 @@ def premise_sentence(root: str | Path = ".") -> str:
     words = _span(norm, "{:+.2f}").replace("-", "\u2212")
     return (
         f"on all {len(p)} calibration sets the learnable baseline's row norms correlate {sign} with class "
-        f"frequency (r = {words} against log pixels; the paper: +0.27), its bias "
+        f"frequency (r = {words} against log pixels; the paper: {PAPER_NORM_CORRELATION:+.2f}), its bias "
         f"{'positively' if (bias > 0).all() else 'with either sign'}"
     )
 

@@ -30,6 +30,7 @@ from cbp.book.plotting import (
     similarity_heatmap,
     subplots,
 )
+from cbp.paper import PAPER_NORM_CORRELATION
 
 Run = dict[str, Any]
 
@@ -129,7 +130,10 @@ def plot_against_frequency(
 
 
 def plot_norm_correlation_over_epochs(
-    groups: Mapping[str, tuple[Sequence[Run], str]], counts: np.ndarray, *, paper: float = 0.27
+    groups: Mapping[str, tuple[Sequence[Run], str]],
+    counts: np.ndarray,
+    *,
+    paper: float = PAPER_NORM_CORRELATION,
 ) -> Any:
     """Pearson(norm, log n) after every epoch, one line per run, one colour per group.
 

@@ -45,7 +45,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cbp.models.builder import get_spec
-from cbp.paper import PAPER_ABLATION, PAPER_ABLATION_ITERS, PAPER_HPARAMS, PAPER_ITERS, PAPER_TAU
+from cbp.paper import (
+    PAPER_ABLATION,
+    PAPER_ABLATION_ITERS,
+    PAPER_HEAD_LR_MULT,
+    PAPER_HPARAMS,
+    PAPER_ITERS,
+    PAPER_TAU,
+)
 
 # --------------------------------------------------------------------------------------------
 # The tree
@@ -198,7 +205,7 @@ def synthetic() -> Config:
         optim=OptimConfig(
             name="adamw",
             lr=1e-3,
-            head_lr_mult=10.0,
+            head_lr_mult=float(PAPER_HEAD_LR_MULT),
             weight_decay=0.01,
             power=1.0,
             warmup_iters=100,
@@ -273,7 +280,7 @@ def _paper_optim(family: str) -> OptimConfig:
             lr=6e-5,
             betas=(0.9, 0.999),
             weight_decay=0.01,
-            head_lr_mult=10.0,
+            head_lr_mult=float(PAPER_HEAD_LR_MULT),
             no_decay_keys=("pos_block", "norm"),
             **warmup,
         )

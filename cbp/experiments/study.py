@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cbp.engine.config import ConfigError
+from cbp.paper import PAPER_ABLATION, PAPER_HEAD_LR_MULT
 
 #: Commit of ``experiments/protocol.md`` as first written (before any result), cited by the book.
 PROTOCOL_COMMIT = "360138b"
@@ -235,7 +236,7 @@ class TuneRun:
 
 #: The paper's values of the two tuned settings: the classifier's head lr x10 (mmsegmentation's decode
 #: head) and T = 2 (Section 4.3). A tuning result within 0.5 mIoU of the best goes to these (amendments 5, 6).
-PAPER_TUNED = {"head_lr_mult": 10, "length": 2}
+PAPER_TUNED = {"head_lr_mult": PAPER_HEAD_LR_MULT, "length": int(PAPER_ABLATION.length)}
 
 #: Amendment 5's tuning budget: four runs for the baseline (head lr multipliers {3, 10, 30, 100}) and
 #: four for CBP + OCCL ((T, head lr) in {1, 2} x {10, 30}).
