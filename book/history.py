@@ -97,13 +97,13 @@ def show(name: str, profile: str) -> None:
             f"**Every arm, final models** ({len(df)} runs, {where}`{folder}/`; SYNTHETIC, `cnn_tiny`, CPU)"
         )
     )
-    display(past_studies.arm_table(df).drop(columns=["regime"] if one else []).style.hide(axis="index"))
+    display(plotting.table(past_studies.arm_table(df).drop(columns=["regime"] if one else [])))
     if len(out):
         display(Markdown("**The third study's claims, re-read on these runs** (final models)"))
         table = verdict_table(out).drop(columns=["smallest resolvable"])
         if not one:
             table.insert(0, "regime", out.regime.values)
-        display(table.style.hide(axis="index"))
+        display(plotting.table(table))
 
 
 # %% [markdown]

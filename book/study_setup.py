@@ -30,6 +30,7 @@ from IPython.display import Markdown, display
 
 from cbp.book import benchmark, current_study
 from cbp.book.launch import repo_root
+from cbp.book.plotting import table
 
 ROOT = repo_root()
 
@@ -40,7 +41,7 @@ ROOT = repo_root()
 # arms it pairs by seed, the metric, its kind and the paper's number.
 
 # %% tags=["hide-input"]
-display(current_study.claims_frame().style.hide(axis="index"))
+display(table(current_study.claims_frame()))
 
 # %% [markdown]
 # ## The benchmark: calibrated to the paper's regime
@@ -56,8 +57,8 @@ display(current_study.claims_frame().style.hide(axis="index"))
 display(Markdown(f"**Targets**: {benchmark.target_words()}."))
 cal = benchmark.calibration_table(ROOT / "results")
 shown = cal[cal.recorded][["candidate", "mIoU", "f1_rarest_group", "rare_gap", "meets"]]
-display(shown.rename(columns={"f1_rarest_group": "rarest-group F1", "rare_gap": "frequent − rare IoU"})
-        .style.format(precision=2).hide(axis="index"))  # fmt: skip
+shown = shown.rename(columns={"f1_rarest_group": "rarest-group F1", "rare_gap": "frequent − rare IoU"})
+display(table(shown, precision=2))
 
 # %% [markdown]
 # **The paper's premise on these sets.** The paper's argument starts from a learnable classifier
@@ -68,7 +69,7 @@ display(shown.rename(columns={"f1_rarest_group": "rarest-group F1", "rare_gap": 
 
 # %% tags=["hide-input"]
 premise = current_study.premise_frame(ROOT)
-display(premise.style.format(precision=2).hide(axis="index"))
+display(table(premise, precision=2))
 
 # %% [markdown]
 # ## Tuning and the schedule
@@ -84,7 +85,7 @@ tuning = current_study.tuning_frame(ROOT)
 if tuning.empty:
     display(Markdown(current_study.pending_line("a6-tune", ROOT)))
 else:
-    display(tuning.style.format(precision=2).hide(axis="index"))
+    display(table(tuning, precision=2))
     display(Markdown(current_study.tuning_sentence(ROOT)))
 
 # %% [markdown]
@@ -100,8 +101,8 @@ schedule = current_study.schedule_frame(schedule_runs)
 if schedule.empty:
     display(Markdown(current_study.pending_line("a6-schedule", ROOT)))
 else:
-    display(schedule.style.format(precision=2).hide(axis="index"))
+    display(table(schedule, precision=2))
     display(Markdown(current_study.schedule_sentence(schedule)))
     power = current_study.power_table(schedule_runs)  # empty until the whole check is recorded
     if len(power):
-        display(power.style.format(precision=2, na_rep="–").hide(axis="index"))
+        display(table(power, precision=2, na_rep="–"))

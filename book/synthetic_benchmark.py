@@ -61,7 +61,7 @@
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
-from cbp.book import benchmark
+from cbp.book import benchmark, plotting
 from cbp.book.launch import repo_root
 from cbp.book.plotting import finish, use_style
 
@@ -70,7 +70,7 @@ RESULTS = repo_root() / "results"
 table = benchmark.calibration_table(RESULTS)
 display(Markdown(f"**The targets** (amendment 6): {benchmark.target_words()}."))
 shown = table.rename(columns={"f1_rarest_group": "rarest-group F1", "rare_gap": "frequent − rare third IoU"})
-display(shown.drop(columns="knobs").round(2).style.format(precision=2).hide(axis="index"))
+display(plotting.table(shown.drop(columns="knobs").round(2), precision=2))
 display(
     Markdown(
         "**The candidates' knobs** (options of `python -m cbp.data.synthetic`):\n\n"

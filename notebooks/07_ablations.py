@@ -61,7 +61,7 @@ if rerun:
 # {doc}`the set-up page <../study_setup>` shows the first three.
 
 # %%
-display(current_study.phase_rows(ROOT).style.format({"hours": "{:.1f}"}).hide(axis="index"))
+display(plotting.table(current_study.phase_rows(ROOT), hours="{:.1f}"))
 
 # %% [markdown]
 # ## The verdicts
@@ -91,7 +91,7 @@ if out.empty:
 else:
     display(Markdown(current_study.reading(out)))  # the reading, computed from the verdicts below
     plotting.finish(verdict_figures.plot_forest(out, "Third study: SYNTHETIC 150 classes, cnn_tiny, CPU"))
-    display(current_study.verdict_table(out).style.hide(axis="index"))
+    display(plotting.table(current_study.verdict_table(out)))
     display(Markdown(current_study.cpu_line(runs, out)))
 
 # %% [markdown]
@@ -108,7 +108,7 @@ if runs.empty:
 else:
     title = "Third study, Table 3: SYNTHETIC 150 classes, cnn_tiny, CPU"
     plotting.finish(verdict_figures.plot_curves(runs, ("linear", "linear_occl", "cbp", "cbp_occl"), title))
-    display(current_study.mechanism_frame(runs).style.hide(axis="index"))
+    display(plotting.table(current_study.mechanism_frame(runs)))
 
 # %% [markdown]
 # ## Earlier studies

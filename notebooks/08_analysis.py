@@ -153,14 +153,14 @@ regime = regime_for_maps
 group_df = analysis_tables.confusable_groups(results, regime, groups, class_names, counts)
 title = f"**Confusable groups, {regime} regime: IoU (%) and change vs CBP + OCCL, mean over seeds**"
 display(Markdown(title))
-display(group_df.style.format(precision=2).hide(axis="index"))
+display(plotting.table(group_df, precision=2))
 display(Markdown("Table 6 analogue: the **sum** of the group's IoU, and its change"))
 display(analysis_tables.group_sums(group_df).round(2))
 
 # %%
 rare_table = analysis_tables.rare_and_frequent(results, regime, class_names, counts)
 display(Markdown(f"Table 7 analogue ({regime}): the six rarest and the two most frequent classes, IoU (%)"))
-display(rare_table.style.format(precision=2).hide(axis="index"))
+display(plotting.table(rare_table, precision=2))
 delta = ", ".join(f"{k} {v:+.1f}" for k, v in paper.PAPER_TABLE7_DELTA.items())
 print(f"{paper.PAPER_ABLATION_LABEL}, without equalisation: IoU {delta}")
 

@@ -43,9 +43,14 @@ def test_no_verdict_words_are_parsed_back() -> None:
         r'verdict[\w\]\["\'\)]*\.split\(',
         r'verdict[\w\]\["\'\)]*\.startswith\(',
         r"verdict\w*\)\.split",
+        r"""\.split\(["'] \(["']\)""",  # a display label cut back to its first words (issue 18)
+        r"""(==|!=|\bin)\s*["'](holds|does not hold|not resolved|no record)["']""",  # a verdict's words compared
+        r"""["'](holds|does not hold|not resolved|no record)["']\s*(==|!=|in\b|not in\b)""",  # ... either way
     )
     offenders = []
-    for path in sorted((ROOT / "cbp").rglob("*.py")):
+    for path in sorted(
+        [*(ROOT / "cbp").rglob("*.py"), *(ROOT / "notebooks").glob("*.py"), *(ROOT / "book").glob("*.py")]
+    ):
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if any(re.search(p, line) for p in patterns):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")

@@ -71,3 +71,30 @@ def test_use_style_never_cuts_a_tables_text() -> None:
     with pd.option_context("display.max_colwidth", 50):
         plotting.use_style()
         assert long in pd.DataFrame({"": [long]}).to_html()
+
+
+def test_table_escapes_cells_and_names_and_formats_them() -> None:
+    """One renderer: a claim's "<", a "|" or markup in a cell or a column name shows as typed, floats take
+    the precision asked, a named column its own format, missing cells ``na_rep``; no index column."""
+    import re
+
+    import pandas as pd
+
+    df = pd.DataFrame({"claim <b>": ["a < b | c", "<i>x</i>"], "hours": [1.234, 2.0], "sd": [0.12345, None]})
+    html = plotting.table(df, precision=2, na_rep="–", hours="{:.1f}").to_html()
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", html)
+    assert cells == ["a &lt; b | c", "1.2", "0.12", "&lt;i&gt;x&lt;/i&gt;", "2.0", "–"]
+    assert "claim &lt;b&gt;" in html and "<b>" not in html and "<i>" not in html
+    assert "row_heading" not in html  # the index is hidden
+
+
+def test_book_pages_render_tables_with_the_one_renderer() -> None:
+    """No page of the study (chapters 7-8, the set-up, the benchmark and the history pages) styles a
+    table by hand: every table goes through :func:`cbp.book.plotting.table`."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / "notebooks/07_ablations.py", root / "notebooks/08_analysis.py", *root.glob("book/*.py")]
+    assert len(pages) >= 5
+    for page in pages:
+        assert ".style" not in page.read_text(encoding="utf-8"), page.name

@@ -141,24 +141,23 @@ def reading(out: pd.DataFrame) -> str:
     have, want = int(out.n.sum()), int(out.planned.sum())
     state = "all of them: final" if have == want else "provisional until every pair is recorded"
     bullets = [f"* **{have} of {want} planned seed pairs** are recorded ({state})."]
+    V = verdicts.Verdict
+
+    def words(r: tuple, v: verdicts.Verdict) -> str:
+        if v is V.NOT_RESOLVED:
+            effect = f"; resolvable: {r.planned_effect:.2f}" if np.isfinite(r.planned_effect) else ""
+            return f"{r.text} ({r.mean:+.2f} on {r.n} seed{'s' * (r.n != 1)}{effect})"
+        # the interval the verdict uses: a tie that holds, its 95 % one; otherwise Holm's
+        lo, hi = (r.lo, r.hi) if r.kind == "tie" and v is V.HOLDS else (r.lo_holm, r.hi_holm)
+        return f"{r.text} ({r.mean:+.2f} [{lo:+.2f}, {hi:+.2f}], {r.n} seeds)"
+
     for family, fam in out.groupby("family", sort=False):
-        parts = []
-        for v in (verdicts.Verdict.HOLDS, verdicts.Verdict.DOES_NOT_HOLD):
-            shown = []
-            for r in fam[fam.verdict == v].itertuples():
-                # the interval the verdict uses: a tie that holds, its 95 % one; otherwise Holm's
-                tie_holds = r.kind == "tie" and v is verdicts.Verdict.HOLDS
-                lo, hi = (r.lo, r.hi) if tie_holds else (r.lo_holm, r.hi_holm)
-                shown.append(f"{r.text} ({r.mean:+.2f} [{lo:+.2f}, {hi:+.2f}], {r.n} seeds)")
-            parts += [f"{v.value}: " + "; ".join(shown)] if shown else []
-        rows = fam[fam.verdict == verdicts.Verdict.NOT_RESOLVED]
-        shown = [
-            f"{r.text} ({r.mean:+.2f} on {r.n} seed{'s' * (r.n != 1)}"
-            + (f"; resolvable: {r.planned_effect:.2f})" if np.isfinite(r.planned_effect) else ")")
-            for r in rows.itertuples()
+        parts = [
+            f"{v.value}: " + "; ".join(words(r, v) for r in fam[fam.verdict == v].itertuples())
+            for v in (V.HOLDS, V.DOES_NOT_HOLD, V.NOT_RESOLVED)
+            if (fam.verdict == v).any()
         ]
-        parts += ["not resolved: " + "; ".join(shown)] if shown else []
-        missing = fam[fam.verdict == verdicts.Verdict.NO_RECORD].text.tolist()
+        missing = fam[fam.verdict == V.NO_RECORD].text.tolist()
         parts += [f"no pair yet: {', '.join(missing)}"] if missing else []
         bullets.append(f"* **{family}**: " + "; ".join(parts) + ".")
     return "\n".join(bullets)
@@ -263,7 +262,8 @@ def schedule_sentence(check: pd.DataFrame) -> str:
     except ValueError:
         iters = None
     if iters is None:
-        return f"The schedule check has {int(check.seeds.sum()) if len(check) else 0} of 12 runs recorded."
+        done = int(check.seeds.sum()) if len(check) else 0
+        return f"The schedule check has {done} of {_planned('a6-schedule')} runs recorded."
     slow = check[~check.long_enough].arm.tolist()
     why = "every arm's seed mean gained less than its seed std over the last quarter"
     if slow:

@@ -12,7 +12,7 @@ import pandas as pd
 from cbp.book.analysis_tables import REGIMES, arm_records, frequency_group_table
 from cbp.book.plotting import CLASSIFIER_COLORS, MIN_FONT, PAGE_WIDTH, legend_below, one_panel, subplots
 from cbp.book.run_data import read_log, read_metrics, validations
-from cbp.experiments.study import ARM_LABELS
+from cbp.experiments.study import ARM_LABELS, arm_label
 
 
 def colorize(label: np.ndarray, palette: np.ndarray, ignore_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
@@ -224,7 +224,7 @@ def _run_words(name: str) -> str:
     parts = name.split("-")
     if len(parts) != 3 or parts[1] not in ARM_LABELS or not parts[2].startswith("s"):
         return name
-    return f"{ARM_LABELS[parts[1]].split(' (')[0]}, seed {parts[2][1:]}"
+    return f"{arm_label(parts[1], short=True)}, seed {parts[2][1:]}"
 
 
 def plot_similarity_snapshot(snap: Any, class_names: Sequence[str], *, max_classes: int = 3) -> Any:

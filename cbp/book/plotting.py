@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -245,3 +246,11 @@ def similarity_heatmap(
 def from_paper(text: str) -> str:
     """Mark a number or series as quoted from the paper (not measured here)."""
     return f"{text} (paper)"
+
+
+def table(df: pd.DataFrame, precision: int | None = None, na_rep: str | None = None, **columns: str) -> Any:
+    """Every table of the book's pages: ``df`` as a pandas Styler with no index and every cell and column
+    name HTML-escaped (a claim's "<" or a "|" shows as typed), floats at ``precision`` digits (pandas'
+    default if None), missing cells as ``na_rep``, and a format string per named column (``hours="{:.1f}"``)."""
+    style = df.style.format(columns or None, precision=precision, na_rep=na_rep, escape="html")
+    return style.format_index(escape="html", axis=1).hide(axis="index")

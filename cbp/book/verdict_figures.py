@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from cbp.book.plotting import PAGE_WIDTH, one_panel
-from cbp.experiments.study import ARM_LABELS
+from cbp.experiments.study import arm_label
 from cbp.experiments.verdicts import TIE_MARGIN, Verdict
 
 #: One colour per verdict, from the Okabe-Ito palette; the colour never contradicts the drawn interval.
@@ -19,12 +19,12 @@ VERDICT_COLORS: dict[Verdict, str] = {
     Verdict.NOT_RESOLVED: "#777777",
     Verdict.NO_RECORD: "#BBBBBB",
 }
+#: A Holm family's name on the forest plot (a family not named here shows its own name, e.g. "mechanism").
 FAMILY_TITLES = {
-    "T3": "Table 3 (mIoU)",
-    "T4": "Table 4 (mIoU)",
-    "T5": "Table 5 (mIoU)",
-    "mechanism": "mechanism (F1 / IoU points)",
-    "T3 at CBP + OCCL's lr": "lr-swap control (mIoU)",
+    "T3": "Table 3",
+    "T4": "Table 4",
+    "T5": "Table 5",
+    "T3 at CBP + OCCL's lr": "lr-swap control",
 }
 
 
@@ -59,7 +59,7 @@ def plot_forest(out: pd.DataFrame, title: str) -> object:
             ax.plot(row.mean, yi, "o", color=colour, ms=6, zorder=3)
         if math.isfinite(row.planned_effect):
             ax.plot([-row.planned_effect, row.planned_effect], [yi, yi], "|", color="black", ms=9)
-    labels = [f"{FAMILY_TITLES.get(f, f).split(' (')[0]}: {t}" for f, t in zip(out.family, out.text)]
+    labels = [f"{FAMILY_TITLES.get(f, f)}: {t}" for f, t in zip(out.family, out.text)]
     ax.set_yticks(y, labels)
     ax.set(xlabel="paired difference, first arm minus second (points)", title=title)
     handles = [Line2D([], [], color=c, lw=2.5, label=v.value) for v, c in VERDICT_COLORS.items()]
@@ -86,7 +86,7 @@ def plot_curves(df: pd.DataFrame, arms: tuple[str, ...], title: str) -> object:
         table = pd.concat(curves, axis=1)  # (evaluations, seeds)
         mean, std = table.mean(axis=1), table.std(axis=1, ddof=1)
         n = table.shape[1]
-        label = f"{ARM_LABELS.get(arm, arm).split(' (')[0]} ({n} seed{'s' * (n != 1)})"
+        label = f"{arm_label(arm, short=True)} ({n} seed{'s' * (n != 1)})"
         ax.plot(mean.index, mean, label=label)
         ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
     ax.set(xlabel="iteration", ylabel="val mIoU (%)", title=title)

@@ -69,31 +69,32 @@ class Arm:
     generators: tuple[int, ...] = (1, 2)  # the synthetic generators whose studies have this arm
 
 
-#: Display label of each arm of the paper's tables (Table "R" arms carry theirs in ``Arm.label``);
-#: the one place arm names become words (:func:`arm_label`).
-ARM_LABELS: dict[str, str] = {
-    "linear": "baseline (learnable + bias)",
-    "cbp": "+CBP",
-    "linear_occl": "+OCCL",
-    "cbp_occl": "CBP + OCCL (frozen, orthogonal + equal, T = 2)",
-    "gradient": "gradient",
-    "ema": "EMA",
-    "penalty": "penalty",
-    "orthogonal": "orthogonal only (no equalisation)",
-    "equal": "equal only (no orthogonalisation)",
-    "masked": "masked",
-    "masked_orthogonal": "masked + orthogonal",
-    "text": "CLIP text",
-    "length1": "T = 1",
-    "length3": "T = 3",
-    "length4": "T = 4",
-    "length5": "T = 5",
+#: Display label of each arm of the paper's tables, (short label, detail) (Table "R" arms carry theirs in
+#: ``Arm.label``); the one place arm names become words (:func:`arm_label`).
+ARM_LABELS: dict[str, tuple[str, str]] = {
+    "linear": ("baseline", "learnable + bias"),
+    "cbp": ("+CBP", ""),
+    "linear_occl": ("+OCCL", ""),
+    "cbp_occl": ("CBP + OCCL", "frozen, orthogonal + equal, T = 2"),
+    "gradient": ("gradient", ""),
+    "ema": ("EMA", ""),
+    "penalty": ("penalty", ""),
+    "orthogonal": ("orthogonal only", "no equalisation"),
+    "equal": ("equal only", "no orthogonalisation"),
+    "masked": ("masked", ""),
+    "masked_orthogonal": ("masked + orthogonal", ""),
+    "text": ("CLIP text", ""),
+    **{f"length{t}": (f"T = {t}", "") for t in (1, 3, 4, 5)},
 }
 
 
-def arm_label(name: str) -> str:
-    """The display label of an arm: :data:`ARM_LABELS`, else a Table "R" reading's own label, else the name."""
-    return ARM_LABELS.get(name) or next((a.label for a in reading_arms() if a.name == name and a.label), name)
+def arm_label(name: str, short: bool = False) -> str:
+    """An arm's display label, "short (detail)" or only the short one: :data:`ARM_LABELS`, else a Table "R"
+    reading's own label, else the name."""
+    if name in ARM_LABELS:
+        word, detail = ARM_LABELS[name]
+        return word if short or not detail else f"{word} ({detail})"
+    return next((a.label for a in reading_arms() if a.name == name and a.label), name)
 
 
 def arms(regimes: tuple[str, ...] = ("pretrained",)) -> list[Arm]:

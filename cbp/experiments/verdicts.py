@@ -79,14 +79,10 @@ class Claim:
     metric: str = "mIoU"
 
 
-def _gain(a: str, b: str, table: str) -> str:
-    """The paper's mIoU of arm ``a`` minus arm ``b`` (:data:`~cbp.paper.PAPER_ARMS`), e.g. "+0.1 (Table 3)"."""
-    return f"{PAPER_ARMS[a][0] - PAPER_ARMS[b][0]:+.1f} ({table})"
-
-
-def _arms(key: str, family: str, a: str, b: str, kind: str, text: str, table: str) -> Claim:
-    """A claim on mIoU whose paper number is the two arms' difference in ``table``."""
-    return Claim(key, family, a, b, kind, text, _gain(a, b, table))
+def _arms(key: str, family: str, a: str, b: str, kind: str, text: str, table: str, vs: str = "") -> Claim:
+    """A claim on mIoU whose paper number is arm ``a``'s minus arm ``b``'s (or ``vs``'s) in ``table``."""
+    gain = PAPER_ARMS[a][0] - PAPER_ARMS[vs or b][0]
+    return Claim(key, family, a, b, kind, text, f"{'> ' * bool(vs)}{gain:+.1f} ({table})")
 
 
 _F1, _T7 = PAPER_RAREST_GROUP_F1, PAPER_TABLE7_DELTA
@@ -99,9 +95,8 @@ CLAIMS: tuple[Claim, ...] = (
     _arms("t3_adds", "T3", "cbp_occl", "linear_occl", "diff", "CBP adds to OCCL", "Table 3"),
     _arms("t4_gradient", "T4", "cbp_occl", "gradient", "diff", "frozen > gradient", "Table 4"),
     _arms("t4_ema", "T4", "cbp_occl", "ema", "diff", "frozen > EMA", "Table 4"),
-    # no number for the penalty in the paper: "lower than both Frozen and Gradient"
-    Claim("t4_penalty", "T4", "cbp_occl", "penalty", "diff", "frozen > penalty",
-          "> " + _gain("cbp_occl", "gradient", "Table 4")),
+    # no number for the penalty in the paper: "lower than both Frozen and Gradient", so "> frozen - gradient"
+    _arms("t4_penalty", "T4", "cbp_occl", "penalty", "diff", "frozen > penalty", "Table 4", vs="gradient"),
     _arms("t5_equal", "T5", "cbp_occl", "orthogonal", "diff", "equalisation matters", "Table 5"),
     _arms("t5_ortho", "T5", "cbp_occl", "equal", "tie", "orthogonalisation ≈ tie", "Table 5"),
     Claim("m_f1_base", "mechanism", "cbp_occl", "linear", "diff", "rarest-group F1 > baseline",
