@@ -15,10 +15,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import cbp
 from cbp import paper
@@ -226,3 +228,19 @@ def test_the_paper_numbers_check_finds_a_retyped_number(tmp_path: Path) -> None:
     module.write_text("TARGET = 33.4\nWIDTH = 32\n")
     results = _paper_results()
     assert [v for _, v in _numbers(module) if isinstance(v, float) and v in results] == [33.4]
+
+
+def test_readme_api_example_runs_the_studys_reading(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's ten-line API example runs as printed, with the study's OCCL reading (views "objects",
+    the paper's tau, lambda, phi and T), and prints a finite loss, an mIoU and CS = 0 (Eq. 8)."""
+    import re
+
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert 'views="objects"' in code and f"tau={paper.PAPER_TAU}" in code
+    assert f"lam={paper.PAPER_ABLATION.lam}" in code and f"phi={paper.PAPER_ABLATION.phi}" in code
+    assert code.count(f"length={paper.PAPER_ABLATION.length}") == 2
+    torch.manual_seed(0)
+    exec(compile(code, "README.md", "exec"), {})
+    loss, miou, cs = (float(x) for x in capsys.readouterr().out.split())
+    assert math.isfinite(loss) and 0.0 <= miou <= 100.0 and abs(cs) < 1e-5

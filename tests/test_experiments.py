@@ -526,9 +526,16 @@ def test_table_r_keeps_the_image_halves_reading() -> None:
     assert not any("views_batch" in r.name for r in plan("ablations", "default"))
 
 
-@pytest.mark.parametrize("profile", ["tune", "endpoints", "hard150", "tables"])
+_V2 = sorted(
+    p.name.removeprefix("ablations-v2-")
+    for p in (Path(__file__).resolve().parents[1] / "results").glob("ablations-v2-*")
+)
+
+
+@pytest.mark.parametrize("profile", _V2)
 def test_plan_commands_equal_the_recorded_ones(profile: str) -> None:
-    """Every recorded training run of a generator-2 profile has exactly the command the plan builds
+    """Every recorded training run of every generator-2 profile (the second study's and amendment 6's
+    calibration, tuning, schedule and verdict runs) has exactly the command the plan builds
     today, so a refactor of ``plan`` cannot silently make the runner re-run (or mislabel) a record.
 
     (Steps are left out: the tune profile's pretraining was recorded before the pretraining command
