@@ -81,8 +81,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto wi
 
 from IPython.display import Markdown, display
 
-from cbp.book import captions, figures, training_page
-from cbp.book.plotting import finish, use_style
+from cbp.book import captions, training_page
+from cbp.book.plotting import use_style
 
 use_style()
 
@@ -112,7 +112,7 @@ display(page.summary())
 # total *is* its cross-entropy).
 
 # %% mystnb={"image": {"alt": "Four panels, two a row: the total loss, the cross-entropy, the centroid loss and the category loss against the training iteration, one line per run (the baseline has cross-entropy only); each falls over training. The legend is below the panels."}}
-finish(figures.plot_losses(page.dirs))
+training_page.show_figures(page, "losses")
 
 # %% [markdown]
 # ## Validation mIoU
@@ -122,7 +122,7 @@ finish(figures.plot_losses(page.dirs))
 # on or only at the end.
 
 # %% mystnb={"image": {"alt": "Validation mIoU against the training iteration for each run, with a point at every validation and at the end; the legend is below the axes."}}
-finish(figures.plot_miou(page.dirs))
+training_page.show_figures(page, "mIoU")
 
 # %% [markdown]
 # ## Per-class IoU, from frequent to rare classes
@@ -133,7 +133,7 @@ finish(figures.plot_miou(page.dirs))
 # bar at all (IoU 0) after a short run.
 
 # %% mystnb={"image": {"alt": "Bar chart of the per-class IoU of each run, classes ordered from the most to the least frequent in training pixels; bars tend to shrink towards the rare classes on the right."}}
-finish(figures.plot_per_class_iou(page.per_class()))
+training_page.show_figures(page, "per-class IoU")
 
 # %% [markdown]
 # ## Predictions beside the ground truth
@@ -142,7 +142,7 @@ finish(figures.plot_per_class_iou(page.per_class()))
 # coloured with the dataset's palette (black: ignored pixels).
 
 # %% mystnb={"image": {"alt": "A grid of validation images, one a row: the image, its ground-truth label map and each run's predicted label map, coloured with the data set's palette."}}
-finish(figures.plot_predictions(page.examples(examples)))
+training_page.show_figures(page, "predictions", examples=examples)
 
 # %% [markdown]
 # ## The paper's number beside ours

@@ -93,8 +93,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto wi
 
 from IPython.display import Markdown, display
 
-from cbp.book import captions, figures, training_page
-from cbp.book.plotting import finish, use_style
+from cbp.book import captions, training_page
+from cbp.book.plotting import use_style
 
 use_style()
 
@@ -132,13 +132,7 @@ display(page.summary())
 # repeated here.
 
 # %% mystnb={"image": {"alt": "For runs of this page's own (not on the synthetic default): the loss terms against the iteration, validation mIoU against the iteration, per-class IoU from frequent to rare classes, and validation images with each run's prediction, as on the ADE20K page."}}
-if same_as_ade_page:
-    print("the runs are chapter 5's: see its figures")
-else:
-    finish(figures.plot_losses(page.dirs))
-    finish(figures.plot_miou(page.dirs))
-    finish(figures.plot_per_class_iou(page.per_class()))
-    finish(figures.plot_predictions(page.examples(examples)))
+training_page.show_figures(page, examples=examples, runs_of="chapter 5's" if same_as_ade_page else "")
 
 # %% [markdown]
 # ## The paper's number beside ours
@@ -159,14 +153,7 @@ for shown in training_page.paper_comparison(page, "cocostuff10k"):
 # COCO-Stuff.
 
 # %%
-gain = recipes["paper gain"].unstack("dataset")
-larger = gain.index[gain["COCO-Stuff-10K"] > gain["ADE20K"]].tolist()
-print(
-    f"paper: the gain is larger on COCO-Stuff-10K than on ADE20K for {len(larger)} of {len(gain)} models "
-    f"({', '.join(larger)}); it ranges from {gain['COCO-Stuff-10K'].min():+.1f} to "
-    f"{gain['COCO-Stuff-10K'].max():+.1f} mIoU on COCO-Stuff-10K and from {gain['ADE20K'].min():+.1f} "
-    f"to {gain['ADE20K'].max():+.1f} on ADE20K."
-)
+print(training_page.paper_gains_sentence(recipes, "cocostuff10k", "ade20k"))
 display(
     Markdown(
         training_page.what_to_notice(page, figures="figure of chapter 5" if same_as_ade_page else "figure")

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from records import train_record, write_records
 
 ROOT = Path(__file__).resolve().parent.parent
 FALLBACK = "build it locally with `make book`, or read it where your copy's GitHub Pages publishes it"
@@ -61,33 +62,26 @@ def test_where_the_book_is_published(remote, url, clone) -> None:
         assert remote is None or remote not in text  # a local path or another host is not shown
 
 
-def _record(folder: Path, name: str, kind: str, recorded: str, what: str = "amendment 9's check: x") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(
-        json.dumps({"kind": kind, "recorded": recorded, "profile_description": what})
-    )
+def _rec(run: str, recorded: str, what: str = "amendment 9's check: x", kind: str = "train") -> dict:
+    """A record (tests/records.py's) of ``kind`` made at ``recorded`` for the study ``what``."""
+    return train_record("linear", 0, 50.0, run=run, kind=kind, recorded=recorded, profile_description=what)
 
 
 def test_the_study_is_the_newest_folder_with_training_records(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    _record(results / "ablations", "a-s0", "train", "2026-11-25 10:00:00", "first study: 500 iterations")
-    _record(results / "ablations-v2-tune", "t-s0", "train", "2026-11-29 19:24:05", "amendment 5: tuning")
-    _record(
+    write_records(results / "ablations", [_rec("a-s0", "2026-11-25 10:00:00", "first study: 500 iterations")])
+    write_records(results / "ablations-v2-tune", [_rec("t-s0", "2026-11-29 19:24:05", "amendment 5: tuning")])
+    tables = "amendment 5's other tables: T5"
+    write_records(
         results / "ablations-v2-tables",
-        "x-s0",
-        "train",
-        "2026-11-30 03:00:30",
-        "amendment 5's other tables: T5",
+        [
+            _rec("x-s0", "2026-11-30 03:00:30", tables),
+            _rec("x-s1", "2026-12-01 05:51:24", tables),
+            _rec("data", "2026-12-09 00:00:00", kind="data"),  # not a training record
+        ],
     )
-    _record(
-        results / "ablations-v2-tables",
-        "x-s1",
-        "train",
-        "2026-12-01 05:51:24",
-        "amendment 5's other tables: T5",
-    )
-    _record(results / "ablations-v2-tables", "data", "data", "2026-12-09 00:00:00")  # not a training record
-    _record(results / "ablations-v3-calib", "data", "data", "2026-12-10 00:00:00")  # no training record yet
+    calib = results / "ablations-v3-calib"
+    write_records(calib, [_rec("data", "2026-12-10 00:00:00", kind="data")])  # no training record yet
     (results / "ablations-v2-tables" / "broken.json").write_text("{not json")
     (results / "README.md").write_text("# Recorded results\n")
     assert build_info.study_records(results) == {
@@ -97,9 +91,7 @@ def test_the_study_is_the_newest_folder_with_training_records(tmp_path: Path) ->
         "last": "2026-12-01",
         "study": "amendment 5's other tables",
     }
-    _record(
-        results / "ablations-v3-calib", "c-s0", "train", "2026-12-10 08:00:00", "amendment 6: calibration"
-    )
+    write_records(calib, [_rec("c-s0", "2026-12-10 08:00:00", "amendment 6: calibration")])
     assert build_info.study_records(results)["folder"] == "results/ablations-v3-calib"
     assert build_info.study_records(tmp_path / "nothing") is None
 
@@ -186,11 +178,11 @@ def test_handout_pages() -> None:
 
 
 def _results(root: Path) -> None:
-    _record(
-        root / "results" / "ablations-v2-a6", "r-s0", "train", "2026-11-30 01:00:00", "amendment 5's x: y"
+    write_records(
+        root / "results" / "ablations-v2-a6", [_rec("r-s0", "2026-11-30 01:00:00", "amendment 5's x: y")]
     )
     # newer, but not a folder of the current study (cbp.experiments.current): the footer ignores it
-    _record(root / "results" / "ablations-v2-x", "r-s0", "train", "2026-12-30 01:00:00", "old: y")
+    write_records(root / "results" / "ablations-v2-x", [_rec("r-s0", "2026-12-30 01:00:00", "old: y")])
 
 
 def test_sphinx_footer_on_every_page_and_the_substitutions(tmp_path: Path) -> None:

@@ -175,3 +175,43 @@ def test_paper_comparison_and_recipe_table(tmp_path: Path) -> None:
     assert fcn.loc["COCO-Stuff-10K", "iterations"] == 80_000
     assert fcn.loc["COCO-Stuff-10K", "paper gain"] == PAPER_TABLE1_GAINS[("cocostuff10k", "fcn")]
     assert len(recipes) == 8  # 4 paper models x 2 datasets (SegFormer B0-B5 once)
+
+
+def test_paper_gains_sentence_states_the_gains_it_is_given() -> None:
+    gains = {("A", "ADE20K"): 1.0, ("A", "COCO-Stuff-10K"): 0.5, ("B", "ADE20K"): 0.7,
+             ("B", "COCO-Stuff-10K"): 1.5, ("C", "ADE20K"): 1.3, ("C", "COCO-Stuff-10K"): 1.4}  # fmt: skip
+    recipes = pd.DataFrame({"paper gain": gains.values()}, index=pd.MultiIndex.from_tuples(gains))
+    recipes = recipes.rename_axis(["paper model", "dataset"])
+    assert training_page.paper_gains_sentence(recipes) == (
+        "paper: the gain is larger on COCO-Stuff-10K than on ADE20K for 2 of 3 models (B, C); it ranges "
+        "from +0.5 to +1.5 mIoU on COCO-Stuff-10K and from +0.7 to +1.3 on ADE20K."
+    )
+    assert training_page.paper_gains_sentence(recipes, "ade20k", "cocostuff10k").startswith(
+        "paper: the gain is larger on ADE20K than on COCO-Stuff-10K for 1 of 3 models (A); it ranges from +0.7"
+    )
+    coco = [v for (d, _), v in PAPER_TABLE1_GAINS.items() if d == "cocostuff10k"]  # the paper's own gains
+    text = training_page.paper_gains_sentence(training_page.recipe_table())
+    assert f"ranges from {min(coco):+.1f} to {max(coco):+.1f} mIoU on COCO-Stuff-10K" in text
+
+
+def test_show_figures_draws_the_named_figures_of_the_runs_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = _page(tmp_path)
+    monkeypatch.setattr(page, "examples", lambda count: {"examples": count})
+    drawn, finished = [], []
+    for name in ("plot_losses", "plot_miou", "plot_per_class_iou", "plot_predictions"):
+        monkeypatch.setattr(
+            training_page.figures, name, lambda arg, name=name: drawn.append((name, arg)) or name
+        )
+    monkeypatch.setattr(training_page, "finish", finished.append)
+    training_page.show_figures(page, examples=3)
+    assert finished == ["plot_losses", "plot_miou", "plot_per_class_iou", "plot_predictions"]
+    assert drawn[0][1] == drawn[1][1] == page.dirs and drawn[3][1] == {"examples": 3}
+    assert list(drawn[2][1]) == list(page.metrics)  # one per-class table per run
+    drawn.clear()
+    finished.clear()
+    training_page.show_figures(page, "predictions", "mIoU")
+    assert finished == ["plot_predictions", "plot_miou"] and drawn[0][1] == {"examples": 4}
+    training_page.show_figures(page, examples=3, runs_of="chapter 5's")
+    assert capsys.readouterr().out == "the runs are chapter 5's: see its figures\n" and len(finished) == 2

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import numpy as np
 import pandas as pd
+from records import train_record, write_records
 
 from cbp.book import verdict_figures
 from cbp.experiments import verdicts as v
 
 
-def test_forest_plot_colours_each_claim_by_its_verdict() -> None:
+def test_forest_plot_colours_each_claim_by_its_verdict(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
-    rows = []
+    recs = []
+    analysis = {"f1_groups": [1.0], "rare_third_IoU": 1.0, "frequent_third_IoU": 1.0}
     for arm, shift in (("linear", 0.0), ("linear_occl", 0.2), ("cbp", 0.0), ("cbp_occl", 3.0)):
         for s in range(8):
             miou = 30 + shift + rng.normal(0, 0.3)
-            rows.append({"run": f"p-{arm}-s{s}", "arm": arm, "seed": s, "cpu_model": "x", "iters": 10,
-                         "mIoU": miou, "mAcc": miou, "f1_rarest_group": 1.0, "rare_third_IoU": 1.0,
-                         "frequent_third_IoU": 1.0, "curve": []})  # fmt: skip
+            recs.append(
+                train_record(arm, s, miou, regime="p", iters=10, macc=miou, analysis=analysis, cpu="x")
+            )
     t3 = tuple(c for c in v.CLAIMS if c.family == "T3")
-    out = v.holm_intervals(v.compare(pd.DataFrame(rows), t3, planned_sd={c.key: 0.5 for c in t3}))
+    df = v.records(write_records(tmp_path, recs))
+    out = v.holm_intervals(v.compare(df, t3, planned_sd={c.key: 0.5 for c in t3}))
     assert v.Verdict.HOLDS in set(out.verdict)  # the +3 claims hold: the test covers a coloured row
     fig = verdict_figures.plot_forest(out, "test")
     ax = fig.axes[0]
@@ -40,20 +45,21 @@ def test_forest_plot_colours_each_claim_by_its_verdict() -> None:
         assert any(abs(lo - row.lo_holm) < 1e-9 and abs(hi - row.hi_holm) < 1e-9 for lo, hi, _ in drawn[y])
 
 
-def _records(rng: np.random.Generator) -> pd.DataFrame:
-    rows = []
+def _records(rng: np.random.Generator, folder: Path) -> pd.DataFrame:
+    """Two arms, four seeds each; seeds 0-2 record a curve, the arms differ by ``shift``."""
+    recs = []
     for arm, shift in (("linear", 0.0), ("cbp_occl", 2.0)):
         for s in range(4):
-            curve = [{"iter": i, "mIoU": 10 + shift + i / 100 + rng.normal()} for i in (100, 200, 300)]
-            rows.append({"run": f"p-{arm}-s{s}", "arm": arm, "seed": s, "cpu_model": "x", "iters": 300,
-                         "mIoU": curve[-1]["mIoU"], "mAcc": 0.0, "f1_rarest_group": 20 + s,
-                         "rare_third_IoU": 5.0 + s, "frequent_third_IoU": 50.0, "norm_r": -0.5 + shift,
-                         "curve": curve if s < 3 else []})  # fmt: skip
-    return pd.DataFrame(rows)
+            curve = [(i, 10 + shift + i / 100 + rng.normal()) for i in (100, 200, 300)]
+            analysis = {"f1_groups": [20 + s], "rare_third_IoU": 5.0 + s, "frequent_third_IoU": 50.0,
+                        "norm_correlation": {"pearson_log": -0.5 + shift}}  # fmt: skip
+            kw = {"regime": "p", "iters": 300, "macc": 0.0, "curve": curve if s < 3 else None, "cpu": "x"}
+            recs.append(train_record(arm, s, curve[-1][1], analysis=analysis, **kw))
+    return v.records(write_records(folder, recs))
 
 
-def test_curves_draw_the_seed_mean_of_the_seeds_that_record_a_curve() -> None:
-    df = _records(np.random.default_rng(0))
+def test_curves_draw_the_seed_mean_of_the_seeds_that_record_a_curve(tmp_path: Path) -> None:
+    df = _records(np.random.default_rng(0), tmp_path)
     fig = verdict_figures.plot_curves(df, ("linear", "cbp_occl", "gradient"), "t")
     lines = fig.axes[0].get_lines()
     assert [ln.get_label() for ln in lines] == [
@@ -65,10 +71,10 @@ def test_curves_draw_the_seed_mean_of_the_seeds_that_record_a_curve() -> None:
         np.testing.assert_allclose(ln.get_ydata(), ref)
 
 
-def test_mechanism_frame_is_mean_and_std_over_seeds() -> None:
+def test_mechanism_frame_is_mean_and_std_over_seeds(tmp_path: Path) -> None:
     from cbp.book import current_study
 
-    df = _records(np.random.default_rng(1))
+    df = _records(np.random.default_rng(1), tmp_path)
     out = current_study.mechanism_frame(df).set_index("arm")
     assert out.loc["linear", "seeds"] == 4
     rare = df[df.arm == "linear"].rare_third_IoU

@@ -1,10 +1,10 @@
 """The code the training pages (chapters 5 and 6) share: train or reuse a page's runs, read what they
 wrote, set the paper's Table 1 gain beside them, and the conclusions their figures support.
 
-A training page for a dataset is then its parameters, one call of :func:`train_and_read`, the figures
-of :mod:`cbp.book.figures` (one line each) and its narrative; :func:`paper_comparison` and
-:func:`what_to_notice` end it. Everything is read from the runs' own files (``metrics.json``,
-``log.jsonl``), so a page states no number that its runs did not write.
+A training page for a dataset is then its parameters, one call of :func:`train_and_read`, its figures
+(:func:`show_figures`) and its narrative; :func:`paper_comparison` and :func:`what_to_notice` end it.
+Everything is read from the runs' own files (``metrics.json``, ``log.jsonl``), so a page states no
+number that its runs did not write.
 """
 
 from __future__ import annotations
@@ -17,20 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbp.book import captions, launch, run_data
+from cbp.book import captions, figures, launch, run_data
+from cbp.book.plotting import finish
 from cbp.book.run_data import per_class_table, predict_examples, read_log, read_metrics, summary_row
 from cbp.engine.config import PAPER_PRESETS, get_preset
 from cbp.models.builder import get_spec
 from cbp.paper import DATASET_NAMES, PAPER_MODEL, PAPER_TABLE1_GAINS, table1_setting
 
-__all__ = [
-    "PAGE_PARAMETERS",
-    "PageRuns",
-    "paper_comparison",
-    "recipe_table",
-    "train_and_read",
-    "what_to_notice",
-]
+__all__ = ["PAGE_PARAMETERS", "PageRuns", "paper_comparison", "paper_gains_sentence", "recipe_table",
+           "show_figures", "train_and_read", "what_to_notice"]  # fmt: skip
 
 #: The parameters of chapters 5 and 6 and their types (checked by :func:`cbp.book.parameters.check_parameters`).
 PARAMETER_TYPES: dict[str, type | tuple] = {
@@ -125,6 +120,20 @@ def train_and_read(
     return PageRuns(spec, dirs, {label: read_metrics(d) for label, d in dirs.items()})
 
 
+def show_figures(page: PageRuns, *names: str, examples: int = 4, runs_of: str = "") -> None:
+    """Draw the page's figures named ("losses", "mIoU", "per-class IoU", "predictions" of ``examples``
+    validation images; all four in this order when none is named); when the runs are another page's
+    (``runs_of``, e.g. "chapter 5's"), only say so."""
+    if runs_of:
+        print(f"the runs are {runs_of}: see its figures")
+        return
+    draw = {"losses": lambda: figures.plot_losses(page.dirs), "mIoU": lambda: figures.plot_miou(page.dirs),
+            "per-class IoU": lambda: figures.plot_per_class_iou(page.per_class()),
+            "predictions": lambda: figures.plot_predictions(page.examples(examples))}  # fmt: skip
+    for name in names or draw:
+        finish(draw[name]())
+
+
 def paper_comparison(page: PageRuns, paper_dataset: str) -> list[Any]:
     """What a page shows beside the paper: the gains of CBP + OCCL that the paper's text gives for every
     model (Section 4.2), the gain of this run's model family beside this run's gain over its baseline,
@@ -152,6 +161,17 @@ def paper_comparison(page: PageRuns, paper_dataset: str) -> list[Any]:
     return shown
 
 
+def paper_gains_sentence(recipes: pd.DataFrame, dataset: str = "cocostuff10k", other: str = "ade20k") -> str:
+    """The paper's gains of CBP + OCCL on ``dataset`` against ``other``, per model, as one sentence."""
+    a, b, gain = DATASET_NAMES[dataset], DATASET_NAMES[other], recipes["paper gain"].unstack("dataset")
+    larger = gain.index[gain[a] > gain[b]].tolist()
+    return (
+        f"paper: the gain is larger on {a} than on {b} for {len(larger)} of {len(gain)} models "
+        f"({', '.join(larger)}); it ranges from {gain[a].min():+.1f} to {gain[a].max():+.1f} mIoU on {a} "
+        f"and from {gain[b].min():+.1f} to {gain[b].max():+.1f} on {b}."
+    )
+
+
 def recipe_table(datasets: Sequence[str] = ("ade20k", "cocostuff10k")) -> pd.DataFrame:
     """The paper's recipe of each Table 1 model on each dataset, read from this project's presets
     (``<dataset>_<model>``, one preset per model family), and the gain of CBP + OCCL the paper gives.
@@ -169,12 +189,9 @@ def recipe_table(datasets: Sequence[str] = ("ade20k", "cocostuff10k")) -> pd.Dat
         for dataset in datasets:
             cfg = get_preset(f"{dataset}_{suffix}")
             rows[(PAPER_MODEL[family], DATASET_NAMES[dataset])] = {
-                "lambda": cfg.loss.lam,
-                "phi": cfg.loss.phi,
-                "T": cfg.model.length,
-                "iterations": cfg.train.iters,
-                "paper gain": PAPER_TABLE1_GAINS[(dataset, family)],
-            }
+                "lambda": cfg.loss.lam, "phi": cfg.loss.phi, "T": cfg.model.length,
+                "iterations": cfg.train.iters, "paper gain": PAPER_TABLE1_GAINS[(dataset, family)],
+            }  # fmt: skip
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["paper model", "dataset"])
 
 
