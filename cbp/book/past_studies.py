@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cbp.book.analysis_tables import fmt
 from cbp.experiments import verdicts
 from cbp.experiments.current import HISTORY, Study
 from cbp.experiments.study import A6_ARMS, arm_label
@@ -36,14 +37,12 @@ def _order(arm: str) -> tuple[int, str]:
 
 def arm_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every (regime, arm) of the records ``df``: its seeds, final mIoU and mAcc as mean ± std over seeds
-    (ddof 1) and each seed's mIoU. Means print with 2 decimals, as the page's test of superseded numbers
-    (:func:`cbp.experiments.current.superseded_arm_means`) reads them."""
+    (ddof 1, :func:`cbp.book.analysis_tables.fmt`) and each seed's mIoU. Means print with 2 decimals, as the
+    page's test of superseded numbers (:func:`cbp.experiments.current.superseded_arm_means`) reads them."""
     rows = []
     for (regime, arm), g in df.sort_values("seed").groupby(["regime", "arm"]):
         row = {"regime": regime, "arm": arm_label(arm), "seeds": len(g)}
-        for metric in ("mIoU", "mAcc"):
-            std = f" ± {g[metric].std(ddof=1):.2f}" if len(g) > 1 else ""
-            row[metric] = f"{g[metric].mean():.2f}{std}"
+        row |= {metric: fmt(g[metric].to_numpy()) for metric in ("mIoU", "mAcc")}
         row["mIoU per seed"] = ", ".join(f"{v:.2f}" for v in g.mIoU)
         rows.append((regime, _order(arm), row))
     return pd.DataFrame([r for *_, r in sorted(rows, key=lambda r: (r[0], r[1]))])
