@@ -52,10 +52,9 @@ def ours_label(results: pd.DataFrame) -> str:
     """``"ours (synthetic, cnn_tiny, 500 iters, CPU, 3 seeds)"``: what every "ours" column is."""
     iters = sorted(set(results.iters.tolist()))
     backbone = results.raw.iloc[0]["config"]["model"]["backbone"] if len(results) else "?"
-    gpu = any((r.get("hardware") or {}).get("gpu") for r in results.raw)
+    device = "GPU" if any((r.get("hardware") or {}).get("gpu") for r in results.raw) else "CPU"
     n_iters = iters[0] if len(iters) == 1 else iters
-    cpu = "GPU" if gpu else "CPU"
-    return f"ours (synthetic, {backbone}, {n_iters} iters, {cpu}, {results.seed.nunique()} seeds)"
+    return f"ours (synthetic, {backbone}, {n_iters} iters, {device}, {results.seed.nunique()} seeds)"
 
 
 def value(rec: dict[str, Any], metric: str) -> float:

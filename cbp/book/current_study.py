@@ -18,8 +18,9 @@ from cbp.experiments.current import CURRENT, VERDICT_PROFILE
 from cbp.paper import PAPER_NORM_CORRELATION
 
 
-def _folder(profile: str, root: str | Path) -> Path:
-    return CURRENT.folders(root)[profile]
+def _records(profile: str, root: str | Path) -> pd.DataFrame:
+    """A profile's training records (:func:`cbp.experiments.verdicts.records`; empty before its runs)."""
+    return verdicts.records(CURRENT.folders(root)[profile])
 
 
 def _planned(profile: str) -> int | None:
@@ -28,12 +29,15 @@ def _planned(profile: str) -> int | None:
     return len(profiles[profile].arm_runs) if profile in profiles else None
 
 
+def _recorded(profile: str, have: int) -> str:
+    """``"N of M runs"``: ``have`` of the runs a profile plans (:func:`_planned`), or "not planned yet"."""
+    planned = _planned(profile)
+    return "not planned yet" if planned is None else f"{have} of {planned} runs"
+
+
 def _calibration_records(root: str | Path) -> pd.DataFrame:
     """Every calibration candidate's training records, one frame, with a ``candidate`` column."""
-    frames = [
-        verdicts.records(_folder(f"calib-{name}", root)).assign(candidate=name)
-        for name in study.CALIBRATION_CANDIDATES
-    ]
+    frames = [_records(f"calib-{name}", root).assign(candidate=name) for name in study.CALIBRATION_CANDIDATES]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -57,11 +61,9 @@ def phase_rows(root: str | Path = ".") -> pd.DataFrame:
         ("a6-schedule", "the length, the planned sd", length),
         (VERDICT_PROFILE, "the verdicts", None),
     ):
-        planned = _planned(profile)
-        recs = verdicts.records(_folder(profile, root))
-        total = "not planned yet" if planned is None else f"{len(recs)} of {planned} runs"
+        recs = _records(profile, root)
         done = f": {fixed}" if fixed else ""
-        rows.append((profile, what + done, total, recs.seconds.sum() / 3600))
+        rows.append((profile, what + done, _recorded(profile, len(recs)), recs.seconds.sum() / 3600))
     return pd.DataFrame(rows, columns=["phase", "fixes", "recorded", "hours"])
 
 
@@ -81,13 +83,13 @@ def premise_frame(root: str | Path = ".") -> pd.DataFrame:
 
 def verdict_records(root: str | Path = ".") -> pd.DataFrame:
     """The verdict runs' records (:func:`cbp.experiments.verdicts.records`; empty before they run)."""
-    return verdicts.records(_folder(VERDICT_PROFILE, root))
+    return _records(VERDICT_PROFILE, root)
 
 
 def schedule_records(root: str | Path = ".") -> pd.DataFrame:
     """The schedule check's records (``a6-schedule``, the tuning set; empty before they run): the set-up page
     hands the frame to :func:`schedule_frame` and :func:`power_table`, chapter 7 to :func:`verdict_frame`."""
-    return verdicts.records(_folder("a6-schedule", root))
+    return _records("a6-schedule", root)
 
 
 def verdict_frame(df: pd.DataFrame, tuning: pd.DataFrame) -> pd.DataFrame:
@@ -191,12 +193,10 @@ def cpu_line(runs: pd.DataFrame, out: pd.DataFrame) -> str:
 def pending_line(profile: str, root: str | Path = ".") -> str:
     """What a phase without records is waiting for: the values it needs, or its runs (with the command)."""
     needs = {"a6-tune": "the regime", "a6-schedule": "the tuned values", VERDICT_PROFILE: "the schedule"}
-    planned = _planned(profile)
-    if planned is None:
+    if _planned(profile) is None:
         return f"{profile}: not planned yet ({needs[profile]} is fixed first)"
-    have = len(verdicts.records(_folder(profile, root)))
     return (
-        f"{profile}: {have} of {planned} runs recorded; they run (and resume) with "
+        f"{profile}: {_recorded(profile, len(_records(profile, root)))} recorded; they run (and resume) with "
         f"`python -m cbp.experiments run ablations --profile {profile} --jobs 2`"
     )
 
@@ -206,37 +206,30 @@ def tuning_frame(root: str | Path = ".") -> pd.DataFrame:
     side tuned (baseline or CBP + OCCL), the setting, its final mIoU, mAcc and rarest-group F1 on the
     tuning set, and, once every setting has a record, ``chosen`` ("yes" on the values
     :func:`cbp.experiments.verdicts.tuned_values` picks). Empty before any record."""
-    df = verdicts.records(_folder("a6-tune", root))
-    settings = {t.name: t for t in study.TUNE_ARMS}
+    df = _records("a6-tune", root)
+    tried = df.arm.map({t.name: t for t in study.TUNE_ARMS})  # each record's TuneRun
     side = {"linear": "baseline", "cbp_occl": "CBP + OCCL"}
     out = pd.DataFrame(
         {
-            "tuned": df.arm.map(lambda a: side[settings[a].arm]),
-            "setting": df.arm.map(lambda a: settings[a].setting),
+            "tuned": tried.map(lambda t: side[t.arm]),
+            "setting": tried.map(lambda t: t.setting),
             "mIoU": df.mIoU,
             "mAcc": df.mAcc,
             "rarest-group F1": df.f1_rarest_group,
         }
     )
     if len(df) == len(study.TUNE_ARMS):
-        won = verdicts.tuned_values(df)
-        picked = {
-            "linear": {"head_lr_mult": won["head_lr_mult"]},
-            "cbp_occl": {"head_lr_mult": won["cbp_head_lr_mult"], "length": won["length"]},
-        }
-        out["chosen"] = [
-            "yes" if all(getattr(settings[a], k) == x for k, x in picked[settings[a].arm].items()) else ""
-            for a in df.arm
-        ]
-    order = {t.name: i for i, t in enumerate(study.TUNE_ARMS)}  # the budget's own order
-    return out.iloc[df.arm.map(order).argsort()].reset_index(drop=True)
+        won = verdicts.tuned_values(df)  # (head lr, T) of each side; the baseline has no T
+        picked = {"linear": (won["head_lr_mult"], None), "cbp_occl": (won["cbp_head_lr_mult"], won["length"])}
+        out["chosen"] = ["yes" if (t.head_lr_mult, t.length) == picked[t.arm] else "" for t in tried]
+    return out.iloc[tried.map(study.TUNE_ARMS.index).argsort()].reset_index(drop=True)  # the budget's order
 
 
 def tuning_sentence(root: str | Path = ".") -> str:
     """What the tuning budget chose and why, in one sentence computed from the ``a6-tune`` records."""
     table = tuning_frame(root)
     if "chosen" not in table:
-        return f"The tuning budget has {len(table)} of {len(study.TUNE_ARMS)} runs recorded; nothing is chosen yet."
+        return f"The tuning budget has {_recorded('a6-tune', len(table))} recorded; nothing is chosen yet."
     parts = []
     for side in ("baseline", "CBP + OCCL"):
         rows = table[table.tuned == side]
@@ -258,12 +251,10 @@ def schedule_sentence(check: pd.DataFrame) -> str:
     """The schedule check's outcome (``check``, :func:`schedule_frame`) in one sentence (item 3), or how
     many of its runs are recorded."""
     try:
-        iters = verdicts.schedule_length(check) if len(check) else None
-    except ValueError:
-        iters = None
-    if iters is None:
+        iters = verdicts.schedule_length(check)
+    except (ValueError, AttributeError):  # a run of the check is missing (all of them: no columns)
         done = int(check.seeds.sum()) if len(check) else 0
-        return f"The schedule check has {done} of {_planned('a6-schedule')} runs recorded."
+        return f"The schedule check has {_recorded('a6-schedule', done)} recorded."
     slow = check[~check.long_enough].arm.tolist()
     why = "every arm's seed mean gained less than its seed std over the last quarter"
     if slow:

@@ -25,7 +25,6 @@ def colorize(label: np.ndarray, palette: np.ndarray, ignore_color: Sequence[int]
 
 def _run_color(label: str) -> str:
     """The book's colour of a run, from its :func:`run_name` (CBP runs vs learnable ones)."""
-
     return CLASSIFIER_COLORS["cbp" if "CBP" in label else "learnable"]
 
 

@@ -125,8 +125,7 @@ class RunSpec:
     def run_dir(self, root: Path) -> Path:
         """The run directory: ``out_dir`` (relative to ``root``) or the default name under ``root/runs``."""
         if self.out_dir:
-            p = Path(self.out_dir)
-            return p if p.is_absolute() else root / p
+            return root / self.out_dir  # an absolute out_dir stays itself
         occl = "_occl" if self.occl else ""
         iters = f"{self.resolved_iters}it" if self.resolved_iters else "paper"
         name = f"{self.prefix}_{self.backbone}_{self.classifier}{occl}_{self.dataset}_{iters}_s{self.seed}"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cbp.book.analysis_tables import fmt
 from cbp.experiments import verdicts
 from cbp.experiments.current import HISTORY, Study
 from cbp.experiments.study import A6_ARMS, arm_label
@@ -29,21 +30,15 @@ def profile_records(name: str, profile: str, root: str | Path = ".") -> pd.DataF
     return verdicts.records(study(name).folders(root)[profile])
 
 
-def _order(arm: str) -> tuple[int, str]:
-    """The current study's arms first, in its order, then the others by name."""
-    return (A6_ARMS.index(arm), "") if arm in A6_ARMS else (len(A6_ARMS), arm)
-
-
 def arm_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every (regime, arm) of the records ``df``: its seeds, final mIoU and mAcc as mean ± std over seeds
-    (ddof 1) and each seed's mIoU. Means print with 2 decimals, as the page's test of superseded numbers
-    (:func:`cbp.experiments.current.superseded_arm_means`) reads them."""
+    (ddof 1, :func:`cbp.book.analysis_tables.fmt`) and each seed's mIoU. Means print with 2 decimals, as the
+    page's test of superseded numbers (:func:`cbp.experiments.current.superseded_arm_means`) reads them."""
     rows = []
     for (regime, arm), g in df.sort_values("seed").groupby(["regime", "arm"]):
         row = {"regime": regime, "arm": arm_label(arm), "seeds": len(g)}
-        for metric in ("mIoU", "mAcc"):
-            std = f" ± {g[metric].std(ddof=1):.2f}" if len(g) > 1 else ""
-            row[metric] = f"{g[metric].mean():.2f}{std}"
+        row |= {metric: fmt(g[metric].to_numpy()) for metric in ("mIoU", "mAcc")}
         row["mIoU per seed"] = ", ".join(f"{v:.2f}" for v in g.mIoU)
-        rows.append((regime, _order(arm), row))
+        order = (A6_ARMS.index(arm), "") if arm in A6_ARMS else (len(A6_ARMS), arm)
+        rows.append((regime, order, row))  # the current study's arms first, in its order; the others by name
     return pd.DataFrame([r for *_, r in sorted(rows, key=lambda r: (r[0], r[1]))])

@@ -54,18 +54,9 @@ def separability_table(
     cs: Mapping[str, np.ndarray], names: Mapping[str, str], *, decimals: int = 2
 ) -> pd.DataFrame:
     """Mean, std and mean absolute value of CS over the draws, one row per initialisation (rounded)."""
-    rows = [
-        {
-            "prototypes": names[init],
-            "init": init,
-            "CS mean": x.mean(),
-            "CS std": x.std(),
-            "|CS| mean": np.abs(x).mean(),
-        }
-        for init, x in cs.items()
-    ]
-    table = pd.DataFrame(rows).set_index("prototypes")
     numbers = ["CS mean", "CS std", "|CS| mean"]
+    rows = [(names[init], init, x.mean(), x.std(), np.abs(x).mean()) for init, x in cs.items()]
+    table = pd.DataFrame(rows, columns=["prototypes", "init", *numbers]).set_index("prototypes")
     table[numbers] = table[numbers].round(decimals) + 0.0  # + 0.0: no "-0.00"
     return table
 

@@ -90,19 +90,15 @@ def norm_correlations(runs: Sequence[Run], counts: np.ndarray, first_seed: int =
         counts: (N,) training samples per class (the same for every run).
         first_seed: seed of ``runs[0]`` (run r has seed ``first_seed + r``).
     """
-    log_n = np.log(counts)
-    rows = []
-    for r, run in enumerate(runs):
-        norms = run["history"][-1]["norms"]
-        rows.append(
-            {
-                "run (seed)": first_seed + r,
-                "Pearson(norm, log n)": stats.pearsonr(norms, log_n)[0],
-                "Spearman(norm, n)": stats.spearmanr(norms, counts)[0],
-                "Pearson(bias, log n)": stats.pearsonr(run["bias"], log_n)[0],
-            }
-        )
-    return pd.DataFrame(rows)
+    log_n, norms = np.log(counts), [run["history"][-1]["norms"] for run in runs]
+    return pd.DataFrame(
+        {
+            "run (seed)": range(first_seed, first_seed + len(runs)),
+            "Pearson(norm, log n)": [stats.pearsonr(n, log_n)[0] for n in norms],
+            "Spearman(norm, n)": [stats.spearmanr(n, counts)[0] for n in norms],
+            "Pearson(bias, log n)": [stats.pearsonr(run["bias"], log_n)[0] for run in runs],
+        }
+    )
 
 
 def plot_against_frequency(
@@ -261,20 +257,17 @@ def plot_recall_vs_frequency(
 
 def recall_summary(runs: Mapping[str, Sequence[Run]], tail: int = 4) -> pd.DataFrame:
     """Per head: mAcc (mean, std over runs) and mean recall of the ``tail`` rarest and most frequent classes."""
-    rows = []
-    for kind, group in runs.items():
-        rec = np.stack([run["recall"] for run in group])  # (runs, N), classes by decreasing frequency
-        macc = [run["mAcc"] for run in group]
-        rows.append(
-            {
-                "classifier": kind,
-                "mAcc (%)": np.mean(macc),
-                "mAcc std": np.std(macc),
-                f"recall, {tail} rarest (%)": rec[:, -tail:].mean(),
-                f"recall, {tail} most frequent (%)": rec[:, :tail].mean(),
-            }
-        )
-    return pd.DataFrame(rows)
+    macc = [[run["mAcc"] for run in group] for group in runs.values()]
+    rec = [np.stack([run["recall"] for run in group]) for group in runs.values()]  # (runs, N), frequent first
+    return pd.DataFrame(
+        {
+            "classifier": list(runs),
+            "mAcc (%)": [np.mean(m) for m in macc],
+            "mAcc std": [np.std(m) for m in macc],
+            f"recall, {tail} rarest (%)": [r[:, -tail:].mean() for r in rec],
+            f"recall, {tail} most frequent (%)": [r[:, :tail].mean() for r in rec],
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------

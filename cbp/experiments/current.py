@@ -69,11 +69,7 @@ def superseded_arm_means(root: str | Path = ".") -> set[str]:
     out: set[str] = set()
     for study in HISTORY:
         for folder in study.folders(root).values():
-            df = verdicts.records(folder)
-            if df.empty:
-                continue
+            df = verdicts.records(folder)  # an empty folder has no arms
             arms = df.run.str.replace(r"-s\d+$", "", regex=True)  # regime-arm[-variant], without the seed
-            for _, g in df.groupby(arms):
-                for metric in ("mIoU", "mAcc"):
-                    out.add(f"{float(np.mean(g[metric])):.2f}")
+            out.update(f"{float(np.mean(g[m])):.2f}" for _, g in df.groupby(arms) for m in ("mIoU", "mAcc"))
     return out

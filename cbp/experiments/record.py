@@ -89,12 +89,11 @@ def record_embed(run: Run) -> dict[str, Any]:
     emb = torch.load(run.artefact, map_location="cpu", weights_only=True)
     root = next(c.split("=", 1)[1] for c in run.command if c.startswith("--data.root="))
     meta = trained_runs.load_meta(root)
-    groups = trained_runs.meta_groups(meta)
     return {
         "embeddings": {
             "file": run.artefact,
             "shape": list(emb.shape),
-            "group_cosine": analysis.group_cosines(emb, groups),
+            "group_cosine": analysis.group_cosines(emb, trained_runs.meta_groups(meta)),
             "class_separability": analysis.class_separability(emb),
         },
         "data": {"root": root, **set_facts(meta, "num_classes")},

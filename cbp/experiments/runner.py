@@ -247,13 +247,9 @@ def check_data(run: Run, runs: list[Run], study: str, profile: str, root: str = 
     """
     from cbp.data.synthetic import FINGERPRINT_PARTS, VERSION, compare_fingerprints, read_meta
 
-    by_name = {r.name: r for r in runs}
     names = with_dependencies(runs, {run.name})
     problems = []
-    for name in sorted(names):
-        step = by_name[name]
-        if step.kind != "data":
-            continue
+    for step in sorted((r for r in runs if r.name in names and r.kind == "data"), key=lambda r: r.name):
         folder = Path(step.artefact).parent
         meta = read_meta(folder)
         if meta is None:

@@ -759,15 +759,9 @@ def steps(p: Profile, base: Path) -> list[Run]:
 
 def train_run(p: Profile, run: ArmRun, base: Path) -> Run:
     """The :class:`Run` of one training run: its command, its folder and the steps it needs."""
-    deps = (
-        "data",
-        *(("encoder",) if run.regime == "pretrained" else ()),
-        *(("embed",) if run.embeddings else ()),
-    )
-    command = run_command(p, run, base)
-    return Run(
-        run.name, "train", command, str(base / run.name), run.table, run.arm, run.regime, run.seed, deps=deps
-    )
+    deps = ("data", *["encoder"] * (run.regime == "pretrained"), *["embed"] * run.embeddings)
+    command, folder = run_command(p, run, base), str(base / run.name)
+    return Run(run.name, "train", command, folder, run.table, run.arm, run.regime, run.seed, deps=deps)
 
 
 def plan(study: str = "ablations", profile: str = "default", runs_root: str = "runs") -> list[Run]:
@@ -786,7 +780,6 @@ def plan(study: str = "ablations", profile: str = "default", runs_root: str = "r
         if run.embeddings and embed not in runs:
             runs.append(embed)
         runs.append(train_run(p, run, base))
-    if p.seed_major:  # stable: within a seed, the profile's order
-        train = sorted((r for r in runs if r.kind == "train"), key=lambda r: r.seed)
-        runs = [r for r in runs if r.kind != "train"] + train
+    if p.seed_major:  # the steps first, then seed by seed (stable: within a seed, the profile's order)
+        runs.sort(key=lambda r: (r.kind == "train", r.seed))
     return runs

@@ -13,7 +13,7 @@ one-sample t-test p-value; Holm's correction within the claim's family.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 
@@ -112,9 +112,7 @@ CLAIMS: tuple[Claim, ...] = (
 #: Item 2's lr-swap control: Table 3's claims again, every arm at CBP + OCCL's own head lr (the arms
 #: ``<arm>_lrswap``), as a Holm family of their own. Judged only where the control ran.
 LRSWAP_CLAIMS: tuple[Claim, ...] = tuple(
-    Claim(
-        f"{c.key}_lrswap", "T3 at CBP + OCCL's lr", f"{c.a}_lrswap", f"{c.b}_lrswap", c.kind, c.text, c.paper
-    )
+    replace(c, key=f"{c.key}_lrswap", family="T3 at CBP + OCCL's lr", a=f"{c.a}_lrswap", b=f"{c.b}_lrswap")
     for c in CLAIMS
     if c.family == "T3"
 )
@@ -214,8 +212,7 @@ def cpu_class(model: str) -> str:
 def pairs(df: pd.DataFrame, a: str, b: str, metric: str = "mIoU") -> tuple[np.ndarray, list[int], list[int]]:
     """``a_s - b_s`` for every seed both arms finished on one CPU model (or two :data:`ALIKE`), in seed
     order; those seeds; and the seeds whose runs ran on models that differ (left out, amendment 6 item 7)."""
-    va = df[df.arm == a].set_index("seed")
-    vb = df[df.arm == b].set_index("seed")
+    va, vb = (df[df.arm == arm].set_index("seed") for arm in (a, b))
     common = sorted(set(va.index) & set(vb.index))
     model = {m: cpu_class(m) for m in df.cpu_model}
     mixed = [s for s in common if model[va.at[s, "cpu_model"]] != model[vb.at[s, "cpu_model"]]]
