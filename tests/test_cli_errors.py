@@ -582,3 +582,30 @@ def test_a_closed_stdout_pipe_is_not_a_bug() -> None:
         err = p.stderr.read()
         rc = p.wait(timeout=120)
     assert rc == 141 and err == "", err
+
+
+@pytest.mark.parametrize("world_size", ["2", "1"])
+def test_stop_flag_leaves_sigterm_ignored_when_a_torchrun_rank_exits_on_an_error(
+    world_size: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rank that leaves the training loop on an exception under torchrun (its peer died) is exiting, and
+    torchrun SIGTERMs the survivors at once: between the loop and its one-line message SIGTERM must stay
+    ignored, or it kills the rank with no message (the race of the rank0-killed test above). Outside
+    torchrun, and on a normal exit, the handler found before comes back."""
+    import signal
+
+    from cbp.engine.process import StopFlag
+
+    monkeypatch.setenv("WORLD_SIZE", world_size)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with StopFlag():
+            assert signal.getsignal(signal.SIGTERM) not in (before, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) == before  # a normal exit restores
+        with pytest.raises(RuntimeError), StopFlag():
+            raise RuntimeError("Connection closed by peer")
+        expected = signal.SIG_IGN if world_size == "2" else before
+        assert signal.getsignal(signal.SIGTERM) == expected
+        assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # Ctrl-C still works
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -87,6 +87,10 @@ class StopFlag:
                 pass
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        # Under torchrun a rank that leaves the loop on an exception (its peer died, a bug) is exiting, and
+        # torchrun SIGTERMs the survivors: SIGTERM stays ignored so that it cannot kill this rank before
+        # it says why in one line (cbp.engine.errors.run_cli). Otherwise the handlers it found come back.
+        exiting = exc is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1
         for s, h in self._old.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if exiting and s == signal.SIGTERM else h)
