@@ -73,8 +73,8 @@ PAPER_TAU = 0.07
 PAPER_ABLATION = Hparams(lam=1.0, phi=0.3, length=2.0)
 PAPER_ABLATION_ITERS = 40_000
 
-#: The paper's SegFormer recipe (mmsegmentation's): decoder and classifier at this multiple of the
-#: encoder's learning rate.
+#: The multiple of the encoder's learning rate at which the decoder and the classifier train, in the
+#: paper's SegFormer recipe, which is mmsegmentation's.
 PAPER_HEAD_LR_MULT = 10
 
 #: Training images and classes of each dataset of Table 1, as Section 4.1 gives them.
